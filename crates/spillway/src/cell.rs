@@ -1,0 +1,276 @@
+//! The hand-off between one job and its [`JobHandle`](crate::JobHandle).
+//!
+//! Both sides share one small state machine behind a mutex. The job side reports how the job
+//! ended; the handle side waits for that, or gives up (drop, [`abort`]), or lets go ([`detach`]).
+//! Whatever the interleaving, the handle sees exactly one result and the job learns of a
+//! cancellation at its next poll: the handle wakes the job's task when it cancels.
+//!
+//! [`abort`]: crate::JobHandle::abort
+//! [`detach`]: crate::JobHandle::detach
+
+use std::task::{Poll, Waker};
+
+use crate::error::JobError;
+use crate::sync::{Mutex, lock};
+
+pub(crate) struct Cell<T> {
+    state: Mutex<State<T>>,
+}
+
+struct State<T> {
+    handle: Handle,
+    /// The job side has reported its end.
+    finished: bool,
+    /// The result, until the handle takes it.
+    result: Option<Result<T, JobError>>,
+    /// The handle took its result already.
+    delivered: bool,
+    handle_waker: Option<Waker>,
+    job_waker: Option<Waker>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handle {
+    /// Someone holds the handle and wants the result.
+    Attached,
+    /// The handle was detached: run to completion, nobody listens.
+    Detached,
+    /// The handle was dropped or aborted: stop the job at its next poll.
+    Cancelled,
+}
+
+fn replace_waker(slot: &mut Option<Waker>, waker: &Waker) {
+    match slot {
+        Some(existing) if existing.will_wake(waker) => {}
+        _ => *slot = Some(waker.clone()),
+    }
+}
+
+impl<T> Cell<T> {
+    pub(crate) fn new() -> Self {
+        Cell {
+            state: Mutex::new(State {
+                handle: Handle::Attached,
+                finished: false,
+                result: None,
+                delivered: false,
+                handle_waker: None,
+                job_waker: None,
+            }),
+        }
+    }
+
+    // ---- job side ----
+
+    /// Whether the job should stop. With a waker, also arranges for the job to be woken if the
+    /// handle cancels later.
+    pub(crate) fn is_cancelled(&self, waker: Option<&Waker>) -> bool {
+        let mut state = lock(&self.state);
+        if state.handle == Handle::Cancelled {
+            return true;
+        }
+        if let Some(waker) = waker {
+            replace_waker(&mut state.job_waker, waker);
+        }
+        false
+    }
+
+    /// Reports how the job ended. The first report wins; a handle that is gone or already has
+    /// its result (abort) ignores it.
+    pub(crate) fn finish(&self, result: Result<T, JobError>) {
+        let mut state = lock(&self.state);
+        if state.finished {
+            return;
+        }
+        state.finished = true;
+        state.job_waker = None;
+        if state.handle != Handle::Attached || state.result.is_some() {
+            drop(state);
+            drop(result); // user values are dropped outside the lock
+            return;
+        }
+        state.result = Some(result);
+        let waker = state.handle_waker.take();
+        drop(state);
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    // ---- handle side ----
+
+    pub(crate) fn poll_result(&self, waker: &Waker) -> Poll<Result<T, JobError>> {
+        let mut state = lock(&self.state);
+        if let Some(result) = state.result.take() {
+            state.delivered = true;
+            return Poll::Ready(result);
+        }
+        assert!(!state.delivered, "JobHandle polled after it returned its result");
+        replace_waker(&mut state.handle_waker, waker);
+        Poll::Pending
+    }
+
+    /// Cancels the job; the handle resolves to `Cancelled` at once unless the job had already
+    /// ended.
+    pub(crate) fn abort(&self) {
+        let mut state = lock(&self.state);
+        if state.finished || state.delivered || state.handle != Handle::Attached {
+            return;
+        }
+        state.handle = Handle::Cancelled;
+        state.result = Some(Err(JobError::Cancelled));
+        let job = state.job_waker.take();
+        let handle = state.handle_waker.take();
+        drop(state);
+        job.into_iter().chain(handle).for_each(Waker::wake);
+    }
+
+    /// The handle goes away without detaching: cancel the job unless it already ended.
+    pub(crate) fn drop_handle(&self) {
+        let mut state = lock(&self.state);
+        let result = state.result.take();
+        let job = if state.handle == Handle::Attached && !state.finished {
+            state.handle = Handle::Cancelled;
+            state.job_waker.take()
+        } else {
+            None
+        };
+        drop(state);
+        drop(result);
+        if let Some(waker) = job {
+            waker.wake();
+        }
+    }
+
+    /// The handle goes away and the job keeps running.
+    pub(crate) fn detach(&self) {
+        let mut state = lock(&self.state);
+        if state.handle == Handle::Attached {
+            state.handle = Handle::Detached;
+        }
+        let result = state.result.take();
+        drop(state);
+        drop(result);
+    }
+
+    pub(crate) fn is_finished(&self) -> bool {
+        let state = lock(&self.state);
+        state.finished || state.result.is_some() || state.delivered
+    }
+}
+
+#[cfg(all(test, spillway_loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// The handle is dropped while the job finishes: the job either completes (and the value is
+    /// dropped, nobody listens) or sees the cancellation; never both, never neither.
+    #[test]
+    fn loom_drop_races_finish() {
+        loom::model(|| {
+            let cell = Arc::new(Cell::<u32>::new());
+            let job = {
+                let cell = cell.clone();
+                thread::spawn(move || {
+                    if cell.is_cancelled(Some(Waker::noop())) {
+                        cell.finish(Err(JobError::Cancelled));
+                        false
+                    } else {
+                        cell.finish(Ok(1));
+                        true
+                    }
+                })
+            };
+            cell.drop_handle();
+            let _ran = job.join().unwrap();
+            assert!(cell.is_finished());
+            let state = lock(&cell.state);
+            assert!(state.result.is_none(), "a dropped handle must not keep a result");
+        });
+    }
+
+    /// Abort races completion: the handle gets exactly one result, `Ok` or `Cancelled`.
+    #[test]
+    fn loom_abort_races_finish() {
+        loom::model(|| {
+            let cell = Arc::new(Cell::<u32>::new());
+            let job = {
+                let cell = cell.clone();
+                thread::spawn(move || cell.finish(Ok(7)))
+            };
+            cell.abort();
+            job.join().unwrap();
+            match cell.poll_result(Waker::noop()) {
+                Poll::Ready(Ok(7)) | Poll::Ready(Err(JobError::Cancelled)) => {}
+                other => panic!("unexpected result {other:?}"),
+            }
+        });
+    }
+
+    /// Detach races completion: the job's result is never delivered and the job is never told to
+    /// stop.
+    #[test]
+    fn loom_detach_never_cancels() {
+        loom::model(|| {
+            let cell = Arc::new(Cell::<u32>::new());
+            let job = {
+                let cell = cell.clone();
+                thread::spawn(move || {
+                    let cancelled = cell.is_cancelled(None);
+                    cell.finish(Ok(1));
+                    cancelled
+                })
+            };
+            cell.detach();
+            cell.drop_handle();
+            assert!(!job.join().unwrap(), "a detached job was cancelled");
+        });
+    }
+}
+
+#[cfg(all(test, not(spillway_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_is_delivered_once() {
+        let cell = Cell::new();
+        assert!(cell.poll_result(Waker::noop()).is_pending());
+        cell.finish(Ok(5));
+        cell.finish(Err(JobError::Abandoned)); // ignored: the first report wins
+        assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(5)));
+    }
+
+    #[test]
+    fn abort_resolves_at_once_and_cancels_job() {
+        let cell = Cell::<()>::new();
+        cell.abort();
+        assert!(cell.is_cancelled(None));
+        assert_eq!(
+            cell.poll_result(Waker::noop()),
+            Poll::Ready(Err(JobError::Cancelled))
+        );
+    }
+
+    #[test]
+    fn abort_after_finish_keeps_the_result() {
+        let cell = Cell::new();
+        cell.finish(Ok(1));
+        cell.abort();
+        assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(1)));
+    }
+
+    #[test]
+    fn drop_cancels_but_detach_does_not() {
+        let dropped = Cell::<()>::new();
+        dropped.drop_handle();
+        assert!(dropped.is_cancelled(None));
+
+        let detached = Cell::<()>::new();
+        detached.detach();
+        detached.drop_handle();
+        assert!(!detached.is_cancelled(None));
+    }
+}

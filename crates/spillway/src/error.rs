@@ -1,0 +1,245 @@
+//! Small error types, one per operation.
+//!
+//! Every rejection gives the submitted future back (`into_inner`), and no `Debug` output prints
+//! the payload, so that a shed job can be retried, answered or logged without cloning it.
+
+use std::fmt;
+
+/// `try_submit` could not admit the job. The job is returned untouched.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use spillway::{Pool, TrySubmitError};
+///
+/// let pool = Pool::builder().queue_capacity(1).max_workers(1).build().unwrap();
+/// pool.close();
+/// match pool.try_submit(async { 1 }) {
+///     Err(TrySubmitError::Closed(job)) => assert_eq!(job.await, 1), // we still own the job
+///     _ => unreachable!(),
+/// }
+/// # }
+/// ```
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum TrySubmitError<F> {
+    /// The queue holds `queue_capacity` jobs already.
+    Full(F),
+    /// The pool was closed or shut down.
+    Closed(F),
+}
+
+impl<F> TrySubmitError<F> {
+    /// Takes the job back.
+    pub fn into_inner(self) -> F {
+        match self {
+            TrySubmitError::Full(job) | TrySubmitError::Closed(job) => job,
+        }
+    }
+
+    /// Whether the queue was full (as opposed to the pool being closed).
+    pub fn is_full(&self) -> bool {
+        matches!(self, TrySubmitError::Full(_))
+    }
+
+    /// Whether the pool was closed.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, TrySubmitError::Closed(_))
+    }
+}
+
+impl<F> fmt::Debug for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySubmitError::Full(_) => f.write_str("Full(..)"),
+            TrySubmitError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<F> fmt::Display for TrySubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TrySubmitError::Full(_) => f.write_str("queue full"),
+            TrySubmitError::Closed(_) => f.write_str("pool closed"),
+        }
+    }
+}
+
+impl<F> std::error::Error for TrySubmitError<F> {}
+
+/// `submit` could not admit the job because the pool closed. The job is returned untouched.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub struct SubmitError<F>(pub F);
+
+impl<F> SubmitError<F> {
+    /// Takes the job back.
+    pub fn into_inner(self) -> F {
+        self.0
+    }
+}
+
+impl<F> fmt::Debug for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SubmitError(..)")
+    }
+}
+
+impl<F> fmt::Display for SubmitError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("pool closed")
+    }
+}
+
+impl<F> std::error::Error for SubmitError<F> {}
+
+/// `submit_timeout` could not admit the job in time, or the pool closed. The job is returned.
+#[derive(PartialEq, Eq, Clone, Copy)]
+pub enum SubmitTimeoutError<F> {
+    /// The queue stayed full for the whole timeout.
+    Timeout(F),
+    /// The pool was closed or shut down.
+    Closed(F),
+}
+
+impl<F> SubmitTimeoutError<F> {
+    /// Takes the job back.
+    pub fn into_inner(self) -> F {
+        match self {
+            SubmitTimeoutError::Timeout(job) | SubmitTimeoutError::Closed(job) => job,
+        }
+    }
+
+    /// Whether the wait timed out (as opposed to the pool being closed).
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, SubmitTimeoutError::Timeout(_))
+    }
+}
+
+impl<F> fmt::Debug for SubmitTimeoutError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitTimeoutError::Timeout(_) => f.write_str("Timeout(..)"),
+            SubmitTimeoutError::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
+}
+
+impl<F> fmt::Display for SubmitTimeoutError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SubmitTimeoutError::Timeout(_) => f.write_str("queue full until the timeout"),
+            SubmitTimeoutError::Closed(_) => f.write_str("pool closed"),
+        }
+    }
+}
+
+impl<F> std::error::Error for SubmitTimeoutError<F> {}
+
+/// Why an admitted job produced no value. Returned by awaiting a [`JobHandle`](crate::JobHandle).
+///
+/// Each admitted job ends in exactly one outcome, and each outcome has a counter in
+/// [`Snapshot`](crate::Snapshot): a value (`completed`) or one of these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum JobError {
+    /// The job panicked; the pool caught it and its worker kept serving. Holds the panic message.
+    Panicked(String),
+    /// The handle was dropped or aborted before the job finished.
+    Cancelled,
+    /// The job waited in the queue longer than the pool's `queue_timeout` and was not run.
+    Expired,
+    /// Shutdown's deadline passed before the job could finish, so it was dropped.
+    Abandoned,
+}
+
+impl JobError {
+    /// The panic message, if the job panicked.
+    pub fn panic_message(&self) -> Option<&str> {
+        match self {
+            JobError::Panicked(message) => Some(message),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JobError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JobError::Panicked(message) => write!(f, "job panicked: {message}"),
+            JobError::Cancelled => f.write_str("job cancelled"),
+            JobError::Expired => f.write_str("job expired in the queue"),
+            JobError::Abandoned => f.write_str("job abandoned at shutdown"),
+        }
+    }
+}
+
+impl std::error::Error for JobError {}
+
+/// A setting given to [`Builder`](crate::Builder) is invalid, or no runtime is available.
+///
+/// The message names the setting, the value given and what is allowed:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let err = spillway::Pool::builder().min_workers(8).max_workers(2).build().unwrap_err();
+/// assert_eq!(err.setting(), "min_workers");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid min_workers = 8: must be at most max_workers (2)"
+/// );
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BuildError {
+    setting: &'static str,
+    value: String,
+    allowed: String,
+}
+
+impl BuildError {
+    pub(crate) fn invalid(
+        setting: &'static str,
+        value: impl fmt::Display,
+        allowed: impl Into<String>,
+    ) -> Self {
+        BuildError {
+            setting,
+            value: value.to_string(),
+            allowed: allowed.into(),
+        }
+    }
+
+    pub(crate) fn no_runtime() -> Self {
+        BuildError {
+            setting: "runtime",
+            value: "none".into(),
+            allowed: "call build() from inside a tokio runtime, or pass one with Builder::runtime"
+                .into(),
+        }
+    }
+
+    /// The setting at fault, as named on [`Builder`](crate::Builder) (`"runtime"` when no tokio
+    /// runtime was available).
+    pub fn setting(&self) -> &'static str {
+        self.setting
+    }
+}
+
+impl fmt::Display for BuildError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.setting == "runtime" {
+            write!(f, "no tokio runtime: {}", self.allowed)
+        } else {
+            write!(
+                f,
+                "invalid {} = {}: {}",
+                self.setting, self.value, self.allowed
+            )
+        }
+    }
+}
+
+impl std::error::Error for BuildError {}

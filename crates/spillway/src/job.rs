@@ -1,0 +1,216 @@
+//! A submitted future, type-erased for the queue, and the handle its submitter keeps.
+
+use std::any::Any;
+use std::fmt;
+use std::future::Future;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use pin_project_lite::pin_project;
+
+use crate::cell::Cell;
+use crate::error::JobError;
+use crate::metrics::Outcome;
+use crate::sync::Arc;
+
+/// A queued job, seen by a worker.
+pub(crate) trait Job: Send {
+    fn admitted_at(&self) -> Instant;
+
+    /// Runs the job until it ends. Checks for cancellation before each poll of the body, so a
+    /// job whose handle is gone never starts, and a running one stops at its next poll.
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome>;
+
+    /// Ends the job without running (more of) it.
+    fn fail(self: Pin<&mut Self>, error: JobError);
+}
+
+pub(crate) type BoxJob = Pin<Box<dyn Job>>;
+
+pin_project! {
+    struct Task<F: Future> {
+        #[pin]
+        future: F,
+        cell: Arc<Cell<F::Output>>,
+        admitted_at: Instant,
+        done: bool,
+    }
+
+    impl<F: Future> PinnedDrop for Task<F> {
+        fn drop(this: Pin<&mut Self>) {
+            // Dropped before it ended: its worker was stopped by a shutdown deadline, or the
+            // runtime went away. Either way the job was abandoned.
+            let this = this.project();
+            if !*this.done {
+                this.cell.finish(Err(JobError::Abandoned));
+            }
+        }
+    }
+}
+
+fn panic_message(payload: &(dyn Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    }
+}
+
+impl<F> Job for Task<F>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    fn admitted_at(&self) -> Instant {
+        self.admitted_at
+    }
+
+    fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
+        let mut this = self.project();
+        if *this.done {
+            return Poll::Ready(Outcome::Cancelled);
+        }
+        if this.cell.is_cancelled(Some(cx.waker())) {
+            *this.done = true;
+            this.cell.finish(Err(JobError::Cancelled));
+            return Poll::Ready(Outcome::Cancelled);
+        }
+        match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(value)) => {
+                *this.done = true;
+                this.cell.finish(Ok(value));
+                Poll::Ready(Outcome::Completed)
+            }
+            Err(payload) => {
+                *this.done = true;
+                this.cell
+                    .finish(Err(JobError::Panicked(panic_message(&*payload))));
+                Poll::Ready(Outcome::Panicked)
+            }
+        }
+    }
+
+    fn fail(self: Pin<&mut Self>, error: JobError) {
+        let this = self.project();
+        *this.done = true;
+        this.cell.finish(Err(error));
+    }
+}
+
+/// Boxes `future` for the queue and makes its handle.
+pub(crate) fn new<F>(future: F, admitted_at: Instant) -> (BoxJob, JobHandle<F::Output>)
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let cell = Arc::new(Cell::new());
+    let task = Box::pin(Task {
+        future,
+        cell: cell.clone(),
+        admitted_at,
+        done: false,
+    });
+    (task, JobHandle { cell })
+}
+
+/// The submitter's side of an admitted job: await it for the job's result.
+///
+/// A `JobHandle` resolves to `Ok(value)` when the job returns, or to a [`JobError`] saying why it
+/// did not: it panicked, it was cancelled, it expired in the queue, or a shutdown abandoned it.
+///
+/// **Dropping the handle cancels the job**: a queued job never runs, and a running one is dropped
+/// at its next `.await` (its task is woken for that at once). Use [`detach`](Self::detach) to let
+/// it finish without anyone waiting, as Go's fire-and-forget `Submit`. Either way the job's
+/// lifetime is the pool's business, never the submitter's scope: a request handler that returns
+/// does not cancel a detached job (the Go original cancels accepted jobs when the submitting
+/// handler's context ends).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use spillway::{JobError, Pool};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// let handle = pool.submit(async { 6 * 7 }).await.unwrap();
+/// assert_eq!(handle.await, Ok(42));
+///
+/// let handle = pool.submit(async { panic!("boom") }).await.unwrap();
+/// assert_eq!(handle.await, Err(JobError::Panicked("boom".into())));
+/// # }
+/// ```
+///
+/// # Panics
+///
+/// Polling the handle again after it returned its result panics, as for any future.
+pub struct JobHandle<T> {
+    cell: Arc<Cell<T>>,
+}
+
+impl<T> JobHandle<T> {
+    /// Lets the job run to completion with nobody waiting for it; its result is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let (tx, rx) = tokio::sync::oneshot::channel();
+    /// pool.submit(async move { tx.send("done").unwrap() }).await.unwrap().detach();
+    /// assert_eq!(rx.await, Ok("done"));
+    /// # }
+    /// ```
+    pub fn detach(self) {
+        self.cell.detach();
+    }
+
+    /// Cancels the job: if it has not ended yet, it will not run (further), and this handle
+    /// resolves to [`JobError::Cancelled`] at once.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use spillway::JobError;
+    ///
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let handle = pool.submit(std::future::pending::<()>()).await.unwrap();
+    /// handle.abort();
+    /// assert_eq!(handle.await, Err(JobError::Cancelled));
+    /// # }
+    /// ```
+    pub fn abort(&self) {
+        self.cell.abort();
+    }
+
+    /// Whether the job has ended (its result may still be waiting in this handle).
+    pub fn is_finished(&self) -> bool {
+        self.cell.is_finished()
+    }
+}
+
+impl<T> Future for JobHandle<T> {
+    type Output = Result<T, JobError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.cell.poll_result(cx.waker())
+    }
+}
+
+impl<T> Drop for JobHandle<T> {
+    fn drop(&mut self) {
+        self.cell.drop_handle();
+    }
+}
+
+impl<T> fmt::Debug for JobHandle<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobHandle")
+            .field("finished", &self.is_finished())
+            .finish()
+    }
+}

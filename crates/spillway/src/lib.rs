@@ -1,0 +1,65 @@
+//! A bounded, adaptive worker pool for tokio that sheds load explicitly.
+//!
+//! A spillway lets a dam shed water it cannot hold instead of breaking. `spillway` lets a service
+//! shed work it cannot finish instead of eating memory until the OS kills it: jobs go through a
+//! bounded queue to a bounded, adaptive set of worker tasks, and when both are full a submission
+//! is refused at once (or waits, with a deadline if you like) and the job is handed back to you.
+//!
+//! * **Bounded**: at most `queue_capacity` jobs wait and at most `max_workers` run.
+//! * **Adaptive**: workers start as soon as queued jobs find none idle, and retire after
+//!   `idle_timeout`; the scaling policy is a pure function ([`Builder::scale_up_threshold`]).
+//! * **Explicit backpressure**: [`Pool::try_submit`] fails fast without allocating, and never while
+//!   there is room; [`Pool::submit`] and [`Pool::submit_timeout`] wait.
+//! * **Typed results and cancellation**: a [`JobHandle`] resolves to the job's value or a
+//!   [`JobError`]; dropping it cancels the job, [`JobHandle::detach`] lets it run on.
+//! * **Panic isolation**: a panicking job is reported to its handle; its worker keeps serving.
+//! * **Accounted shutdown**: [`Pool::shutdown`] drains until a deadline, then abandons, and reports
+//!   both counts; every admitted job ends in exactly one counted outcome ([`Snapshot`]).
+//! * **Metrics**: [`Pool::metrics`] gives counters and latency percentiles (queue wait, run time,
+//!   and the total the caller waits); with the `prometheus` feature (default)
+//!   [`Pool::register_metrics`] exports them through `prometheus-client`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::time::Duration;
+//! use spillway::{Pool, TrySubmitError};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let pool = Pool::builder()
+//!     .max_workers(64)
+//!     .queue_capacity(1_000)
+//!     .queue_timeout(Duration::from_millis(500))
+//!     .build()
+//!     .expect("valid settings");
+//!
+//! let handle = match pool.try_submit(async { 2 + 2 }) {
+//!     Ok(handle) => handle,
+//!     Err(TrySubmitError::Full(_job)) => return, // shed: answer "busy", retry later...
+//!     Err(TrySubmitError::Closed(_job)) => return,
+//! };
+//! assert_eq!(handle.await, Ok(4));
+//!
+//! let report = pool.shutdown(Duration::from_secs(5)).await;
+//! assert_eq!(report.abandoned, 0);
+//! # }
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod builder;
+mod cell;
+mod error;
+mod job;
+mod metrics;
+mod pool;
+mod queue;
+mod scaler;
+mod sync;
+mod worker;
+
+pub use builder::Builder;
+pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
+pub use job::JobHandle;
+pub use metrics::{Latency, Snapshot};
+pub use pool::{Pool, ShutdownReport};

@@ -1,0 +1,417 @@
+//! Counters, latency histograms, [`Snapshot`], and Prometheus export.
+//!
+//! Recording is cheap and nearly contention-free: each counter sits on its own cache line and is
+//! bumped with one relaxed `fetch_add`; latencies go into HDR histograms sharded by OS thread, so a
+//! tokio worker thread only ever takes its own, uncontended lock (one per job, for all three
+//! timings). Reading ([`Snapshot`]) merges the shards.
+
+use std::cell::Cell;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+use hdrhistogram::Histogram;
+
+use crate::sync::lock_std as lock;
+
+/// Highest latency the histograms resolve (one hour); longer ones count as one hour.
+const MAX_NANOS: u64 = 3_600 * 1_000_000_000;
+
+#[derive(Debug, Default)]
+pub(crate) struct Counter(CachePadded<AtomicU64>);
+
+impl Counter {
+    pub(crate) fn inc(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// How a job that reached a worker ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Timings {
+    pub(crate) queue_wait: Histogram<u64>,
+    pub(crate) run: Histogram<u64>,
+    pub(crate) total: Histogram<u64>,
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, MAX_NANOS, 2).expect("static histogram bounds are valid")
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl Timings {
+    fn new() -> Self {
+        Timings {
+            queue_wait: histogram(),
+            run: histogram(),
+            total: histogram(),
+        }
+    }
+
+    fn add(&mut self, other: &Timings) {
+        // Same bounds on both sides: adding cannot fail.
+        let _ = self.queue_wait.add(&other.queue_wait);
+        let _ = self.run.add(&other.run);
+        let _ = self.total.add(&other.total);
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    pub(crate) submitted: Counter,
+    pub(crate) completed: Counter,
+    pub(crate) panicked: Counter,
+    pub(crate) cancelled: Counter,
+    pub(crate) expired: Counter,
+    pub(crate) abandoned: Counter,
+    pub(crate) rejected_full: Counter,
+    pub(crate) rejected_closed: Counter,
+    shards: Box<[CachePadded<Mutex<Timings>>]>,
+}
+
+static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static SHARD: Cell<usize> = Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed));
+}
+
+impl Metrics {
+    pub(crate) fn new() -> Self {
+        let shards = std::thread::available_parallelism()
+            .map_or(4, usize::from)
+            .clamp(1, 16);
+        Metrics {
+            submitted: Counter::default(),
+            completed: Counter::default(),
+            panicked: Counter::default(),
+            cancelled: Counter::default(),
+            expired: Counter::default(),
+            abandoned: Counter::default(),
+            rejected_full: Counter::default(),
+            rejected_closed: Counter::default(),
+            shards: (0..shards)
+                .map(|_| CachePadded::new(Mutex::new(Timings::new())))
+                .collect(),
+        }
+    }
+
+    /// Counts a job that reached a worker, and its timings. `run` is `None` when the job body
+    /// did not finish (expired, cancelled): then only its queue wait is recorded.
+    pub(crate) fn record(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
+        {
+            let shard = SHARD.with(Cell::get) % self.shards.len();
+            let mut timings = lock(&self.shards[shard]);
+            timings.queue_wait.saturating_record(nanos(queue_wait));
+            if let Some(run) = run {
+                timings.run.saturating_record(nanos(run));
+                timings.total.saturating_record(nanos(queue_wait + run));
+            }
+        }
+        match outcome {
+            Outcome::Completed => self.completed.inc(),
+            Outcome::Panicked => self.panicked.inc(),
+            Outcome::Cancelled => self.cancelled.inc(),
+            Outcome::Expired => self.expired.inc(),
+        }
+    }
+
+    pub(crate) fn timings(&self) -> Timings {
+        let mut merged = Timings::new();
+        for shard in self.shards.iter() {
+            merged.add(&lock(shard));
+        }
+        merged
+    }
+
+    /// Jobs that ended, and how many of them were abandoned.
+    pub(crate) fn ended(&self) -> (u64, u64) {
+        let abandoned = self.abandoned.get();
+        let others = self.completed.get()
+            + self.panicked.get()
+            + self.cancelled.get()
+            + self.expired.get();
+        (others + abandoned, abandoned)
+    }
+}
+
+/// A latency distribution: percentiles, not only a mean.
+///
+/// Values are accurate to two significant digits (HDR histogram); an empty distribution reports
+/// zeros.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Latency {
+    /// Number of samples.
+    pub count: u64,
+    /// Arithmetic mean.
+    pub mean: Duration,
+    /// Median.
+    pub p50: Duration,
+    /// 90th percentile.
+    pub p90: Duration,
+    /// 99th percentile.
+    pub p99: Duration,
+    /// 99.9th percentile.
+    pub p999: Duration,
+    /// Largest sample.
+    pub max: Duration,
+}
+
+impl Latency {
+    pub(crate) fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Latency::default();
+        }
+        let at = |q: f64| Duration::from_nanos(h.value_at_quantile(q));
+        Latency {
+            count: h.len(),
+            mean: Duration::from_nanos(h.mean() as u64),
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            p999: at(0.999),
+            max: Duration::from_nanos(h.max()),
+        }
+    }
+}
+
+/// A point-in-time view of a pool's gauges, counters and latencies. See [`Pool::metrics`].
+///
+/// Every admitted job is counted exactly once when it ends, so once the pool is quiet
+///
+/// ```text
+/// submitted == completed + panicked + cancelled + expired + abandoned + queued + busy
+/// ```
+///
+/// ([`Snapshot::unaccounted`] is the difference, and is zero then). Rejected submissions were
+/// never admitted and are counted apart. While jobs move, a snapshot can show a job in two places
+/// for an instant, never in none.
+///
+/// The three latency distributions are measured from the moment the job was admitted: `queue_wait`
+/// until a worker took it, `run_time` for the job body, `total` for both. `total` is the figure a
+/// caller feels; the Go original reports only the job body.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let pool = spillway::Pool::builder().build().unwrap();
+/// pool.submit(async {}).await.unwrap().await.unwrap();
+/// let m = pool.metrics();
+/// assert_eq!((m.submitted, m.completed, m.unaccounted()), (1, 1, 0));
+/// assert_eq!(m.total.count, 1);
+/// # }
+/// ```
+///
+/// [`Pool::metrics`]: crate::Pool::metrics
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Snapshot {
+    /// The pool's name (the `pool` label in Prometheus).
+    pub name: String,
+    /// Worker tasks alive.
+    pub workers: usize,
+    /// Workers running a job.
+    pub busy: usize,
+    /// Jobs admitted and waiting for a worker.
+    pub queued: usize,
+    /// The most jobs that can wait at once.
+    pub queue_capacity: usize,
+    /// Upper bound on workers.
+    pub max_workers: usize,
+    /// Jobs admitted.
+    pub submitted: u64,
+    /// Jobs that returned a value.
+    pub completed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs whose handle was dropped or aborted first.
+    pub cancelled: u64,
+    /// Jobs that waited longer than `queue_timeout` and were not run.
+    pub expired: u64,
+    /// Jobs dropped when a shutdown deadline passed.
+    pub abandoned: u64,
+    /// Submissions refused because the queue was full (including `submit_timeout` timeouts).
+    pub rejected_full: u64,
+    /// Submissions refused because the pool was closed.
+    pub rejected_closed: u64,
+    /// Admission to start.
+    pub queue_wait: Latency,
+    /// Start to end of the job body.
+    pub run_time: Latency,
+    /// Admission to end: what the caller waits.
+    pub total: Latency,
+}
+
+impl Snapshot {
+    /// Jobs admitted and not yet ended: `queued + busy`.
+    pub fn in_flight(&self) -> u64 {
+        (self.queued + self.busy) as u64
+    }
+
+    /// Jobs that ended, whatever the outcome.
+    pub fn ended(&self) -> u64 {
+        self.completed + self.panicked + self.cancelled + self.expired + self.abandoned
+    }
+
+    /// Submissions refused, for any reason.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_full + self.rejected_closed
+    }
+
+    /// `submitted - ended - in_flight`: zero whenever the pool is quiet. A job is never lost, so a
+    /// non-zero value at rest is a bug.
+    pub fn unaccounted(&self) -> i64 {
+        self.submitted as i64 - self.ended() as i64 - self.in_flight() as i64
+    }
+}
+
+#[cfg(feature = "prometheus")]
+pub(crate) mod prometheus {
+    //! The pool as a `prometheus-client` collector: read at scrape time, nothing to update.
+
+    use std::sync::Weak;
+
+    use hdrhistogram::Histogram;
+    use prometheus_client::collector::Collector;
+    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::metrics::counter::ConstCounter;
+    use prometheus_client::metrics::gauge::ConstGauge;
+
+    use crate::pool::Shared;
+
+    /// Upper bounds, in seconds, of the exported latency buckets.
+    const BUCKETS: [f64; 16] = [
+        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ];
+
+    #[derive(Debug)]
+    pub(crate) struct PoolCollector {
+        pub(crate) shared: Weak<Shared>,
+    }
+
+    fn buckets(h: &Histogram<u64>) -> (f64, Vec<(f64, u64)>) {
+        let mut counts: Vec<(f64, u64)> = BUCKETS
+            .iter()
+            .copied()
+            .chain([f64::INFINITY])
+            .map(|le| (le, 0))
+            .collect();
+        let mut sum = 0.0;
+        for v in h.iter_recorded() {
+            let secs = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e9;
+            sum += secs * v.count_at_value() as f64;
+            let slot = counts
+                .iter()
+                .position(|(le, _)| secs <= *le)
+                .unwrap_or(BUCKETS.len());
+            counts[slot].1 += v.count_at_value();
+        }
+        (sum, counts)
+    }
+
+    impl Collector for PoolCollector {
+        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+            let Some(shared) = self.shared.upgrade() else {
+                return Ok(());
+            };
+            let snap = shared.snapshot();
+            let pool = [("pool", snap.name.as_str())];
+
+            let gauges: [(&str, &str, usize); 5] = [
+                ("spillway_workers", "Worker tasks alive.", snap.workers),
+                ("spillway_workers_busy", "Workers running a job.", snap.busy),
+                ("spillway_workers_max", "Upper bound on workers.", snap.max_workers),
+                ("spillway_queue_depth", "Jobs waiting for a worker.", snap.queued),
+                ("spillway_queue_capacity", "Most jobs that can wait.", snap.queue_capacity),
+            ];
+            for (name, help, value) in gauges {
+                let gauge = ConstGauge::new(value as i64);
+                let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+                gauge.encode(family.encode_family(&pool)?)?;
+            }
+
+            let submitted = ConstCounter::new(snap.submitted);
+            let mut family = encoder.encode_descriptor(
+                "spillway_jobs_submitted",
+                "Jobs admitted to the queue.",
+                None,
+                MetricType::Counter,
+            )?;
+            submitted.encode(family.encode_family(&pool)?)?;
+
+            let mut family = encoder.encode_descriptor(
+                "spillway_jobs_ended",
+                "Admitted jobs that ended, by outcome.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (outcome, value) in [
+                ("completed", snap.completed),
+                ("panicked", snap.panicked),
+                ("cancelled", snap.cancelled),
+                ("expired", snap.expired),
+                ("abandoned", snap.abandoned),
+            ] {
+                let labels = [("pool", snap.name.as_str()), ("outcome", outcome)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+
+            let mut family = encoder.encode_descriptor(
+                "spillway_jobs_rejected",
+                "Submissions refused (never admitted), by reason.",
+                None,
+                MetricType::Counter,
+            )?;
+            for (reason, value) in [("full", snap.rejected_full), ("closed", snap.rejected_closed)]
+            {
+                let labels = [("pool", snap.name.as_str()), ("reason", reason)];
+                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+            }
+
+            let timings = shared.metrics.timings();
+            for (name, help, h) in [
+                (
+                    "spillway_job_queue_wait_seconds",
+                    "Time from admission until a worker took the job.",
+                    &timings.queue_wait,
+                ),
+                ("spillway_job_run_seconds", "Time the job body ran.", &timings.run),
+                (
+                    "spillway_job_total_seconds",
+                    "Time from admission to the end of the job: what the caller waits.",
+                    &timings.total,
+                ),
+            ] {
+                let (sum, counts) = buckets(h);
+                let mut family =
+                    encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
+                family.encode_family(&pool)?.encode_histogram::<NoLabelSet>(
+                    sum,
+                    h.len(),
+                    &counts,
+                    None,
+                )?;
+            }
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The worker loop: take a job, run it with panics caught, retire when idle for too long.
+
+use std::future::poll_fn;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use crate::error::JobError;
+use crate::job::BoxJob;
+use crate::metrics::Outcome;
+use crate::pool::Shared;
+use crate::scaler;
+
+/// Decrements the worker count when the task ends, however it ends (return or abort).
+struct Alive<'a> {
+    shared: &'a Shared,
+    counted: bool,
+}
+
+impl Drop for Alive<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            self.shared.workers.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.shared.exited.notify_waiters();
+    }
+}
+
+/// A job a worker has taken. If the worker is stopped while it runs (shutdown deadline), dropping
+/// this counts the job as abandoned and its handle learns so from the job's own drop.
+struct Running<'a> {
+    shared: &'a Shared,
+    job: Option<BoxJob>,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        if let Some(job) = self.job.take() {
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            self.shared.metrics.abandoned.inc();
+            self.shared.busy.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Running<'_> {
+    /// Runs the job to its end and counts it; returns when it ended.
+    async fn run(mut self) -> Instant {
+        let shared = self.shared;
+        let started = Instant::now();
+        let job = self.job.as_mut().expect("a running job is present until it ends");
+        let queue_wait = started.saturating_duration_since(job.admitted_at());
+        let (outcome, ran) = if shared.config.queue_timeout.is_some_and(|t| queue_wait > t) {
+            job.as_mut().fail(JobError::Expired);
+            (Outcome::Expired, false)
+        } else {
+            let outcome = poll_fn(|cx| job.as_mut().poll_run(cx)).await;
+            (outcome, outcome != Outcome::Cancelled)
+        };
+        let ended = Instant::now();
+        if let Some(job) = self.job.take() {
+            // A job body's destructor may panic too; it must not take the worker down.
+            let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+        }
+        let run_time = ran.then(|| ended.saturating_duration_since(started));
+        shared.metrics.record(outcome, queue_wait, run_time);
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        ended
+    }
+}
+
+pub(crate) async fn run(shared: Arc<Shared>) {
+    let mut alive = Alive {
+        shared: &shared,
+        counted: true,
+    };
+    let policy = shared.config.policy;
+    let mut last_active = Instant::now();
+    // One timer for the worker's whole life, moved forward lazily, so that going idle between
+    // two jobs costs no timer registration.
+    let idle = tokio::time::sleep_until((last_active + policy.idle_timeout).into());
+    let mut idle = pin!(idle);
+    loop {
+        if let Some(job) = shared.next_job() {
+            last_active = Running {
+                shared: &shared,
+                job: Some(job),
+            }
+            .run()
+            .await;
+            continue;
+        }
+        let work = shared.work.notified();
+        let mut work = pin!(work);
+        work.as_mut().enable();
+        if let Some(job) = shared.next_job() {
+            last_active = Running {
+                shared: &shared,
+                job: Some(job),
+            }
+            .run()
+            .await;
+            continue;
+        }
+        if shared.queue.is_drained() {
+            return; // closed, and nothing can arrive any more
+        }
+        tokio::select! {
+            biased;
+            () = &mut work => {}
+            () = &mut idle => {
+                let idle_for = last_active.elapsed();
+                let workers = shared.workers.load(Ordering::SeqCst);
+                if scaler::should_retire(idle_for, workers, &policy) && shared.try_retire() {
+                    alive.counted = false;
+                    return;
+                }
+                let next = if idle_for >= policy.idle_timeout {
+                    Instant::now() + policy.idle_timeout
+                } else {
+                    last_active + policy.idle_timeout
+                };
+                idle.as_mut().reset(next.into());
+            }
+        }
+    }
+}
