@@ -180,7 +180,11 @@ impl Builder {
             return Err(BuildError::invalid("name", "\"\"", "must not be empty"));
         }
         if self.queue_capacity == 0 {
-            return Err(BuildError::invalid("queue_capacity", 0, "must be at least 1"));
+            return Err(BuildError::invalid(
+                "queue_capacity",
+                0,
+                "must be at least 1",
+            ));
         }
         if self.queue_capacity > MAX_CAPACITY {
             return Err(BuildError::invalid(
@@ -189,9 +193,9 @@ impl Builder {
                 format!("must be at most {MAX_CAPACITY}"),
             ));
         }
-        let max_workers = self.max_workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, usize::from)
-        });
+        let max_workers = self
+            .max_workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
         if max_workers == 0 {
             return Err(BuildError::invalid("max_workers", 0, "must be at least 1"));
         }
@@ -270,10 +274,7 @@ mod tests {
             "invalid idle_timeout = 0s: must be greater than zero"
         );
         assert!(err(b().queue_timeout(Duration::ZERO)).starts_with("invalid queue_timeout = 0s"));
-        assert_eq!(
-            err(b().name("")),
-            "invalid name = \"\": must not be empty"
-        );
+        assert_eq!(err(b().name("")), "invalid name = \"\": must not be empty");
         assert!(err(b().queue_capacity(usize::MAX)).starts_with("invalid queue_capacity"));
     }
 

@@ -105,7 +105,10 @@ impl<T> Cell<T> {
             state.delivered = true;
             return Poll::Ready(result);
         }
-        assert!(!state.delivered, "JobHandle polled after it returned its result");
+        assert!(
+            !state.delivered,
+            "JobHandle polled after it returned its result"
+        );
         replace_waker(&mut state.handle_waker, waker);
         Poll::Pending
     }
@@ -187,7 +190,10 @@ mod loom_tests {
             let _ran = job.join().unwrap();
             assert!(cell.is_finished());
             let state = lock(&cell.state);
-            assert!(state.result.is_none(), "a dropped handle must not keep a result");
+            assert!(
+                state.result.is_none(),
+                "a dropped handle must not keep a result"
+            );
         });
     }
 

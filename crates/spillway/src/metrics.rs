@@ -141,10 +141,8 @@ impl Metrics {
     /// Jobs that ended, and how many of them were abandoned.
     pub(crate) fn ended(&self) -> (u64, u64) {
         let abandoned = self.abandoned.get();
-        let others = self.completed.get()
-            + self.panicked.get()
-            + self.cancelled.get()
-            + self.expired.get();
+        let others =
+            self.completed.get() + self.panicked.get() + self.cancelled.get() + self.expired.get();
         (others + abandoned, abandoned)
     }
 }
@@ -339,13 +337,26 @@ pub(crate) mod prometheus {
             let gauges: [(&str, &str, usize); 5] = [
                 ("spillway_workers", "Worker tasks alive.", snap.workers),
                 ("spillway_workers_busy", "Workers running a job.", snap.busy),
-                ("spillway_workers_max", "Upper bound on workers.", snap.max_workers),
-                ("spillway_queue_depth", "Jobs waiting for a worker.", snap.queued),
-                ("spillway_queue_capacity", "Most jobs that can wait.", snap.queue_capacity),
+                (
+                    "spillway_workers_max",
+                    "Upper bound on workers.",
+                    snap.max_workers,
+                ),
+                (
+                    "spillway_queue_depth",
+                    "Jobs waiting for a worker.",
+                    snap.queued,
+                ),
+                (
+                    "spillway_queue_capacity",
+                    "Most jobs that can wait.",
+                    snap.queue_capacity,
+                ),
             ];
             for (name, help, value) in gauges {
                 let gauge = ConstGauge::new(value as i64);
-                let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+                let mut family =
+                    encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
                 gauge.encode(family.encode_family(&pool)?)?;
             }
 
@@ -381,8 +392,10 @@ pub(crate) mod prometheus {
                 None,
                 MetricType::Counter,
             )?;
-            for (reason, value) in [("full", snap.rejected_full), ("closed", snap.rejected_closed)]
-            {
+            for (reason, value) in [
+                ("full", snap.rejected_full),
+                ("closed", snap.rejected_closed),
+            ] {
                 let labels = [("pool", snap.name.as_str()), ("reason", reason)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }
@@ -394,7 +407,11 @@ pub(crate) mod prometheus {
                     "Time from admission until a worker took the job.",
                     &timings.queue_wait,
                 ),
-                ("spillway_job_run_seconds", "Time the job body ran.", &timings.run),
+                (
+                    "spillway_job_run_seconds",
+                    "Time the job body ran.",
+                    &timings.run,
+                ),
                 (
                     "spillway_job_total_seconds",
                     "Time from admission to the end of the job: what the caller waits.",
@@ -404,12 +421,9 @@ pub(crate) mod prometheus {
                 let (sum, counts) = buckets(h);
                 let mut family =
                     encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-                family.encode_family(&pool)?.encode_histogram::<NoLabelSet>(
-                    sum,
-                    h.len(),
-                    &counts,
-                    None,
-                )?;
+                family
+                    .encode_family(&pool)?
+                    .encode_histogram::<NoLabelSet>(sum, h.len(), &counts, None)?;
             }
             Ok(())
         }

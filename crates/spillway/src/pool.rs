@@ -5,7 +5,9 @@ use std::future::Future;
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -74,7 +76,11 @@ impl Shared {
         } else {
             match self.last_growth.load(Ordering::Relaxed) {
                 0 => None,
-                at => Some(self.epoch.elapsed().saturating_sub(Duration::from_nanos(at - 1))),
+                at => Some(
+                    self.epoch
+                        .elapsed()
+                        .saturating_sub(Duration::from_nanos(at - 1)),
+                ),
             }
         };
         let observation = Observation {
@@ -123,11 +129,7 @@ impl Shared {
 
     /// Waits until no worker is alive, or the deadline. With `restart`, a queue that still holds
     /// jobs with no worker left to run them gets one (possible only with `min_workers = 0`).
-    async fn wait_for_workers(
-        self: &Arc<Self>,
-        deadline: Option<tokio::time::Instant>,
-        restart: bool,
-    ) -> bool {
+    async fn wait_for_workers(self: &Arc<Self>, deadline: Option<Instant>, restart: bool) -> bool {
         loop {
             let exited = self.exited.notified();
             let mut exited = pin!(exited);
@@ -433,14 +435,13 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.submit_until(job, Some(tokio::time::Instant::now() + timeout))
-            .await
+        self.submit_until(job, Some(Instant::now() + timeout)).await
     }
 
     async fn submit_until<F>(
         &self,
         mut job: F,
-        deadline: Option<tokio::time::Instant>,
+        deadline: Option<Instant>,
     ) -> Result<JobHandle<F::Output>, SubmitTimeoutError<F>>
     where
         F: Future + Send + 'static,
@@ -522,7 +523,7 @@ impl Pool {
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let shared = self.shared();
         let started = Instant::now();
-        let deadline = tokio::time::Instant::now() + timeout;
+        let deadline = Instant::now() + timeout;
         let (ended_before, abandoned_before) = shared.metrics.ended();
         shared.close();
         let timed_out = !shared.wait_for_workers(Some(deadline), true).await;

@@ -75,10 +75,8 @@ pub(crate) fn decide(obs: Observation, policy: &Policy) -> Decision {
     if queued <= idle {
         return Decision::Hold;
     }
-    if let Some(elapsed) = since_last_growth {
-        if elapsed < policy.scale_up_cooldown {
-            return Decision::Hold;
-        }
+    if since_last_growth.is_some_and(|elapsed| elapsed < policy.scale_up_cooldown) {
+        return Decision::Hold;
     }
     let demand = busy.saturating_add(queued);
     let target = if policy.scale_up_threshold > 0.0 {

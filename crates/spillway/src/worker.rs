@@ -5,7 +5,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use tokio::time::Instant;
 
 use crate::error::JobError;
 use crate::job::BoxJob;
@@ -50,7 +50,10 @@ impl Running<'_> {
     async fn run(mut self) -> Instant {
         let shared = self.shared;
         let started = Instant::now();
-        let job = self.job.as_mut().expect("a running job is present until it ends");
+        let job = self
+            .job
+            .as_mut()
+            .expect("a running job is present until it ends");
         let queue_wait = started.saturating_duration_since(job.admitted_at());
         let (outcome, ran) = if shared.config.queue_timeout.is_some_and(|t| queue_wait > t) {
             job.as_mut().fail(JobError::Expired);
@@ -80,7 +83,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let mut last_active = Instant::now();
     // One timer for the worker's whole life, moved forward lazily, so that going idle between
     // two jobs costs no timer registration.
-    let idle = tokio::time::sleep_until((last_active + policy.idle_timeout).into());
+    let idle = tokio::time::sleep_until(last_active + policy.idle_timeout);
     let mut idle = pin!(idle);
     loop {
         if let Some(job) = shared.next_job() {
@@ -122,7 +125,7 @@ pub(crate) async fn run(shared: Arc<Shared>) {
                 } else {
                     last_active + policy.idle_timeout
                 };
-                idle.as_mut().reset(next.into());
+                idle.as_mut().reset(next);
             }
         }
     }

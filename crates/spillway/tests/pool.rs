@@ -1,0 +1,505 @@
+//! Behaviour of the pool through its public API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use spillway::{JobError, Pool, SubmitTimeoutError, TrySubmitError};
+use tokio::sync::oneshot;
+
+/// A pool with one worker blocked on a job that never ends, so queued jobs stay queued.
+async fn blocked_pool(queue: usize) -> (Pool, spillway::JobHandle<()>) {
+    let pool = Pool::builder()
+        .min_workers(1)
+        .max_workers(1)
+        .queue_capacity(queue)
+        .build()
+        .unwrap();
+    let blocker = pool.try_submit(std::future::pending::<()>()).unwrap();
+    while pool.metrics().busy == 0 {
+        tokio::task::yield_now().await;
+    }
+    (pool, blocker)
+}
+
+/// Sets a flag when dropped: proves a job's future was dropped (cancelled) rather than leaked.
+struct DropFlag(Arc<AtomicBool>);
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+#[tokio::test]
+async fn try_submit_admits_exactly_the_capacity_and_returns_the_rest() {
+    let (pool, _blocker) = blocked_pool(5).await;
+    let handles: Vec<_> = (0..5)
+        .map(|i| {
+            pool.try_submit(async move { i })
+                .expect("room in the queue")
+        })
+        .collect();
+    let refused = pool.try_submit(async { 99 }).unwrap_err();
+    assert!(matches!(refused, TrySubmitError::Full(_)));
+    assert_eq!(format!("{refused:?}"), "Full(..)");
+    assert_eq!(refused.to_string(), "queue full");
+    assert_eq!(
+        refused.into_inner().await,
+        99,
+        "the shed job comes back intact"
+    );
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.submitted, m.rejected_full), (5, 6, 1));
+    drop(handles);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn never_rejects_while_there_is_room_under_contention() {
+    // Capacity is large enough for every submission: any refusal would be spurious.
+    let pool = Pool::builder()
+        .max_workers(2)
+        .queue_capacity(40_000)
+        .build()
+        .unwrap();
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut handles = Vec::with_capacity(10_000);
+                for _ in 0..10_000 {
+                    handles.push(pool.try_submit(async {}).expect("spurious rejection"));
+                }
+                for h in handles {
+                    h.await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for p in producers {
+        p.await.unwrap();
+    }
+    let m = pool.metrics();
+    assert_eq!(
+        (m.submitted, m.completed, m.rejected()),
+        (40_000, 40_000, 0)
+    );
+    assert_eq!(m.unaccounted(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contended_shedding_accounts_for_every_attempt() {
+    let pool = Pool::builder()
+        .max_workers(4)
+        .queue_capacity(16)
+        .build()
+        .unwrap();
+    let attempts = 4 * 5_000;
+    let producers: Vec<_> = (0..4)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut admitted = 0u64;
+                for _ in 0..5_000 {
+                    match pool.try_submit(tokio::task::yield_now()) {
+                        Ok(h) => {
+                            h.detach();
+                            admitted += 1;
+                        }
+                        Err(e) => assert!(e.is_full()),
+                    }
+                }
+                admitted
+            })
+        })
+        .collect();
+    let mut admitted = 0;
+    for p in producers {
+        admitted += p.await.unwrap();
+    }
+    let report = pool.shutdown(Duration::from_secs(10)).await;
+    let m = pool.metrics();
+    assert_eq!(m.submitted, admitted);
+    assert_eq!(m.submitted + m.rejected_full, attempts);
+    assert_eq!(m.completed, admitted);
+    assert_eq!((m.unaccounted(), report.abandoned, m.workers), (0, 0, 0));
+}
+
+#[tokio::test]
+async fn submit_waits_for_room() {
+    let (pool, blocker) = blocked_pool(1).await;
+    let first = pool.submit(async { 1 }).await.unwrap();
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.submit(async { 2 }).await.unwrap().await })
+    };
+    tokio::task::yield_now().await;
+    assert!(
+        !waiting.is_finished(),
+        "the queue is full: submit must wait"
+    );
+    blocker.abort(); // frees the worker, which takes `first`, which frees a slot
+    assert_eq!(first.await, Ok(1));
+    assert_eq!(waiting.await.unwrap(), Ok(2));
+    assert_eq!(pool.metrics().rejected(), 0);
+}
+
+#[tokio::test]
+async fn submit_timeout_hands_the_job_back() {
+    let (pool, _blocker) = blocked_pool(1).await;
+    let _queued = pool.submit(async {}).await.unwrap();
+    let err = pool
+        .submit_timeout(async { "mine" }, Duration::from_millis(20))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, SubmitTimeoutError::Timeout(_)));
+    assert_eq!(err.into_inner().await, "mine");
+    assert_eq!(pool.metrics().rejected_full, 1);
+}
+
+#[tokio::test]
+async fn waiting_submitters_learn_of_close() {
+    let (pool, _blocker) = blocked_pool(1).await;
+    let _queued = pool.submit(async {}).await.unwrap();
+    let waiting = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.submit(async { 5 }).await.map(drop) })
+    };
+    tokio::task::yield_now().await;
+    pool.close();
+    let err = waiting.await.unwrap().unwrap_err();
+    assert_eq!(err.into_inner().await, 5);
+    assert_eq!(pool.metrics().rejected_closed, 1);
+}
+
+#[tokio::test]
+async fn dropping_the_handle_of_a_queued_job_means_it_never_runs() {
+    let (pool, blocker) = blocked_pool(1).await;
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let handle = pool
+        .try_submit(async move { flag.store(true, Ordering::SeqCst) })
+        .unwrap();
+    drop(handle);
+    blocker.abort();
+    pool.shutdown(Duration::from_secs(5)).await;
+    assert!(!ran.load(Ordering::SeqCst));
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.completed, m.unaccounted()), (2, 0, 0));
+}
+
+#[tokio::test]
+async fn dropping_the_handle_of_a_running_job_drops_it_promptly() {
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropFlag(dropped.clone());
+    let handle = pool
+        .try_submit(async move {
+            let _guard = guard;
+            std::future::pending::<()>().await
+        })
+        .unwrap();
+    while pool.metrics().busy == 0 {
+        tokio::task::yield_now().await;
+    }
+    drop(handle);
+    // The job is never woken by its own future; the handle's drop must wake it.
+    tokio::time::timeout(Duration::from_secs(5), async {
+        while !dropped.load(Ordering::SeqCst) {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the running job was not cancelled");
+    // And the worker is free for the next job.
+    assert_eq!(pool.submit(async { 3 }).await.unwrap().await, Ok(3));
+    assert_eq!(pool.metrics().cancelled, 1);
+}
+
+#[tokio::test]
+async fn a_detached_job_outlives_its_submitter() {
+    let pool = Pool::builder().build().unwrap();
+    let (tx, rx) = oneshot::channel();
+    // The submitting task ends long before the job does.
+    tokio::spawn({
+        let pool = pool.clone();
+        async move {
+            let job = async move {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                tx.send("finished").unwrap();
+            };
+            pool.submit(job).await.unwrap().detach();
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(rx.await, Ok("finished"));
+    assert_eq!(pool.metrics().completed, 1);
+}
+
+#[tokio::test]
+async fn abort_resolves_the_handle_at_once() {
+    let (pool, _blocker) = blocked_pool(2).await;
+    let handle = pool.try_submit(async { 1 }).unwrap();
+    assert!(!handle.is_finished());
+    handle.abort();
+    assert!(handle.is_finished());
+    assert_eq!(handle.await, Err(JobError::Cancelled));
+}
+
+#[tokio::test]
+async fn a_panic_is_reported_and_the_worker_keeps_serving() {
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    let err = pool
+        .submit(async { panic!("job {} failed", 7) })
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    assert_eq!(err, JobError::Panicked("job 7 failed".into()));
+    assert_eq!(err.panic_message(), Some("job 7 failed"));
+    assert_eq!(
+        pool.submit(async { "alive" }).await.unwrap().await,
+        Ok("alive")
+    );
+    let m = pool.metrics();
+    assert_eq!((m.panicked, m.completed, m.workers), (1, 1, 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_job_that_waited_too_long_expires_without_running() {
+    let pool = Pool::builder()
+        .max_workers(1)
+        .queue_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let slow = pool
+        .submit(tokio::time::sleep(Duration::from_millis(50)))
+        .await
+        .unwrap();
+    let ran = Arc::new(AtomicBool::new(false));
+    let flag = ran.clone();
+    let late = pool
+        .submit(async move { flag.store(true, Ordering::SeqCst) })
+        .await
+        .unwrap();
+    assert_eq!(slow.await, Ok(()));
+    assert_eq!(late.await, Err(JobError::Expired));
+    assert!(!ran.load(Ordering::SeqCst));
+    let m = pool.metrics();
+    assert_eq!((m.expired, m.completed), (1, 1));
+    assert!(m.queue_wait.max >= Duration::from_millis(49));
+}
+
+#[tokio::test(start_paused = true)]
+async fn latency_counts_the_time_spent_queued() {
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    // `async` blocks, so that each sleep starts when its job starts, not when it is submitted.
+    let job = || async { tokio::time::sleep(Duration::from_millis(30)).await };
+    let a = pool.submit(job()).await.unwrap();
+    let b = pool.submit(job()).await.unwrap();
+    a.await.unwrap();
+    b.await.unwrap();
+    let m = pool.metrics();
+    assert_eq!(m.total.count, 2);
+    // The job body never takes much more than 30 ms, but the second job waited ~30 ms first.
+    assert!(m.run_time.max < Duration::from_millis(40));
+    assert!(m.total.max >= Duration::from_millis(59), "{:?}", m.total);
+    assert!(m.queue_wait.max >= Duration::from_millis(29));
+}
+
+#[tokio::test]
+async fn shutdown_drains_queued_work() {
+    let pool = Pool::builder()
+        .max_workers(2)
+        .queue_capacity(100)
+        .build()
+        .unwrap();
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..20 {
+        let done = done.clone();
+        pool.try_submit(async move {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            done.fetch_add(1, Ordering::SeqCst);
+        })
+        .unwrap()
+        .detach();
+    }
+    let report = pool.shutdown(Duration::from_secs(10)).await;
+    assert_eq!(
+        (report.drained, report.abandoned, report.timed_out),
+        (20, 0, false)
+    );
+    assert_eq!(done.load(Ordering::SeqCst), 20);
+    let m = pool.metrics();
+    assert_eq!((m.workers, m.busy, m.queued, m.unaccounted()), (0, 0, 0, 0));
+    assert!(pool.try_submit(async {}).unwrap_err().is_closed());
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_deadline_abandons_running_and_queued_jobs() {
+    let (pool, blocker) = blocked_pool(3).await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let guard = DropFlag(dropped.clone());
+    let queued: Vec<_> = (0..3).map(|_| pool.try_submit(async {}).unwrap()).collect();
+    let detached = pool
+        .try_submit(async move {
+            let _guard = guard;
+        })
+        .unwrap_err(); // queue full: this one was never admitted
+    drop(detached);
+    let report = pool.shutdown(Duration::from_millis(100)).await;
+    assert!(report.timed_out);
+    assert_eq!((report.drained, report.abandoned), (0, 4));
+    assert_eq!(blocker.await, Err(JobError::Abandoned));
+    for h in queued {
+        assert_eq!(h.await, Err(JobError::Abandoned));
+    }
+    assert!(dropped.load(Ordering::SeqCst));
+    let m = pool.metrics();
+    assert_eq!((m.workers, m.busy, m.queued), (0, 0, 0));
+    assert_eq!((m.abandoned, m.unaccounted()), (4, 0));
+}
+
+#[tokio::test]
+async fn dropping_every_pool_clone_drains_detached_work() {
+    let pool = Pool::builder().build().unwrap();
+    let (tx, rx) = oneshot::channel();
+    pool.submit(async move {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        tx.send(()).unwrap();
+    })
+    .await
+    .unwrap()
+    .detach();
+    drop(pool);
+    assert_eq!(rx.await, Ok(()));
+}
+
+#[tokio::test]
+async fn a_step_to_overload_starts_max_workers_at_once() {
+    let pool = Pool::builder()
+        .min_workers(1)
+        .max_workers(64)
+        .queue_capacity(1_000)
+        .build()
+        .unwrap();
+    assert_eq!(pool.metrics().workers, 1);
+    let handles: Vec<_> = (0..500)
+        .map(|_| {
+            pool.try_submit(tokio::time::sleep(Duration::from_millis(10)))
+                .unwrap()
+        })
+        .collect();
+    // Growth is decided by the submitters themselves: no tick, no cooldown to wait for.
+    assert_eq!(pool.metrics().workers, 64);
+    for h in handles {
+        h.await.unwrap();
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_workers_retire_down_to_the_minimum() {
+    let pool = Pool::builder()
+        .min_workers(2)
+        .max_workers(8)
+        .idle_timeout(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let handles: Vec<_> = (0..32)
+        .map(|_| {
+            pool.try_submit(tokio::time::sleep(Duration::from_millis(5)))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.metrics().workers, 8);
+    for h in handles {
+        h.await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(pool.metrics().workers, 8, "not idle for long enough yet");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(pool.metrics().workers, 2);
+    // And it grows again on demand.
+    let again: Vec<_> = (0..16)
+        .map(|_| {
+            pool.try_submit(tokio::time::sleep(Duration::from_millis(5)))
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(pool.metrics().workers, 8);
+    drop(again);
+}
+
+#[tokio::test]
+async fn min_workers_zero_starts_on_demand() {
+    let pool = Pool::builder()
+        .min_workers(0)
+        .max_workers(2)
+        .build()
+        .unwrap();
+    assert_eq!(pool.metrics().workers, 0);
+    assert_eq!(pool.submit(async { 1 }).await.unwrap().await, Ok(1));
+}
+
+#[test]
+fn build_without_a_runtime_is_an_error_not_a_panic() {
+    let err = Pool::builder().build().unwrap_err();
+    assert_eq!(err.setting(), "runtime");
+    assert!(err.to_string().starts_with("no tokio runtime"));
+}
+
+#[test]
+fn build_with_an_explicit_runtime_works_from_outside() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let pool = Pool::builder()
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap();
+    let handle = pool.try_submit(async { 40 + 2 }).unwrap();
+    assert_eq!(rt.block_on(handle), Ok(42));
+}
+
+#[cfg(feature = "prometheus")]
+#[tokio::test]
+async fn prometheus_export_is_registered_and_labelled() {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    let pool = Pool::builder()
+        .name("checkout")
+        .max_workers(2)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        pool.submit(async {}).await.unwrap().await.unwrap();
+    }
+    pool.submit(async { panic!("x") })
+        .await
+        .unwrap()
+        .await
+        .unwrap_err();
+    let mut registry = Registry::default();
+    pool.register_metrics(&mut registry);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    for line in [
+        r#"spillway_jobs_submitted_total{pool="checkout"} 4"#,
+        r#"spillway_jobs_ended_total{pool="checkout",outcome="completed"} 3"#,
+        r#"spillway_jobs_ended_total{pool="checkout",outcome="panicked"} 1"#,
+        r#"spillway_jobs_rejected_total{pool="checkout",reason="full"} 0"#,
+        r#"spillway_queue_capacity{pool="checkout"} 1000"#,
+        r#"spillway_workers_max{pool="checkout"} 2"#,
+        r#"spillway_job_total_seconds_count{pool="checkout"} 4"#,
+        r#"spillway_job_total_seconds_bucket{le="+Inf",pool="checkout"} 4"#,
+        "# TYPE spillway_job_queue_wait_seconds histogram",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // The registry does not keep the pool alive; a scrape after it is gone is empty, not an error.
+    drop(pool);
+    tokio::task::yield_now().await;
+}

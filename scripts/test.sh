@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The project's whole test suite: the README's test command, and what CI runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+for component in rustfmt clippy; do
+  if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+    echo "missing the $component component: rustup component add $component" >&2
+    exit 1
+  fi
+done
+
+echo "== format"
+cargo fmt --all -- --check
+
+echo "== clippy (all targets, all features, warnings are errors)"
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+cargo clippy -p spillway --no-default-features --locked -- -D warnings
+
+echo "== tests: unit, integration, property and doc tests"
+cargo test --workspace --all-features --locked
+
+echo "== loom models: queue admission and close, job/handle hand-off"
+RUSTFLAGS="--cfg spillway_loom" CARGO_TARGET_DIR=target/loom \
+  cargo test -p spillway --lib --release --locked loom_
