@@ -13,13 +13,14 @@ use crate::metrics::Outcome;
 use crate::pool::Shared;
 use crate::scaler;
 
-/// Decrements the worker count when the task ends, however it ends (return or abort).
-struct Alive<'a> {
-    shared: &'a Shared,
+/// Decrements the worker count when the task ends, however it ends: return, abort, or abort
+/// before its first poll (it is created outside the task's future and moved into it for that).
+struct Alive {
+    shared: Arc<Shared>,
     counted: bool,
 }
 
-impl Drop for Alive<'_> {
+impl Drop for Alive {
     fn drop(&mut self) {
         if self.counted {
             self.shared.workers.fetch_sub(1, Ordering::SeqCst);
@@ -74,11 +75,17 @@ impl Running<'_> {
     }
 }
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mut alive = Alive {
-        shared: &shared,
+/// The worker task. The worker was counted by whoever spawned it.
+pub(crate) fn run(shared: Arc<Shared>) -> impl Future<Output = ()> + Send + 'static {
+    let alive = Alive {
+        shared,
         counted: true,
     };
+    work(alive)
+}
+
+async fn work(mut alive: Alive) {
+    let shared = alive.shared.clone();
     let policy = shared.config.policy;
     let mut last_active = Instant::now();
     // One timer for the worker's whole life, moved forward lazily, so that going idle between

@@ -503,3 +503,21 @@ async fn prometheus_export_is_registered_and_labelled() {
     drop(pool);
     tokio::task::yield_now().await;
 }
+
+#[tokio::test]
+async fn shutdown_before_a_worker_ever_ran_does_not_hang() {
+    // Found by the property test: a worker aborted before its first poll must still be counted
+    // out, or shutdown waits for it forever.
+    let pool = Pool::builder()
+        .min_workers(0)
+        .max_workers(1)
+        .build()
+        .unwrap();
+    let handle = pool.try_submit(async { 1 }).unwrap();
+    let report = tokio::time::timeout(Duration::from_secs(5), pool.shutdown(Duration::ZERO))
+        .await
+        .expect("shutdown hung");
+    assert_eq!((report.abandoned, report.timed_out), (1, true));
+    assert_eq!(handle.await, Err(JobError::Abandoned));
+    assert_eq!(pool.metrics().workers, 0);
+}
