@@ -517,7 +517,11 @@ async fn shutdown_before_a_worker_ever_ran_does_not_hang() {
     let report = tokio::time::timeout(Duration::from_secs(5), pool.shutdown(Duration::ZERO))
         .await
         .expect("shutdown hung");
-    assert_eq!((report.abandoned, report.timed_out), (1, true));
-    assert_eq!(handle.await, Err(JobError::Abandoned));
-    assert_eq!(pool.metrics().workers, 0);
+    // Whether the worker got to run the job before the (zero) deadline is up to the scheduler;
+    // either way the job is accounted for exactly once and nothing is left running.
+    assert_eq!(report.drained + report.abandoned, 1);
+    let result = handle.await;
+    assert!(matches!(result, Ok(1) | Err(JobError::Abandoned)), "{result:?}");
+    let m = pool.metrics();
+    assert_eq!((m.workers, m.unaccounted()), (0, 0));
 }
