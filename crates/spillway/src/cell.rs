@@ -11,9 +11,12 @@
 use std::task::{Poll, Waker};
 
 use crate::error::JobError;
-use crate::sync::{Mutex, lock};
+use crate::sync::{AtomicBool, Mutex, Ordering, lock};
 
 pub(crate) struct Cell<T> {
+    /// Set, under the lock, when the handle cancels. The job reads it without the lock before
+    /// each poll: the common case (nobody cancelled) costs one load.
+    cancelled: AtomicBool,
     state: Mutex<State<T>>,
 }
 
@@ -23,8 +26,6 @@ struct State<T> {
     finished: bool,
     /// The result, until the handle takes it.
     result: Option<Result<T, JobError>>,
-    /// The handle took its result already.
-    delivered: bool,
     handle_waker: Option<Waker>,
     job_waker: Option<Waker>,
 }
@@ -49,11 +50,11 @@ fn replace_waker(slot: &mut Option<Waker>, waker: &Waker) {
 impl<T> Cell<T> {
     pub(crate) fn new() -> Self {
         Cell {
+            cancelled: AtomicBool::new(false),
             state: Mutex::new(State {
                 handle: Handle::Attached,
                 finished: false,
                 result: None,
-                delivered: false,
                 handle_waker: None,
                 job_waker: None,
             }),
@@ -62,16 +63,19 @@ impl<T> Cell<T> {
 
     // ---- job side ----
 
-    /// Whether the job should stop. With a waker, also arranges for the job to be woken if the
-    /// handle cancels later.
-    pub(crate) fn is_cancelled(&self, waker: Option<&Waker>) -> bool {
+    /// Whether the handle asked the job to stop. Lock-free.
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Called when the job body is pending: arranges for the job to be woken if the handle
+    /// cancels later. Returns `true` if it has cancelled already (the job should stop now).
+    pub(crate) fn park_job(&self, waker: &Waker) -> bool {
         let mut state = lock(&self.state);
         if state.handle == Handle::Cancelled {
             return true;
         }
-        if let Some(waker) = waker {
-            replace_waker(&mut state.job_waker, waker);
-        }
+        replace_waker(&mut state.job_waker, waker);
         false
     }
 
@@ -83,15 +87,16 @@ impl<T> Cell<T> {
             return;
         }
         state.finished = true;
-        state.job_waker = None;
+        let job_waker = state.job_waker.take();
         if state.handle != Handle::Attached || state.result.is_some() {
             drop(state);
-            drop(result); // user values are dropped outside the lock
+            drop((result, job_waker)); // user values are dropped outside the lock
             return;
         }
         state.result = Some(result);
         let waker = state.handle_waker.take();
         drop(state);
+        drop(job_waker);
         if let Some(waker) = waker {
             waker.wake();
         }
@@ -99,30 +104,36 @@ impl<T> Cell<T> {
 
     // ---- handle side ----
 
+    /// The result if the job ended; otherwise registers `waker` for when it does.
     pub(crate) fn poll_result(&self, waker: &Waker) -> Poll<Result<T, JobError>> {
         let mut state = lock(&self.state);
         if let Some(result) = state.result.take() {
-            state.delivered = true;
             return Poll::Ready(result);
         }
-        assert!(
-            !state.delivered,
-            "JobHandle polled after it returned its result"
-        );
         replace_waker(&mut state.handle_waker, waker);
         Poll::Pending
+    }
+
+    /// Marks the job cancelled and returns its waker, if the handle still wants it and it has
+    /// not ended.
+    fn cancel(&self, state: &mut State<T>) -> Option<Waker> {
+        if state.handle != Handle::Attached || state.finished {
+            return None;
+        }
+        state.handle = Handle::Cancelled;
+        self.cancelled.store(true, Ordering::Release);
+        state.job_waker.take()
     }
 
     /// Cancels the job; the handle resolves to `Cancelled` at once unless the job had already
     /// ended.
     pub(crate) fn abort(&self) {
         let mut state = lock(&self.state);
-        if state.finished || state.delivered || state.handle != Handle::Attached {
+        if state.finished {
             return;
         }
-        state.handle = Handle::Cancelled;
+        let job = self.cancel(&mut state);
         state.result = Some(Err(JobError::Cancelled));
-        let job = state.job_waker.take();
         let handle = state.handle_waker.take();
         drop(state);
         job.into_iter().chain(handle).for_each(Waker::wake);
@@ -132,12 +143,7 @@ impl<T> Cell<T> {
     pub(crate) fn drop_handle(&self) {
         let mut state = lock(&self.state);
         let result = state.result.take();
-        let job = if state.handle == Handle::Attached && !state.finished {
-            state.handle = Handle::Cancelled;
-            state.job_waker.take()
-        } else {
-            None
-        };
+        let job = self.cancel(&mut state);
         drop(state);
         drop(result);
         if let Some(waker) = job {
@@ -158,7 +164,7 @@ impl<T> Cell<T> {
 
     pub(crate) fn is_finished(&self) -> bool {
         let state = lock(&self.state);
-        state.finished || state.result.is_some() || state.delivered
+        state.finished || state.result.is_some()
     }
 }
 
@@ -177,7 +183,7 @@ mod loom_tests {
             let job = {
                 let cell = cell.clone();
                 thread::spawn(move || {
-                    if cell.is_cancelled(Some(Waker::noop())) {
+                    if cell.is_cancelled() || cell.park_job(Waker::noop()) {
                         cell.finish(Err(JobError::Cancelled));
                         false
                     } else {
@@ -224,7 +230,7 @@ mod loom_tests {
             let job = {
                 let cell = cell.clone();
                 thread::spawn(move || {
-                    let cancelled = cell.is_cancelled(None);
+                    let cancelled = cell.is_cancelled() || cell.park_job(Waker::noop());
                     cell.finish(Ok(1));
                     cancelled
                 })
@@ -247,13 +253,18 @@ mod tests {
         cell.finish(Ok(5));
         cell.finish(Err(JobError::Abandoned)); // ignored: the first report wins
         assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(5)));
+        assert!(
+            cell.poll_result(Waker::noop()).is_pending(),
+            "delivered once"
+        );
     }
 
     #[test]
     fn abort_resolves_at_once_and_cancels_job() {
         let cell = Cell::<()>::new();
         cell.abort();
-        assert!(cell.is_cancelled(None));
+        assert!(cell.is_cancelled());
+        assert!(cell.park_job(Waker::noop()));
         assert_eq!(
             cell.poll_result(Waker::noop()),
             Poll::Ready(Err(JobError::Cancelled))
@@ -272,11 +283,12 @@ mod tests {
     fn drop_cancels_but_detach_does_not() {
         let dropped = Cell::<()>::new();
         dropped.drop_handle();
-        assert!(dropped.is_cancelled(None));
+        assert!(dropped.is_cancelled());
 
         let detached = Cell::<()>::new();
         detached.detach();
         detached.drop_handle();
-        assert!(!detached.is_cancelled(None));
+        assert!(!detached.is_cancelled());
+        assert!(!detached.park_job(Waker::noop()));
     }
 }

@@ -74,13 +74,22 @@ where
         if *this.done {
             return Poll::Ready(Outcome::Cancelled);
         }
-        if this.cell.is_cancelled(Some(cx.waker())) {
+        if this.cell.is_cancelled() {
             *this.done = true;
             this.cell.finish(Err(JobError::Cancelled));
             return Poll::Ready(Outcome::Cancelled);
         }
         match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Pending) => {
+                // Only a job that waits needs waking on cancellation; one that finishes in its
+                // first poll never takes this lock.
+                if this.cell.park_job(cx.waker()) {
+                    *this.done = true;
+                    this.cell.finish(Err(JobError::Cancelled));
+                    return Poll::Ready(Outcome::Cancelled);
+                }
+                Poll::Pending
+            }
             Ok(Poll::Ready(value)) => {
                 *this.done = true;
                 this.cell.finish(Ok(value));
@@ -115,7 +124,13 @@ where
         admitted_at,
         done: false,
     });
-    (task, JobHandle { cell })
+    (
+        task,
+        JobHandle {
+            cell,
+            settled: false,
+        },
+    )
 }
 
 /// The submitter's side of an admitted job: await it for the job's result.
@@ -151,6 +166,8 @@ where
 /// Polling the handle again after it returned its result panics, as for any future.
 pub struct JobHandle<T> {
     cell: Arc<Cell<T>>,
+    /// This handle returned its result or was detached: nothing more to tell the job.
+    settled: bool,
 }
 
 impl<T> JobHandle<T> {
@@ -165,8 +182,11 @@ impl<T> JobHandle<T> {
     /// assert_eq!(rx.await, Ok("done"));
     /// # }
     /// ```
-    pub fn detach(self) {
-        self.cell.detach();
+    pub fn detach(mut self) {
+        if !self.settled {
+            self.cell.detach();
+            self.settled = true;
+        }
     }
 
     /// Cancels the job: if it has not ended yet, it will not run (further), and this handle
@@ -184,12 +204,14 @@ impl<T> JobHandle<T> {
     /// # }
     /// ```
     pub fn abort(&self) {
-        self.cell.abort();
+        if !self.settled {
+            self.cell.abort();
+        }
     }
 
     /// Whether the job has ended (its result may still be waiting in this handle).
     pub fn is_finished(&self) -> bool {
-        self.cell.is_finished()
+        self.settled || self.cell.is_finished()
     }
 }
 
@@ -197,13 +219,22 @@ impl<T> Future for JobHandle<T> {
     type Output = Result<T, JobError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.cell.poll_result(cx.waker())
+        let this = self.get_mut();
+        assert!(
+            !this.settled,
+            "JobHandle polled after it returned its result"
+        );
+        let poll = this.cell.poll_result(cx.waker());
+        this.settled = poll.is_ready();
+        poll
     }
 }
 
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
-        self.cell.drop_handle();
+        if !self.settled {
+            self.cell.drop_handle();
+        }
     }
 }
 

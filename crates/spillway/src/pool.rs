@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crossbeam_utils::CachePadded;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -28,11 +29,16 @@ pub(crate) struct Shared {
     pub(crate) queue: Queue<BoxJob>,
     pub(crate) metrics: Metrics,
     /// Worker tasks alive.
-    pub(crate) workers: AtomicUsize,
+    pub(crate) workers: CachePadded<AtomicUsize>,
     /// Workers running a job.
-    pub(crate) busy: AtomicUsize,
+    pub(crate) busy: CachePadded<AtomicUsize>,
     /// Wakes idle workers: a job was queued, or nothing more can arrive.
     pub(crate) work: Notify,
+    /// Workers parked on `work`, or about to park. A submitter that sees none skips the
+    /// notification: a worker counts itself here *before* its last look at the queue, and a
+    /// submitter reads this *after* its reservation, both `SeqCst`, so either the worker sees the
+    /// job or the submitter sees the worker.
+    pub(crate) parked: CachePadded<AtomicUsize>,
     /// Wakes submitters waiting for room: a slot was freed, or the pool closed.
     room: Notify,
     waiting_submitters: AtomicUsize,
@@ -284,9 +290,10 @@ impl Pool {
             queue: Queue::new(config.queue_capacity),
             config,
             metrics: Metrics::new(),
-            workers: AtomicUsize::new(0),
-            busy: AtomicUsize::new(0),
+            workers: CachePadded::new(AtomicUsize::new(0)),
+            busy: CachePadded::new(AtomicUsize::new(0)),
             work: Notify::new(),
+            parked: CachePadded::new(AtomicUsize::new(0)),
             room: Notify::new(),
             waiting_submitters: AtomicUsize::new(0),
             exited: Notify::new(),
@@ -363,7 +370,9 @@ impl Pool {
         shared.metrics.submitted.inc();
         let (job, handle) = job::new(job, Instant::now());
         permit.push(job);
-        shared.work.notify_one();
+        if shared.parked.load(Ordering::SeqCst) > 0 {
+            shared.work.notify_one();
+        }
         shared.maybe_grow();
         Ok(handle)
     }

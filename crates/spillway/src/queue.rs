@@ -20,6 +20,8 @@
 
 use std::collections::VecDeque;
 
+use crossbeam_utils::CachePadded;
+
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 
 const CLOSED: usize = 1;
@@ -36,9 +38,10 @@ pub(crate) enum Refused {
 pub(crate) const MAX_CAPACITY: usize = usize::MAX >> 2;
 
 pub(crate) struct Queue<T> {
-    state: AtomicUsize,
+    // Submitters and workers both write these; keep them off each other's cache lines.
+    state: CachePadded<AtomicUsize>,
     capacity: usize,
-    items: Mutex<VecDeque<T>>,
+    items: CachePadded<Mutex<VecDeque<T>>>,
 }
 
 /// A reserved slot. Push into it with [`Permit::push`]; dropping it unused gives the slot back.
@@ -54,9 +57,9 @@ impl<T> Queue<T> {
             "queue capacity validated by the builder"
         );
         Queue {
-            state: AtomicUsize::new(0),
+            state: CachePadded::new(AtomicUsize::new(0)),
             capacity,
-            items: Mutex::new(VecDeque::new()),
+            items: CachePadded::new(Mutex::new(VecDeque::new())),
         }
     }
 
@@ -85,6 +88,9 @@ impl<T> Queue<T> {
     /// Takes the oldest item. Its slot stays counted until [`Queue::release`], so that the caller
     /// can account for the item elsewhere first and the total never dips.
     pub(crate) fn pop(&self) -> Option<T> {
+        if self.len() == 0 {
+            return None; // nothing reserved, so nothing stored: skip the lock
+        }
         lock(&self.items).pop_front()
     }
 

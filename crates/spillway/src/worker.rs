@@ -46,11 +46,27 @@ impl Drop for Running<'_> {
     }
 }
 
+/// Counts a worker as parked while it waits for work.
+struct Parked<'a>(&'a Shared);
+
+impl<'a> Parked<'a> {
+    fn new(shared: &'a Shared) -> Self {
+        shared.parked.fetch_add(1, Ordering::SeqCst);
+        Parked(shared)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        self.0.parked.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl Running<'_> {
-    /// Runs the job to its end and counts it; returns when it ended.
-    async fn run(mut self) -> Instant {
+    /// Runs the job to its end and counts it; returns when it ended. `started` is now, or the
+    /// end of the job this worker finished just before (no clock read needed).
+    async fn run(mut self, started: Instant) -> Instant {
         let shared = self.shared;
-        let started = Instant::now();
         let job = self
             .job
             .as_mut()
@@ -92,35 +108,43 @@ async fn work(mut alive: Alive) {
     // two jobs costs no timer registration.
     let idle = tokio::time::sleep_until(last_active + policy.idle_timeout);
     let mut idle = pin!(idle);
+    // When the previous job just ended, its end is the next one's start.
+    let mut now = None;
     loop {
         if let Some(job) = shared.next_job() {
-            last_active = Running {
+            let started = now.unwrap_or_else(Instant::now);
+            let running = Running {
                 shared: &shared,
                 job: Some(job),
-            }
-            .run()
-            .await;
+            };
+            last_active = running.run(started).await;
+            now = Some(last_active);
             continue;
         }
+        now = None;
         let work = shared.work.notified();
         let mut work = pin!(work);
         work.as_mut().enable();
+        let parked = Parked::new(&shared);
         if let Some(job) = shared.next_job() {
-            last_active = Running {
+            drop(parked);
+            let running = Running {
                 shared: &shared,
                 job: Some(job),
-            }
-            .run()
-            .await;
+            };
+            last_active = running.run(Instant::now()).await;
+            now = Some(last_active);
             continue;
         }
         if shared.queue.is_drained() {
             return; // closed, and nothing can arrive any more
         }
+        // At min_workers nobody may retire, so the idle timer need not even be polled.
+        let may_retire = shared.workers.load(Ordering::Relaxed) > policy.min_workers;
         tokio::select! {
             biased;
             () = &mut work => {}
-            () = &mut idle => {
+            () = &mut idle, if may_retire => {
                 let idle_for = last_active.elapsed();
                 let workers = shared.workers.load(Ordering::SeqCst);
                 if scaler::should_retire(idle_for, workers, &policy) && shared.try_retire() {

@@ -521,7 +521,10 @@ async fn shutdown_before_a_worker_ever_ran_does_not_hang() {
     // either way the job is accounted for exactly once and nothing is left running.
     assert_eq!(report.drained + report.abandoned, 1);
     let result = handle.await;
-    assert!(matches!(result, Ok(1) | Err(JobError::Abandoned)), "{result:?}");
+    assert!(
+        matches!(result, Ok(1) | Err(JobError::Abandoned)),
+        "{result:?}"
+    );
     let m = pool.metrics();
     assert_eq!((m.workers, m.unaccounted()), (0, 0));
 }
