@@ -63,3 +63,8 @@ pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmit
 pub use job::JobHandle;
 pub use metrics::{Latency, Snapshot};
 pub use pool::{Pool, ShutdownReport};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
