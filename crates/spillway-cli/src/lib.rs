@@ -1,14 +1,38 @@
 //! The `spillway` command line: the options and [`run`], kept out of `main` so that tests drive
 //! them in-process.
+//!
+//! * `spillway simulate`: rerun the seed's overload experiment (naive spawning, a semaphore and
+//!   the spillway pool) and report goodput, latency and memory.
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
+
+pub mod simulate;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.
 #[derive(Debug, Parser)]
-#[command(name = "spillway", version, about, long_about = None)]
-pub struct Cli {}
+#[command(
+    name = "spillway",
+    version,
+    about,
+    long_about = None,
+    arg_required_else_help = true,
+    args_override_self = true
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Rerun the seed experiment: offer far more jobs than the machine can do, to naive
+    /// spawning, a semaphore and the spillway pool, and compare goodput, latency and memory.
+    Simulate(simulate::SimulateArgs),
+}
 
 /// Runs the parsed command.
 ///
@@ -16,6 +40,7 @@ pub struct Cli {}
 ///
 /// Whatever the command reports; `main` prints it and exits non-zero.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let Cli {} = cli;
-    Ok(ExitCode::SUCCESS)
+    match cli.command {
+        Command::Simulate(args) => simulate::run(args).await,
+    }
 }

@@ -37,3 +37,46 @@ fn an_unknown_flag_is_a_clear_error() {
         "{text}"
     );
 }
+
+#[test]
+fn simulate_runs_each_mode_in_its_own_process() {
+    let dir = std::env::temp_dir().join(format!("spillway-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("run.json");
+    let out = spillway(&[
+        "simulate",
+        "--mode",
+        "pool",
+        "--rate",
+        "300",
+        "--duration",
+        "1s",
+        "--capacity",
+        "5000",
+        "--alloc-kib",
+        "16",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("goodput/s") && table.contains("pool"),
+        "{table}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mode = &report["modes"][0];
+    assert_eq!(mode["mode"], "pool");
+    let offered = mode["offered"].as_u64().unwrap();
+    let parts: u64 = ["completed", "rejected", "expired", "in_flight_at_end"]
+        .iter()
+        .map(|f| mode[*f].as_u64().unwrap())
+        .sum();
+    assert_eq!(offered, parts);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -1,0 +1,129 @@
+//! What a simulation run produces: one [`ModeReport`] per mode, gathered in a [`SimReport`].
+//! Serialized as the `--json` output; rendered as the table and the `--html` report.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole run: settings, calibration and one report per mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimReport {
+    /// The settings the run used, as given on the command line (after defaults).
+    pub settings: Settings,
+    /// Jobs per second this machine completes for this job when nothing is shed, if measured.
+    pub capacity_per_s: Option<f64>,
+    /// `rate / capacity_per_s`: how far over its capacity the machine was driven.
+    pub overload_factor: Option<f64>,
+    /// One entry per mode, in the order they ran.
+    pub modes: Vec<ModeReport>,
+}
+
+/// The run's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Offered jobs per second.
+    pub rate: f64,
+    /// Seconds each mode is offered load.
+    pub duration_s: f64,
+    /// Milliseconds each job sleeps (I/O-like wait).
+    pub work_ms: f64,
+    /// KiB each job allocates and touches, one write per 4 KiB page.
+    pub alloc_kib: u64,
+    /// Milliseconds of busy CPU work per job.
+    pub cpu_ms: f64,
+    /// The latency a caller tolerates, in milliseconds: a job that completes later is not goodput.
+    pub deadline_ms: f64,
+    /// A mode whose resident memory passes this many bytes is stopped and reported as OOM.
+    pub memory_cap_bytes: u64,
+    /// Seed of the run's random choices.
+    pub seed: u64,
+}
+
+/// Latency percentiles in milliseconds, measured from each job's scheduled offer time to its
+/// completion (so time spent queued, or waiting to be scheduled, is included).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct LatencyMs {
+    /// Median.
+    pub p50: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// 99.9th percentile.
+    pub p999: f64,
+    /// Largest.
+    pub max: f64,
+    /// Mean.
+    pub mean: f64,
+}
+
+/// One second of one mode's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Second {
+    /// Seconds since the mode started (1 for the first second).
+    pub t: u32,
+    /// Jobs offered during this second.
+    pub offered: u64,
+    /// Jobs completed during this second.
+    pub completed: u64,
+    /// Jobs completed during this second within the deadline of their offer.
+    pub goodput: u64,
+    /// Jobs rejected (shed at once) during this second.
+    pub rejected: u64,
+    /// Jobs that expired in the queue during this second.
+    pub expired: u64,
+    /// Jobs offered and not yet ended at the end of this second.
+    pub in_flight: u64,
+    /// Resident memory at the end of this second, in bytes.
+    pub rss_bytes: u64,
+    /// 99th percentile latency of the jobs completed during this second, in ms (0 if none).
+    pub p99_ms: f64,
+}
+
+/// The result of one mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModeReport {
+    /// `naive`, `semaphore`, `pool` (the seed's settings) or `pool-tuned`.
+    pub mode: String,
+    /// The mode's settings, in words ("5000 workers, queue 100000").
+    pub description: String,
+    /// Jobs offered.
+    pub offered: u64,
+    /// Achieved offered rate, jobs per second.
+    pub offered_per_s: f64,
+    /// Jobs completed (whatever their latency).
+    pub completed: u64,
+    /// Jobs completed within the deadline, per second of the run.
+    pub goodput_per_s: f64,
+    /// Jobs shed at once.
+    pub rejected: u64,
+    /// Jobs that waited too long in the queue and were not run.
+    pub expired: u64,
+    /// Jobs still in flight when the mode ended (counted neither completed nor lost).
+    pub in_flight_at_end: u64,
+    /// Highest resident memory seen, in bytes.
+    pub peak_rss_bytes: u64,
+    /// Most jobs in flight (offered, not yet ended) at once.
+    pub peak_in_flight: u64,
+    /// End-to-end latency of completed jobs.
+    pub latency_ms: LatencyMs,
+    /// Mean time of the job body alone (the figure the seed article reports as latency).
+    pub job_body_mean_ms: f64,
+    /// Whether the mode was stopped for passing the memory cap.
+    pub oom: bool,
+    /// When it passed the cap, in seconds since its start.
+    pub oom_at_s: Option<f64>,
+    /// How long the mode ran, in seconds.
+    pub elapsed_s: f64,
+    /// One entry per second.
+    pub series: Vec<Second>,
+}
+
+impl ModeReport {
+    /// "completed" or "OOM at 9.5 s, 8.0 GiB".
+    pub fn outcome(&self) -> String {
+        match self.oom_at_s {
+            Some(at) if self.oom => format!(
+                "OOM at {at:.1} s, {:.1} GiB",
+                self.peak_rss_bytes as f64 / (1u64 << 30) as f64
+            ),
+            _ => "completed".to_owned(),
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! `spillway simulate` driven in-process at a tiny scale, plus one run of the built binary.
+
+use clap::Parser;
+use spillway_cli::simulate::{self, SimReport, SimulateArgs};
+use spillway_cli::{Cli, Command};
+
+fn args(extra: &[&str]) -> SimulateArgs {
+    let mut argv = vec!["spillway", "simulate", "--isolation", "inline"];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).expect("valid arguments").command {
+        Command::Simulate(args) => args,
+    }
+}
+
+fn parse_error(extra: &[&str]) -> String {
+    let mut argv = vec!["spillway", "simulate"];
+    argv.extend_from_slice(extra);
+    Cli::try_parse_from(argv).unwrap_err().to_string()
+}
+
+/// A quick run: low rate, one second a mode, capacity given so that nothing is calibrated.
+fn small(extra: &[&str]) -> SimReport {
+    let mut a = vec![
+        "--rate",
+        "400",
+        "--duration",
+        "1s",
+        "--capacity",
+        "20000",
+        "--alloc-kib",
+        "64",
+        "--max-workers",
+        "200",
+        "--queue",
+        "400",
+        "--min-workers",
+        "10",
+    ];
+    a.extend_from_slice(extra);
+    simulate::simulate(&args(&a)).expect("the simulation runs")
+}
+
+#[test]
+fn every_offered_job_is_accounted_for_in_every_mode() {
+    let report = small(&[]);
+    let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(names, ["naive", "semaphore", "pool", "pool-tuned"]);
+    for m in &report.modes {
+        assert_eq!(
+            m.offered,
+            m.completed + m.rejected + m.expired + m.in_flight_at_end,
+            "{}: offered must split into completed, rejected, expired and in flight",
+            m.mode
+        );
+        // Open loop: about 400 offers in the second, whatever the mode does with them.
+        assert!(
+            (300..=500).contains(&m.offered),
+            "{}: offered {}",
+            m.mode,
+            m.offered
+        );
+        assert!(!m.oom);
+        assert!(m.completed > 0 && m.latency_ms.p50 >= 20.0, "{m:?}");
+        assert!(m.latency_ms.p99 >= m.latency_ms.p50);
+        assert!(!m.series.is_empty());
+        let series_offered: u64 = m.series.iter().map(|s| s.offered).sum();
+        assert_eq!(series_offered, m.offered, "{}: the series adds up", m.mode);
+    }
+    assert_eq!(report.capacity_per_s, Some(20_000.0));
+    assert_eq!(report.overload_factor, Some(400.0 / 20_000.0));
+}
+
+#[test]
+fn a_pool_that_is_too_small_sheds_and_counts_it() {
+    let report = small(&[
+        "--mode",
+        "pool",
+        "--max-workers",
+        "2",
+        "--min-workers",
+        "1",
+        "--queue",
+        "2",
+    ]);
+    let m = &report.modes[0];
+    // Two workers for 20 ms jobs complete at most ~100/s; the rest is rejected at once.
+    assert!(m.rejected > 100, "{m:?}");
+    assert!(m.completed <= 150, "{m:?}");
+    assert_eq!(
+        m.offered,
+        m.completed + m.rejected + m.expired + m.in_flight_at_end
+    );
+}
+
+#[test]
+fn the_memory_cap_stops_a_mode_and_reports_it_as_oom() {
+    let rss_now = std::fs::read_to_string("/proc/self/statm")
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 4096;
+    let cap = (rss_now + (64 << 20)).to_string();
+    // 5,000 jobs/s each holding 256 KiB for 500 ms: about 600 MiB if nothing stopped it.
+    let report = simulate::simulate(&args(&[
+        "--mode",
+        "naive",
+        "--rate",
+        "5000",
+        "--duration",
+        "5s",
+        "--work-ms",
+        "500",
+        "--alloc-kib",
+        "256",
+        "--capacity",
+        "1000",
+        "--memory-cap",
+        &cap,
+    ]))
+    .unwrap();
+    let m = &report.modes[0];
+    assert!(m.oom, "{m:?}");
+    let at = m.oom_at_s.expect("when it hit the cap");
+    assert!(at < 4.0, "stopped at {at} s");
+    assert!(m.outcome().starts_with("OOM at"), "{}", m.outcome());
+    assert!(m.peak_rss_bytes > rss_now + (64 << 20));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_and_html_reports_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let html = dir.path().join("run.html");
+    let cli = Cli::try_parse_from([
+        "spillway",
+        "simulate",
+        "--isolation",
+        "inline",
+        "--mode",
+        "semaphore",
+        "--rate",
+        "200",
+        "--duration",
+        "1s",
+        "--capacity",
+        "5000",
+        "--alloc-kib",
+        "16",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .unwrap();
+    let code = spillway_cli::run(cli).await.unwrap();
+    assert_eq!(code, std::process::ExitCode::SUCCESS);
+
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mode = &value["modes"][0];
+    for field in [
+        "mode",
+        "offered",
+        "completed",
+        "goodput_per_s",
+        "rejected",
+        "expired",
+        "peak_rss_bytes",
+        "peak_in_flight",
+        "oom",
+        "series",
+    ] {
+        assert!(!mode[field].is_null(), "missing {field} in {mode}");
+    }
+    for p in ["p50", "p99", "p999", "max"] {
+        assert!(mode["latency_ms"][p].is_number(), "missing latency_ms.{p}");
+    }
+    assert_eq!(mode["mode"], "semaphore");
+    assert_eq!(mode["oom"], false);
+    assert!(mode["series"][0]["rss_bytes"].as_u64().unwrap() > 0);
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") || page.starts_with("<!doctype html>"));
+    assert_eq!(page.matches("<svg").count(), 5, "five charts");
+    assert!(page.contains("semaphore"));
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let e = parse_error(&["--rate", "-5"]);
+    assert!(
+        e.contains("'--rate <RATE>'") && e.contains("must be a number greater than 0"),
+        "{e}"
+    );
+    let e = parse_error(&["--rate", "0"]);
+    assert!(e.contains("must be a number greater than 0"), "{e}");
+    let e = parse_error(&["--duration", "0s"]);
+    assert!(
+        e.contains("--duration") && e.contains("must be longer than zero"),
+        "{e}"
+    );
+    let e = parse_error(&["--duration", "soon"]);
+    assert!(e.contains("--duration") && e.contains("e.g. 10s"), "{e}");
+    let e = parse_error(&["--mode", "bogus"]);
+    assert!(
+        e.contains("invalid value 'bogus' for '--mode <MODE>'")
+            && e.contains("naive, semaphore, pool, pool-tuned"),
+        "{e}"
+    );
+    let e = parse_error(&["--memory-cap", "4 parsecs"]);
+    assert!(
+        e.contains("--memory-cap") && e.contains("unknown unit"),
+        "{e}"
+    );
+    let e = parse_error(&["--queue", "0"]);
+    assert!(e.contains("--queue"), "{e}");
+    let e = parse_error(&["--work-ms", "-1"]);
+    assert!(e.contains("must be a number, 0 or more"), "{e}");
+
+    let err = simulate::simulate(&args(&["--min-workers", "10", "--max-workers", "5"]))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(err, "--min-workers (10) must be at most --max-workers (5)");
+}
