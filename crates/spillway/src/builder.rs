@@ -172,6 +172,16 @@ impl Builder {
             Some(handle) => handle,
             None => Handle::try_current().map_err(|_| BuildError::no_runtime())?,
         };
+        // Workers keep idle timers; a runtime built without `enable_time` would make each of them
+        // panic on its first poll, leaving admitted jobs to hang. tokio offers no query for it,
+        // so probe (creating a timer there panics at once, and that panic is caught here).
+        let has_timers = {
+            let _entered = runtime.enter();
+            std::panic::catch_unwind(|| drop(tokio::time::sleep(Duration::ZERO))).is_ok()
+        };
+        if !has_timers {
+            return Err(BuildError::no_timers());
+        }
         Ok(Pool::start(config, runtime))
     }
 

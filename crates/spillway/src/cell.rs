@@ -80,18 +80,20 @@ impl<T> Cell<T> {
     }
 
     /// Reports how the job ended. The first report wins; a handle that is gone or already has
-    /// its result (abort) ignores it.
-    pub(crate) fn finish(&self, result: Result<T, JobError>) {
+    /// its result (abort) ignores it, and the result nobody wants is handed back, so that the
+    /// caller drops it where a panicking destructor cannot hurt (outside the lock, and caught).
+    #[must_use = "an unwanted result must be dropped by the caller, panics caught"]
+    pub(crate) fn finish(&self, result: Result<T, JobError>) -> Option<Result<T, JobError>> {
         let mut state = lock(&self.state);
         if state.finished {
-            return;
+            return Some(result);
         }
         state.finished = true;
         let job_waker = state.job_waker.take();
         if state.handle != Handle::Attached || state.result.is_some() {
             drop(state);
-            drop((result, job_waker)); // user values are dropped outside the lock
-            return;
+            drop(job_waker);
+            return Some(result);
         }
         state.result = Some(result);
         let waker = state.handle_waker.take();
@@ -100,6 +102,7 @@ impl<T> Cell<T> {
         if let Some(waker) = waker {
             waker.wake();
         }
+        None
     }
 
     // ---- handle side ----
@@ -184,10 +187,10 @@ mod loom_tests {
                 let cell = cell.clone();
                 thread::spawn(move || {
                     if cell.is_cancelled() || cell.park_job(Waker::noop()) {
-                        cell.finish(Err(JobError::Cancelled));
+                        let _ = cell.finish(Err(JobError::Cancelled));
                         false
                     } else {
-                        cell.finish(Ok(1));
+                        let _ = cell.finish(Ok(1));
                         true
                     }
                 })
@@ -210,7 +213,7 @@ mod loom_tests {
             let cell = Arc::new(Cell::<u32>::new());
             let job = {
                 let cell = cell.clone();
-                thread::spawn(move || cell.finish(Ok(7)))
+                thread::spawn(move || drop(cell.finish(Ok(7))))
             };
             cell.abort();
             job.join().unwrap();
@@ -231,7 +234,7 @@ mod loom_tests {
                 let cell = cell.clone();
                 thread::spawn(move || {
                     let cancelled = cell.is_cancelled() || cell.park_job(Waker::noop());
-                    cell.finish(Ok(1));
+                    let _ = cell.finish(Ok(1));
                     cancelled
                 })
             };
@@ -250,8 +253,8 @@ mod tests {
     fn result_is_delivered_once() {
         let cell = Cell::new();
         assert!(cell.poll_result(Waker::noop()).is_pending());
-        cell.finish(Ok(5));
-        cell.finish(Err(JobError::Abandoned)); // ignored: the first report wins
+        let _ = cell.finish(Ok(5));
+        let _ = cell.finish(Err(JobError::Abandoned)); // ignored: the first report wins
         assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(5)));
         assert!(
             cell.poll_result(Waker::noop()).is_pending(),
@@ -274,7 +277,7 @@ mod tests {
     #[test]
     fn abort_after_finish_keeps_the_result() {
         let cell = Cell::new();
-        cell.finish(Ok(1));
+        let _ = cell.finish(Ok(1));
         cell.abort();
         assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(1)));
     }

@@ -221,6 +221,16 @@ impl BuildError {
         }
     }
 
+    pub(crate) fn no_timers() -> Self {
+        BuildError {
+            setting: "runtime",
+            value: "without timers".into(),
+            allowed:
+                "the runtime needs its time driver: build it with enable_time() or enable_all()"
+                    .into(),
+        }
+    }
+
     /// The setting at fault, as named on [`Builder`](crate::Builder) (`"runtime"` when no tokio
     /// runtime was available).
     pub fn setting(&self) -> &'static str {
@@ -230,8 +240,10 @@ impl BuildError {
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.setting == "runtime" {
+        if self.setting == "runtime" && self.value == "none" {
             write!(f, "no tokio runtime: {}", self.allowed)
+        } else if self.setting == "runtime" {
+            write!(f, "tokio runtime {}: {}", self.value, self.allowed)
         } else {
             write!(
                 f,

@@ -44,10 +44,15 @@ pin_project! {
             // runtime went away. Either way the job was abandoned.
             let this = this.project();
             if !*this.done {
-                this.cell.finish(Err(JobError::Abandoned));
+                drop_quietly(this.cell.finish(Err(JobError::Abandoned)));
             }
         }
     }
+}
+
+/// Drops a value whose destructor is user code: a panic there must not take the worker down.
+pub(crate) fn drop_quietly<T>(value: T) {
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(value)));
 }
 
 fn panic_message(payload: &(dyn Any + Send)) -> String {
@@ -71,12 +76,9 @@ where
 
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut this = self.project();
-        if *this.done {
-            return Poll::Ready(Outcome::Cancelled);
-        }
         if this.cell.is_cancelled() {
             *this.done = true;
-            this.cell.finish(Err(JobError::Cancelled));
+            drop_quietly(this.cell.finish(Err(JobError::Cancelled)));
             return Poll::Ready(Outcome::Cancelled);
         }
         match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
@@ -85,20 +87,21 @@ where
                 // first poll never takes this lock.
                 if this.cell.park_job(cx.waker()) {
                     *this.done = true;
-                    this.cell.finish(Err(JobError::Cancelled));
+                    drop_quietly(this.cell.finish(Err(JobError::Cancelled)));
                     return Poll::Ready(Outcome::Cancelled);
                 }
                 Poll::Pending
             }
             Ok(Poll::Ready(value)) => {
                 *this.done = true;
-                this.cell.finish(Ok(value));
+                drop_quietly(this.cell.finish(Ok(value)));
                 Poll::Ready(Outcome::Completed)
             }
             Err(payload) => {
                 *this.done = true;
-                this.cell
-                    .finish(Err(JobError::Panicked(panic_message(&*payload))));
+                let message = panic_message(&*payload);
+                drop_quietly(payload);
+                drop_quietly(this.cell.finish(Err(JobError::Panicked(message))));
                 Poll::Ready(Outcome::Panicked)
             }
         }
@@ -107,7 +110,7 @@ where
     fn fail(self: Pin<&mut Self>, error: JobError) {
         let this = self.project();
         *this.done = true;
-        this.cell.finish(Err(error));
+        drop_quietly(this.cell.finish(Err(error)));
     }
 }
 
@@ -164,6 +167,7 @@ where
 /// # Panics
 ///
 /// Polling the handle again after it returned its result panics, as for any future.
+#[must_use = "dropping a JobHandle cancels its job: await it, or call .detach()"]
 pub struct JobHandle<T> {
     cell: Arc<Cell<T>>,
     /// This handle returned its result or was detached: nothing more to tell the job.

@@ -1,9 +1,9 @@
 //! Counters, latency histograms, [`Snapshot`], and Prometheus export.
 //!
 //! Recording is cheap and nearly contention-free: each counter sits on its own cache line and is
-//! bumped with one relaxed `fetch_add`; latencies go into HDR histograms sharded by OS thread, so a
-//! tokio worker thread only ever takes its own, uncontended lock (one per job, for all three
-//! timings). Reading ([`Snapshot`]) merges the shards.
+//! bumped with one `fetch_add`; latencies go into HDR histograms sharded by OS thread (threads
+//! take shards in turn), so a tokio worker thread nearly always takes an uncontended lock (one per
+//! job, for all three timings). Reading ([`Snapshot`]) merges the shards.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -22,12 +22,14 @@ const MAX_NANOS: u64 = 3_600 * 1_000_000_000;
 pub(crate) struct Counter(CachePadded<AtomicU64>);
 
 impl Counter {
+    // SeqCst so that `Shared::snapshot` can order its reads; on x86 the increment is a locked
+    // add either way and the load a plain move.
     pub(crate) fn inc(&self) {
-        self.0.fetch_add(1, Ordering::Relaxed);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 
     pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+        self.0.load(Ordering::SeqCst)
     }
 }
 

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -36,8 +36,9 @@ pub(crate) struct Shared {
     pub(crate) work: Notify,
     /// Workers parked on `work`, or about to park. A submitter that sees none skips the
     /// notification: a worker counts itself here *before* its last look at the queue, and a
-    /// submitter reads this *after* its reservation, both `SeqCst`, so either the worker sees the
-    /// job or the submitter sees the worker.
+    /// submitter reads this *after* its push (the items mutex orders the push with the worker's
+    /// pop; the counter and the state word are `SeqCst`), so either the worker sees the job or
+    /// the submitter sees the worker.
     pub(crate) parked: CachePadded<AtomicUsize>,
     /// Wakes submitters waiting for room: a slot was freed, or the pool closed.
     room: Notify,
@@ -45,6 +46,8 @@ pub(crate) struct Shared {
     /// Notified whenever a worker exits.
     pub(crate) exited: Notify,
     tasks: Mutex<JoinSet<()>>,
+    /// A shutdown is stopping the workers: start no more.
+    stopping: AtomicBool,
     runtime: Handle,
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
@@ -102,6 +105,9 @@ impl Shared {
 
     /// Starts up to `n` workers, never more than `max_workers` in all.
     pub(crate) fn grow(self: &Arc<Self>, n: usize) {
+        if self.stopping.load(Ordering::SeqCst) {
+            return;
+        }
         let max = self.config.policy.max_workers;
         let Ok(before) = self
             .workers
@@ -117,10 +123,30 @@ impl Shared {
             self.last_growth.store(at + 1, Ordering::Relaxed);
         }
         let mut tasks = lock(&self.tasks);
+        if self.stopping.load(Ordering::SeqCst) {
+            // A shutdown started abandoning between the claim and here: give the claim back.
+            drop(tasks);
+            self.workers.fetch_sub(started, Ordering::SeqCst);
+            self.exited.notify_waiters();
+            return;
+        }
         while tasks.try_join_next().is_some() {} // reap retired workers
         for _ in 0..started {
             tasks.spawn_on(worker::run(self.clone()), &self.runtime);
         }
+    }
+
+    /// Counts a retiring worker back in, if that stays within `max_workers` and no shutdown
+    /// is abandoning work.
+    pub(crate) fn reclaim(&self) -> bool {
+        let max = self.config.policy.max_workers;
+        !self.stopping.load(Ordering::SeqCst)
+            && self
+                .workers
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                    (w < max).then(|| w + 1)
+                })
+                .is_ok()
     }
 
     /// Retires one worker if more than `min_workers` are alive.
@@ -141,11 +167,12 @@ impl Shared {
             let mut exited = pin!(exited);
             exited.as_mut().enable();
             if self.workers.load(Ordering::SeqCst) == 0 {
-                if !restart || self.queue.is_drained() {
+                if !restart || self.queue.is_drained() || self.stopping.load(Ordering::SeqCst) {
                     return true;
                 }
+                // Start one and wait for it like any other (no busy loop if it dies at once,
+                // for instance because its runtime is gone).
                 self.grow(1);
-                continue;
             }
             match deadline {
                 Some(deadline) => {
@@ -175,21 +202,33 @@ impl Shared {
     }
 
     pub(crate) fn snapshot(&self) -> Snapshot {
-        let timings = self.metrics.timings();
+        // Read in the order a job moves (admitted, queued, busy, ended), each step recorded
+        // before the previous one is undone, so a moving job is seen twice, never missed.
         let m = &self.metrics;
+        let submitted = m.submitted.get();
+        let queued = self.queue.len();
+        let busy = self.busy.load(Ordering::SeqCst);
+        let (completed, panicked, cancelled, expired, abandoned) = (
+            m.completed.get(),
+            m.panicked.get(),
+            m.cancelled.get(),
+            m.expired.get(),
+            m.abandoned.get(),
+        );
+        let timings = self.metrics.timings();
         Snapshot {
             name: self.config.name.clone(),
             workers: self.workers.load(Ordering::SeqCst),
-            busy: self.busy.load(Ordering::SeqCst),
-            queued: self.queue.len(),
+            busy,
+            queued,
             queue_capacity: self.queue.capacity(),
             max_workers: self.config.policy.max_workers,
-            submitted: m.submitted.get(),
-            completed: m.completed.get(),
-            panicked: m.panicked.get(),
-            cancelled: m.cancelled.get(),
-            expired: m.expired.get(),
-            abandoned: m.abandoned.get(),
+            submitted,
+            completed,
+            panicked,
+            cancelled,
+            expired,
+            abandoned,
             rejected_full: m.rejected_full.get(),
             rejected_closed: m.rejected_closed.get(),
             queue_wait: Latency::from_histogram(&timings.queue_wait),
@@ -298,6 +337,7 @@ impl Pool {
             waiting_submitters: AtomicUsize::new(0),
             exited: Notify::new(),
             tasks: Mutex::new(JoinSet::new()),
+            stopping: AtomicBool::new(false),
             runtime,
             epoch: Instant::now(),
             last_growth: AtomicU64::new(0),
@@ -444,7 +484,9 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.submit_until(job, Some(Instant::now() + timeout)).await
+        // A timeout too large to add is no timeout.
+        self.submit_until(job, Instant::now().checked_add(timeout))
+            .await
     }
 
     async fn submit_until<F>(
@@ -532,14 +574,18 @@ impl Pool {
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
         let shared = self.shared();
         let started = Instant::now();
-        let deadline = Instant::now() + timeout;
+        let deadline = started.checked_add(timeout); // overflow: no deadline
         let (ended_before, abandoned_before) = shared.metrics.ended();
         shared.close();
-        let timed_out = !shared.wait_for_workers(Some(deadline), true).await;
-        if timed_out {
-            lock(&shared.tasks).abort_all();
-            shared.wait_for_workers(None, false).await;
+        let timed_out = !shared.wait_for_workers(deadline, true).await;
+        {
+            // From here on no worker may start; those alive are stopped (a no-op when the queue
+            // drained in time). Set under the task lock, so `grow` either sees it or is aborted.
+            let mut tasks = lock(&shared.tasks);
+            shared.stopping.store(true, Ordering::SeqCst);
+            tasks.abort_all();
         }
+        shared.wait_for_workers(None, false).await;
         shared.abandon_queued().await;
         let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
         while tasks.join_next().await.is_some() {}

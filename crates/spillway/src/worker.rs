@@ -1,14 +1,15 @@
 //! The worker loop: take a job, run it with panics caught, retire when idle for too long.
 
 use std::future::poll_fn;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
+
 use tokio::time::Instant;
 
 use crate::error::JobError;
-use crate::job::BoxJob;
+use crate::job::{BoxJob, drop_quietly};
 use crate::metrics::Outcome;
 use crate::pool::Shared;
 use crate::scaler;
@@ -39,7 +40,7 @@ struct Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            drop_quietly(job);
             self.shared.metrics.abandoned.inc();
             self.shared.busy.fetch_sub(1, Ordering::SeqCst);
         }
@@ -82,13 +83,19 @@ impl Running<'_> {
         let ended = Instant::now();
         if let Some(job) = self.job.take() {
             // A job body's destructor may panic too; it must not take the worker down.
-            let _ = catch_unwind(AssertUnwindSafe(move || drop(job)));
+            drop_quietly(job);
         }
         let run_time = ran.then(|| ended.saturating_duration_since(started));
         shared.metrics.record(outcome, queue_wait, run_time);
         shared.busy.fetch_sub(1, Ordering::SeqCst);
         ended
     }
+}
+
+/// `at + after`, or about thirty years from `at` if that overflows (as tokio's own far future).
+pub(crate) fn later(at: Instant, after: Duration) -> Instant {
+    at.checked_add(after)
+        .unwrap_or_else(|| at + Duration::from_secs(30 * 365 * 86_400))
 }
 
 /// The worker task. The worker was counted by whoever spawned it.
@@ -106,7 +113,7 @@ async fn work(mut alive: Alive) {
     let mut last_active = Instant::now();
     // One timer for the worker's whole life, moved forward lazily, so that going idle between
     // two jobs costs no timer registration.
-    let idle = tokio::time::sleep_until(last_active + policy.idle_timeout);
+    let idle = tokio::time::sleep_until(later(last_active, policy.idle_timeout));
     let mut idle = pin!(idle);
     // When the previous job just ended, its end is the next one's start.
     let mut now = None;
@@ -148,13 +155,20 @@ async fn work(mut alive: Alive) {
                 let idle_for = last_active.elapsed();
                 let workers = shared.workers.load(Ordering::SeqCst);
                 if scaler::should_retire(idle_for, workers, &policy) && shared.try_retire() {
-                    alive.counted = false;
-                    return;
+                    // A job may have been queued while we decided, by a submitter that still
+                    // counted us as idle and so started nobody. Both sides are SeqCst (it
+                    // reserved, then read `workers`; we decremented, then read the queue), so
+                    // one of us sees the other: stay if there is work and room to stay.
+                    if shared.queue.len() == 0 || !shared.reclaim() {
+                        alive.counted = false;
+                        return;
+                    }
+                    continue;
                 }
                 let next = if idle_for >= policy.idle_timeout {
-                    Instant::now() + policy.idle_timeout
+                    later(Instant::now(), policy.idle_timeout)
                 } else {
-                    last_active + policy.idle_timeout
+                    later(last_active, policy.idle_timeout)
                 };
                 idle.as_mut().reset(next);
             }

@@ -528,3 +528,107 @@ async fn shutdown_before_a_worker_ever_ran_does_not_hang() {
     let m = pool.metrics();
     assert_eq!((m.workers, m.unaccounted()), (0, 0));
 }
+
+/// Panics when dropped.
+struct Bomb;
+impl Drop for Bomb {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("planned: output dropped");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_panic_dropping_an_unwanted_output_does_not_kill_the_worker() {
+    // Found in review: a detached job's output is dropped by the worker; its destructor's panic
+    // must be caught like the job's own.
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    pool.submit(async { Bomb }).await.unwrap().detach();
+    assert_eq!(pool.submit(async { 7 }).await.unwrap().await, Ok(7));
+    let m = pool.metrics();
+    assert_eq!((m.completed, m.abandoned, m.workers), (2, 0, 1));
+}
+
+#[tokio::test]
+async fn huge_durations_mean_no_deadline_not_a_panic() {
+    let pool = Pool::builder().idle_timeout(Duration::MAX).build().unwrap();
+    let handle = pool
+        .submit_timeout(async { 1 }, Duration::MAX)
+        .await
+        .unwrap();
+    assert_eq!(handle.await, Ok(1));
+    let report = pool.shutdown(Duration::MAX).await;
+    assert_eq!(
+        (report.drained, report.abandoned, report.timed_out),
+        (0, 0, false)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_shutdowns_do_not_restart_workers() {
+    // Found in review: a second, longer shutdown restarted a worker after the first one had
+    // abandoned, which then ran a job that should have been abandoned.
+    let (pool, _blocker) = blocked_pool(4).await;
+    let queued: Vec<_> = (0..3)
+        .map(|_| pool.try_submit(std::future::pending::<()>()).unwrap())
+        .collect();
+    let long = {
+        let pool = pool.clone();
+        tokio::spawn(async move { pool.shutdown(Duration::from_secs(100)).await })
+    };
+    tokio::task::yield_now().await;
+    let started = tokio::time::Instant::now();
+    let short = pool.shutdown(Duration::from_millis(10)).await;
+    assert!(short.timed_out);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    long.await.unwrap();
+    for h in queued {
+        assert_eq!(h.await, Err(JobError::Abandoned));
+    }
+    let m = pool.metrics();
+    assert_eq!((m.workers, m.abandoned, m.unaccounted()), (0, 4, 0));
+}
+
+#[test]
+fn a_runtime_without_timers_is_a_build_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let err = Pool::builder()
+        .runtime(rt.handle().clone())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.setting(), "runtime");
+    assert!(err.to_string().contains("enable_time"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_snapshot_never_misses_a_moving_job() {
+    let pool = Pool::builder()
+        .max_workers(2)
+        .queue_capacity(64)
+        .build()
+        .unwrap();
+    let producer = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            for _ in 0..20_000 {
+                if let Ok(h) = pool.try_submit(tokio::task::yield_now()) {
+                    h.detach();
+                }
+            }
+        })
+    };
+    while !producer.is_finished() {
+        // A job may be seen in two places for an instant, never in none.
+        let m = pool.metrics();
+        assert!(m.unaccounted() <= 0, "{m:?}");
+        tokio::task::yield_now().await;
+    }
+    producer.await.unwrap();
+}
