@@ -110,9 +110,10 @@ impl Builder {
         self
     }
 
-    /// Utilization, `(busy + queued) / workers`, above which the pool starts more workers when a
-    /// queued job finds none idle; it starts enough to bring utilization back to this value.
-    /// Default 0.7; 1.0 starts exactly as many as needed, 0.0 goes straight to `max_workers`.
+    /// How much headroom growth leaves. The pool grows when a queued job finds no idle worker,
+    /// and then starts enough workers to bring utilization, `(busy + queued) / workers`, down
+    /// to this value. Default 0.7; 1.0 starts exactly as many as needed, 0.0 goes straight to
+    /// `max_workers`.
     pub fn scale_up_threshold(mut self, threshold: f64) -> Self {
         self.scale_up_threshold = threshold;
         self

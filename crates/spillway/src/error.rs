@@ -139,8 +139,10 @@ impl<F> std::error::Error for SubmitTimeoutError<F> {}
 
 /// Why an admitted job produced no value. Returned by awaiting a [`JobHandle`](crate::JobHandle).
 ///
-/// Each admitted job ends in exactly one outcome, and each outcome has a counter in
-/// [`Snapshot`](crate::Snapshot): a value (`completed`) or one of these.
+/// Each admitted job ends in exactly one outcome, counted once in [`Snapshot`](crate::Snapshot):
+/// a value (`completed`) or one of these. The handle's view can differ from the count in one
+/// race: a job that completes just as its handle is aborted is counted `completed`, while the
+/// aborted handle already returned `Cancelled`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JobError {

@@ -551,8 +551,13 @@ impl Pool {
     /// [`JobError::Abandoned`]) and reports the counts.
     ///
     /// When it returns, no worker task of this pool is alive, and every job ever admitted has
-    /// ended and been counted. Safe to call more than once and from several clones; later calls
-    /// report what happened during their own wait.
+    /// ended and been counted. Safe to call more than once and from several clones, at once or
+    /// in turn; each report counts what ended during its own wait, so concurrent calls may
+    /// report the same jobs. `ShutdownReport::timed_out` means the workers had not all finished
+    /// by the deadline.
+    ///
+    /// Do not call it from inside one of this pool's own jobs: that job's worker is among those
+    /// it waits for, so it can only time out and abort itself.
     ///
     /// # Examples
     ///
