@@ -504,8 +504,11 @@ async fn prometheus_export_is_registered_and_labelled() {
     drop(pool);
     let mut after = String::new();
     encode(&mut after, &registry).unwrap();
-    assert!(!after.contains("spillway_"), "a dropped pool still exported:
-{after}");
+    assert!(
+        !after.contains("spillway_"),
+        "a dropped pool still exported:
+{after}"
+    );
 }
 
 #[tokio::test]
