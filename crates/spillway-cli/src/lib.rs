@@ -3,11 +3,15 @@
 //!
 //! * `spillway simulate`: rerun the seed's overload experiment (naive spawning, a semaphore and
 //!   the spillway pool) and report goodput, latency and memory.
+//! * `spillway serve`: seed 001's HTTP service in each mode (naive, semaphore, pool), with
+//!   shedding, cancellation on disconnect, hardening and a graceful drain.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
+pub mod serve;
 pub mod simulate;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.
@@ -32,6 +36,9 @@ pub enum Command {
     /// Rerun the seed experiment: offer far more jobs than the machine can do, to naive
     /// spawning, a semaphore and the spillway pool, and compare goodput, latency and memory.
     Simulate(simulate::SimulateArgs),
+    /// Serve seed 001's HTTP service (`/work`, `/metrics`, `/healthz`) in one of its modes;
+    /// pool mode answers what it cannot take with 503 and Retry-After.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the parsed command.
@@ -42,5 +49,6 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Serve(args) => serve::run(args).await,
     }
 }

@@ -9,6 +9,7 @@ fn args(extra: &[&str]) -> SimulateArgs {
     argv.extend_from_slice(extra);
     match Cli::try_parse_from(argv).expect("valid arguments").command {
         Command::Simulate(args) => args,
+        other => panic!("parsed as another command: {other:?}"),
     }
 }
 

@@ -18,6 +18,8 @@
 //! * **Metrics**: [`Pool::metrics`] gives counters and latency percentiles (queue wait, run time,
 //!   and the total the caller waits); with the `prometheus` feature (default)
 //!   [`Pool::register_metrics`] exports them through `prometheus-client`.
+//! * **Tower**: with the `tower` feature, `PoolLayer` runs a `tower` service's requests (axum,
+//!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error.
 //!
 //! # Example
 //!
@@ -56,8 +58,13 @@ mod pool;
 mod queue;
 mod scaler;
 mod sync;
+#[cfg(feature = "tower")]
+mod tower;
 mod worker;
 
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason};
 pub use builder::Builder;
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;

@@ -8,7 +8,7 @@
 //! and reported as the OOM it would have been.
 
 mod html;
-mod job;
+pub(crate) mod job;
 mod mode;
 mod report;
 
@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use mode::ModeName;
 pub use report::{LatencyMs, ModeReport, Second, Settings, SimReport};
 
+use crate::args::{non_negative_f64, parse_bytes, positive_duration, positive_f64};
 use job::Profile;
 use mode::ModeConfig;
 
@@ -131,50 +132,6 @@ pub struct SimulateArgs {
     /// Internal: measure capacity and print it as a JSON line.
     #[arg(long, hide = true)]
     pub child_capacity: bool,
-}
-
-fn positive_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err("must be a number greater than 0".into()),
-    }
-}
-
-fn non_negative_f64(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err("must be a number, 0 or more".into()),
-    }
-}
-
-fn positive_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than zero".into()),
-        Err(e) => Err(format!("{e} (write it as e.g. 10s, 500ms, 1m)")),
-    }
-}
-
-fn parse_bytes(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(s.len());
-    let (number, unit) = s.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 1,
-        "k" | "kb" => 1_000,
-        "kib" => 1 << 10,
-        "m" | "mb" => 1_000_000,
-        "mib" => 1 << 20,
-        "g" | "gb" => 1_000_000_000,
-        "gib" => 1 << 30,
-        _ => return Err("unknown unit (use B, KiB, MiB, GiB, KB, MB or GB)".into()),
-    };
-    match number.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok((v * multiplier as f64) as u64),
-        _ => Err("must be a size greater than 0, e.g. 4GiB".into()),
-    }
 }
 
 fn total_ram() -> Option<u64> {

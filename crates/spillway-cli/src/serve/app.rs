@@ -1,0 +1,332 @@
+//! The routes, the `/work` handler of each mode, and the middleware every request passes.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{Extension, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http_body::Body as _;
+use prometheus_client::registry::Registry;
+use spillway::{BoxError, JobError, Overloaded, Pool, PoolLayer};
+use tokio::sync::Semaphore;
+use tower::ServiceBuilder;
+
+use super::metrics::ServerMetrics;
+use crate::simulate::job::{self, Profile};
+
+/// Everything the handlers share.
+#[derive(Debug)]
+pub(crate) struct App {
+    pub(crate) profile: Profile,
+    pub(crate) pool: Option<Pool>,
+    pub(crate) admission_wait: Option<Duration>,
+    pub(crate) semaphore: Option<Arc<Semaphore>>,
+    pub(crate) metrics: ServerMetrics,
+    pub(crate) registry: Registry,
+    pub(crate) body_limit: u64,
+    pub(crate) retry_after: HeaderValue,
+    /// What `/` says is running.
+    pub(crate) summary: String,
+    /// SIGINT/SIGTERM arrived: `/healthz` answers 503 so balancers stop sending.
+    pub(crate) draining: AtomicBool,
+    /// The drain deadline passed: requests dropped from now on were abandoned, not cancelled.
+    pub(crate) abandoning: AtomicBool,
+}
+
+/// The service: `/work`, `/metrics`, `/healthz` and `/`, behind [`observe`].
+pub(crate) fn router(app: Arc<App>) -> Router {
+    let work = get(work).post(work);
+    let work = match &app.pool {
+        Some(pool) => {
+            let mut layer = PoolLayer::new(pool.clone());
+            if let Some(wait) = app.admission_wait {
+                layer = layer.wait(wait);
+            }
+            let shed_app = Arc::clone(&app);
+            work.layer(
+                ServiceBuilder::new()
+                    .layer(HandleErrorLayer::new(move |err: BoxError| {
+                        let app = Arc::clone(&shed_app);
+                        async move { pool_error(&app, &err) }
+                    }))
+                    .layer(layer),
+            )
+        }
+        None => work,
+    };
+    Router::new()
+        .route("/work", work)
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(healthz))
+        .route("/", get(index))
+        .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
+        .with_state(app)
+}
+
+/// `/work`: the seed's job. In pool mode this runs as a pool job; in semaphore mode it first
+/// waits for a permit.
+async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile>) -> Response {
+    match &app.semaphore {
+        Some(semaphore) => {
+            let Ok(_permit) = semaphore.acquire().await else {
+                return (StatusCode::SERVICE_UNAVAILABLE, "closed\n").into_response();
+            };
+            job::run(profile).await;
+        }
+        None => job::run(profile).await,
+    }
+    "ok\n".into_response()
+}
+
+/// What a `/work` request that the pool did not complete is answered.
+fn pool_error(app: &App, err: &BoxError) -> Response {
+    if let Some(overloaded) = err.downcast_ref::<Overloaded>() {
+        app.metrics.shed.inc();
+        let mut response = (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("overloaded: {}; retry later\n", overloaded.reason()),
+        )
+            .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, app.retry_after.clone());
+        return response;
+    }
+    let message = match err.downcast_ref::<JobError>() {
+        Some(JobError::Panicked(msg)) => format!("the job panicked: {msg}\n"),
+        _ => format!("internal error: {err}\n"),
+    };
+    (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> Response {
+    let mut text = String::with_capacity(8 * 1024);
+    if let Err(err) = prometheus_client::encoding::text::encode(&mut text, &app.registry) {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {err}\n"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
+async fn healthz(State(app): State<Arc<App>>) -> Response {
+    if app.draining.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
+    } else {
+        "ok\n".into_response()
+    }
+}
+
+async fn index(State(app): State<Arc<App>>) -> Response {
+    let mut page = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>spillway serve</title></head>\
+         <body><h1>spillway serve</h1>",
+    );
+    let _ = write!(
+        page,
+        "<p>{}</p><ul><li><a href=\"/work\">/work</a>: one job (query parameters \
+         <code>work_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
+         profile)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
+         <li><a href=\"/healthz\">/healthz</a>: liveness</li></ul></body></html>",
+        app.summary
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
+}
+
+/// Every request passes here: the body limit, the `/work` query, the in-flight gauge, the
+/// per-status counters and duration histograms, and the count of requests whose client left.
+async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let mut flight = InFlight::start(&app);
+    let response = 'respond: {
+        req = match limit_body(req, app.body_limit).await {
+            Ok(req) => req,
+            Err(response) => break 'respond response,
+        };
+        if req.uri().path() == "/work" {
+            match profile_from_query(req.uri().query(), app.profile) {
+                Ok(profile) => {
+                    req.extensions_mut().insert(profile);
+                }
+                Err(message) => {
+                    break 'respond (StatusCode::BAD_REQUEST, format!("{message}\n"))
+                        .into_response();
+                }
+            }
+        }
+        next.run(req).await
+    };
+    flight.responded(response.status().as_u16(), started.elapsed());
+    response
+}
+
+/// Refuses a body over `limit` with 413: at once when `Content-Length` says so, else while
+/// reading it.
+async fn limit_body(req: Request, limit: u64) -> Result<Request, Response> {
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body larger than the limit of {limit} bytes\n"),
+        )
+            .into_response()
+    };
+    if req.body().is_end_stream() {
+        return Ok(req);
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    match axum::body::to_bytes(body, limit).await {
+        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Err(_) => Err(too_large()),
+    }
+}
+
+/// Counts a request in flight; if it is dropped unanswered, its client left (cancelled) or the
+/// drain deadline passed (abandoned).
+struct InFlight<'a> {
+    app: &'a App,
+    answered: bool,
+}
+
+impl<'a> InFlight<'a> {
+    fn start(app: &'a App) -> Self {
+        app.metrics.requests_in_flight.inc();
+        InFlight {
+            app,
+            answered: false,
+        }
+    }
+
+    fn responded(&mut self, status: u16, elapsed: Duration) {
+        self.answered = true;
+        self.app.metrics.responded(status, elapsed);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let metrics = &self.app.metrics;
+        metrics.requests_in_flight.dec();
+        if !self.answered {
+            if self.app.abandoning.load(Ordering::Relaxed) {
+                metrics.abandoned.inc();
+            } else {
+                metrics.cancelled.inc();
+            }
+        }
+    }
+}
+
+/// Most a request may ask for with `?work_ms=` (one minute).
+const MAX_WORK_MS: f64 = 60_000.0;
+/// Most a request may ask for with `?cpu_ms=` (ten seconds).
+const MAX_CPU_MS: f64 = 10_000.0;
+/// Most a request may ask for with `?alloc_kib=` (1 GiB).
+const MAX_ALLOC_KIB: u64 = 1 << 20;
+
+/// The profile of one `/work` request: the server's, with the query's overrides. The error
+/// names the parameter and what it allows.
+pub(crate) fn profile_from_query(query: Option<&str>, default: Profile) -> Result<Profile, String> {
+    let mut profile = default;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let millis = |max: f64| match value.parse::<f64>() {
+            Ok(ms) if ms.is_finite() && (0.0..=max).contains(&ms) => {
+                Ok(Duration::from_secs_f64(ms / 1e3))
+            }
+            _ => Err(format!(
+                "invalid {name} = {value:?}: must be a number of milliseconds from 0 to {max}"
+            )),
+        };
+        match name {
+            "work_ms" => profile.work = millis(MAX_WORK_MS)?,
+            "cpu_ms" => profile.cpu = millis(MAX_CPU_MS)?,
+            "alloc_kib" => {
+                profile.alloc_bytes = match value.parse::<u64>() {
+                    Ok(kib) if kib <= MAX_ALLOC_KIB => (kib as usize) * 1024,
+                    _ => {
+                        return Err(format!(
+                            "invalid alloc_kib = {value:?}: must be a whole number of KiB from 0 \
+                             to {MAX_ALLOC_KIB}"
+                        ));
+                    }
+                }
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {name:?}: /work takes work_ms, alloc_kib and cpu_ms"
+                ));
+            }
+        }
+    }
+    Ok(profile)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: Profile = Profile {
+        work: Duration::from_millis(10),
+        alloc_bytes: 0,
+        cpu: Duration::ZERO,
+    };
+
+    #[test]
+    fn no_query_keeps_the_servers_profile() {
+        assert_eq!(profile_from_query(None, BASE), Ok(BASE));
+        assert_eq!(profile_from_query(Some(""), BASE), Ok(BASE));
+    }
+
+    #[test]
+    fn query_overrides_each_field() {
+        let p = profile_from_query(Some("work_ms=2.5&alloc_kib=8&cpu_ms=1"), BASE).unwrap();
+        assert_eq!(p.work, Duration::from_micros(2500));
+        assert_eq!(p.alloc_bytes, 8 * 1024);
+        assert_eq!(p.cpu, Duration::from_millis(1));
+    }
+
+    #[test]
+    fn bad_values_name_the_parameter_and_the_range() {
+        let err = profile_from_query(Some("work_ms=abc"), BASE).unwrap_err();
+        assert_eq!(
+            err,
+            r#"invalid work_ms = "abc": must be a number of milliseconds from 0 to 60000"#
+        );
+        let err = profile_from_query(Some("cpu_ms=-1"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid cpu_ms"), "{err}");
+        let err = profile_from_query(Some("work_ms=NaN"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid work_ms"), "{err}");
+        let err = profile_from_query(Some("alloc_kib=99999999"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid alloc_kib"), "{err}");
+        let err = profile_from_query(Some("sleep=5"), BASE).unwrap_err();
+        assert!(err.contains(r#"unknown query parameter "sleep""#), "{err}");
+        let err = profile_from_query(Some("work_ms"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid work_ms"), "{err}");
+    }
+}

@@ -1,0 +1,180 @@
+//! The server's own counters, exported beside the pool's in `/metrics`.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A response status, as a label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StatusLabel {
+    pub(crate) status: u16,
+}
+
+/// A class of response statuses, as a label: `2xx`, `503` or `other`.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ClassLabel {
+    pub(crate) class: &'static str,
+}
+
+/// The class a status is reported under.
+pub(crate) fn class_of(status: u16) -> &'static str {
+    match status {
+        200..=299 => "2xx",
+        503 => "503",
+        _ => "other",
+    }
+}
+
+fn duration_histogram() -> Histogram {
+    // 100 us .. ~6.5 s, doubling.
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+}
+
+/// Counters of connections and requests. Cheap to update from every request.
+#[derive(Debug)]
+pub(crate) struct ServerMetrics {
+    pub(crate) connections_open: Gauge,
+    pub(crate) connections_total: Counter,
+    pub(crate) accept_errors: Counter,
+    pub(crate) requests_in_flight: Gauge,
+    pub(crate) responses: Family<StatusLabel, Counter>,
+    pub(crate) shed: Counter,
+    pub(crate) cancelled: Counter,
+    pub(crate) abandoned: Counter,
+    pub(crate) duration: Family<ClassLabel, Histogram, fn() -> Histogram>,
+    /// Requests that produced a response (any status), for the drain report.
+    completed: AtomicU64,
+}
+
+impl ServerMetrics {
+    pub(crate) fn new() -> Self {
+        ServerMetrics {
+            connections_open: Gauge::default(),
+            connections_total: Counter::default(),
+            accept_errors: Counter::default(),
+            requests_in_flight: Gauge::default(),
+            responses: Family::default(),
+            shed: Counter::default(),
+            cancelled: Counter::default(),
+            abandoned: Counter::default(),
+            duration: Family::new_with_constructor(duration_histogram),
+            completed: AtomicU64::new(0),
+        }
+    }
+
+    /// A request got its response.
+    pub(crate) fn responded(&self, status: u16, elapsed: Duration) {
+        self.completed.fetch_add(1, Ordering::Relaxed);
+        self.responses.get_or_create(&StatusLabel { status }).inc();
+        self.duration
+            .get_or_create(&ClassLabel {
+                class: class_of(status),
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Requests answered so far.
+    pub(crate) fn completed(&self) -> u64 {
+        self.completed.load(Ordering::Relaxed)
+    }
+
+    /// Responses with this status so far.
+    #[cfg(test)]
+    pub(crate) fn responses_with(&self, status: u16) -> u64 {
+        self.responses.get_or_create(&StatusLabel { status }).get()
+    }
+
+    /// Adds every series, prefixed `spillway_http_`, to `registry`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        let http = registry.sub_registry_with_prefix("spillway_http");
+        http.register(
+            "connections_open",
+            "Client connections open now",
+            self.connections_open.clone(),
+        );
+        http.register(
+            "connections",
+            "Client connections accepted",
+            self.connections_total.clone(),
+        );
+        http.register(
+            "accept_errors",
+            "Failed accepts (e.g. out of file descriptors)",
+            self.accept_errors.clone(),
+        );
+        http.register(
+            "requests_in_flight",
+            "Requests received and not yet answered",
+            self.requests_in_flight.clone(),
+        );
+        http.register(
+            "responses",
+            "Responses sent, by status",
+            self.responses.clone(),
+        );
+        http.register(
+            "shed",
+            "Requests answered 503 because the pool was full",
+            self.shed.clone(),
+        );
+        http.register(
+            "cancelled",
+            "Requests whose client left before the answer; their work was cancelled",
+            self.cancelled.clone(),
+        );
+        http.register(
+            "abandoned",
+            "Requests still in flight when the drain deadline passed",
+            self.abandoned.clone(),
+        );
+        http.register(
+            "request_duration_seconds",
+            "Time from a request's arrival to its response, by status class",
+            self.duration.clone(),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_into_three_classes() {
+        assert_eq!(class_of(200), "2xx");
+        assert_eq!(class_of(204), "2xx");
+        assert_eq!(class_of(503), "503");
+        assert_eq!(class_of(500), "other");
+        assert_eq!(class_of(400), "other");
+        assert_eq!(class_of(413), "other");
+    }
+
+    #[test]
+    fn responses_are_counted_by_status_and_exported() {
+        let m = ServerMetrics::new();
+        m.responded(200, Duration::from_millis(10));
+        m.responded(200, Duration::from_millis(12));
+        m.responded(503, Duration::from_micros(300));
+        assert_eq!(m.completed(), 3);
+        assert_eq!(m.responses_with(200), 2);
+        assert_eq!(m.responses_with(503), 1);
+        let mut registry = Registry::default();
+        m.register(&mut registry);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(
+            text.contains(r#"spillway_http_responses_total{status="200"} 2"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"spillway_http_request_duration_seconds_count{class="503"} 1"#),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! `spillway serve`: seed 001's HTTP service, in each of its three concurrency modes, built
+//! so that overload is shed instead of queued without bound.
+//!
+//! * `naive`: the handler runs in the connection's own task, like Go's goroutine per request.
+//! * `semaphore`: the handler first waits for one of `--max-workers` permits (tokio's
+//!   `Semaphore`), as seed 001 does with a buffered channel. Nothing is ever refused.
+//! * `pool`: `/work` goes through [`spillway::PoolLayer`]; when the queue is full the request is
+//!   answered `503` with `Retry-After` at once, and a client that leaves cancels its job.
+//!
+//! The server itself ([`Server`]) is mode-independent: an accept loop over hyper's HTTP/1.1 and
+//! HTTP/2 (h2c prior knowledge) connections with a header read timeout, a body limit, an
+//! optional connection limit and a graceful drain.
+
+mod app;
+mod limits;
+mod metrics;
+mod server;
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, ValueEnum};
+
+use crate::args::{non_negative_f64, parse_bytes, positive_duration};
+use crate::simulate::job::Profile;
+
+pub use server::{DrainReport, Server};
+
+/// How `/work` bounds its concurrency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Mode {
+    /// No bound: every request runs at once, however many there are.
+    Naive,
+    /// At most `--max-workers` at once; the rest wait, without limit, for a permit.
+    Semaphore,
+    /// The spillway pool: `--max-workers` running, `--queue` waiting, the rest shed with 503.
+    Pool,
+}
+
+impl Mode {
+    /// The mode's name, as given on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Naive => "naive",
+            Mode::Semaphore => "semaphore",
+            Mode::Pool => "pool",
+        }
+    }
+}
+
+/// Which HTTP versions connections may speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Protocol {
+    /// HTTP/1.1, and HTTP/2 for clients that open with its preface (h2c prior knowledge).
+    Auto,
+    /// HTTP/1.1 only.
+    Http1,
+    /// HTTP/2 (h2c prior knowledge) only.
+    Http2,
+}
+
+/// Options of `spillway serve`. The defaults serve seed 001's handler (10 ms of waiting) with
+/// the seed's 1,000 slots of concurrency, on loopback.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port (the address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: SocketAddr,
+    /// How `/work` bounds its concurrency.
+    #[arg(long, value_enum, default_value_t = Mode::Pool)]
+    pub mode: Mode,
+    /// Milliseconds each `/work` request waits (an I/O-like sleep); `?work_ms=` overrides it.
+    #[arg(long, default_value = "10", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    pub work_ms: f64,
+    /// KiB each `/work` request allocates and touches; `?alloc_kib=` overrides it.
+    #[arg(long, default_value_t = 0)]
+    pub alloc_kib: u64,
+    /// Milliseconds of busy CPU work per `/work` request; `?cpu_ms=` overrides it.
+    #[arg(long, default_value = "0", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    pub cpu_ms: f64,
+    /// Workers the pool keeps alive when idle (pool mode).
+    #[arg(long, default_value_t = 16)]
+    pub min_workers: usize,
+    /// Most requests working at once: the pool's workers, or the semaphore's permits.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_workers: u64,
+    /// Requests that may wait for a worker before the rest are shed (pool mode).
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue: u64,
+    /// Shed a queued request that waited longer than this (pool mode; none by default).
+    #[arg(long, value_parser = positive_duration)]
+    pub queue_timeout: Option<Duration>,
+    /// Wait up to this long for a queue slot before shedding, instead of failing fast (pool
+    /// mode).
+    #[arg(long, value_parser = positive_duration)]
+    pub admission_wait: Option<Duration>,
+    /// Seconds a shed client is told to wait, in `Retry-After`.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after: u32,
+    /// Drop a connection whose request headers have not all arrived within this (slowloris).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+    /// Largest request body accepted (e.g. 64KiB); larger ones get 413.
+    #[arg(long, default_value = "64KiB", value_parser = parse_bytes)]
+    pub body_limit: u64,
+    /// Most connections open at once; further ones wait in the listen backlog (no limit by
+    /// default beyond the open-files limit).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: Option<u64>,
+    /// Close each HTTP/1.1 connection after one response instead of keeping it alive.
+    #[arg(long)]
+    pub no_keep_alive: bool,
+    /// HTTP versions accepted.
+    #[arg(long, value_enum, default_value_t = Protocol::Auto)]
+    pub protocol: Protocol,
+    /// Most concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub h2_max_streams: u32,
+    /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before they are
+    /// abandoned.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+impl ServeArgs {
+    /// The `/work` profile the flags describe.
+    fn profile(&self) -> anyhow::Result<Profile> {
+        let alloc_bytes = usize::try_from(self.alloc_kib)
+            .ok()
+            .and_then(|kib| kib.checked_mul(1024))
+            .with_context(|| format!("invalid --alloc-kib = {}: too large", self.alloc_kib))?;
+        Ok(Profile {
+            work: Duration::from_secs_f64(self.work_ms / 1e3),
+            alloc_bytes,
+            cpu: Duration::from_secs_f64(self.cpu_ms / 1e3),
+        })
+    }
+}
+
+/// Runs `spillway serve` until SIGINT or SIGTERM, then drains.
+///
+/// # Errors
+///
+/// Invalid settings, or an address that cannot be bound.
+pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    match limits::raise_open_files() {
+        Ok((before, after, hard)) => {
+            eprintln!("open files: soft limit {before} -> {after} (hard limit {hard})")
+        }
+        Err(err) => eprintln!("open files: cannot raise the soft limit: {err}"),
+    }
+    let server = Server::bind(&args).await?;
+    println!(
+        "spillway serve: listening on http://{} mode={} work={}ms max_workers={}{}",
+        server.local_addr(),
+        args.mode.as_str(),
+        args.work_ms,
+        args.max_workers,
+        if args.mode == Mode::Pool {
+            format!(" queue={}", args.queue)
+        } else {
+            String::new()
+        }
+    );
+    let report = server.run(shutdown_signal()).await?;
+    println!("{report}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    eprintln!("signal received: no longer accepting, draining in-flight requests");
+}

@@ -1,0 +1,495 @@
+//! The accept loop, the connections, and the drain on shutdown.
+
+use std::fmt;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::http::HeaderValue;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use prometheus_client::registry::Registry;
+use spillway::{Pool, ShutdownReport};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::time::Instant;
+
+use super::app::{self, App};
+use super::metrics::ServerMetrics;
+use super::{Mode, Protocol, ServeArgs};
+
+/// Backlog of the listening socket; the kernel caps it at `net.core.somaxconn`.
+const BACKLOG: u32 = 4096;
+
+/// How connections are told to end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Serving,
+    /// Finish the requests in flight, then close.
+    Draining,
+    /// The drain deadline passed: close now.
+    Abort,
+}
+
+/// A bound server, not yet accepting. [`Server::run`] serves until its signal resolves.
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn demo() -> anyhow::Result<()> {
+/// use clap::Parser;
+/// use spillway_cli::{Cli, Command};
+///
+/// let Command::Serve(args) = Cli::parse_from(["spillway", "serve", "--addr", "127.0.0.1:0"])
+///     .command
+/// else {
+///     unreachable!()
+/// };
+/// let server = spillway_cli::serve::Server::bind(&args).await?;
+/// println!("listening on {}", server.local_addr());
+/// let report = server.run(tokio::time::sleep(std::time::Duration::from_secs(1))).await?;
+/// println!("{report}");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    app: Arc<App>,
+    router: Router,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    max_connections: Option<Arc<Semaphore>>,
+    drain_timeout: Duration,
+    connections: Arc<Connections>,
+}
+
+/// What the drain after SIGINT/SIGTERM did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DrainReport {
+    /// Requests in flight when the signal came.
+    pub in_flight_at_signal: u64,
+    /// Requests answered while draining.
+    pub drained: u64,
+    /// Requests still in flight at the drain deadline, dropped unanswered.
+    pub abandoned: u64,
+    /// Whether the deadline passed before every connection closed.
+    pub timed_out: bool,
+    /// How long the drain took.
+    pub elapsed: Duration,
+    /// The pool's own shutdown, in pool mode.
+    pub pool: Option<ShutdownReport>,
+}
+
+impl fmt::Display for DrainReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "drained: {} in flight at the signal, {} answered while draining, {} abandoned{} in {:.3}s",
+            self.in_flight_at_signal,
+            self.drained,
+            self.abandoned,
+            if self.timed_out {
+                " (drain timeout reached)"
+            } else {
+                ""
+            },
+            self.elapsed.as_secs_f64()
+        )?;
+        if let Some(pool) = &self.pool {
+            write!(
+                f,
+                "; pool: {} jobs drained, {} abandoned",
+                pool.drained, pool.abandoned
+            )?;
+        }
+        Ok(())
+    }
+}
+
+impl Server {
+    /// Checks the settings, builds the mode's pool or semaphore, and binds the address.
+    ///
+    /// # Errors
+    ///
+    /// Invalid settings (naming the flag), or an address that cannot be bound.
+    pub async fn bind(args: &ServeArgs) -> anyhow::Result<Server> {
+        let profile = args.profile()?;
+        let max = usize::try_from(args.max_workers).unwrap_or(usize::MAX);
+        let (pool, semaphore) = match args.mode {
+            Mode::Naive => (None, None),
+            Mode::Semaphore => {
+                if max > Semaphore::MAX_PERMITS {
+                    anyhow::bail!(
+                        "invalid --max-workers = {max}: a semaphore allows at most {}",
+                        Semaphore::MAX_PERMITS
+                    );
+                }
+                (None, Some(Arc::new(Semaphore::new(max))))
+            }
+            Mode::Pool => {
+                let mut builder = Pool::builder()
+                    .name("serve")
+                    .min_workers(args.min_workers.min(max))
+                    .max_workers(max)
+                    .queue_capacity(usize::try_from(args.queue).unwrap_or(usize::MAX));
+                if let Some(timeout) = args.queue_timeout {
+                    builder = builder.queue_timeout(timeout);
+                }
+                let pool = builder.build().map_err(|e| {
+                    anyhow::anyhow!("invalid pool settings: {e} (see --{})", flag(e.setting()))
+                })?;
+                (Some(pool), None)
+            }
+        };
+        let retry_after = HeaderValue::from(args.retry_after);
+        let metrics = ServerMetrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        if let Some(pool) = &pool {
+            pool.register_metrics(&mut registry);
+        }
+        let summary = format!(
+            "mode <b>{}</b>: /work waits {} ms, allocates {} KiB, burns {} ms of CPU; {}",
+            args.mode.as_str(),
+            args.work_ms,
+            args.alloc_kib,
+            args.cpu_ms,
+            match args.mode {
+                Mode::Naive => "no concurrency limit".to_string(),
+                Mode::Semaphore => format!("{} permits, unbounded wait", args.max_workers),
+                Mode::Pool => format!(
+                    "pool of up to {} workers and a queue of {}, the rest answered 503",
+                    args.max_workers, args.queue
+                ),
+            }
+        );
+        let app = Arc::new(App {
+            profile,
+            pool,
+            admission_wait: args.admission_wait,
+            semaphore,
+            metrics,
+            registry,
+            body_limit: args.body_limit,
+            retry_after,
+            summary,
+            draining: AtomicBool::new(false),
+            abandoning: AtomicBool::new(false),
+        });
+        let router = app::router(Arc::clone(&app));
+
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(args.header_timeout)
+            .keep_alive(!args.no_keep_alive);
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(args.h2_max_streams);
+        let builder = match args.protocol {
+            Protocol::Auto => builder,
+            Protocol::Http1 => builder.http1_only(),
+            Protocol::Http2 => builder.http2_only(),
+        };
+
+        let listener =
+            listen(args.addr).with_context(|| format!("cannot listen on --addr {}", args.addr))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Server {
+            listener,
+            local_addr,
+            app,
+            router,
+            builder: Arc::new(builder),
+            max_connections: args
+                .max_connections
+                .map(|n| Arc::new(Semaphore::new(usize::try_from(n).unwrap_or(usize::MAX)))),
+            drain_timeout: args.drain_timeout,
+            connections: Arc::new(Connections::default()),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `signal` resolves, then stops accepting, lets the requests in flight finish
+    /// within the drain timeout, and reports.
+    ///
+    /// # Errors
+    ///
+    /// None at present; the `Result` leaves room for fatal listener errors.
+    pub async fn run(self, signal: impl Future<Output = ()>) -> anyhow::Result<DrainReport> {
+        let Server {
+            listener,
+            app,
+            router,
+            builder,
+            max_connections,
+            drain_timeout,
+            connections,
+            ..
+        } = self;
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let mut signal = pin!(signal);
+        let mut accept_log = AcceptLog::default();
+        loop {
+            let permit = match &max_connections {
+                Some(limit) => tokio::select! {
+                    biased;
+                    () = &mut signal => break,
+                    permit = Arc::clone(limit).acquire_owned() => permit.ok(),
+                },
+                None => None,
+            };
+            let accepted = tokio::select! {
+                biased;
+                () = &mut signal => break,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, _peer)) => {
+                    app.metrics.connections_total.inc();
+                    spawn_connection(
+                        stream,
+                        permit,
+                        &app,
+                        &router,
+                        &builder,
+                        &connections,
+                        phase_rx.clone(),
+                    );
+                }
+                Err(err) => {
+                    app.metrics.accept_errors.inc();
+                    if let Some(times) = accept_log.note(Instant::now()) {
+                        eprintln!(
+                            "accept failed: {err} ({times} time(s) since the last report); \
+                             still serving {} open connections",
+                            app.metrics.connections_open.get()
+                        );
+                    }
+                    if out_of_descriptors(&err) {
+                        // Retrying at once would spin: wait for a connection to close.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                }
+            }
+        }
+        drop(listener);
+
+        let started = Instant::now();
+        app.draining.store(true, Ordering::SeqCst);
+        let in_flight_at_signal = gauge_value(app.metrics.requests_in_flight.get());
+        let completed_at_signal = app.metrics.completed();
+        let _ = phase_tx.send(Phase::Draining);
+        let deadline = started + drain_timeout;
+        let timed_out = tokio::time::timeout_at(deadline, connections.closed())
+            .await
+            .is_err();
+        let mut abandoned = 0;
+        if timed_out {
+            app.abandoning.store(true, Ordering::SeqCst);
+            abandoned = gauge_value(app.metrics.requests_in_flight.get());
+            let _ = phase_tx.send(Phase::Abort);
+            // Connections end at their next poll; give them a moment to be dropped.
+            let _ = tokio::time::timeout(Duration::from_secs(1), connections.closed()).await;
+        }
+        let pool = match &app.pool {
+            Some(pool) => Some(
+                pool.shutdown(deadline.saturating_duration_since(Instant::now()))
+                    .await,
+            ),
+            None => None,
+        };
+        Ok(DrainReport {
+            in_flight_at_signal,
+            drained: app.metrics.completed() - completed_at_signal,
+            abandoned,
+            timed_out,
+            elapsed: started.elapsed(),
+            pool,
+        })
+    }
+}
+
+/// The command-line flag of a pool setting.
+fn flag(setting: &str) -> String {
+    match setting {
+        "queue_capacity" => "queue".to_string(),
+        other => other.replace('_', "-"),
+    }
+}
+
+fn gauge_value(v: i64) -> u64 {
+    u64::try_from(v).unwrap_or(0)
+}
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Whether an accept failed for lack of file descriptors or kernel memory: the listener is fine
+/// and will accept again once connections close.
+fn out_of_descriptors(err: &std::io::Error) -> bool {
+    // EMFILE (24), ENFILE (23), ENOBUFS (105), ENOMEM (12) on Linux.
+    matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+fn spawn_connection(
+    stream: TcpStream,
+    permit: Option<OwnedSemaphorePermit>,
+    app: &Arc<App>,
+    router: &Router,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    connections: &Arc<Connections>,
+    mut phase: watch::Receiver<Phase>,
+) {
+    let _ = stream.set_nodelay(true);
+    let open = Open::new(Arc::clone(app), Arc::clone(connections));
+    let service = TowerToHyperService::new(router.clone());
+    let builder = Arc::clone(builder);
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _open = open;
+        let conn = builder.serve_connection(TokioIo::new(stream), service);
+        let mut conn = pin!(conn);
+        loop {
+            tokio::select! {
+                _ = conn.as_mut() => return,
+                changed = phase.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let now = *phase.borrow_and_update();
+                    match now {
+                        Phase::Serving => {}
+                        Phase::Draining => conn.as_mut().graceful_shutdown(),
+                        Phase::Abort => return,
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Open connections, and a wake-up for when the last one closes.
+#[derive(Debug, Default)]
+struct Connections {
+    open: std::sync::atomic::AtomicUsize,
+    none_open: Notify,
+}
+
+impl Connections {
+    /// Resolves once no connection is open.
+    async fn closed(&self) {
+        loop {
+            let notified = self.none_open.notified();
+            let mut notified = pin!(notified);
+            notified.as_mut().enable();
+            if self.open.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// One open connection, counted for the drain and in `/metrics`.
+struct Open {
+    app: Arc<App>,
+    connections: Arc<Connections>,
+}
+
+impl Open {
+    fn new(app: Arc<App>, connections: Arc<Connections>) -> Self {
+        connections.open.fetch_add(1, Ordering::SeqCst);
+        app.metrics.connections_open.inc();
+        Open { app, connections }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        self.app.metrics.connections_open.dec();
+        if self.connections.open.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.connections.none_open.notify_waiters();
+        }
+    }
+}
+
+/// Rate-limits the accept-error log to one line a second, with the count of the failures it
+/// stands for.
+#[derive(Debug, Default)]
+struct AcceptLog {
+    last: Option<Instant>,
+    since_last: u64,
+}
+
+impl AcceptLog {
+    /// Notes a failure at `now`; returns how many failures to report if a line is due.
+    fn note(&mut self, now: Instant) -> Option<u64> {
+        self.since_last += 1;
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < Duration::from_secs(1) => None,
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.since_last))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accept_errors_are_logged_once_a_second_with_their_count() {
+        let t0 = Instant::now();
+        let mut log = AcceptLog::default();
+        assert_eq!(
+            log.note(t0),
+            Some(1),
+            "the first failure is reported at once"
+        );
+        for ms in 1..1000 {
+            assert_eq!(log.note(t0 + Duration::from_millis(ms)), None);
+        }
+        assert_eq!(log.note(t0 + Duration::from_secs(1)), Some(1000));
+        assert_eq!(log.note(t0 + Duration::from_millis(1500)), None);
+        assert_eq!(log.note(t0 + Duration::from_secs(5)), Some(2));
+    }
+
+    #[test]
+    fn descriptor_exhaustion_is_told_apart_from_other_accept_errors() {
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(24)));
+        assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(23)));
+        assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(103)));
+        assert!(!out_of_descriptors(&std::io::Error::other("x")));
+    }
+
+    #[test]
+    fn pool_settings_map_to_their_flags() {
+        assert_eq!(flag("queue_capacity"), "queue");
+        assert_eq!(flag("max_workers"), "max-workers");
+    }
+}

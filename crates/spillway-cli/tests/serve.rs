@@ -1,0 +1,592 @@
+//! `spillway serve` driven in-process on ephemeral loopback ports. Every wait is bounded, and
+//! no assertion depends on how fast the machine is.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+use spillway_cli::serve::{DrainReport, ServeArgs, Server};
+use spillway_cli::{Cli, Command};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Longest any single step of a test may take before it fails instead of hanging.
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn args(extra: &[&str]) -> ServeArgs {
+    let mut argv = vec!["spillway", "serve", "--addr", "127.0.0.1:0"];
+    argv.extend_from_slice(extra);
+    match Cli::try_parse_from(argv).expect("valid arguments").command {
+        Command::Serve(args) => args,
+        other => panic!("parsed as another command: {other:?}"),
+    }
+}
+
+/// A running server and the switch that drains it.
+struct Running {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<DrainReport>>,
+}
+
+impl Running {
+    async fn start(extra: &[&str]) -> Running {
+        let server = Server::bind(&args(extra)).await.expect("server binds");
+        let addr = server.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        Running {
+            addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    async fn drain(mut self) -> DrainReport {
+        let _ = self.stop.take().unwrap().send(());
+        tokio::time::timeout(PATIENCE * 2, self.task)
+            .await
+            .expect("the drain ends")
+            .expect("the server task did not panic")
+            .expect("the server reports")
+    }
+
+    async fn get(&self, path: &str) -> Reply {
+        self.send(&format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+        ))
+        .await
+    }
+
+    async fn send(&self, raw: &str) -> Reply {
+        let mut stream = TcpStream::connect(self.addr).await.expect("connects");
+        stream.write_all(raw.as_bytes()).await.unwrap();
+        read_reply(&mut stream).await
+    }
+
+    /// The value of one `/metrics` series, e.g. `spillway_http_shed_total`.
+    async fn metric(&self, series: &str) -> f64 {
+        let text = self.get("/metrics").await.body;
+        text.lines()
+            .find_map(|line| {
+                line.strip_prefix(series)
+                    .and_then(|rest| rest.strip_prefix(' '))
+                    .map(|v| v.trim().parse::<f64>().expect("a number"))
+            })
+            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
+    }
+
+    /// Polls `/metrics` until `series` reaches `want` (bounded by [`PATIENCE`]).
+    async fn wait_metric(&self, series: &str, want: f64) {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
+        loop {
+            let got = self.metric(series).await;
+            if got == want {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{series} stayed at {got}, expected {want}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    head: String,
+    body: String,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (n, v) = line.split_once(':')?;
+            n.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+async fn read_reply(stream: &mut TcpStream) -> Reply {
+    let mut raw = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
+        .await
+        .expect("the server answers in time")
+        .expect("the connection reads");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    Reply {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    }
+}
+
+#[tokio::test]
+async fn each_mode_answers_every_route() {
+    for mode in ["naive", "semaphore", "pool"] {
+        let server = Running::start(&["--mode", mode, "--work-ms", "1"]).await;
+        let work = server.get("/work").await;
+        assert_eq!(work.status, 200, "{mode}: {work:?}");
+        assert_eq!(work.body, "ok\n");
+        let work = server.get("/work?work_ms=0&alloc_kib=64&cpu_ms=0.1").await;
+        assert_eq!(work.status, 200, "{mode}: {work:?}");
+        assert_eq!(server.get("/healthz").await.status, 200);
+        let index = server.get("/").await;
+        assert_eq!(index.status, 200);
+        assert!(
+            index.body.contains(&format!("mode <b>{mode}</b>")),
+            "{index:?}"
+        );
+        assert_eq!(server.get("/nowhere").await.status, 404);
+        assert_eq!(
+            server
+                .metric(r#"spillway_http_responses_total{status="200"}"#)
+                .await,
+            4.0,
+            "{mode}"
+        );
+        let report = server.drain().await;
+        assert_eq!(report.abandoned, 0);
+        assert_eq!(report.pool.is_some(), mode == "pool");
+    }
+}
+
+#[tokio::test]
+async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests_succeed() {
+    let server = Running::start(&[
+        "--mode",
+        "pool",
+        "--min-workers",
+        "1",
+        "--max-workers",
+        "1",
+        "--queue",
+        "1",
+        "--work-ms",
+        "2000",
+        "--retry-after",
+        "3",
+    ])
+    .await;
+    // Two requests fill the pool: one runs, one waits.
+    let first = tokio::spawn({
+        let addr = server.addr;
+        async move { get_at(addr, "/work").await }
+    });
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let second = tokio::spawn({
+        let addr = server.addr;
+        async move { get_at(addr, "/work").await }
+    });
+    server
+        .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
+        .await;
+    // Everything else is shed at once, without touching the queue.
+    for _ in 0..5 {
+        let shed = server.get("/work").await;
+        assert_eq!(shed.status, 503, "{shed:?}");
+        assert_eq!(shed.header("retry-after"), Some("3"));
+        assert_eq!(shed.body, "overloaded: queue full; retry later\n");
+    }
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    assert_eq!(server.metric("spillway_http_shed_total").await, 5.0);
+    assert_eq!(
+        server
+            .metric(r#"spillway_jobs_rejected_total{pool="serve",reason="full"}"#)
+            .await,
+        5.0
+    );
+    assert_eq!(
+        server
+            .metric(r#"spillway_jobs_ended_total{pool="serve",outcome="completed"}"#)
+            .await,
+        2.0
+    );
+    server.drain().await;
+}
+
+async fn get_at(addr: SocketAddr, path: &str) -> Reply {
+    let mut stream = TcpStream::connect(addr).await.expect("connects");
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    read_reply(&mut stream).await
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
+    let server = Running::start(&[
+        "--mode",
+        "pool",
+        "--min-workers",
+        "1",
+        "--max-workers",
+        "1",
+        "--queue",
+        "4",
+        "--work-ms",
+        "60000",
+    ])
+    .await;
+    let request = b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut running = TcpStream::connect(server.addr).await.unwrap();
+    running.write_all(request).await.unwrap();
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let mut queued = TcpStream::connect(server.addr).await.unwrap();
+    queued.write_all(request).await.unwrap();
+    server
+        .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
+        .await;
+
+    drop(queued);
+    drop(running);
+    server
+        .wait_metric(
+            r#"spillway_jobs_ended_total{pool="serve",outcome="cancelled"}"#,
+            2.0,
+        )
+        .await;
+    server
+        .wait_metric("spillway_http_cancelled_total", 2.0)
+        .await;
+    assert_eq!(
+        server
+            .metric(r#"spillway_workers_busy{pool="serve"}"#)
+            .await,
+        0.0
+    );
+    assert_eq!(
+        server.metric(r#"spillway_queue_depth{pool="serve"}"#).await,
+        0.0
+    );
+    // The pool is free again at once: a 60 s job did not hold it.
+    assert_eq!(server.get("/work?work_ms=0").await.status, 200);
+    let report = server.drain().await;
+    assert_eq!(report.abandoned, 0);
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_in_naive_mode_is_counted_too() {
+    let server = Running::start(&["--mode", "naive", "--work-ms", "60000"]).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    server
+        .wait_metric("spillway_http_requests_in_flight", 2.0)
+        .await; // it and the scrape
+    drop(stream);
+    server
+        .wait_metric("spillway_http_cancelled_total", 1.0)
+        .await;
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn a_slow_client_that_never_finishes_its_headers_is_dropped() {
+    let server = Running::start(&["--header-timeout", "300ms"]).await;
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
+    stream
+        .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection instead of waiting forever");
+    // Closed (EOF, or a reset), and not before the timeout.
+    assert!(
+        read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+        "{buf:?}"
+    );
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    server
+        .wait_metric("spillway_http_connections_open", 1.0)
+        .await; // the scrape's own
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn an_oversized_body_gets_413_whether_declared_or_streamed() {
+    let server = Running::start(&["--body-limit", "1KiB", "--work-ms", "0"]).await;
+    let declared = server
+        .send("POST /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n")
+        .await;
+    assert_eq!(declared.status, 413, "{declared:?}");
+    assert_eq!(
+        declared.body,
+        "request body larger than the limit of 1024 bytes\n"
+    );
+    let chunk = "x".repeat(3000);
+    let streamed = server
+        .send(&format!(
+            "POST /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n0\r\n\r\n",
+            chunk.len()
+        ))
+        .await;
+    assert_eq!(streamed.status, 413, "{streamed:?}");
+    let small = server
+        .send(
+            "POST /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5\r\n\r\nhello",
+        )
+        .await;
+    assert_eq!(small.status, 200, "{small:?}");
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn bad_query_values_get_400_naming_the_parameter_without_using_the_pool() {
+    let server = Running::start(&["--mode", "pool"]).await;
+    let bad = server.get("/work?work_ms=soon").await;
+    assert_eq!(bad.status, 400);
+    assert_eq!(
+        bad.body,
+        "invalid work_ms = \"soon\": must be a number of milliseconds from 0 to 60000\n"
+    );
+    let bad = server.get("/work?alloc_kib=-3").await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.body.starts_with("invalid alloc_kib"), "{bad:?}");
+    let bad = server.get("/work?sleep=1").await;
+    assert_eq!(bad.status, 400);
+    assert!(
+        bad.body.contains("unknown query parameter \"sleep\""),
+        "{bad:?}"
+    );
+    assert_eq!(
+        server
+            .metric(r#"spillway_jobs_submitted_total{pool="serve"}"#)
+            .await,
+        0.0
+    );
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn metrics_export_the_pool_and_the_server_series() {
+    let server = Running::start(&["--mode", "pool", "--work-ms", "0"]).await;
+    assert_eq!(server.get("/work").await.status, 200);
+    let metrics = server.get("/metrics").await;
+    assert_eq!(
+        metrics.header("content-type"),
+        Some("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    );
+    for series in [
+        r#"spillway_workers_max{pool="serve"} 1000"#,
+        r#"spillway_queue_capacity{pool="serve"} 1000"#,
+        r#"spillway_jobs_submitted_total{pool="serve"} 1"#,
+        r#"spillway_jobs_ended_total{pool="serve",outcome="completed"} 1"#,
+        r#"spillway_job_total_seconds_count{pool="serve"} 1"#,
+        "spillway_http_connections_open ",
+        "spillway_http_shed_total 0",
+        "spillway_http_cancelled_total 0",
+        r#"spillway_http_responses_total{status="200"} 1"#,
+        r#"spillway_http_request_duration_seconds_count{class="2xx"} 1"#,
+    ] {
+        assert!(
+            metrics.body.contains(series),
+            "{series} missing:\n{}",
+            metrics.body
+        );
+    }
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn one_http2_connection_carries_many_concurrent_requests() {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+
+    let server = Running::start(&["--mode", "pool", "--work-ms", "300"]).await;
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("h2c prior-knowledge handshake");
+    tokio::spawn(conn);
+    let requests = (0..50).map(|_| {
+        let mut sender = sender.clone();
+        let uri = format!("http://{}/work", server.addr);
+        async move {
+            let req = http::Request::get(uri).body(Empty::<Bytes>::new()).unwrap();
+            let resp = sender.send_request(req).await.expect("a response");
+            assert_eq!(resp.version(), http::Version::HTTP_2);
+            let status = resp.status();
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (status, body)
+        }
+    });
+    let replies = tokio::time::timeout(PATIENCE, futures_join_all(requests))
+        .await
+        .expect("all 50 answered");
+    assert!(
+        replies.iter().all(|(s, b)| *s == 200 && b == "ok\n"),
+        "{replies:?}"
+    );
+    assert_eq!(
+        server
+            .metric(r#"spillway_http_responses_total{status="200"}"#)
+            .await,
+        50.0
+    );
+    // The 50 came over one connection; the metrics scrape is the second.
+    assert_eq!(server.metric("spillway_http_connections_total").await, 3.0);
+    server.drain().await;
+}
+
+/// Runs futures concurrently, each in its own task, and collects their outputs in order.
+async fn futures_join_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("the request task did not panic"));
+    }
+    out
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_connections_in_the_backlog() {
+    let server = Running::start(&["--max-connections", "1", "--work-ms", "0"]).await;
+    // A keep-alive connection takes the only slot.
+    let mut first = TcpStream::connect(server.addr).await.unwrap();
+    first
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = tokio::time::timeout(PATIENCE, first.read(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    // A second connection is accepted by the kernel but not served while the first is open.
+    let mut second = TcpStream::connect(server.addr).await.unwrap();
+    second
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
+    assert!(early.is_err(), "served while the limit was taken");
+    drop(first);
+    let reply = read_reply(&mut second).await;
+    assert_eq!(reply.status, 200);
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn draining_lets_in_flight_requests_finish_and_refuses_new_connections() {
+    let server = Running::start(&["--mode", "pool", "--work-ms", "500"]).await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move { get_at(addr, "/work").await });
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let report = server.drain().await;
+    assert_eq!(in_flight.await.unwrap().status, 200);
+    assert_eq!(report.in_flight_at_signal, 1);
+    assert_eq!(report.drained, 1);
+    assert_eq!(report.abandoned, 0);
+    assert!(!report.timed_out);
+    assert_eq!(report.pool.unwrap().abandoned, 0);
+    assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
+}
+
+#[tokio::test]
+async fn the_drain_deadline_abandons_what_is_still_running() {
+    let server = Running::start(&[
+        "--mode",
+        "pool",
+        "--work-ms",
+        "60000",
+        "--drain-timeout",
+        "200ms",
+    ])
+    .await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        let mut buf = Vec::new();
+        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
+        buf
+    });
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let report = server.drain().await;
+    assert!(report.timed_out);
+    assert_eq!(report.in_flight_at_signal, 1);
+    assert_eq!(report.abandoned, 1);
+    assert_eq!(report.drained, 0);
+    assert!(
+        in_flight.await.unwrap().is_empty(),
+        "the abandoned request's connection closes without an answer"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains("1 abandoned (drain timeout reached)"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn bad_settings_name_the_flag() {
+    let err = Cli::try_parse_from(["spillway", "serve", "--max-workers", "0"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--max-workers"), "{err}");
+    let err = Cli::try_parse_from(["spillway", "serve", "--mode", "threads"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("possible values: naive, semaphore, pool"),
+        "{err}"
+    );
+    let err = Cli::try_parse_from(["spillway", "serve", "--header-timeout", "0s"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be longer than zero"), "{err}");
+    let err = Cli::try_parse_from(["spillway", "serve", "--body-limit", "lots"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--body-limit"), "{err}");
+    let taken = Running::start(&[]).await;
+    let addr = taken.addr.to_string();
+    let err = Server::bind(&args(&["--addr", &addr])).await.unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.starts_with(&format!("cannot listen on --addr {addr}: ")),
+        "{message}"
+    );
+    taken.drain().await;
+}

@@ -1,0 +1,33 @@
+//! Tower integration (feature `tower`): run a service's requests on a [`Pool`](crate::Pool) and
+//! shed the overload.
+//!
+//! [`PoolLayer`](crate::PoolLayer) wraps any `tower` service (an axum `Router`, a hyper service,
+//! a tonic server...) in a [`PoolService`](crate::PoolService). Each request is handed to the
+//! inner service on the caller's task, and the future it returns becomes a pool job: at most
+//! `max_workers` requests run and at most `queue_capacity` wait, whatever the traffic.
+//!
+//! * **Backpressure in `poll_ready`**: it is the inner service's, passed through.
+//! * **Shedding in `call`**: a request the pool has no room for resolves to an
+//!   [`Overloaded`](crate::Overloaded) error at once (or after a bounded wait, with
+//!   [`PoolLayer::wait`](crate::PoolLayer::wait)), without running the inner future. Requests
+//!   that expire in the queue (`queue_timeout`) or are abandoned by a shutdown are shed the same
+//!   way. Each [`ShedReason`](crate::ShedReason) says which.
+//! * **Capacity released on drop**: the job's handle lives in the
+//!   [`ResponseFuture`](crate::ResponseFuture); when a client disconnects and the server drops
+//!   it, the request is cancelled, queued or running, and its slot is freed.
+//!
+//! Errors are a [`BoxError`](crate::BoxError), as in tower: an `Overloaded` (answer 503), a
+//! [`JobError::Panicked`](crate::JobError::Panicked) if the inner future panicked (answer 500),
+//! or the inner service's own error, unchanged.
+//!
+//! See [`PoolLayer`](crate::PoolLayer) for examples with tower, axum and hyper.
+
+mod error;
+mod future;
+mod layer;
+mod service;
+
+pub use self::error::{BoxError, Overloaded, ShedReason};
+pub use self::future::ResponseFuture;
+pub use self::layer::PoolLayer;
+pub use self::service::PoolService;

@@ -1,0 +1,189 @@
+//! [`PoolService`]: runs each response future of an inner service as a pool job.
+
+use std::future::Future;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower_service::Service;
+
+use super::error::{BoxError, ShedReason};
+use super::future::ResponseFuture;
+use crate::error::{SubmitTimeoutError, TrySubmitError};
+use crate::pool::Pool;
+
+/// A [`Service`] that runs the inner service's response futures as jobs of a [`Pool`], and sheds
+/// requests the pool has no room for. Usually made by a [`PoolLayer`](crate::PoolLayer).
+///
+/// * `poll_ready` is the inner service's: its backpressure passes through unchanged.
+/// * `call` calls the inner service on the caller's task, then submits the future it returns.
+///   By default it fails fast: a full queue sheds the request with
+///   [`Overloaded`](crate::Overloaded) ([`ShedReason::QueueFull`]) without waiting or
+///   allocating. With [`wait`](Self::wait), the response future instead waits up to a timeout
+///   for room ([`ShedReason::WaitTimedOut`] after it).
+/// * The [`ResponseFuture`] resolves when the job ends; dropping it cancels the job.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use spillway::{Pool, PoolService};
+/// use tower::{ServiceExt, service_fn};
+///
+/// let pool = Pool::builder().max_workers(8).queue_capacity(100).build().unwrap();
+/// let service = PoolService::new(
+///     service_fn(|name: &'static str| async move {
+///         Ok::<_, std::convert::Infallible>(format!("hello, {name}"))
+///     }),
+///     pool.clone(),
+/// );
+/// assert_eq!(service.oneshot("pool").await.unwrap(), "hello, pool");
+/// assert_eq!(pool.metrics().completed, 1);
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PoolService<S> {
+    inner: S,
+    pool: Pool,
+    wait: Option<Duration>,
+}
+
+impl<S> PoolService<S> {
+    /// Wraps `inner`, running its response futures on `pool` and failing fast when the pool's
+    /// queue is full.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let service = spillway::PoolService::new(
+    ///     tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) }),
+    ///     pool,
+    /// );
+    /// # let _ = service;
+    /// # }
+    /// ```
+    pub fn new(inner: S, pool: Pool) -> Self {
+        PoolService {
+            inner,
+            pool,
+            wait: None,
+        }
+    }
+
+    /// Instead of failing fast, waits up to `timeout` for room in the queue, then sheds with
+    /// [`ShedReason::WaitTimedOut`]. The wait happens in the response future, after `call`.
+    ///
+    /// Waiting costs one allocation per request (the wait holds the request's future), which the
+    /// fail-fast mode does not.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let service = spillway::PoolService::new(
+    ///     tower::service_fn(|()| async { Ok::<_, std::convert::Infallible>(()) }),
+    ///     pool,
+    /// )
+    /// .wait(Duration::from_millis(100));
+    /// # let _ = service;
+    /// # }
+    /// ```
+    pub fn wait(mut self, timeout: Duration) -> Self {
+        self.wait = Some(timeout);
+        self
+    }
+
+    /// The inner service.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let service = spillway::PoolService::new(7_u8, pool);
+    /// assert_eq!(*service.get_ref(), 7);
+    /// # }
+    /// ```
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let mut service = spillway::PoolService::new(7_u8, pool);
+    /// *service.get_mut() += 1;
+    /// assert_eq!(*service.get_ref(), 8);
+    /// # }
+    /// ```
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Unwraps the inner service.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let service = spillway::PoolService::new(7_u8, pool);
+    /// assert_eq!(service.into_inner(), 7);
+    /// # }
+    /// ```
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, Req> Service<Req> for PoolService<S>
+where
+    S: Service<Req>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Into<BoxError> + Send + 'static,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Response>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let job = run(self.inner.call(req));
+        match self.wait {
+            None => match self.pool.try_submit(job) {
+                Ok(handle) => ResponseFuture::admitted(handle),
+                // The shed job is dropped here: the inner future never ran.
+                Err(TrySubmitError::Full(_)) => ResponseFuture::shed(ShedReason::QueueFull),
+                Err(TrySubmitError::Closed(_)) => ResponseFuture::shed(ShedReason::Closed),
+            },
+            Some(timeout) => {
+                let pool = self.pool.clone();
+                ResponseFuture::admitting(Box::pin(async move {
+                    pool.submit_timeout(job, timeout)
+                        .await
+                        .map_err(|error| match error {
+                            SubmitTimeoutError::Timeout(_) => ShedReason::WaitTimedOut,
+                            SubmitTimeoutError::Closed(_) => ShedReason::Closed,
+                        })
+                }))
+            }
+        }
+    }
+}
+
+/// The job for one request: the inner service's future, its error boxed on the worker.
+async fn run<F, T, E>(future: F) -> Result<T, BoxError>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    future.await.map_err(Into::into)
+}
