@@ -72,6 +72,6 @@ pub use metrics::{Latency, Snapshot};
 pub use pool::{Pool, ShutdownReport};
 
 /// The README's examples, compiled and run as doc tests.
-#[cfg(doctest)]
+#[cfg(all(doctest, feature = "tower"))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -39,6 +39,8 @@ pub(crate) struct App {
     pub(crate) draining: AtomicBool,
     /// The drain deadline passed: requests dropped from now on were abandoned, not cancelled.
     pub(crate) abandoning: AtomicBool,
+    /// Keeps the pool's runtime (`--pool-threads`) alive as long as the pool.
+    pub(crate) _runtime: super::server::PoolRuntime,
 }
 
 /// The service: `/work`, `/metrics`, `/healthz` and `/`, behind [`observe`].

@@ -32,8 +32,8 @@ pub(crate) fn class_of(status: u16) -> &'static str {
 }
 
 fn duration_histogram() -> Histogram {
-    // 100 us .. ~6.5 s, doubling.
-    Histogram::new(exponential_buckets(0.000_1, 2.0, 17))
+    // 50 us .. ~6.4 s in steps of 1.5x, fine enough to tell a 1 ms shed from a 10 ms job.
+    Histogram::new(exponential_buckets(0.000_05, 1.5, 30))
 }
 
 /// Counters of connections and requests. Cheap to update from every request.

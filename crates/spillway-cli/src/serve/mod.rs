@@ -92,6 +92,11 @@ pub struct ServeArgs {
     /// Shed a queued request that waited longer than this (pool mode; none by default).
     #[arg(long, value_parser = positive_duration)]
     pub queue_timeout: Option<Duration>,
+    /// Threads of the pool's own runtime, which runs the admitted jobs apart from the
+    /// connections, so that a flood of requests to shed cannot starve the work already taken;
+    /// 0 runs jobs on the server's runtime (pool mode).
+    #[arg(long, default_value_t = 1)]
+    pub pool_threads: usize,
     /// Wait up to this long for a queue slot before shedding, instead of failing fast (pool
     /// mode).
     #[arg(long, value_parser = positive_duration)]

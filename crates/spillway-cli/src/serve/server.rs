@@ -123,6 +123,7 @@ impl Server {
     pub async fn bind(args: &ServeArgs) -> anyhow::Result<Server> {
         let profile = args.profile()?;
         let max = usize::try_from(args.max_workers).unwrap_or(usize::MAX);
+        let mut pool_runtime = PoolRuntime(None);
         let (pool, semaphore) = match args.mode {
             Mode::Naive => (None, None),
             Mode::Semaphore => {
@@ -142,6 +143,16 @@ impl Server {
                     .queue_capacity(usize::try_from(args.queue).unwrap_or(usize::MAX));
                 if let Some(timeout) = args.queue_timeout {
                     builder = builder.queue_timeout(timeout);
+                }
+                if args.pool_threads > 0 {
+                    let runtime = tokio::runtime::Builder::new_multi_thread()
+                        .worker_threads(args.pool_threads)
+                        .thread_name("spillway-pool")
+                        .enable_all()
+                        .build()
+                        .context("cannot start the pool's runtime (--pool-threads)")?;
+                    builder = builder.runtime(runtime.handle().clone());
+                    pool_runtime.0 = Some(runtime);
                 }
                 let pool = builder.build().map_err(|e| {
                     anyhow::anyhow!("invalid pool settings: {e} (see --{})", flag(e.setting()))
@@ -183,6 +194,7 @@ impl Server {
             summary,
             draining: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
+            _runtime: pool_runtime,
         });
         let router = app::router(Arc::clone(&app));
 
@@ -321,6 +333,19 @@ impl Server {
             elapsed: started.elapsed(),
             pool,
         })
+    }
+}
+
+/// The pool's own runtime, if it has one. Dropped without blocking, so that a server dropped
+/// inside an async context (a test) does not panic.
+#[derive(Debug)]
+pub(crate) struct PoolRuntime(Option<tokio::runtime::Runtime>);
+
+impl Drop for PoolRuntime {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

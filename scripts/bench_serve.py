@@ -1,0 +1,269 @@
+#!/usr/bin/env python3
+"""Measures `spillway serve` beside seed 001's Go servers, on loopback, in one run.
+
+    python3 scripts/bench_serve.py [--duration 10] [--only seed|overload|h2]
+
+Needs wrk and h2load (Debian: wrk, nghttp2-client); the Go servers are built from
+../shared/anchors/go-seed2 when Go 1.19 (Debian: golang-1.19-go) is installed, and skipped
+otherwise. Run as root, it installs what is missing with apt-get. Every server listens on
+127.0.0.1 and every load run is bounded in time. Prints Markdown tables.
+"""
+
+import argparse
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SPILLWAY = os.path.join(ROOT, "target", "release", "spillway")
+GO_SRC = os.path.join(ROOT, "..", "shared", "anchors", "go-seed2")
+GO = "/usr/lib/go-1.19/bin/go"
+PORT = 18180
+
+
+def ensure_tools():
+    missing = [p for p, exe in [("wrk", "wrk"), ("nghttp2-client", "h2load")] if not shutil.which(exe)]
+    if not os.path.exists(GO):
+        missing.append("golang-1.19-go")
+    if missing and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=False,
+                       stdout=subprocess.DEVNULL)
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "spillway-cli"], cwd=ROOT,
+                   check=True)
+
+
+def build_go():
+    if not os.path.exists(GO) or not os.path.isdir(GO_SRC):
+        return None
+    out = os.path.join(tempfile.gettempdir(), "spillway-bench-seed2")
+    work = tempfile.mkdtemp()
+    for f in os.listdir(GO_SRC):
+        shutil.copy(os.path.join(GO_SRC, f), work)
+    env = dict(os.environ, GOFLAGS="-mod=mod", GOCACHE=os.path.join(work, ".cache"))
+    subprocess.run([GO, "build", "-o", out, "."], cwd=work, check=True, env=env)
+    return out
+
+
+def raise_nofile():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+class Server:
+    def __init__(self, name, argv):
+        self.name = name
+        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{name} did not start")
+
+    def rss(self):
+        """Resident and peak resident memory, in bytes."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            status = f.read()
+        get = lambda k: int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) * 1024
+        return get("VmRSS"), get("VmHWM")
+
+    def stop(self):
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait()
+        time.sleep(0.5)  # let TIME_WAIT sockets and memory settle between runs
+
+
+def servers(go_bin, which):
+    url_args = ["--addr", f"127.0.0.1:{PORT}"]
+    table = {
+        "go naive": [go_bin, "-mode", "naive", "-addr", f"127.0.0.1:{PORT}"] if go_bin else None,
+        "go semaphore": [go_bin, "-mode", "sem", "-addr", f"127.0.0.1:{PORT}"] if go_bin else None,
+        "spillway naive": [SPILLWAY, "serve", "--mode", "naive", *url_args],
+        "spillway semaphore": [SPILLWAY, "serve", "--mode", "semaphore", *url_args],
+        "spillway pool": [SPILLWAY, "serve", "--mode", "pool", *url_args],
+    }
+    return [(k, v) for k, v in table.items() if v and k in which]
+
+
+def to_ms(text):
+    m = re.match(r"([\d.]+)(us|ms|s|m)", text)
+    value, unit = float(m.group(1)), m.group(2)
+    return value * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[unit]
+
+
+def wrk(conns, seconds, path="/work"):
+    threads = 2
+    out = subprocess.run(
+        ["wrk", f"-t{threads}", f"-c{conns}", f"-d{seconds}s", "--timeout", "10s", "--latency",
+         f"http://127.0.0.1:{PORT}{path}"],
+        capture_output=True, text=True, timeout=seconds + 60).stdout
+    res = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    for pct in ["50", "99"]:
+        res[f"p{pct}"] = to_ms(re.search(rf"\s{pct}(?:\.000)?%\s+(\S+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = int(non2xx.group(1)) if non2xx else 0
+    res["total"] = total
+    res["good_rps"] = res["rps"] * (total - res["non2xx"]) / total if total else 0.0
+    errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res["errors"] = sum(int(x) for x in errs.groups()) if errs else 0
+    return res
+
+
+def scrape():
+    with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def class_histogram(text, cls):
+    """Cumulative (upper bound, count) pairs of one status class's duration histogram."""
+    pairs = []
+    for m in re.finditer(
+            rf'spillway_http_request_duration_seconds_bucket{{le="([^"]+)",class="{cls}"}} (\d+)',
+            text):
+        pairs.append((float(m.group(1)), int(m.group(2))))
+    return pairs
+
+
+def quantile(before, after, cls, q):
+    """Prometheus' histogram_quantile over the increase between two scrapes, in ms."""
+    a = dict(class_histogram(after, cls))
+    b = dict(class_histogram(before, cls))
+    bounds = sorted(a)
+    counts = [a[le] - b.get(le, 0) for le in bounds]
+    if not counts or counts[-1] == 0:
+        return None
+    rank = q * counts[-1]
+    prev_le, prev_c = 0.0, 0
+    for le, c in zip(bounds, counts):
+        if c >= rank:
+            if le == float("inf"):
+                return prev_le * 1e3
+            return (prev_le + (le - prev_le) * (rank - prev_c) / max(c - prev_c, 1)) * 1e3
+        prev_le, prev_c = le, c
+    return None
+
+
+def fmt_mb(b):
+    return f"{b / 2**20:.0f} MiB" if b < 2**30 else f"{b / 2**30:.2f} GiB"
+
+
+def seed_comparison(go_bin, seconds, conn_levels):
+    print(f"\n## Seed 001's handler (10 ms sleep), wrk -t2 -cN -d{seconds}s\n")
+    print("| server | conns | req/s | 2xx/s | p50 | p99 | non-2xx | socket errors | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    which = ["go naive", "go semaphore", "spillway naive", "spillway semaphore", "spillway pool"]
+    for conns in conn_levels:
+        for name, argv in servers(go_bin, which):
+            server = Server(name, argv)
+            try:
+                wrk(min(conns, 200), 2)  # warm up
+                r = wrk(conns, seconds)
+                _, peak = server.rss()
+            finally:
+                server.stop()
+            print(f"| {name} | {conns:,} | {r['rps']:,.0f} | {r['good_rps']:,.0f} | "
+                  f"{r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['non2xx']:,} | {r['errors']:,} | "
+                  f"{fmt_mb(peak)} |", flush=True)
+
+
+def overload(seconds, workers):
+    cap_conns = workers
+    print(f"\n## Overload: pool of {workers} workers and {workers} queue slots, 10 ms handler "
+          f"(capacity {workers / 0.010:,.0f}/s), wrk -t2 -d{seconds}s\n")
+    print("| conns | offered (req/s) | x capacity | goodput (2xx/s) | % of capacity | 503/s | "
+          "wrk p50 | wrk p99 | server p99 2xx | server p99 503 | RSS start -> peak |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    argv = [SPILLWAY, "serve", "--mode", "pool", "--addr", f"127.0.0.1:{PORT}", "--min-workers",
+            str(workers), "--max-workers", str(workers), "--queue", str(workers)]
+    server = Server("pool", argv)
+    try:
+        base = wrk(cap_conns, seconds)
+        capacity = base["good_rps"]
+        print(f"| {cap_conns:,} (baseline) | {base['rps']:,.0f} | 1.0 | {capacity:,.0f} | 100% | "
+              f"{base['rps'] - base['good_rps']:,.0f} | {base['p50']:.1f} ms | "
+              f"{base['p99']:.1f} ms | | | |", flush=True)
+        for conns in [1_000, 10_000]:
+            rss0, _ = server.rss()
+            before = scrape()
+            r = wrk(conns, seconds)
+            after = scrape()
+            rss1, peak = server.rss()
+            p2 = quantile(before, after, "2xx", 0.99)
+            p5 = quantile(before, after, "503", 0.99)
+            print(f"| {conns:,} | {r['rps']:,.0f} | {r['rps'] / capacity:.1f} | "
+                  f"{r['good_rps']:,.0f} | {100 * r['good_rps'] / capacity:.0f}% | "
+                  f"{r['rps'] - r['good_rps']:,.0f} | {r['p50']:.2f} ms | {r['p99']:.1f} ms | "
+                  f"{p2:.1f} ms | {p5:.2f} ms | {fmt_mb(rss0)} -> {fmt_mb(peak)} |", flush=True)
+    finally:
+        server.stop()
+
+
+def h2(go_bin, seconds, conns, streams):
+    print(f"\n## HTTP/2: h2load -t2 -c{conns} -m{streams} -D {seconds} "
+          f"({conns * streams:,} concurrent requests), 10 ms handler\n")
+    print("| server | req/s | 2xx | 503 | stream errors | mean | max | peak RSS |")
+    print("|---|---|---|---|---|---|---|---|")
+    big = ["--max-workers", str(conns * streams), "--queue", str(conns * streams)]
+    runs = [
+        ("spillway naive", [SPILLWAY, "serve", "--mode", "naive"]),
+        ("spillway pool (100k workers)", [SPILLWAY, "serve", "--mode", "pool", *big]),
+        ("spillway pool (defaults: 1,000 + 1,000)", [SPILLWAY, "serve", "--mode", "pool"]),
+    ]
+    for name, argv in runs:
+        server = Server(name, argv + ["--addr", f"127.0.0.1:{PORT}"])
+        try:
+            out = subprocess.run(
+                ["h2load", "-t2", f"-c{conns}", f"-m{streams}", "-D", str(seconds),
+                 "--warm-up-time", "2", f"http://127.0.0.1:{PORT}/work"],
+                capture_output=True, text=True, timeout=seconds + 120).stdout
+            _, peak = server.rss()
+        finally:
+            server.stop()
+        rps = float(re.search(r"finished in [^,]+, ([\d.]+) req/s", out).group(1))
+        codes = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out)
+        reqs = re.search(r"requests: \d+ total, \d+ started, \d+ done, \d+ succeeded, (\d+) failed, "
+                         r"(\d+) errored", out)
+        lat = re.search(r"time for request:\s+(\S+)\s+(\S+)\s+(\S+)", out)
+        print(f"| {name} | {rps:,.0f} | {int(codes.group(1)):,} | {int(codes.group(4)):,} | "
+              f"{int(reqs.group(2)):,} | {lat.group(3)} | {lat.group(2)} | "
+              f"{fmt_mb(peak)} |", flush=True)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--duration", type=int, default=10, help="seconds per load run")
+    p.add_argument("--only", choices=["seed", "overload", "h2"], action="append")
+    p.add_argument("--conns", type=int, action="append", help="connection levels (seed table)")
+    p.add_argument("--workers", type=int, default=100, help="pool workers in the overload table")
+    a = p.parse_args()
+    ensure_tools()
+    raise_nofile()
+    only = a.only or ["seed", "overload", "h2"]
+    go_bin = build_go() if "seed" in only else None
+    print(f"machine: {os.cpu_count()} cores; load: {open('/proc/loadavg').read().split()[0]}")
+    if "seed" in only:
+        seed_comparison(go_bin, a.duration, a.conns or [1_000, 10_000])
+    if "overload" in only:
+        overload(a.duration, a.workers)
+    if "h2" in only:
+        h2(go_bin, a.duration, 1_000, 100)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
