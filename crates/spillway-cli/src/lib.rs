@@ -5,12 +5,15 @@
 //!   the spillway pool) and report goodput, latency and memory.
 //! * `spillway serve`: seed 001's HTTP service in each mode (naive, semaphore, pool), with
 //!   shedding, cancellation on disconnect, hardening and a graceful drain.
+//! * `spillway load`: an open-loop HTTP/1.1 and HTTP/2 load generator whose latencies count from
+//!   each request's scheduled time, by status class.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod args;
+pub mod load;
 pub mod serve;
 pub mod simulate;
 
@@ -39,6 +42,9 @@ pub enum Command {
     /// Serve seed 001's HTTP service (`/work`, `/metrics`, `/healthz`) in one of its modes;
     /// pool mode answers what it cannot take with 503 and Retry-After.
     Serve(serve::ServeArgs),
+    /// Offer an HTTP server a fixed rate of requests (open loop) and report goodput, shed and
+    /// latency by status class, measured from each request's scheduled time.
+    Load(load::LoadArgs),
 }
 
 /// Runs the parsed command.
@@ -50,5 +56,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Serve(args) => serve::run(args).await,
+        Command::Load(args) => load::run(args).await,
     }
 }

@@ -139,3 +139,67 @@ fn serve_drains_on_sigterm_and_exits_zero() {
         "{rest}"
     );
 }
+
+#[test]
+fn load_splits_over_processes_and_merges_their_counts() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+
+    let mut server = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--mode",
+            "naive",
+            "--work-ms",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the server starts");
+    let mut line = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+        .to_string()
+        + "/work";
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let out = spillway(&[
+        "load",
+        &url,
+        "--rate",
+        "300",
+        "--duration",
+        "1s",
+        "--connections",
+        "6",
+        "--processes",
+        "3",
+        "--quiet",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("3 process(es)"), "{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["processes"], 3);
+    assert_eq!(report["scheduled"], 300);
+    assert_eq!(report["statuses"]["200"], 300);
+    assert_eq!(report["latency"]["2xx"]["count"], 300);
+    assert_eq!(report["connections_established"], 6);
+}

@@ -1,0 +1,246 @@
+//! The lanes that send the load. A lane sends its share of the schedule one request at a time:
+//! an HTTP/1.1 connection is one lane; an HTTP/2 connection carries `streams` lanes.
+//!
+//! Open loop: request `i` of the run is due at `start + i / rate`, on lane `i % lanes`, whatever
+//! happened to the requests before it. When a lane is still busy at a request's due time, the
+//! request goes out late and its latency still counts from the due time, as wrk2 does, so a
+//! stalled server shows its stall in the percentiles (no coordinated omission). When the lane
+//! was free, latency counts from the moment the request was sent, so the generator's own timer
+//! jitter is not blamed on the server.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::time::Instant;
+
+use super::stats::{Failure, Recorder, class_of};
+use super::target::Target;
+
+/// What every lane shares: the schedule and the request.
+#[derive(Debug)]
+pub(crate) struct Plan {
+    pub(crate) target: Target,
+    pub(crate) addr: SocketAddr,
+    pub(crate) http2: bool,
+    pub(crate) connections: usize,
+    /// Lanes per connection: 1 for HTTP/1.1.
+    pub(crate) streams: usize,
+    pub(crate) rate: f64,
+    /// When request 0 is due (the warm-up begins).
+    pub(crate) start: Instant,
+    /// Requests due from here on are measured.
+    pub(crate) measure_from: Instant,
+    /// Requests in the whole schedule (warm-up included).
+    pub(crate) total: u64,
+    pub(crate) timeout: Duration,
+    pub(crate) sources: Vec<IpAddr>,
+}
+
+impl Plan {
+    pub(crate) fn lanes(&self) -> usize {
+        self.connections * self.streams
+    }
+
+    /// When request `i` is due.
+    fn due(&self, i: u64) -> Instant {
+        self.start + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+}
+
+/// Counters the progress line reads while the run goes on.
+#[derive(Debug, Default)]
+pub(crate) struct Live {
+    pub(crate) sent: AtomicU64,
+    pub(crate) responses: [AtomicU64; 3],
+    pub(crate) errors: AtomicU64,
+    pub(crate) established: AtomicU64,
+    pub(crate) open: AtomicI64,
+}
+
+/// Runs every lane to the end of the schedule.
+pub(crate) async fn run(plan: Arc<Plan>, recorder: Arc<Recorder>, live: Arc<Live>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..plan.connections {
+        let shared = Arc::new(SharedH2::default());
+        for s in 0..plan.streams {
+            let lane = c * plan.streams + s;
+            tasks.spawn(lane_loop(
+                lane,
+                c,
+                Arc::clone(&shared),
+                Arc::clone(&plan),
+                Arc::clone(&recorder),
+                Arc::clone(&live),
+            ));
+        }
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// One HTTP/2 connection, shared by its lanes; the first lane to find it missing or closed
+/// (re)opens it.
+#[derive(Debug, Default)]
+struct SharedH2 {
+    sender: tokio::sync::Mutex<Option<http2::SendRequest<Empty<Bytes>>>>,
+}
+
+async fn lane_loop(
+    lane: usize,
+    connection: usize,
+    h2: Arc<SharedH2>,
+    plan: Arc<Plan>,
+    recorder: Arc<Recorder>,
+    live: Arc<Live>,
+) {
+    let lanes = plan.lanes() as u64;
+    let mut h1: Option<http1::SendRequest<Empty<Bytes>>> = None;
+    let mut free_at = plan.start;
+    let mut i = lane as u64;
+    while i < plan.total {
+        let due = plan.due(i);
+        if due > Instant::now() {
+            tokio::time::sleep_until(due).await;
+        }
+        let begin = if free_at > due { due } else { Instant::now() };
+        live.sent.fetch_add(1, Ordering::Relaxed);
+        let outcome = if plan.http2 {
+            request_h2(&plan, connection, &h2, &live).await
+        } else {
+            request_h1(&plan, connection, &mut h1, &live).await
+        };
+        let done = Instant::now();
+        free_at = done;
+        match outcome {
+            Ok(status) => live.responses[class_of(status)].fetch_add(1, Ordering::Relaxed),
+            Err(_) => live.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        if due >= plan.measure_from {
+            let second = usize::try_from((due - plan.measure_from).as_secs()).unwrap_or(0);
+            recorder.with(lane, |tally| match outcome {
+                Ok(status) => tally.response(status, done - begin, second),
+                Err(failure) => tally.failure(failure, second),
+            });
+        }
+        i += lanes;
+    }
+}
+
+async fn connect(plan: &Plan, connection: usize) -> Result<TcpStream, Failure> {
+    let socket = if plan.addr.is_ipv4() {
+        TcpSocket::new_v4()
+    } else {
+        TcpSocket::new_v6()
+    }
+    .map_err(|_| Failure::Connect)?;
+    if !plan.sources.is_empty() {
+        let source = plan.sources[connection % plan.sources.len()];
+        socket
+            .bind(SocketAddr::new(source, 0))
+            .map_err(|_| Failure::Connect)?;
+    }
+    let stream = tokio::time::timeout(plan.timeout, socket.connect(plan.addr))
+        .await
+        .map_err(|_| Failure::Connect)?
+        .map_err(|_| Failure::Connect)?;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// Counts a connection open until its driver ends.
+fn drive<F>(live: &Arc<Live>, conn: F)
+where
+    F: std::future::Future + Send + 'static,
+{
+    live.established.fetch_add(1, Ordering::Relaxed);
+    live.open.fetch_add(1, Ordering::Relaxed);
+    let live = Arc::clone(live);
+    tokio::spawn(async move {
+        let _ = conn.await;
+        live.open.fetch_sub(1, Ordering::Relaxed);
+    });
+}
+
+async fn request_h1(
+    plan: &Plan,
+    connection: usize,
+    sender: &mut Option<http1::SendRequest<Empty<Bytes>>>,
+    live: &Arc<Live>,
+) -> Result<u16, Failure> {
+    if sender.as_ref().is_none_or(|s| s.is_closed()) {
+        *sender = None;
+        let stream = connect(plan, connection).await?;
+        let (s, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        drive(live, conn);
+        *sender = Some(s);
+    }
+    let s = sender.as_mut().expect("connected above");
+    let request = http::Request::get(plan.target.path.as_str())
+        .header(http::header::HOST, plan.target.authority.as_str())
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| Failure::Other)?;
+    let exchange = async {
+        s.ready().await?;
+        let response = s.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok::<u16, hyper::Error>(status)
+    };
+    match tokio::time::timeout(plan.timeout, exchange).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(_)) => {
+            *sender = None;
+            Err(Failure::Other)
+        }
+        Err(_) => {
+            // The answer may still come on this connection: it cannot be reused.
+            *sender = None;
+            Err(Failure::Timeout)
+        }
+    }
+}
+
+async fn request_h2(
+    plan: &Plan,
+    connection: usize,
+    shared: &SharedH2,
+    live: &Arc<Live>,
+) -> Result<u16, Failure> {
+    let mut sender = {
+        let mut guard = shared.sender.lock().await;
+        if guard.as_ref().is_none_or(|s| s.is_closed()) {
+            *guard = None;
+            let stream = connect(plan, connection).await?;
+            let (s, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+                .await
+                .map_err(|_| Failure::Connect)?;
+            drive(live, conn);
+            *guard = Some(s);
+        }
+        guard.as_ref().expect("connected above").clone()
+    };
+    let uri = format!("http://{}{}", plan.target.authority, plan.target.path);
+    let request = http::Request::get(uri)
+        .body(Empty::<Bytes>::new())
+        .map_err(|_| Failure::Other)?;
+    let exchange = async {
+        sender.ready().await?;
+        let response = sender.send_request(request).await?;
+        let status = response.status().as_u16();
+        response.into_body().collect().await?;
+        Ok::<u16, hyper::Error>(status)
+    };
+    match tokio::time::timeout(plan.timeout, exchange).await {
+        Ok(Ok(status)) => Ok(status),
+        Ok(Err(_)) => Err(Failure::Other),
+        Err(_) => Err(Failure::Timeout),
+    }
+}

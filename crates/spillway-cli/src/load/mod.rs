@@ -1,0 +1,483 @@
+//! `spillway load`: an open-loop HTTP load generator.
+//!
+//! wrk and hey are closed-loop: each connection waits for its answer before sending again, so a
+//! slow server slows the load and hides its own latency. `load` offers a fixed rate whatever the
+//! server does, measures every latency from the request's scheduled time, keeps 2xx, 503 and
+//! other statuses apart, and can spread its connections over several source addresses and
+//! processes, so that neither the ephemeral ports of one address nor the open-files limit of one
+//! process caps the total.
+
+mod lane;
+mod stats;
+mod target;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, IsTerminal, Write as _};
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use crate::args::{positive_duration, positive_f64};
+use lane::{Live, Plan};
+use stats::{CLASSES, EncodedTally, Recorder, Tally};
+pub use stats::{Percentiles, SecondReport};
+use target::{Target, parse_source_addrs, parse_url};
+
+/// Options of `spillway load`.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The URL to load, `http://host[:port]/path` (HTTP/1.1, or h2c with --http2).
+    pub url: String,
+    /// Requests per second offered, whatever the server does with them.
+    #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
+    pub rate: f64,
+    /// How long the measured part of the run lasts (e.g. 10s).
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub duration: Duration,
+    /// Connections to open (over all processes).
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    pub connections: u64,
+    /// Speak HTTP/1.1: one request at a time per connection (the default).
+    #[arg(long, conflicts_with = "http2")]
+    pub http1: bool,
+    /// Speak HTTP/2 over cleartext (prior knowledge): several requests at once per connection.
+    #[arg(long)]
+    pub http2: bool,
+    /// Concurrent streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    pub streams_per_connection: u64,
+    /// Spread connections over these source addresses, e.g. 127.0.0.1-127.0.0.16 or a comma
+    /// list; each address has its own ~28k ephemeral ports.
+    #[arg(long, value_parser = parse_sources)]
+    pub source_addrs: Option<SourceAddrs>,
+    /// A request without an answer after this long counts as a timeout.
+    #[arg(long, default_value = "10s", value_parser = positive_duration)]
+    pub timeout: Duration,
+    /// Offer the load this long before measuring (e.g. 2s); not counted.
+    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    pub warmup: Duration,
+    /// Write the report as JSON here (with a per-second series).
+    #[arg(long, value_name = "PATH")]
+    pub json: Option<PathBuf>,
+    /// Split the connections and the rate over this many child processes, so that one
+    /// process's open-files limit does not cap the total; their histograms merge exactly.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub processes: u32,
+    /// No progress line each second.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Internal: run as one of `--processes` and print the raw tally as JSON.
+    #[arg(long, hide = true)]
+    pub child: bool,
+}
+
+/// The addresses of `--source-addrs`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceAddrs(pub Vec<IpAddr>);
+
+fn parse_sources(s: &str) -> Result<SourceAddrs, String> {
+    parse_source_addrs(s).map(SourceAddrs)
+}
+
+/// The figures of a load run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// The URL loaded.
+    pub url: String,
+    /// `http1` or `http2`.
+    pub protocol: String,
+    /// Connections asked for.
+    pub connections: u64,
+    /// Concurrent requests the connections can carry (connections x streams for HTTP/2).
+    pub concurrency: u64,
+    /// Processes the load ran in.
+    pub processes: u32,
+    /// Measured seconds.
+    pub duration_s: f64,
+    /// Warm-up seconds before.
+    pub warmup_s: f64,
+    /// Requests scheduled in the measured part.
+    pub scheduled: u64,
+    /// Requests offered per second: scheduled / duration.
+    pub offered_rate: f64,
+    /// Responses (any status) per second.
+    pub achieved_rate: f64,
+    /// Connections opened, reconnections included.
+    pub connections_established: u64,
+    /// Responses by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Latency from the scheduled time, by status class: `2xx`, `503`, `other`.
+    pub latency: BTreeMap<String, Percentiles>,
+    /// Connections that could not be opened (one per request that needed it).
+    pub connect_errors: u64,
+    /// Requests without an answer within `--timeout`.
+    pub timeouts: u64,
+    /// Requests whose connection broke.
+    pub other_errors: u64,
+    /// One line per measured second.
+    pub series: Vec<SecondReport>,
+}
+
+impl LoadReport {
+    /// The percentiles of one class (`2xx`, `503` or `other`).
+    pub fn class(&self, class: &str) -> &Percentiles {
+        &self.latency[class]
+    }
+}
+
+/// What a child process hands its parent: exact tallies, not percentiles.
+#[derive(Debug, Serialize, Deserialize)]
+struct ChildOutput {
+    scheduled: u64,
+    established: u64,
+    tally: EncodedTally,
+}
+
+/// Runs `spillway load`: prints the report, and writes it as JSON if asked.
+///
+/// # Errors
+///
+/// A bad URL, an unreachable host, or a child process that failed.
+pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if args.child {
+        let (scheduled, established, tally) = run_here(&args).await?;
+        let out = ChildOutput {
+            scheduled,
+            established,
+            tally: tally.encode(),
+        };
+        println!("{}", serde_json::to_string(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let report = load(&args).await?;
+    print!("{}", render(&report));
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("cannot write --json {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the load (in this process, or split over `--processes`) and returns the report.
+///
+/// # Errors
+///
+/// A bad URL, an unreachable host, or a child process that failed.
+pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    let (scheduled, established, tally) = if args.processes > 1 {
+        run_children(args).await?
+    } else {
+        run_here(args).await?
+    };
+    Ok(report(args, scheduled, established, &tally))
+}
+
+fn check(args: &LoadArgs) -> anyhow::Result<Target> {
+    let target = parse_url(&args.url).map_err(anyhow::Error::msg)?;
+    if args.connections < u64::from(args.processes) {
+        bail!(
+            "invalid --processes = {}: must be at most --connections ({})",
+            args.processes,
+            args.connections
+        );
+    }
+    Ok(target)
+}
+
+/// Requests due in `[0, seconds)` at `rate`: those with `i / rate < seconds`.
+fn due_before(seconds: f64, rate: f64) -> u64 {
+    (seconds * rate).ceil() as u64
+}
+
+async fn run_here(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
+    let target = check(args)?;
+    let addr = target::resolve(&target).await.map_err(anyhow::Error::msg)?;
+    // One connection first: an unreachable host is an error, not a run of connect errors.
+    let probe = tokio::time::timeout(args.timeout, tokio::net::TcpStream::connect(addr)).await;
+    match probe {
+        Ok(Ok(stream)) => drop(stream),
+        Ok(Err(e)) => bail!("cannot connect to {addr} ({}): {e}", target.url),
+        Err(_) => bail!(
+            "cannot connect to {addr} ({}): no answer within --timeout {}",
+            target.url,
+            humantime::format_duration(args.timeout)
+        ),
+    }
+    let connections = usize::try_from(args.connections).context("too many --connections")?;
+    let streams = if args.http2 {
+        usize::try_from(args.streams_per_connection).unwrap_or(1)
+    } else {
+        1
+    };
+    let warmup = args.warmup.as_secs_f64();
+    let total = due_before(warmup + args.duration.as_secs_f64(), args.rate);
+    let scheduled = total - due_before(warmup, args.rate);
+    let start = Instant::now() + Duration::from_millis(20);
+    let plan = Arc::new(Plan {
+        target,
+        addr,
+        http2: args.http2,
+        connections,
+        streams,
+        rate: args.rate,
+        start,
+        measure_from: start + args.warmup,
+        total,
+        timeout: args.timeout,
+        sources: args
+            .source_addrs
+            .as_ref()
+            .map(|s| s.0.clone())
+            .unwrap_or_default(),
+    });
+    let recorder = Arc::new(Recorder::new(64));
+    let live = Arc::new(Live::default());
+    let progress = (!args.quiet && !args.child).then(|| {
+        tokio::spawn(progress(
+            Arc::clone(&live),
+            start,
+            args.warmup,
+            connections * streams,
+        ))
+    });
+    lane::run(Arc::clone(&plan), Arc::clone(&recorder), Arc::clone(&live)).await;
+    if let Some(progress) = progress {
+        progress.abort();
+    }
+    Ok((
+        scheduled,
+        live.established.load(Ordering::Relaxed),
+        recorder.total(),
+    ))
+}
+
+/// A line a second on stderr: what was sent and answered in that second.
+async fn progress(live: Arc<Live>, start: Instant, warmup: Duration, lanes: usize) {
+    let mut last = [0u64; 5];
+    let mut tick = tokio::time::interval_at(start + Duration::from_secs(1), Duration::from_secs(1));
+    let mut stderr = std::io::stderr();
+    for second in 1.. {
+        tick.tick().await;
+        let now = [
+            live.sent.load(Ordering::Relaxed),
+            live.responses[0].load(Ordering::Relaxed),
+            live.responses[1].load(Ordering::Relaxed),
+            live.responses[2].load(Ordering::Relaxed),
+            live.errors.load(Ordering::Relaxed),
+        ];
+        let d: Vec<u64> = now.iter().zip(&last).map(|(n, l)| n - l).collect();
+        last = now;
+        let phase = if Duration::from_secs(second) <= warmup {
+            " (warm-up)"
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            stderr,
+            "[{second:>3}s] sent {}/s  2xx {}/s  503 {}/s  other {}/s  errors {}/s  in flight {}  \
+             connections open {}/{}{phase}",
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            now[0] - now[1] - now[2] - now[3] - now[4],
+            live.open.load(Ordering::Relaxed),
+            lanes,
+        );
+    }
+}
+
+/// Runs `--processes` children of this program, each with its share of the connections and
+/// the rate, and merges what they recorded.
+async fn run_children(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
+    check(args)?;
+    let exe = std::env::current_exe().context("cannot find this program to re-run it")?;
+    let n = u64::from(args.processes);
+    let mut children = Vec::new();
+    for p in 0..n {
+        let connections = args.connections / n + u64::from(p < args.connections % n);
+        let rate = args.rate * connections as f64 / args.connections as f64;
+        let mut cmd = Command::new(&exe);
+        cmd.args(["load", &args.url, "--child", "--quiet"])
+            .args(["--rate", &rate.to_string()])
+            .args(["--duration", &format!("{}ms", args.duration.as_millis())])
+            .args(["--connections", &connections.to_string()])
+            .args([
+                "--streams-per-connection",
+                &args.streams_per_connection.to_string(),
+            ])
+            .args(["--timeout", &format!("{}ms", args.timeout.as_millis())])
+            .args(["--warmup", &format!("{}ms", args.warmup.as_millis())]);
+        if args.http2 {
+            cmd.arg("--http2");
+        }
+        if let Some(sources) = &args.source_addrs {
+            let list: Vec<String> = sources.0.iter().map(ToString::to_string).collect();
+            cmd.args(["--source-addrs", &list.join(",")]);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        children.push(child);
+    }
+    if !args.quiet {
+        eprintln!(
+            "running {n} processes for {} (+{} warm-up)...",
+            humantime::format_duration(args.duration),
+            humantime::format_duration(args.warmup)
+        );
+    }
+    let outputs = tokio::task::spawn_blocking(move || {
+        children
+            .into_iter()
+            .map(|c| c.wait_with_output())
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let (mut scheduled, mut established, mut tally) = (0, 0, Tally::new());
+    for (p, output) in outputs.into_iter().enumerate() {
+        let output = output.context("a load process could not be waited for")?;
+        if !output.status.success() {
+            bail!(
+                "load process {p} failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+        }
+        let line = BufReader::new(&output.stdout[..])
+            .lines()
+            .map_while(Result::ok)
+            .last()
+            .unwrap_or_default();
+        let child: ChildOutput = serde_json::from_str(&line)
+            .with_context(|| format!("load process {p} printed no result"))?;
+        scheduled += child.scheduled;
+        established += child.established;
+        tally.merge(&Tally::decode(&child.tally).map_err(anyhow::Error::msg)?);
+    }
+    Ok((scheduled, established, tally))
+}
+
+fn report(args: &LoadArgs, scheduled: u64, established: u64, tally: &Tally) -> LoadReport {
+    let seconds = args.duration.as_secs_f64();
+    let latency = CLASSES
+        .iter()
+        .zip(&tally.latency)
+        .map(|(name, h)| (name.to_string(), Percentiles::of(h, seconds)))
+        .collect();
+    let whole_seconds = args.duration.as_secs_f64().ceil() as usize;
+    let series = tally
+        .seconds
+        .iter()
+        .take(whole_seconds)
+        .enumerate()
+        .map(|(i, s)| {
+            let p99 = |h: &hdrhistogram::Histogram<u64>| {
+                if h.is_empty() {
+                    0.0
+                } else {
+                    h.value_at_quantile(0.99) as f64 / 1e3
+                }
+            };
+            SecondReport {
+                second: i,
+                ok: s.responses[0],
+                shed: s.responses[1],
+                other: s.responses[2],
+                errors: s.errors,
+                p99_ok_ms: p99(&s.latency[0]),
+                p99_shed_ms: p99(&s.latency[1]),
+            }
+        })
+        .collect();
+    LoadReport {
+        url: args.url.clone(),
+        protocol: if args.http2 { "http2" } else { "http1" }.into(),
+        connections: args.connections,
+        concurrency: if args.http2 {
+            args.connections * args.streams_per_connection
+        } else {
+            args.connections
+        },
+        processes: args.processes,
+        duration_s: seconds,
+        warmup_s: args.warmup.as_secs_f64(),
+        scheduled,
+        offered_rate: scheduled as f64 / seconds,
+        achieved_rate: tally.responses() as f64 / seconds,
+        connections_established: established,
+        statuses: tally.statuses.clone(),
+        latency,
+        connect_errors: tally.connect_errors,
+        timeouts: tally.timeouts,
+        other_errors: tally.other_errors,
+        series,
+    }
+}
+
+/// The report as the table `load` prints.
+pub fn render(r: &LoadReport) -> String {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "\nspillway load {}: {}, {} connections ({} concurrent), {} process(es), {}s after {}s \
+         of warm-up",
+        r.url,
+        if r.protocol == "http2" {
+            "HTTP/2"
+        } else {
+            "HTTP/1.1"
+        },
+        r.connections,
+        r.concurrency,
+        r.processes,
+        r.duration_s,
+        r.warmup_s
+    );
+    let _ = writeln!(
+        s,
+        "offered {:.1}/s  achieved {:.1}/s  scheduled {}  connections established {}",
+        r.offered_rate, r.achieved_rate, r.scheduled, r.connections_established
+    );
+    let _ = writeln!(
+        s,
+        "{:<6} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "class", "count", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+    );
+    for class in CLASSES {
+        let p = &r.latency[class];
+        let _ = writeln!(
+            s,
+            "{:<6} {:>10} {:>10.1} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            class, p.count, p.rate, p.p50_ms, p.p90_ms, p.p99_ms, p.p999_ms, p.max_ms
+        );
+    }
+    let statuses: Vec<String> = r
+        .statuses
+        .iter()
+        .map(|(status, n)| format!("{status}: {n}"))
+        .collect();
+    let _ = writeln!(s, "statuses: {}", statuses.join(", "));
+    let _ = writeln!(
+        s,
+        "errors: connect {}, timeout {}, other {}",
+        r.connect_errors, r.timeouts, r.other_errors
+    );
+    if std::io::stdout().is_terminal() {
+        let _ = writeln!(s, "(latency counts from each request's scheduled time)");
+    }
+    s
+}

@@ -1,0 +1,402 @@
+//! What a load run records: latency histograms per status class, counts, errors and a
+//! per-second series; how shards and processes are merged (exactly); and the report's JSON.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+/// Status classes, reported apart: success, shed, and everything else.
+pub(crate) const CLASSES: [&str; 3] = ["2xx", "503", "other"];
+
+/// The class index of a status.
+pub(crate) fn class_of(status: u16) -> usize {
+    match status {
+        200..=299 => 0,
+        503 => 1,
+        _ => 2,
+    }
+}
+
+/// Why a scheduled request got no response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Failure {
+    /// The connection could not be opened.
+    Connect,
+    /// No response within `--timeout`.
+    Timeout,
+    /// The connection broke or the response was malformed.
+    Other,
+}
+
+/// Microseconds, 1 us to 1 hour, 3 significant digits: the totals.
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+}
+
+/// Per-second histograms need less precision.
+fn coarse_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds are valid")
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One second of the run.
+#[derive(Debug, Clone)]
+pub(crate) struct Second {
+    pub(crate) responses: [u64; 3],
+    pub(crate) errors: u64,
+    pub(crate) latency: [Histogram<u64>; 3],
+}
+
+impl Second {
+    fn new() -> Self {
+        Second {
+            responses: [0; 3],
+            errors: 0,
+            latency: [coarse_histogram(), coarse_histogram(), coarse_histogram()],
+        }
+    }
+}
+
+/// Everything recorded, by one shard or merged.
+#[derive(Debug, Clone)]
+pub(crate) struct Tally {
+    pub(crate) latency: [Histogram<u64>; 3],
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) connect_errors: u64,
+    pub(crate) timeouts: u64,
+    pub(crate) other_errors: u64,
+    pub(crate) seconds: Vec<Second>,
+}
+
+impl Tally {
+    pub(crate) fn new() -> Self {
+        Tally {
+            latency: [histogram(), histogram(), histogram()],
+            statuses: BTreeMap::new(),
+            connect_errors: 0,
+            timeouts: 0,
+            other_errors: 0,
+            seconds: Vec::new(),
+        }
+    }
+
+    fn second(&mut self, index: usize) -> &mut Second {
+        while self.seconds.len() <= index {
+            self.seconds.push(Second::new());
+        }
+        &mut self.seconds[index]
+    }
+
+    /// A response with `status`, `latency` after its scheduled time, scheduled in second `at`.
+    pub(crate) fn response(&mut self, status: u16, latency: Duration, at: usize) {
+        let class = class_of(status);
+        let us = micros(latency);
+        self.latency[class].saturating_record(us);
+        *self.statuses.entry(status).or_default() += 1;
+        let second = self.second(at);
+        second.responses[class] += 1;
+        second.latency[class].saturating_record(us);
+    }
+
+    /// A request scheduled in second `at` that failed.
+    pub(crate) fn failure(&mut self, failure: Failure, at: usize) {
+        match failure {
+            Failure::Connect => self.connect_errors += 1,
+            Failure::Timeout => self.timeouts += 1,
+            Failure::Other => self.other_errors += 1,
+        }
+        self.second(at).errors += 1;
+    }
+
+    /// Adds `other` into `self`, exactly: histograms of the same configuration add bucket by
+    /// bucket.
+    pub(crate) fn merge(&mut self, other: &Tally) {
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            mine.add(theirs).expect("histograms of the same bounds add");
+        }
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+        self.connect_errors += other.connect_errors;
+        self.timeouts += other.timeouts;
+        self.other_errors += other.other_errors;
+        for (i, s) in other.seconds.iter().enumerate() {
+            let mine = self.second(i);
+            for c in 0..3 {
+                mine.responses[c] += s.responses[c];
+                mine.latency[c]
+                    .add(&s.latency[c])
+                    .expect("histograms of the same bounds add");
+            }
+            mine.errors += s.errors;
+        }
+    }
+
+    pub(crate) fn responses(&self) -> u64 {
+        self.statuses.values().sum()
+    }
+
+    /// The tally as plain data, for a child process to hand to its parent.
+    pub(crate) fn encode(&self) -> EncodedTally {
+        EncodedTally {
+            latency: self.latency.iter().map(encode_histogram).collect(),
+            statuses: self.statuses.clone(),
+            connect_errors: self.connect_errors,
+            timeouts: self.timeouts,
+            other_errors: self.other_errors,
+            seconds: self
+                .seconds
+                .iter()
+                .map(|s| EncodedSecond {
+                    responses: s.responses,
+                    errors: s.errors,
+                    latency: s.latency.iter().map(encode_histogram).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Rebuilds a tally [`encode`](Self::encode)d by another process.
+    pub(crate) fn decode(e: &EncodedTally) -> Result<Tally, String> {
+        let mut t = Tally::new();
+        if e.latency.len() != 3 {
+            return Err("a child's tally has the wrong number of classes".into());
+        }
+        for (h, pairs) in t.latency.iter_mut().zip(&e.latency) {
+            decode_into(h, pairs);
+        }
+        t.statuses = e.statuses.clone();
+        t.connect_errors = e.connect_errors;
+        t.timeouts = e.timeouts;
+        t.other_errors = e.other_errors;
+        for (i, s) in e.seconds.iter().enumerate() {
+            let second = t.second(i);
+            second.responses = s.responses;
+            second.errors = s.errors;
+            for (h, pairs) in second.latency.iter_mut().zip(&s.latency) {
+                decode_into(h, pairs);
+            }
+        }
+        Ok(t)
+    }
+}
+
+/// A histogram as (value, count) pairs, one per non-empty bucket. Each value is its bucket's
+/// highest equivalent value, so recording it again in a histogram of the same configuration
+/// lands in the same bucket: the round trip is exact.
+fn encode_histogram(h: &Histogram<u64>) -> Vec<(u64, u64)> {
+    h.iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect()
+}
+
+fn decode_into(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
+    for &(value, count) in pairs {
+        h.saturating_record_n(value, count);
+    }
+}
+
+/// A [`Tally`] as plain data.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct EncodedTally {
+    latency: Vec<Vec<(u64, u64)>>,
+    statuses: BTreeMap<u16, u64>,
+    connect_errors: u64,
+    timeouts: u64,
+    other_errors: u64,
+    seconds: Vec<EncodedSecond>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EncodedSecond {
+    responses: [u64; 3],
+    errors: u64,
+    latency: Vec<Vec<(u64, u64)>>,
+}
+
+/// Shards of a [`Tally`], so that thousands of connections record without fighting over one
+/// lock.
+#[derive(Debug)]
+pub(crate) struct Recorder {
+    shards: Vec<Mutex<Tally>>,
+}
+
+impl Recorder {
+    pub(crate) fn new(shards: usize) -> Self {
+        Recorder {
+            shards: (0..shards.max(1))
+                .map(|_| Mutex::new(Tally::new()))
+                .collect(),
+        }
+    }
+
+    /// Records into the shard of `lane`.
+    pub(crate) fn with<R>(&self, lane: usize, f: impl FnOnce(&mut Tally) -> R) -> R {
+        let shard = &self.shards[lane % self.shards.len()];
+        let mut tally = shard.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut tally)
+    }
+
+    /// All shards merged.
+    pub(crate) fn total(&self) -> Tally {
+        let mut total = Tally::new();
+        for shard in &self.shards {
+            total.merge(&shard.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+        total
+    }
+}
+
+/// Latency percentiles of one status class, in milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Responses in the class.
+    pub count: u64,
+    /// Responses per second of the run.
+    pub rate: f64,
+    /// Median.
+    pub p50_ms: f64,
+    /// 90th percentile.
+    pub p90_ms: f64,
+    /// 99th percentile.
+    pub p99_ms: f64,
+    /// 99.9th percentile.
+    pub p999_ms: f64,
+    /// Slowest.
+    pub max_ms: f64,
+    /// Mean.
+    pub mean_ms: f64,
+}
+
+impl Percentiles {
+    pub(crate) fn of(h: &Histogram<u64>, seconds: f64) -> Self {
+        let ms = |us: u64| us as f64 / 1e3;
+        let q = |q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                ms(h.value_at_quantile(q))
+            }
+        };
+        Percentiles {
+            count: h.len(),
+            rate: h.len() as f64 / seconds,
+            p50_ms: q(0.5),
+            p90_ms: q(0.9),
+            p99_ms: q(0.99),
+            p999_ms: q(0.999),
+            max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+            mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1e3 },
+        }
+    }
+}
+
+/// One second of the run in the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SecondReport {
+    /// Seconds since measuring began (after the warm-up).
+    pub second: usize,
+    /// 2xx responses to requests scheduled in this second.
+    pub ok: u64,
+    /// 503 responses.
+    pub shed: u64,
+    /// Other statuses.
+    pub other: u64,
+    /// Requests that got no response.
+    pub errors: u64,
+    /// p99 of the 2xx latencies, ms.
+    pub p99_ok_ms: f64,
+    /// p99 of the 503 latencies, ms.
+    pub p99_shed_ms: f64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_fall_into_three_classes() {
+        assert_eq!(class_of(200), 0);
+        assert_eq!(class_of(299), 0);
+        assert_eq!(class_of(503), 1);
+        assert_eq!(class_of(500), 2);
+        assert_eq!(class_of(404), 2);
+        assert_eq!(class_of(302), 2);
+    }
+
+    /// Deterministic pseudo-random latencies, 1 us .. ~2 s.
+    fn latencies(seed: u64, n: usize) -> Vec<Duration> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                Duration::from_micros(1 + (x >> 33) % 2_000_000)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn merging_encoded_shards_equals_recording_everything_in_one() {
+        let mut whole = Tally::new();
+        let mut parts = [Tally::new(), Tally::new(), Tally::new()];
+        for (i, l) in latencies(7, 30_000).into_iter().enumerate() {
+            let status = [200, 503, 404, 200][i % 4];
+            let second = i % 5;
+            whole.response(status, l, second);
+            parts[i % 3].response(status, l, second);
+            if i % 97 == 0 {
+                whole.failure(Failure::Timeout, second);
+                parts[i % 3].failure(Failure::Timeout, second);
+            }
+        }
+        // Through the wire format, as from child processes.
+        let mut merged = Tally::new();
+        for part in &parts {
+            let json = serde_json::to_string(&part.encode()).unwrap();
+            let back: EncodedTally = serde_json::from_str(&json).unwrap();
+            merged.merge(&Tally::decode(&back).unwrap());
+        }
+        for c in 0..3 {
+            assert_eq!(merged.latency[c], whole.latency[c], "class {c}");
+            for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+                assert_eq!(
+                    merged.latency[c].value_at_quantile(q),
+                    whole.latency[c].value_at_quantile(q)
+                );
+            }
+        }
+        assert_eq!(merged.statuses, whole.statuses);
+        assert_eq!(merged.timeouts, whole.timeouts);
+        assert_eq!(merged.seconds.len(), 5);
+        for (m, w) in merged.seconds.iter().zip(&whole.seconds) {
+            assert_eq!(m.responses, w.responses);
+            assert_eq!(m.errors, w.errors);
+            assert_eq!(m.latency[0], w.latency[0]);
+        }
+    }
+
+    #[test]
+    fn percentiles_are_in_milliseconds_per_second_of_run() {
+        let mut t = Tally::new();
+        for ms in 1..=100 {
+            t.response(200, Duration::from_millis(ms), 0);
+        }
+        let p = Percentiles::of(&t.latency[0], 2.0);
+        assert_eq!(p.count, 100);
+        assert_eq!(p.rate, 50.0);
+        assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
+        assert!((p.p99_ms - 99.0).abs() < 0.1, "{p:?}");
+        assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
+        let empty = Percentiles::of(&t.latency[1], 2.0);
+        assert_eq!(empty.count, 0);
+        assert_eq!(empty.p99_ms, 0.0);
+    }
+}
