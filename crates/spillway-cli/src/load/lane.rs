@@ -64,17 +64,39 @@ pub(crate) struct Live {
     pub(crate) open: AtomicI64,
 }
 
-/// Runs every lane to the end of the schedule.
-pub(crate) async fn run(plan: Arc<Plan>, recorder: Arc<Recorder>, live: Arc<Live>) {
+/// Connections opened at once before the schedule starts.
+const CONNECTING_AT_ONCE: usize = 256;
+
+/// Opens every connection, then runs every lane to the end of the schedule, which starts once
+/// the connections are open (so a connect storm is not measured as the server's latency).
+/// Returns the moment measuring began.
+pub(crate) async fn run(
+    mut plan: Plan,
+    warmup: Duration,
+    recorder: Arc<Recorder>,
+    live: Arc<Live>,
+) -> Instant {
+    let connections = preconnect(&plan, &live).await;
+    plan.start = Instant::now() + Duration::from_millis(20);
+    plan.measure_from = plan.start + warmup;
+    let measure_from = plan.measure_from;
+    let plan = Arc::new(plan);
     let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..plan.connections {
-        let shared = Arc::new(SharedH2::default());
+    for (c, conn) in connections.into_iter().enumerate() {
+        let (h1, h2) = match conn {
+            Some(Sender::H1(s)) => (Some(s), SharedH2::default()),
+            Some(Sender::H2(s)) => (None, SharedH2::with(s)),
+            None => (None, SharedH2::default()),
+        };
+        let h2 = Arc::new(h2);
+        let mut h1 = h1;
         for s in 0..plan.streams {
             let lane = c * plan.streams + s;
             tasks.spawn(lane_loop(
                 lane,
                 c,
-                Arc::clone(&shared),
+                h1.take(),
+                Arc::clone(&h2),
                 Arc::clone(&plan),
                 Arc::clone(&recorder),
                 Arc::clone(&live),
@@ -82,6 +104,66 @@ pub(crate) async fn run(plan: Arc<Plan>, recorder: Arc<Recorder>, live: Arc<Live
         }
     }
     while tasks.join_next().await.is_some() {}
+    measure_from
+}
+
+/// An open connection, ready for requests.
+enum Sender {
+    H1(http1::SendRequest<Empty<Bytes>>),
+    H2(http2::SendRequest<Empty<Bytes>>),
+}
+
+/// Opens every connection, a bounded number at a time; `None` where one failed (its lanes
+/// retry when their requests are due, and count connect errors).
+async fn preconnect(plan: &Plan, live: &Arc<Live>) -> Vec<Option<Sender>> {
+    let mut out: Vec<Option<Sender>> = (0..plan.connections).map(|_| None).collect();
+    let mut next = 0;
+    let mut opening = tokio::task::JoinSet::new();
+    let shared = Arc::new(PlanForConnect {
+        addr: plan.addr,
+        sources: plan.sources.clone(),
+        timeout: plan.timeout,
+        http2: plan.http2,
+    });
+    loop {
+        while next < plan.connections && opening.len() < CONNECTING_AT_ONCE {
+            let (c, p, live) = (next, Arc::clone(&shared), Arc::clone(live));
+            opening.spawn(async move { (c, open(&p, c, &live).await.ok()) });
+            next += 1;
+        }
+        match opening.join_next().await {
+            Some(Ok((c, sender))) => out[c] = sender,
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    out
+}
+
+/// What opening a connection needs.
+#[derive(Debug)]
+struct PlanForConnect {
+    addr: SocketAddr,
+    sources: Vec<IpAddr>,
+    timeout: Duration,
+    http2: bool,
+}
+
+async fn open(p: &PlanForConnect, connection: usize, live: &Arc<Live>) -> Result<Sender, Failure> {
+    let stream = connect_to(p.addr, &p.sources, p.timeout, connection).await?;
+    if p.http2 {
+        let (s, conn) = http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        drive(live, conn);
+        Ok(Sender::H2(s))
+    } else {
+        let (s, conn) = http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|_| Failure::Connect)?;
+        drive(live, conn);
+        Ok(Sender::H1(s))
+    }
 }
 
 /// One HTTP/2 connection, shared by its lanes; the first lane to find it missing or closed
@@ -91,16 +173,24 @@ struct SharedH2 {
     sender: tokio::sync::Mutex<Option<http2::SendRequest<Empty<Bytes>>>>,
 }
 
+impl SharedH2 {
+    fn with(sender: http2::SendRequest<Empty<Bytes>>) -> Self {
+        SharedH2 {
+            sender: tokio::sync::Mutex::new(Some(sender)),
+        }
+    }
+}
+
 async fn lane_loop(
     lane: usize,
     connection: usize,
+    mut h1: Option<http1::SendRequest<Empty<Bytes>>>,
     h2: Arc<SharedH2>,
     plan: Arc<Plan>,
     recorder: Arc<Recorder>,
     live: Arc<Live>,
 ) {
     let lanes = plan.lanes() as u64;
-    let mut h1: Option<http1::SendRequest<Empty<Bytes>>> = None;
     let mut free_at = plan.start;
     let mut i = lane as u64;
     while i < plan.total {
@@ -108,7 +198,9 @@ async fn lane_loop(
         if due > Instant::now() {
             tokio::time::sleep_until(due).await;
         }
-        let begin = if free_at > due { due } else { Instant::now() };
+        let now = Instant::now();
+        let lane_was_free = free_at <= due;
+        let begin = if lane_was_free { now } else { due };
         live.sent.fetch_add(1, Ordering::Relaxed);
         let outcome = if plan.http2 {
             request_h2(&plan, connection, &h2, &live).await
@@ -123,9 +215,14 @@ async fn lane_loop(
         };
         if due >= plan.measure_from {
             let second = usize::try_from((due - plan.measure_from).as_secs()).unwrap_or(0);
-            recorder.with(lane, |tally| match outcome {
-                Ok(status) => tally.response(status, done - begin, second),
-                Err(failure) => tally.failure(failure, second),
+            recorder.with(lane, |tally| {
+                if lane_was_free {
+                    tally.sent_late_by(now.saturating_duration_since(due));
+                }
+                match outcome {
+                    Ok(status) => tally.response(status, done - begin, second),
+                    Err(failure) => tally.failure(failure, second),
+                }
             });
         }
         i += lanes;
@@ -133,19 +230,28 @@ async fn lane_loop(
 }
 
 async fn connect(plan: &Plan, connection: usize) -> Result<TcpStream, Failure> {
-    let socket = if plan.addr.is_ipv4() {
+    connect_to(plan.addr, &plan.sources, plan.timeout, connection).await
+}
+
+async fn connect_to(
+    addr: SocketAddr,
+    sources: &[IpAddr],
+    timeout: Duration,
+    connection: usize,
+) -> Result<TcpStream, Failure> {
+    let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
         TcpSocket::new_v6()
     }
     .map_err(|_| Failure::Connect)?;
-    if !plan.sources.is_empty() {
-        let source = plan.sources[connection % plan.sources.len()];
+    if !sources.is_empty() {
+        let source = sources[connection % sources.len()];
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(|_| Failure::Connect)?;
     }
-    let stream = tokio::time::timeout(plan.timeout, socket.connect(plan.addr))
+    let stream = tokio::time::timeout(timeout, socket.connect(addr))
         .await
         .map_err(|_| Failure::Connect)?
         .map_err(|_| Failure::Connect)?;

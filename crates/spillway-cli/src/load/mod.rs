@@ -108,8 +108,14 @@ pub struct LoadReport {
     pub scheduled: u64,
     /// Requests offered per second: scheduled / duration.
     pub offered_rate: f64,
-    /// Responses (any status) per second.
+    /// Responses (any status) per second: responses / elapsed.
     pub achieved_rate: f64,
+    /// Seconds from the end of the warm-up to the last answer (at least `duration_s`).
+    pub elapsed_s: f64,
+    /// The generator's own lag: how late the 99th percentile of requests went out on lanes
+    /// that were free at their due time, ms. Large values mean the generator, not the server,
+    /// is the bottleneck.
+    pub send_lag_p99_ms: f64,
     /// Connections opened, reconnections included.
     pub connections_established: u64,
     /// Responses by status code.
@@ -138,6 +144,7 @@ impl LoadReport {
 struct ChildOutput {
     scheduled: u64,
     established: u64,
+    elapsed_s: f64,
     tally: EncodedTally,
 }
 
@@ -148,10 +155,16 @@ struct ChildOutput {
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     if args.child {
-        let (scheduled, established, tally) = run_here(&args).await?;
+        let Outcome {
+            scheduled,
+            established,
+            elapsed_s,
+            tally,
+        } = run_here(&args).await?;
         let out = ChildOutput {
             scheduled,
             established,
+            elapsed_s,
             tally: tally.encode(),
         };
         println!("{}", serde_json::to_string(&out)?);
@@ -172,12 +185,21 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
-    let (scheduled, established, tally) = if args.processes > 1 {
+    let outcome = if args.processes > 1 {
         run_children(args).await?
     } else {
         run_here(args).await?
     };
-    Ok(report(args, scheduled, established, &tally))
+    Ok(report(args, &outcome))
+}
+
+/// What one process, or all of them merged, recorded.
+#[derive(Debug)]
+struct Outcome {
+    scheduled: u64,
+    established: u64,
+    elapsed_s: f64,
+    tally: Tally,
 }
 
 fn check(args: &LoadArgs) -> anyhow::Result<Target> {
@@ -197,7 +219,7 @@ fn due_before(seconds: f64, rate: f64) -> u64 {
     (seconds * rate).ceil() as u64
 }
 
-async fn run_here(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
+async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
     let target = check(args)?;
     let addr = target::resolve(&target).await.map_err(anyhow::Error::msg)?;
     // One connection first: an unreachable host is an error, not a run of connect errors.
@@ -220,8 +242,9 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
     let warmup = args.warmup.as_secs_f64();
     let total = due_before(warmup + args.duration.as_secs_f64(), args.rate);
     let scheduled = total - due_before(warmup, args.rate);
-    let start = Instant::now() + Duration::from_millis(20);
-    let plan = Arc::new(Plan {
+    // The schedule's start is set once the connections are open.
+    let start = Instant::now();
+    let plan = Plan {
         target,
         addr,
         http2: args.http2,
@@ -237,7 +260,7 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
             .as_ref()
             .map(|s| s.0.clone())
             .unwrap_or_default(),
-    });
+    };
     let recorder = Arc::new(Recorder::new(64));
     let live = Arc::new(Live::default());
     let progress = (!args.quiet && !args.child).then(|| {
@@ -248,15 +271,17 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
             connections * streams,
         ))
     });
-    lane::run(Arc::clone(&plan), Arc::clone(&recorder), Arc::clone(&live)).await;
+    let measure_from = lane::run(plan, args.warmup, Arc::clone(&recorder), Arc::clone(&live)).await;
+    let elapsed_s = measure_from.elapsed().as_secs_f64();
     if let Some(progress) = progress {
         progress.abort();
     }
-    Ok((
+    Ok(Outcome {
         scheduled,
-        live.established.load(Ordering::Relaxed),
-        recorder.total(),
-    ))
+        established: live.established.load(Ordering::Relaxed),
+        elapsed_s,
+        tally: recorder.total(),
+    })
 }
 
 /// A line a second on stderr: what was sent and answered in that second.
@@ -298,7 +323,7 @@ async fn progress(live: Arc<Live>, start: Instant, warmup: Duration, lanes: usiz
 
 /// Runs `--processes` children of this program, each with its share of the connections and
 /// the rate, and merges what they recorded.
-async fn run_children(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
+async fn run_children(args: &LoadArgs) -> anyhow::Result<Outcome> {
     check(args)?;
     let exe = std::env::current_exe().context("cannot find this program to re-run it")?;
     let n = u64::from(args.processes);
@@ -346,7 +371,12 @@ async fn run_children(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
             .collect::<Vec<_>>()
     })
     .await?;
-    let (mut scheduled, mut established, mut tally) = (0, 0, Tally::new());
+    let mut all = Outcome {
+        scheduled: 0,
+        established: 0,
+        elapsed_s: 0.0,
+        tally: Tally::new(),
+    };
     for (p, output) in outputs.into_iter().enumerate() {
         let output = output.context("a load process could not be waited for")?;
         if !output.status.success() {
@@ -363,15 +393,25 @@ async fn run_children(args: &LoadArgs) -> anyhow::Result<(u64, u64, Tally)> {
             .unwrap_or_default();
         let child: ChildOutput = serde_json::from_str(&line)
             .with_context(|| format!("load process {p} printed no result"))?;
-        scheduled += child.scheduled;
-        established += child.established;
-        tally.merge(&Tally::decode(&child.tally).map_err(anyhow::Error::msg)?);
+        all.scheduled += child.scheduled;
+        all.established += child.established;
+        all.elapsed_s = all.elapsed_s.max(child.elapsed_s);
+        all.tally
+            .merge(&Tally::decode(&child.tally).map_err(anyhow::Error::msg)?);
     }
-    Ok((scheduled, established, tally))
+    Ok(all)
 }
 
-fn report(args: &LoadArgs, scheduled: u64, established: u64, tally: &Tally) -> LoadReport {
+fn report(args: &LoadArgs, outcome: &Outcome) -> LoadReport {
+    let Outcome {
+        scheduled,
+        established,
+        elapsed_s,
+        tally,
+    } = outcome;
+    let (scheduled, established) = (*scheduled, *established);
     let seconds = args.duration.as_secs_f64();
+    let elapsed_s = elapsed_s.max(seconds);
     let latency = CLASSES
         .iter()
         .zip(&tally.latency)
@@ -416,7 +456,13 @@ fn report(args: &LoadArgs, scheduled: u64, established: u64, tally: &Tally) -> L
         warmup_s: args.warmup.as_secs_f64(),
         scheduled,
         offered_rate: scheduled as f64 / seconds,
-        achieved_rate: tally.responses() as f64 / seconds,
+        achieved_rate: tally.responses() as f64 / elapsed_s,
+        elapsed_s,
+        send_lag_p99_ms: if tally.send_lag.is_empty() {
+            0.0
+        } else {
+            tally.send_lag.value_at_quantile(0.99) as f64 / 1e3
+        },
         connections_established: established,
         statuses: tally.statuses.clone(),
         latency,
@@ -449,8 +495,14 @@ pub fn render(r: &LoadReport) -> String {
     );
     let _ = writeln!(
         s,
-        "offered {:.1}/s  achieved {:.1}/s  scheduled {}  connections established {}",
-        r.offered_rate, r.achieved_rate, r.scheduled, r.connections_established
+        "offered {:.1}/s  achieved {:.1}/s (last answer after {:.2}s)  scheduled {}  connections \
+         established {}  generator lag p99 {:.2} ms",
+        r.offered_rate,
+        r.achieved_rate,
+        r.elapsed_s,
+        r.scheduled,
+        r.connections_established,
+        r.send_lag_p99_ms
     );
     let _ = writeln!(
         s,

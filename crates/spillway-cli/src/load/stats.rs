@@ -67,6 +67,9 @@ impl Second {
 #[derive(Debug, Clone)]
 pub(crate) struct Tally {
     pub(crate) latency: [Histogram<u64>; 3],
+    /// How late requests went out on lanes that were free at their due time: the generator's
+    /// own lag, in microseconds.
+    pub(crate) send_lag: Histogram<u64>,
     pub(crate) statuses: BTreeMap<u16, u64>,
     pub(crate) connect_errors: u64,
     pub(crate) timeouts: u64,
@@ -78,6 +81,7 @@ impl Tally {
     pub(crate) fn new() -> Self {
         Tally {
             latency: [histogram(), histogram(), histogram()],
+            send_lag: coarse_histogram(),
             statuses: BTreeMap::new(),
             connect_errors: 0,
             timeouts: 0,
@@ -104,6 +108,11 @@ impl Tally {
         second.latency[class].saturating_record(us);
     }
 
+    /// A request went out `lag` after its due time on a lane that was free.
+    pub(crate) fn sent_late_by(&mut self, lag: Duration) {
+        self.send_lag.saturating_record(micros(lag));
+    }
+
     /// A request scheduled in second `at` that failed.
     pub(crate) fn failure(&mut self, failure: Failure, at: usize) {
         match failure {
@@ -120,6 +129,9 @@ impl Tally {
         for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
             mine.add(theirs).expect("histograms of the same bounds add");
         }
+        self.send_lag
+            .add(&other.send_lag)
+            .expect("histograms of the same bounds add");
         for (status, n) in &other.statuses {
             *self.statuses.entry(*status).or_default() += n;
         }
@@ -146,6 +158,7 @@ impl Tally {
     pub(crate) fn encode(&self) -> EncodedTally {
         EncodedTally {
             latency: self.latency.iter().map(encode_histogram).collect(),
+            send_lag: encode_histogram(&self.send_lag),
             statuses: self.statuses.clone(),
             connect_errors: self.connect_errors,
             timeouts: self.timeouts,
@@ -171,6 +184,7 @@ impl Tally {
         for (h, pairs) in t.latency.iter_mut().zip(&e.latency) {
             decode_into(h, pairs);
         }
+        decode_into(&mut t.send_lag, &e.send_lag);
         t.statuses = e.statuses.clone();
         t.connect_errors = e.connect_errors;
         t.timeouts = e.timeouts;
@@ -206,6 +220,7 @@ fn decode_into(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct EncodedTally {
     latency: Vec<Vec<(u64, u64)>>,
+    send_lag: Vec<(u64, u64)>,
     statuses: BTreeMap<u16, u64>,
     connect_errors: u64,
     timeouts: u64,
@@ -352,6 +367,8 @@ mod tests {
             let second = i % 5;
             whole.response(status, l, second);
             parts[i % 3].response(status, l, second);
+            whole.sent_late_by(l / 100);
+            parts[i % 3].sent_late_by(l / 100);
             if i % 97 == 0 {
                 whole.failure(Failure::Timeout, second);
                 parts[i % 3].failure(Failure::Timeout, second);
@@ -373,6 +390,7 @@ mod tests {
                 );
             }
         }
+        assert_eq!(merged.send_lag, whole.send_lag);
         assert_eq!(merged.statuses, whole.statuses);
         assert_eq!(merged.timeouts, whole.timeouts);
         assert_eq!(merged.seconds.len(), 5);
