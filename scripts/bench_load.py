@@ -66,6 +66,11 @@ def load(url, rate, duration, extra):
     return report
 
 
+def lag(r):
+    v = r["send_lag_p99_ms"]
+    return "- (no lane was ever free)" if v is None else f"{v:.2f} ms"
+
+
 def mib(b):
     return f"{b / 2**20:,.0f} MiB"
 
@@ -83,7 +88,7 @@ def ceiling(duration):
             ok = r["latency"]["2xx"]
             print(f"| spillway load | {rate:,}/s | {r['achieved_rate']:,.0f}/s | "
                   f"{ok['p50_ms']:.2f} ms | {ok['p99_ms']:.2f} ms | "
-                  f"{r['send_lag_p99_ms']:.2f} ms |", flush=True)
+                  f"{lag(r)} |", flush=True)
         if shutil.which("wrk"):
             out = subprocess.run(["wrk", "-t2", f"-c{conns}", f"-d{duration}s", "--latency",
                                   f"{URL}/healthz"], capture_output=True, text=True,
@@ -100,8 +105,11 @@ def ceiling(duration):
                                   f"{URL}/healthz"], capture_output=True, text=True,
                                  timeout=duration + 60).stdout
             rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-            p50 = float(re.search(r"50.00% in ([\d.]+) secs", out).group(1)) * 1e3
-            p99 = float(re.search(r"99.00% in ([\d.]+) secs", out).group(1)) * 1e3
+            unit = {"secs": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
+            m50 = re.search(r"50.00% in ([\d.]+) (\S+)", out)
+            m99 = re.search(r"99.00% in ([\d.]+) (\S+)", out)
+            p50 = float(m50.group(1)) * unit[m50.group(2)]
+            p99 = float(m99.group(1)) * unit[m99.group(2)]
             print(f"| oha (closed loop) | as fast as it can | {rps:,.0f}/s | {p50:.2f} ms | "
                   f"{p99:.2f} ms | |", flush=True)
     finally:
@@ -150,7 +158,7 @@ def experiment(duration, workers):
                       f"({100 * ok['rate'] / capacity:.0f}%) | {shed['rate']:,.0f} | "
                       f"{ok['p99_ms']:,.1f} ms | "
                       f"{shed['p99_ms']:.2f} ms | {errors:,} | {mib(peak)} | "
-                      f"{r['send_lag_p99_ms']:.1f} ms |", flush=True)
+                      f"{lag(r)} |", flush=True)
 
 
 def main():

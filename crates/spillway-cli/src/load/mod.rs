@@ -114,8 +114,9 @@ pub struct LoadReport {
     pub elapsed_s: f64,
     /// The generator's own lag: how late the 99th percentile of requests went out on lanes
     /// that were free at their due time, ms. Large values mean the generator, not the server,
-    /// is the bottleneck.
-    pub send_lag_p99_ms: f64,
+    /// is the bottleneck. `None` when no lane was ever free at a due time (the server was
+    /// behind all along).
+    pub send_lag_p99_ms: Option<f64>,
     /// Connections opened, reconnections included.
     pub connections_established: u64,
     /// Responses by status code.
@@ -415,7 +416,7 @@ fn report(args: &LoadArgs, outcome: &Outcome) -> LoadReport {
     let latency = CLASSES
         .iter()
         .zip(&tally.latency)
-        .map(|(name, h)| (name.to_string(), Percentiles::of(h, seconds)))
+        .map(|(name, h)| (name.to_string(), Percentiles::of(h, elapsed_s)))
         .collect();
     let whole_seconds = args.duration.as_secs_f64().ceil() as usize;
     let series = tally
@@ -458,11 +459,8 @@ fn report(args: &LoadArgs, outcome: &Outcome) -> LoadReport {
         offered_rate: scheduled as f64 / seconds,
         achieved_rate: tally.responses() as f64 / elapsed_s,
         elapsed_s,
-        send_lag_p99_ms: if tally.send_lag.is_empty() {
-            0.0
-        } else {
-            tally.send_lag.value_at_quantile(0.99) as f64 / 1e3
-        },
+        send_lag_p99_ms: (!tally.send_lag.is_empty())
+            .then(|| tally.send_lag.value_at_quantile(0.99) as f64 / 1e3),
         connections_established: established,
         statuses: tally.statuses.clone(),
         latency,
@@ -496,13 +494,16 @@ pub fn render(r: &LoadReport) -> String {
     let _ = writeln!(
         s,
         "offered {:.1}/s  achieved {:.1}/s (last answer after {:.2}s)  scheduled {}  connections \
-         established {}  generator lag p99 {:.2} ms",
+         established {}  generator lag p99 {}",
         r.offered_rate,
         r.achieved_rate,
         r.elapsed_s,
         r.scheduled,
         r.connections_established,
         r.send_lag_p99_ms
+            .map_or("- (every lane was busy)".to_string(), |ms| format!(
+                "{ms:.2} ms"
+            ))
     );
     let _ = writeln!(
         s,

@@ -273,7 +273,7 @@ impl Recorder {
 pub struct Percentiles {
     /// Responses in the class.
     pub count: u64,
-    /// Responses per second of the run.
+    /// Responses per second, over the time from the end of the warm-up to the last answer.
     pub rate: f64,
     /// Median.
     pub p50_ms: f64,

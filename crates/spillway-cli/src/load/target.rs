@@ -20,6 +20,11 @@ pub(crate) struct Target {
 /// Parses the URL argument. Only cleartext `http://` is spoken (HTTP/1.1, or h2c with prior
 /// knowledge).
 pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
+    if !url.contains("://") {
+        return Err(format!(
+            "invalid URL {url:?}: no scheme (expected e.g. http://127.0.0.1:8080/work)"
+        ));
+    }
     let uri: Uri = url.parse().map_err(|e| {
         format!("invalid URL {url:?}: {e} (expected e.g. http://127.0.0.1:8080/work)")
     })?;
