@@ -9,10 +9,16 @@ pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
     }
 }
 
-pub(crate) fn non_negative_f64(s: &str) -> Result<f64, String> {
+/// Most milliseconds a job may wait or burn: one hour.
+pub(crate) const MAX_MILLIS: f64 = 3_600_000.0;
+
+/// A number of milliseconds, from 0 to one hour.
+pub(crate) fn millis(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
-        _ => Err("must be a number, 0 or more".into()),
+        Ok(v) if v.is_finite() && (0.0..=MAX_MILLIS).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "must be a number of milliseconds from 0 to {MAX_MILLIS}"
+        )),
     }
 }
 

@@ -5,8 +5,8 @@
 //!   the spillway pool) and report goodput, latency and memory.
 //! * `spillway serve`: seed 001's HTTP service in each mode (naive, semaphore, pool), with
 //!   shedding, cancellation on disconnect, hardening and a graceful drain.
-//! * `spillway load`: an open-loop HTTP/1.1 and HTTP/2 load generator whose latencies count from
-//!   each request's scheduled time, by status class.
+//! * `spillway load`: an open-loop HTTP/1.1 and HTTP/2 load generator whose latencies, by status
+//!   class, count from each request's due time when the server held it back.
 
 use std::process::ExitCode;
 
@@ -43,7 +43,7 @@ pub enum Command {
     /// pool mode answers what it cannot take with 503 and Retry-After.
     Serve(serve::ServeArgs),
     /// Offer an HTTP server a fixed rate of requests (open loop) and report goodput, shed and
-    /// latency by status class, measured from each request's scheduled time.
+    /// latency by status class, free of coordinated omission.
     Load(load::LoadArgs),
 }
 

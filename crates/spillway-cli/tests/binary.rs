@@ -81,20 +81,66 @@ fn simulate_runs_each_mode_in_its_own_process() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// Kills the child if a test fails before it ends, so no server outlives its test.
+struct Reaper(std::process::Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Reaper {
+    /// Waits for the child to exit, at most `limit`.
+    fn wait_at_most(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the child did not exit in {limit:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// `GET path` on a new connection, with a read deadline; the whole reply.
+fn get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
 #[test]
 fn serve_drains_on_sigterm_and_exits_zero() {
     use std::io::{BufRead, BufReader, Read, Write};
     use std::net::TcpStream;
     use std::process::Stdio;
-    use std::time::Duration;
+    use std::time::{Duration, Instant};
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args(["serve", "--addr", "127.0.0.1:0", "--work-ms", "700"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the spillway binary starts");
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut child = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_spillway"))
+            .args(["serve", "--addr", "127.0.0.1:0", "--work-ms", "3000"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the spillway binary starts"),
+    );
+    let mut stdout = BufReader::new(child.0.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
     let addr = line
@@ -107,14 +153,18 @@ fn serve_drains_on_sigterm_and_exits_zero() {
     // A request in flight when the signal comes is still answered.
     let mut stream = TcpStream::connect(&addr).unwrap();
     stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
+        .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
     stream
         .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
         .unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get(&addr, "/metrics").contains("spillway_workers_busy{pool=\"serve\"} 1") {
+        assert!(Instant::now() < deadline, "the request never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args(["-TERM", &child.0.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
@@ -122,11 +172,12 @@ fn serve_drains_on_sigterm_and_exits_zero() {
     stream.read_to_string(&mut reply).unwrap();
     assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
 
-    let status = child.wait().unwrap();
+    let status = child.wait_at_most(Duration::from_secs(20));
     let mut rest = String::new();
     stdout.read_to_string(&mut rest).unwrap();
     let mut stderr = String::new();
     child
+        .0
         .stderr
         .take()
         .unwrap()

@@ -175,7 +175,7 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
         "--queue",
         "1",
         "--work-ms",
-        "2000",
+        "4000",
         "--retry-after",
         "3",
     ])
@@ -501,7 +501,7 @@ async fn max_connections_holds_further_connections_in_the_backlog() {
 
 #[tokio::test]
 async fn draining_lets_in_flight_requests_finish_and_refuses_new_connections() {
-    let server = Running::start(&["--mode", "pool", "--work-ms", "500"]).await;
+    let server = Running::start(&["--mode", "pool", "--work-ms", "3000"]).await;
     let addr = server.addr;
     let in_flight = tokio::spawn(async move { get_at(addr, "/work").await });
     server

@@ -219,7 +219,12 @@ fn bad_flags_are_clear_errors() {
     let e = parse_error(&["--queue", "0"]);
     assert!(e.contains("--queue"), "{e}");
     let e = parse_error(&["--work-ms", "-1"]);
-    assert!(e.contains("must be a number, 0 or more"), "{e}");
+    assert!(
+        e.contains("must be a number of milliseconds from 0 to 3600000"),
+        "{e}"
+    );
+    let e = parse_error(&["--work-ms", "1e30"]);
+    assert!(e.contains("--work-ms"), "{e}");
 
     let err = simulate::simulate(&args(&["--min-workers", "10", "--max-workers", "5"]))
         .unwrap_err()

@@ -37,8 +37,13 @@ pub(crate) struct Plan {
     pub(crate) start: Instant,
     /// Requests due from here on are measured.
     pub(crate) measure_from: Instant,
+    /// The measured part's length; answers after `measure_from + duration` are not counted in
+    /// the rates.
+    pub(crate) duration: Duration,
     /// Requests in the whole schedule (warm-up included).
     pub(crate) total: u64,
+    /// The index of the first measured request (the warm-up's count).
+    pub(crate) first_measured: u64,
     pub(crate) timeout: Duration,
     pub(crate) sources: Vec<IpAddr>,
 }
@@ -192,6 +197,7 @@ async fn lane_loop(
 ) {
     let lanes = plan.lanes() as u64;
     let mut free_at = plan.start;
+    let end = plan.measure_from + plan.duration;
     let mut i = lane as u64;
     while i < plan.total {
         let due = plan.due(i);
@@ -200,12 +206,20 @@ async fn lane_loop(
         }
         let now = Instant::now();
         let lane_was_free = free_at <= due;
+        // Latency, and the timeout, run from the due time when the lane held the request back,
+        // else from the send (the generator's own lag is reported apart).
         let begin = if lane_was_free { now } else { due };
-        live.sent.fetch_add(1, Ordering::Relaxed);
-        let outcome = if plan.http2 {
-            request_h2(&plan, connection, &h2, &live).await
+        let budget = plan.timeout.saturating_sub(now - begin);
+        let outcome = if budget.is_zero() {
+            // Overdue by more than the timeout before it could be sent: the caller gave up.
+            Err(Failure::Timeout)
         } else {
-            request_h1(&plan, connection, &mut h1, &live).await
+            live.sent.fetch_add(1, Ordering::Relaxed);
+            if plan.http2 {
+                request_h2(&plan, connection, &h2, &live, budget).await
+            } else {
+                request_h1(&plan, connection, &mut h1, &live, budget).await
+            }
         };
         let done = Instant::now();
         free_at = done;
@@ -213,14 +227,16 @@ async fn lane_loop(
             Ok(status) => live.responses[class_of(status)].fetch_add(1, Ordering::Relaxed),
             Err(_) => live.errors.fetch_add(1, Ordering::Relaxed),
         };
-        if due >= plan.measure_from {
-            let second = usize::try_from((due - plan.measure_from).as_secs()).unwrap_or(0);
+        if i >= plan.first_measured {
+            let second =
+                usize::try_from(due.saturating_duration_since(plan.measure_from).as_secs())
+                    .unwrap_or(0);
             recorder.with(lane, |tally| {
                 if lane_was_free {
                     tally.sent_late_by(now.saturating_duration_since(due));
                 }
                 match outcome {
-                    Ok(status) => tally.response(status, done - begin, second),
+                    Ok(status) => tally.response(status, done - begin, second, done <= end),
                     Err(failure) => tally.failure(failure, second),
                 }
             });
@@ -278,6 +294,7 @@ async fn request_h1(
     connection: usize,
     sender: &mut Option<http1::SendRequest<Empty<Bytes>>>,
     live: &Arc<Live>,
+    budget: Duration,
 ) -> Result<u16, Failure> {
     if sender.as_ref().is_none_or(|s| s.is_closed()) {
         *sender = None;
@@ -300,7 +317,7 @@ async fn request_h1(
         response.into_body().collect().await?;
         Ok::<u16, hyper::Error>(status)
     };
-    match tokio::time::timeout(plan.timeout, exchange).await {
+    match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(_)) => {
             *sender = None;
@@ -319,6 +336,7 @@ async fn request_h2(
     connection: usize,
     shared: &SharedH2,
     live: &Arc<Live>,
+    budget: Duration,
 ) -> Result<u16, Failure> {
     let mut sender = {
         let mut guard = shared.sender.lock().await;
@@ -344,7 +362,7 @@ async fn request_h2(
         response.into_body().collect().await?;
         Ok::<u16, hyper::Error>(status)
     };
-    match tokio::time::timeout(plan.timeout, exchange).await {
+    match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(_)) => Err(Failure::Other),
         Err(_) => Err(Failure::Timeout),

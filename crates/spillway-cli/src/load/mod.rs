@@ -2,7 +2,8 @@
 //!
 //! wrk and hey are closed-loop: each connection waits for its answer before sending again, so a
 //! slow server slows the load and hides its own latency. `load` offers a fixed rate whatever the
-//! server does, measures every latency from the request's scheduled time, keeps 2xx, 503 and
+//! server does, measures latency from the request's due time whenever the server held it back
+//! (from the send when the generator itself was late, which is reported apart), keeps 2xx, 503 and
 //! other statuses apart, and can spread its connections over several source addresses and
 //! processes, so that neither the ephemeral ports of one address nor the open-files limit of one
 //! process caps the total.
@@ -108,9 +109,10 @@ pub struct LoadReport {
     pub scheduled: u64,
     /// Requests offered per second: scheduled / duration.
     pub offered_rate: f64,
-    /// Responses (any status) per second: responses / elapsed.
+    /// Responses (any status) per second that arrived within the measured part.
     pub achieved_rate: f64,
-    /// Seconds from the end of the warm-up to the last answer (at least `duration_s`).
+    /// Seconds from the end of the warm-up until every measured request was answered or timed
+    /// out (at least `duration_s`).
     pub elapsed_s: f64,
     /// The generator's own lag: how late the 99th percentile of requests went out on lanes
     /// that were free at their due time, ms. Large values mean the generator, not the server,
@@ -121,7 +123,8 @@ pub struct LoadReport {
     pub connections_established: u64,
     /// Responses by status code.
     pub statuses: BTreeMap<u16, u64>,
-    /// Latency from the scheduled time, by status class: `2xx`, `503`, `other`.
+    /// Latency by status class (`2xx`, `503`, `other`): from the due time when the lane was
+    /// still busy with an earlier request, else from the send.
     pub latency: BTreeMap<String, Percentiles>,
     /// Connections that could not be opened (one per request that needed it).
     pub connect_errors: u64,
@@ -215,18 +218,37 @@ fn check(args: &LoadArgs) -> anyhow::Result<Target> {
     Ok(target)
 }
 
-/// Requests due in `[0, seconds)` at `rate`: those with `i / rate < seconds`.
+/// Requests due in `[0, seconds)` at `rate`: those with `i / rate < seconds`. A product within
+/// rounding error of a whole number is that number (700/s for 1.1 s is 770 requests, not 771).
 fn due_before(seconds: f64, rate: f64) -> u64 {
-    (seconds * rate).ceil() as u64
+    let x = seconds * rate;
+    if (x - x.round()).abs() < 1e-6 {
+        x.round() as u64
+    } else {
+        x.ceil() as u64
+    }
 }
 
 async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
     let target = check(args)?;
     let addr = target::resolve(&target).await.map_err(anyhow::Error::msg)?;
-    // One connection first: an unreachable host is an error, not a run of connect errors.
-    let probe = tokio::time::timeout(args.timeout, tokio::net::TcpStream::connect(addr)).await;
+    let sources = args
+        .source_addrs
+        .as_ref()
+        .map(|s| s.0.clone())
+        .unwrap_or_default();
+    if let Some(wrong) = sources.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
+        bail!(
+            "invalid --source-addrs: {wrong} is {} but the target {addr} is {}",
+            if wrong.is_ipv4() { "IPv4" } else { "IPv6" },
+            if addr.is_ipv4() { "IPv4" } else { "IPv6" }
+        );
+    }
+    // One connection first, from the first source address: an unreachable host is an error,
+    // not a run of connect errors.
+    let probe = tokio::time::timeout(args.timeout, probe(addr, sources.first().copied())).await;
     match probe {
-        Ok(Ok(stream)) => drop(stream),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => bail!("cannot connect to {addr} ({}): {e}", target.url),
         Err(_) => bail!(
             "cannot connect to {addr} ({}): no answer within --timeout {}",
@@ -234,7 +256,8 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
             humantime::format_duration(args.timeout)
         ),
     }
-    let connections = usize::try_from(args.connections).context("too many --connections")?;
+    let connections = usize::try_from(args.connections)
+        .with_context(|| format!("invalid --connections = {}: too many", args.connections))?;
     let streams = if args.http2 {
         usize::try_from(args.streams_per_connection).unwrap_or(1)
     } else {
@@ -242,7 +265,8 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
     };
     let warmup = args.warmup.as_secs_f64();
     let total = due_before(warmup + args.duration.as_secs_f64(), args.rate);
-    let scheduled = total - due_before(warmup, args.rate);
+    let first_measured = due_before(warmup, args.rate);
+    let scheduled = total - first_measured;
     // The schedule's start is set once the connections are open.
     let start = Instant::now();
     let plan = Plan {
@@ -254,13 +278,11 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
         rate: args.rate,
         start,
         measure_from: start + args.warmup,
+        duration: args.duration,
         total,
+        first_measured,
         timeout: args.timeout,
-        sources: args
-            .source_addrs
-            .as_ref()
-            .map(|s| s.0.clone())
-            .unwrap_or_default(),
+        sources,
     };
     let recorder = Arc::new(Recorder::new(64));
     let live = Arc::new(Live::default());
@@ -285,6 +307,26 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Outcome> {
     })
 }
 
+/// Opens one connection to `addr`, from `source` if given.
+async fn probe(addr: std::net::SocketAddr, source: Option<IpAddr>) -> std::io::Result<()> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    if let Some(source) = source {
+        socket
+            .bind(std::net::SocketAddr::new(source, 0))
+            .map_err(|e| {
+                std::io::Error::new(
+                    e.kind(),
+                    format!("cannot bind source address {source}: {e}"),
+                )
+            })?;
+    }
+    socket.connect(addr).await.map(drop)
+}
+
 /// A line a second on stderr: what was sent and answered in that second.
 async fn progress(live: Arc<Live>, start: Instant, warmup: Duration, lanes: usize) {
     let mut last = [0u64; 5];
@@ -292,14 +334,20 @@ async fn progress(live: Arc<Live>, start: Instant, warmup: Duration, lanes: usiz
     let mut stderr = std::io::stderr();
     for second in 1.. {
         tick.tick().await;
-        let now = [
-            live.sent.load(Ordering::Relaxed),
-            live.responses[0].load(Ordering::Relaxed),
-            live.responses[1].load(Ordering::Relaxed),
-            live.responses[2].load(Ordering::Relaxed),
-            live.errors.load(Ordering::Relaxed),
-        ];
-        let d: Vec<u64> = now.iter().zip(&last).map(|(n, l)| n - l).collect();
+        // Outcomes first, then sends: a request is sent before it ends, so this order never
+        // sees more ended than sent.
+        let (ok, shed, other, errors) = (
+            live.responses[0].load(Ordering::SeqCst),
+            live.responses[1].load(Ordering::SeqCst),
+            live.responses[2].load(Ordering::SeqCst),
+            live.errors.load(Ordering::SeqCst),
+        );
+        let now = [live.sent.load(Ordering::SeqCst), ok, shed, other, errors];
+        let d: Vec<u64> = now
+            .iter()
+            .zip(&last)
+            .map(|(n, l)| n.saturating_sub(*l))
+            .collect();
         last = now;
         let phase = if Duration::from_secs(second) <= warmup {
             " (warm-up)"
@@ -315,7 +363,7 @@ async fn progress(live: Arc<Live>, start: Instant, warmup: Duration, lanes: usiz
             d[2],
             d[3],
             d[4],
-            now[0] - now[1] - now[2] - now[3] - now[4],
+            now[0].saturating_sub(now[1] + now[2] + now[3] + now[4]),
             live.open.load(Ordering::Relaxed),
             lanes,
         );
@@ -335,14 +383,14 @@ async fn run_children(args: &LoadArgs) -> anyhow::Result<Outcome> {
         let mut cmd = Command::new(&exe);
         cmd.args(["load", &args.url, "--child", "--quiet"])
             .args(["--rate", &rate.to_string()])
-            .args(["--duration", &format!("{}ms", args.duration.as_millis())])
+            .args(["--duration", &format!("{}ns", args.duration.as_nanos())])
             .args(["--connections", &connections.to_string()])
             .args([
                 "--streams-per-connection",
                 &args.streams_per_connection.to_string(),
             ])
-            .args(["--timeout", &format!("{}ms", args.timeout.as_millis())])
-            .args(["--warmup", &format!("{}ms", args.warmup.as_millis())]);
+            .args(["--timeout", &format!("{}ns", args.timeout.as_nanos())])
+            .args(["--warmup", &format!("{}ns", args.warmup.as_nanos())]);
         if args.http2 {
             cmd.arg("--http2");
         }
@@ -350,13 +398,21 @@ async fn run_children(args: &LoadArgs) -> anyhow::Result<Outcome> {
             let list: Vec<String> = sources.0.iter().map(ToString::to_string).collect();
             cmd.args(["--source-addrs", &list.join(",")]);
         }
-        let child = cmd
+        match cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .with_context(|| format!("cannot start {}", exe.display()))?;
-        children.push(child);
+        {
+            Ok(child) => children.push(child),
+            Err(e) => {
+                for mut started in children {
+                    let _ = started.kill();
+                    let _ = started.wait();
+                }
+                bail!("cannot start load process {p} ({}): {e}", exe.display());
+            }
+        }
     }
     if !args.quiet {
         eprintln!(
@@ -416,7 +472,8 @@ fn report(args: &LoadArgs, outcome: &Outcome) -> LoadReport {
     let latency = CLASSES
         .iter()
         .zip(&tally.latency)
-        .map(|(name, h)| (name.to_string(), Percentiles::of(h, elapsed_s)))
+        .zip(tally.in_window)
+        .map(|((name, h), in_window)| (name.to_string(), Percentiles::of(h, in_window, seconds)))
         .collect();
     let whole_seconds = args.duration.as_secs_f64().ceil() as usize;
     let series = tally
@@ -457,7 +514,7 @@ fn report(args: &LoadArgs, outcome: &Outcome) -> LoadReport {
         warmup_s: args.warmup.as_secs_f64(),
         scheduled,
         offered_rate: scheduled as f64 / seconds,
-        achieved_rate: tally.responses() as f64 / elapsed_s,
+        achieved_rate: tally.in_window.iter().sum::<u64>() as f64 / seconds,
         elapsed_s,
         send_lag_p99_ms: (!tally.send_lag.is_empty())
             .then(|| tally.send_lag.value_at_quantile(0.99) as f64 / 1e3),
@@ -530,7 +587,25 @@ pub fn render(r: &LoadReport) -> String {
         r.connect_errors, r.timeouts, r.other_errors
     );
     if std::io::stdout().is_terminal() {
-        let _ = writeln!(s, "(latency counts from each request's scheduled time)");
+        let _ = writeln!(
+            s,
+            "(latency counts from each request's due time when its lane was busy, else from its \
+             send; the generator's own lag is reported apart)"
+        );
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_schedule_counts_requests_due_before_the_end_exactly() {
+        assert_eq!(due_before(1.1, 700.0), 770);
+        assert_eq!(due_before(2.0, 400.0), 800);
+        assert_eq!(due_before(1.0, 3.0), 3);
+        assert_eq!(due_before(0.5, 3.0), 2); // due at 0 s and 0.333 s
+        assert_eq!(due_before(0.0, 1000.0), 0);
+    }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Tally {
     /// own lag, in microseconds.
     pub(crate) send_lag: Histogram<u64>,
     pub(crate) statuses: BTreeMap<u16, u64>,
+    /// Responses per class that arrived before the measured part ended: the rates.
+    pub(crate) in_window: [u64; 3],
     pub(crate) connect_errors: u64,
     pub(crate) timeouts: u64,
     pub(crate) other_errors: u64,
@@ -83,6 +85,7 @@ impl Tally {
             latency: [histogram(), histogram(), histogram()],
             send_lag: coarse_histogram(),
             statuses: BTreeMap::new(),
+            in_window: [0; 3],
             connect_errors: 0,
             timeouts: 0,
             other_errors: 0,
@@ -97,9 +100,11 @@ impl Tally {
         &mut self.seconds[index]
     }
 
-    /// A response with `status`, `latency` after its scheduled time, scheduled in second `at`.
-    pub(crate) fn response(&mut self, status: u16, latency: Duration, at: usize) {
+    /// A response with `status`, `latency` after its due (or send) time, due in second `at`;
+    /// `in_window` when it arrived before the measured part ended.
+    pub(crate) fn response(&mut self, status: u16, latency: Duration, at: usize, in_window: bool) {
         let class = class_of(status);
+        self.in_window[class] += u64::from(in_window);
         let us = micros(latency);
         self.latency[class].saturating_record(us);
         *self.statuses.entry(status).or_default() += 1;
@@ -135,6 +140,9 @@ impl Tally {
         for (status, n) in &other.statuses {
             *self.statuses.entry(*status).or_default() += n;
         }
+        for (mine, theirs) in self.in_window.iter_mut().zip(other.in_window) {
+            *mine += theirs;
+        }
         self.connect_errors += other.connect_errors;
         self.timeouts += other.timeouts;
         self.other_errors += other.other_errors;
@@ -150,16 +158,13 @@ impl Tally {
         }
     }
 
-    pub(crate) fn responses(&self) -> u64 {
-        self.statuses.values().sum()
-    }
-
     /// The tally as plain data, for a child process to hand to its parent.
     pub(crate) fn encode(&self) -> EncodedTally {
         EncodedTally {
             latency: self.latency.iter().map(encode_histogram).collect(),
             send_lag: encode_histogram(&self.send_lag),
             statuses: self.statuses.clone(),
+            in_window: self.in_window,
             connect_errors: self.connect_errors,
             timeouts: self.timeouts,
             other_errors: self.other_errors,
@@ -186,6 +191,7 @@ impl Tally {
         }
         decode_into(&mut t.send_lag, &e.send_lag);
         t.statuses = e.statuses.clone();
+        t.in_window = e.in_window;
         t.connect_errors = e.connect_errors;
         t.timeouts = e.timeouts;
         t.other_errors = e.other_errors;
@@ -222,6 +228,7 @@ pub(crate) struct EncodedTally {
     latency: Vec<Vec<(u64, u64)>>,
     send_lag: Vec<(u64, u64)>,
     statuses: BTreeMap<u16, u64>,
+    in_window: [u64; 3],
     connect_errors: u64,
     timeouts: u64,
     other_errors: u64,
@@ -273,7 +280,7 @@ impl Recorder {
 pub struct Percentiles {
     /// Responses in the class.
     pub count: u64,
-    /// Responses per second, over the time from the end of the warm-up to the last answer.
+    /// Responses per second that arrived within the measured part: in-window count / duration.
     pub rate: f64,
     /// Median.
     pub p50_ms: f64,
@@ -290,7 +297,7 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    pub(crate) fn of(h: &Histogram<u64>, seconds: f64) -> Self {
+    pub(crate) fn of(h: &Histogram<u64>, in_window: u64, seconds: f64) -> Self {
         let ms = |us: u64| us as f64 / 1e3;
         let q = |q: f64| {
             if h.is_empty() {
@@ -301,7 +308,7 @@ impl Percentiles {
         };
         Percentiles {
             count: h.len(),
-            rate: h.len() as f64 / seconds,
+            rate: in_window as f64 / seconds,
             p50_ms: q(0.5),
             p90_ms: q(0.9),
             p99_ms: q(0.99),
@@ -365,8 +372,8 @@ mod tests {
         for (i, l) in latencies(7, 30_000).into_iter().enumerate() {
             let status = [200, 503, 404, 200][i % 4];
             let second = i % 5;
-            whole.response(status, l, second);
-            parts[i % 3].response(status, l, second);
+            whole.response(status, l, second, i % 2 == 0);
+            parts[i % 3].response(status, l, second, i % 2 == 0);
             whole.sent_late_by(l / 100);
             parts[i % 3].sent_late_by(l / 100);
             if i % 97 == 0 {
@@ -391,6 +398,7 @@ mod tests {
             }
         }
         assert_eq!(merged.send_lag, whole.send_lag);
+        assert_eq!(merged.in_window, whole.in_window);
         assert_eq!(merged.statuses, whole.statuses);
         assert_eq!(merged.timeouts, whole.timeouts);
         assert_eq!(merged.seconds.len(), 5);
@@ -405,15 +413,15 @@ mod tests {
     fn percentiles_are_in_milliseconds_per_second_of_run() {
         let mut t = Tally::new();
         for ms in 1..=100 {
-            t.response(200, Duration::from_millis(ms), 0);
+            t.response(200, Duration::from_millis(ms), 0, true);
         }
-        let p = Percentiles::of(&t.latency[0], 2.0);
+        let p = Percentiles::of(&t.latency[0], t.in_window[0], 2.0);
         assert_eq!(p.count, 100);
         assert_eq!(p.rate, 50.0);
         assert!((p.p50_ms - 50.0).abs() < 0.1, "{p:?}");
         assert!((p.p99_ms - 99.0).abs() < 0.1, "{p:?}");
         assert!((p.max_ms - 100.0).abs() < 0.1, "{p:?}");
-        let empty = Percentiles::of(&t.latency[1], 2.0);
+        let empty = Percentiles::of(&t.latency[1], t.in_window[1], 2.0);
         assert_eq!(empty.count, 0);
         assert_eq!(empty.p99_ms, 0.0);
     }

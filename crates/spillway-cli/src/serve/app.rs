@@ -32,6 +32,8 @@ pub(crate) struct App {
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) body_limit: u64,
+    /// How long a client may take to send its headers, and then its body.
+    pub(crate) header_timeout: Duration,
     pub(crate) retry_after: HeaderValue,
     /// What `/` says is running.
     pub(crate) summary: String,
@@ -156,9 +158,10 @@ async fn index(State(app): State<Arc<App>>) -> Response {
 /// per-status counters and duration histograms, and the count of requests whose client left.
 async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let is_work = req.uri().path() == "/work";
     let mut flight = InFlight::start(&app);
     let response = 'respond: {
-        req = match limit_body(req, app.body_limit).await {
+        req = match limit_body(req, app.body_limit, app.header_timeout).await {
             Ok(req) => req,
             Err(response) => break 'respond response,
         };
@@ -175,13 +178,13 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
         }
         next.run(req).await
     };
-    flight.responded(response.status().as_u16(), started.elapsed());
+    flight.responded(response.status().as_u16(), started.elapsed(), is_work);
     response
 }
 
 /// Refuses a body over `limit` with 413: at once when `Content-Length` says so, else while
-/// reading it.
-async fn limit_body(req: Request, limit: u64) -> Result<Request, Response> {
+/// reading it; a body that takes longer than `timeout` gets 408.
+async fn limit_body(req: Request, limit: u64, timeout: Duration) -> Result<Request, Response> {
     let too_large = || {
         (
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -202,9 +205,14 @@ async fn limit_body(req: Request, limit: u64) -> Result<Request, Response> {
     }
     let (parts, body) = req.into_parts();
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    match axum::body::to_bytes(body, limit).await {
-        Ok(bytes) => Ok(Request::from_parts(parts, Body::from(bytes))),
-        Err(_) => Err(too_large()),
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(Request::from_parts(parts, Body::from(bytes))),
+        Ok(Err(_)) => Err(too_large()),
+        Err(_) => Err((
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not received within the header timeout\n",
+        )
+            .into_response()),
     }
 }
 
@@ -224,9 +232,9 @@ impl<'a> InFlight<'a> {
         }
     }
 
-    fn responded(&mut self, status: u16, elapsed: Duration) {
+    fn responded(&mut self, status: u16, elapsed: Duration, is_work: bool) {
         self.answered = true;
-        self.app.metrics.responded(status, elapsed);
+        self.app.metrics.responded(status, elapsed, is_work);
     }
 }
 

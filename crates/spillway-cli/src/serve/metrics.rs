@@ -68,15 +68,17 @@ impl ServerMetrics {
         }
     }
 
-    /// A request got its response.
-    pub(crate) fn responded(&self, status: u16, elapsed: Duration) {
+    /// A request got its response; the duration histogram holds `/work` requests only.
+    pub(crate) fn responded(&self, status: u16, elapsed: Duration, is_work: bool) {
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.responses.get_or_create(&StatusLabel { status }).inc();
-        self.duration
-            .get_or_create(&ClassLabel {
-                class: class_of(status),
-            })
-            .observe(elapsed.as_secs_f64());
+        if is_work {
+            self.duration
+                .get_or_create(&ClassLabel {
+                    class: class_of(status),
+                })
+                .observe(elapsed.as_secs_f64());
+        }
     }
 
     /// Requests answered so far.
@@ -115,7 +117,7 @@ impl ServerMetrics {
         );
         http.register(
             "responses",
-            "Responses sent, by status",
+            "Responses produced (counted when the handler returns), by status",
             self.responses.clone(),
         );
         http.register(
@@ -135,7 +137,7 @@ impl ServerMetrics {
         );
         http.register(
             "request_duration_seconds",
-            "Time from a request's arrival to its response, by status class",
+            "Time from a /work request's arrival to its response, by status class",
             self.duration.clone(),
         );
     }
@@ -158,12 +160,13 @@ mod tests {
     #[test]
     fn responses_are_counted_by_status_and_exported() {
         let m = ServerMetrics::new();
-        m.responded(200, Duration::from_millis(10));
-        m.responded(200, Duration::from_millis(12));
-        m.responded(503, Duration::from_micros(300));
-        assert_eq!(m.completed(), 3);
+        m.responded(200, Duration::from_millis(10), true);
+        m.responded(200, Duration::from_millis(12), true);
+        m.responded(503, Duration::from_micros(300), true);
+        m.responded(503, Duration::from_micros(300), false); // /healthz while draining
+        assert_eq!(m.completed(), 4);
         assert_eq!(m.responses_with(200), 2);
-        assert_eq!(m.responses_with(503), 1);
+        assert_eq!(m.responses_with(503), 2);
         let mut registry = Registry::default();
         m.register(&mut registry);
         let mut text = String::new();

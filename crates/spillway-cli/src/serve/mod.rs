@@ -23,7 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::args::{non_negative_f64, parse_bytes, positive_duration};
+use crate::args::{millis, parse_bytes, positive_duration};
 use crate::simulate::job::Profile;
 
 pub use server::{DrainReport, Server};
@@ -72,13 +72,13 @@ pub struct ServeArgs {
     #[arg(long, value_enum, default_value_t = Mode::Pool)]
     pub mode: Mode,
     /// Milliseconds each `/work` request waits (an I/O-like sleep); `?work_ms=` overrides it.
-    #[arg(long, default_value = "10", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value = "10", value_parser = millis, allow_negative_numbers = true)]
     pub work_ms: f64,
     /// KiB each `/work` request allocates and touches; `?alloc_kib=` overrides it.
     #[arg(long, default_value_t = 0)]
     pub alloc_kib: u64,
     /// Milliseconds of busy CPU work per `/work` request; `?cpu_ms=` overrides it.
-    #[arg(long, default_value = "0", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value = "0", value_parser = millis, allow_negative_numbers = true)]
     pub cpu_ms: f64,
     /// Workers the pool keeps alive when idle (pool mode).
     #[arg(long, default_value_t = 16)]
@@ -104,7 +104,8 @@ pub struct ServeArgs {
     /// Seconds a shed client is told to wait, in `Retry-After`.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u32,
-    /// Drop a connection whose request headers have not all arrived within this (slowloris).
+    /// Drop a connection whose request headers have not all arrived within this (slowloris);
+    /// a request body must arrive within it too (else 408).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
     /// Largest request body accepted (e.g. 64KiB); larger ones get 413.
@@ -164,7 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.work_ms,
         args.max_workers,
         if args.mode == Mode::Pool {
-            format!(" queue={}", args.queue)
+            format!(" queue={} pool_threads={}", args.queue, args.pool_threads)
         } else {
             String::new()
         }

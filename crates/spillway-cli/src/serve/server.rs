@@ -190,6 +190,7 @@ impl Server {
             metrics,
             registry,
             body_limit: args.body_limit,
+            header_timeout: args.header_timeout,
             retry_after,
             summary,
             draining: AtomicBool::new(false),
@@ -392,9 +393,18 @@ fn spawn_connection(
     let open = Open::new(Arc::clone(app), Arc::clone(connections));
     let service = TowerToHyperService::new(router.clone());
     let builder = Arc::clone(builder);
+    let header_timeout = app.header_timeout;
     tokio::spawn(async move {
         let _permit = permit;
         let _open = open;
+        // hyper's header timer starts only once the protocol is known: a client that sends
+        // nothing, or a few bytes, would hold the connection forever.
+        if tokio::time::timeout(header_timeout, first_line(&stream))
+            .await
+            .is_err()
+        {
+            return;
+        }
         let conn = builder.serve_connection(TokioIo::new(stream), service);
         let mut conn = pin!(conn);
         loop {
@@ -414,6 +424,20 @@ fn spawn_connection(
             }
         }
     });
+}
+
+/// Resolves once the client has sent enough to tell HTTP/1.1 from HTTP/2 (a line, or the
+/// 24-byte HTTP/2 preface), or closed, or failed.
+async fn first_line(stream: &TcpStream) {
+    let mut buf = [0u8; 24];
+    loop {
+        match stream.peek(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) if n == buf.len() || buf[..n].contains(&b'\n') => return,
+            // A partial first line: wait for more without spinning on the same bytes.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
 }
 
 /// Open connections, and a wake-up for when the last one closes.

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 pub use mode::ModeName;
 pub use report::{LatencyMs, ModeReport, Second, Settings, SimReport};
 
-use crate::args::{non_negative_f64, parse_bytes, positive_duration, positive_f64};
+use crate::args::{millis, parse_bytes, positive_duration, positive_f64};
 use job::Profile;
 use mode::ModeConfig;
 
@@ -85,13 +85,13 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub duration: Duration,
     /// Milliseconds each job waits (an I/O-like sleep), holding its memory.
-    #[arg(long, default_value = "20", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value = "20", value_parser = millis, allow_negative_numbers = true)]
     pub work_ms: f64,
     /// KiB each job allocates and touches (one write per 4 KiB page).
     #[arg(long, default_value_t = 500)]
     pub alloc_kib: u64,
     /// Milliseconds of busy CPU work per job, after its wait.
-    #[arg(long, default_value = "0", value_parser = non_negative_f64, allow_negative_numbers = true)]
+    #[arg(long, default_value = "0", value_parser = millis, allow_negative_numbers = true)]
     pub cpu_ms: f64,
     /// Workers the seed-settings pool keeps alive.
     #[arg(long, default_value_t = 100)]

@@ -33,8 +33,9 @@ pub(crate) type Admission<T> =
 ///
 /// Dropping this future cancels the request: if it is still waiting for room, it never enters
 /// the queue; if it is queued, it never runs; if it is running, its future is dropped at its
-/// next `.await`. Either way its slot is freed at once for the next request. This is what
-/// happens when a client disconnects and the server drops the response future.
+/// next `.await` (a future that computes without awaiting keeps its worker until it does).
+/// A queued request's slot is freed at once; a running one's when its future is dropped. This
+/// is what happens when a client disconnects and the server drops the response future.
 ///
 /// # Examples
 ///
