@@ -215,10 +215,21 @@ async fn lane_loop(
             Err(Failure::Timeout)
         } else {
             live.sent.fetch_add(1, Ordering::Relaxed);
-            if plan.http2 {
-                request_h2(&plan, connection, &h2, &live, budget).await
-            } else {
-                request_h1(&plan, connection, &mut h1, &live, budget).await
+            // The budget covers a (re)connect too.
+            let attempt = async {
+                if plan.http2 {
+                    request_h2(&plan, connection, &h2, &live, budget).await
+                } else {
+                    request_h1(&plan, connection, &mut h1, &live, budget).await
+                }
+            };
+            match tokio::time::timeout(budget, attempt).await {
+                Ok(outcome) => outcome,
+                Err(_) => {
+                    // Whatever was in progress on the HTTP/1.1 connection cannot be reused.
+                    h1 = None;
+                    Err(Failure::Timeout)
+                }
             }
         };
         let done = Instant::now();
