@@ -323,10 +323,7 @@ async fn request_h1(
         .map_err(|_| Failure::Other)?;
     let exchange = async {
         s.ready().await?;
-        let response = s.send_request(request).await?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await?;
-        Ok::<u16, hyper::Error>(status)
+        read_status(s.send_request(request).await?).await
     };
     match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
@@ -368,14 +365,18 @@ async fn request_h2(
         .map_err(|_| Failure::Other)?;
     let exchange = async {
         sender.ready().await?;
-        let response = sender.send_request(request).await?;
-        let status = response.status().as_u16();
-        response.into_body().collect().await?;
-        Ok::<u16, hyper::Error>(status)
+        read_status(sender.send_request(request).await?).await
     };
     match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
         Ok(Err(_)) => Err(Failure::Other),
         Err(_) => Err(Failure::Timeout),
     }
+}
+
+/// The response's status, once its whole body has been read (so the connection is free again).
+async fn read_status(response: http::Response<hyper::body::Incoming>) -> Result<u16, hyper::Error> {
+    let status = response.status().as_u16();
+    response.into_body().collect().await?;
+    Ok(status)
 }
