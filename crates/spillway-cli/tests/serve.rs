@@ -55,6 +55,11 @@ impl Running {
             .expect("the server reports")
     }
 
+    /// `GET path` from a task of its own, to be awaited later.
+    fn spawn_get(&self, path: &'static str) -> JoinHandle<Reply> {
+        tokio::spawn(get_at(self.addr, path))
+    }
+
     async fn get(&self, path: &str) -> Reply {
         self.send(&format!(
             "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
@@ -181,17 +186,11 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
     ])
     .await;
     // Two requests fill the pool: one runs, one waits.
-    let first = tokio::spawn({
-        let addr = server.addr;
-        async move { get_at(addr, "/work").await }
-    });
+    let first = server.spawn_get("/work");
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
         .await;
-    let second = tokio::spawn({
-        let addr = server.addr;
-        async move { get_at(addr, "/work").await }
-    });
+    let second = server.spawn_get("/work");
     server
         .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
         .await;
@@ -503,7 +502,7 @@ async fn max_connections_holds_further_connections_in_the_backlog() {
 async fn draining_lets_in_flight_requests_finish_and_refuses_new_connections() {
     let server = Running::start(&["--mode", "pool", "--work-ms", "3000"]).await;
     let addr = server.addr;
-    let in_flight = tokio::spawn(async move { get_at(addr, "/work").await });
+    let in_flight = server.spawn_get("/work");
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
         .await;
