@@ -50,8 +50,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
-mod cell;
 mod error;
+mod handoff;
 mod job;
 mod metrics;
 mod pool;

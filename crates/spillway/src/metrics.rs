@@ -13,7 +13,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
-use crate::sync::lock_std as lock;
+use crate::sync::lock_std;
 
 /// Highest latency the histograms resolve (one hour); longer ones count as one hour.
 const MAX_NANOS: u64 = 3_600 * 1_000_000_000;
@@ -117,7 +117,7 @@ impl Metrics {
     pub(crate) fn record(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
         {
             let shard = SHARD.with(Cell::get) % self.shards.len();
-            let mut timings = lock(&self.shards[shard]);
+            let mut timings = lock_std(&self.shards[shard]);
             timings.queue_wait.saturating_record(nanos(queue_wait));
             if let Some(run) = run {
                 timings.run.saturating_record(nanos(run));
@@ -135,7 +135,7 @@ impl Metrics {
     pub(crate) fn timings(&self) -> Timings {
         let mut merged = Timings::new();
         for shard in self.shards.iter() {
-            merged.add(&lock(shard));
+            merged.add(&lock_std(shard));
         }
         merged
     }

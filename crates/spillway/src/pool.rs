@@ -20,7 +20,7 @@ use crate::job::{self, BoxJob, JobHandle};
 use crate::metrics::{Latency, Metrics, Snapshot};
 use crate::queue::{Queue, Refused};
 use crate::scaler::{self, Decision, Observation};
-use crate::sync::lock_std as lock;
+use crate::sync::lock_std;
 use crate::worker;
 
 /// Everything the pool handles and its workers share.
@@ -122,7 +122,7 @@ impl Shared {
             let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
             self.last_growth.store(at + 1, Ordering::Relaxed);
         }
-        let mut tasks = lock(&self.tasks);
+        let mut tasks = lock_std(&self.tasks);
         if self.stopping.load(Ordering::SeqCst) {
             // A shutdown started abandoning between the claim and here: give the claim back.
             drop(tasks);
@@ -586,13 +586,13 @@ impl Pool {
         {
             // From here on no worker may start; those alive are stopped (a no-op when the queue
             // drained in time). Set under the task lock, so `grow` either sees it or is aborted.
-            let mut tasks = lock(&shared.tasks);
+            let mut tasks = lock_std(&shared.tasks);
             shared.stopping.store(true, Ordering::SeqCst);
             tasks.abort_all();
         }
         shared.wait_for_workers(None, false).await;
         shared.abandon_queued().await;
-        let mut tasks = std::mem::take(&mut *lock(&shared.tasks));
+        let mut tasks = std::mem::take(&mut *lock_std(&shared.tasks));
         while tasks.join_next().await.is_some() {}
         let (ended_after, abandoned_after) = shared.metrics.ended();
         let abandoned = abandoned_after - abandoned_before;

@@ -2,7 +2,7 @@
 //!
 //! Built normally this is `std`; built with `RUSTFLAGS="--cfg spillway_loom"` the same names come
 //! from `loom`, so the queue's admission and close protocol and the job/handle hand-off can be
-//! model-checked exhaustively (see `queue.rs` and `cell.rs`). We use our own cfg name rather than
+//! model-checked exhaustively (see `queue.rs` and `handoff.rs`). We use our own cfg name rather than
 //! `loom` because tokio reserves that one for its own internal models.
 
 #[cfg(spillway_loom)]
@@ -16,7 +16,7 @@ pub(crate) use std::sync::{
     atomic::{AtomicBool, AtomicUsize, Ordering},
 };
 
-/// Locks `mutex`, ignoring poisoning.
+/// Locks a mutex of this switch (`std`, or `loom` in the models), ignoring poisoning.
 ///
 /// spillway never panics while holding one of its own locks (user code runs outside them and
 /// behind `catch_unwind`), so a poisoned lock still guards consistent data.
@@ -26,7 +26,8 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// [`lock`] for the `std` mutexes the models do not cover (metrics shards, the worker task set).
+/// Locks a plain `std` mutex, ignoring poisoning: for the mutexes the models do not cover
+/// (metrics shards, the worker task set). Named apart from [`lock`] so a call site says which.
 pub(crate) fn lock_std<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
