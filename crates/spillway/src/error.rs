@@ -1,6 +1,6 @@
 //! Small error types, one per operation.
 //!
-//! Every rejection gives the submitted future back (`into_inner`), and no `Debug` output prints
+//! Every refusal gives the submitted future back (`into_inner`), and no `Debug` output prints
 //! the payload, so that a shed job can be retried, answered or logged without cloning it.
 
 use std::fmt;

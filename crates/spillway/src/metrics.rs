@@ -82,8 +82,8 @@ pub(crate) struct Metrics {
     pub(crate) cancelled: Counter,
     pub(crate) expired: Counter,
     pub(crate) abandoned: Counter,
-    pub(crate) rejected_full: Counter,
-    pub(crate) rejected_closed: Counter,
+    pub(crate) shed_full: Counter,
+    pub(crate) shed_closed: Counter,
     shards: Box<[CachePadded<Mutex<Timings>>]>,
 }
 
@@ -104,8 +104,8 @@ impl Metrics {
             cancelled: Counter::default(),
             expired: Counter::default(),
             abandoned: Counter::default(),
-            rejected_full: Counter::default(),
-            rejected_closed: Counter::default(),
+            shed_full: Counter::default(),
+            shed_closed: Counter::default(),
             shards: (0..shards)
                 .map(|_| CachePadded::new(Mutex::new(Timings::new())))
                 .collect(),
@@ -198,7 +198,7 @@ impl Latency {
 /// submitted == completed + panicked + cancelled + expired + abandoned + queued + busy
 /// ```
 ///
-/// ([`Snapshot::unaccounted`] is the difference, and is zero then). Rejected submissions were
+/// ([`Snapshot::unaccounted`] is the difference, and is zero then). Shed submissions were
 /// never admitted and are counted apart. While jobs move, a snapshot can show a job in two places
 /// for an instant, never in none.
 ///
@@ -247,10 +247,10 @@ pub struct Snapshot {
     pub expired: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,
-    /// Submissions refused because the queue was full (including `submit_timeout` timeouts).
-    pub rejected_full: u64,
-    /// Submissions refused because the pool was closed.
-    pub rejected_closed: u64,
+    /// Submissions shed because the queue was full (including `submit_timeout` timeouts).
+    pub shed_full: u64,
+    /// Submissions shed because the pool was closed.
+    pub shed_closed: u64,
     /// Admission to start.
     pub queue_wait: Latency,
     /// Start to end of the job body.
@@ -270,9 +270,9 @@ impl Snapshot {
         self.completed + self.panicked + self.cancelled + self.expired + self.abandoned
     }
 
-    /// Submissions refused, for any reason.
-    pub fn rejected(&self) -> u64 {
-        self.rejected_full + self.rejected_closed
+    /// Submissions shed (refused, never admitted), for any reason.
+    pub fn shed(&self) -> u64 {
+        self.shed_full + self.shed_closed
     }
 
     /// `submitted - ended - in_flight`: zero whenever the pool is quiet. A job is never lost, so a
@@ -389,15 +389,12 @@ pub(crate) mod prometheus {
             }
 
             let mut family = encoder.encode_descriptor(
-                "spillway_jobs_rejected",
-                "Submissions refused (never admitted), by reason.",
+                "spillway_jobs_shed",
+                "Submissions shed (refused, never admitted), by reason: full or closed.",
                 None,
                 MetricType::Counter,
             )?;
-            for (reason, value) in [
-                ("full", snap.rejected_full),
-                ("closed", snap.rejected_closed),
-            ] {
+            for (reason, value) in [("full", snap.shed_full), ("closed", snap.shed_closed)] {
                 let labels = [("pool", snap.name.as_str()), ("reason", reason)];
                 ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
             }

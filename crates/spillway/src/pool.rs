@@ -229,8 +229,8 @@ impl Shared {
             cancelled,
             expired,
             abandoned,
-            rejected_full: m.rejected_full.get(),
-            rejected_closed: m.rejected_closed.get(),
+            shed_full: m.shed_full.get(),
+            shed_closed: m.shed_closed.get(),
             queue_wait: Latency::from_histogram(&timings.queue_wait),
             run_time: Latency::from_histogram(&timings.run),
             total: Latency::from_histogram(&timings.total),
@@ -387,11 +387,11 @@ impl Pool {
         let metrics = &self.shared().metrics;
         self.admit(job).map_err(|(refused, job)| match refused {
             Refused::Full => {
-                metrics.rejected_full.inc();
+                metrics.shed_full.inc();
                 TrySubmitError::Full(job)
             }
             Refused::Closed => {
-                metrics.rejected_closed.inc();
+                metrics.shed_closed.inc();
                 TrySubmitError::Closed(job)
             }
         })
@@ -454,7 +454,7 @@ impl Pool {
     /// # Errors
     ///
     /// [`SubmitTimeoutError::Timeout`] if the queue stayed full for `timeout` (counted as a
-    /// `rejected_full`), [`SubmitTimeoutError::Closed`] if the pool closed; both hold the job.
+    /// `shed_full`), [`SubmitTimeoutError::Closed`] if the pool closed; both hold the job.
     ///
     /// # Cancel safety
     ///
@@ -508,7 +508,7 @@ impl Pool {
             match self.admit(job) {
                 Ok(handle) => return Ok(handle),
                 Err((Refused::Closed, returned)) => {
-                    shared.metrics.rejected_closed.inc();
+                    shared.metrics.shed_closed.inc();
                     return Err(SubmitTimeoutError::Closed(returned));
                 }
                 Err((Refused::Full, returned)) => job = returned,
@@ -517,7 +517,7 @@ impl Pool {
                 None => room.await,
                 Some(deadline) => {
                     if tokio::time::timeout_at(deadline, room).await.is_err() {
-                        shared.metrics.rejected_full.inc();
+                        shared.metrics.shed_full.inc();
                         return Err(SubmitTimeoutError::Timeout(job));
                     }
                 }
@@ -620,7 +620,7 @@ impl Pool {
     /// Series: `spillway_workers`, `spillway_workers_busy`, `spillway_workers_max`,
     /// `spillway_queue_depth`, `spillway_queue_capacity` (gauges);
     /// `spillway_jobs_submitted_total`, `spillway_jobs_ended_total{outcome}`,
-    /// `spillway_jobs_rejected_total{reason}` (counters); `spillway_job_queue_wait_seconds`,
+    /// `spillway_jobs_shed_total{reason}` (counters); `spillway_job_queue_wait_seconds`,
     /// `spillway_job_run_seconds`, `spillway_job_total_seconds` (histograms).
     ///
     /// ```

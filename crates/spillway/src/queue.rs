@@ -14,7 +14,7 @@
 //! * `count` includes slots that are reserved but not yet pushed, so a consumer that sees the queue
 //!   closed and `count == 0` ([`Queue::is_drained`]) knows that no item can still arrive.
 //!
-//! Rejection touches one atomic word and allocates nothing: the caller still owns its item. The
+//! A refusal touches one atomic word and allocates nothing: the caller still owns its item. The
 //! storage itself is a `Mutex<VecDeque>`, short critical sections only, and model-checked together
 //! with the counter (`loom_*` tests below).
 
