@@ -37,7 +37,8 @@ pub(crate) struct Config {
 ///
 /// # Examples
 ///
-/// The seed experiment's pool: 5,000 workers, a 100,000-job queue.
+/// A pool for a burst-heavy service: up to 5,000 workers, a 100,000-job queue, and queued jobs
+/// that expire after half a second rather than run late.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -143,10 +143,9 @@ where
 ///
 /// **Dropping the handle cancels the job**: a queued job never runs, and a running one is dropped
 /// at its next `.await` (its task is woken for that at once). Use [`detach`](Self::detach) to let
-/// it finish without anyone waiting, as Go's fire-and-forget `Submit`. Either way the job's
-/// lifetime is the pool's business, never the submitter's scope: a request handler that returns
-/// does not cancel a detached job (the Go original cancels accepted jobs when the submitting
-/// handler's context ends).
+/// it finish without anyone waiting (fire and forget). Either way the job's lifetime is the
+/// pool's business, never the submitter's scope: a request handler that returns does not cancel a
+/// detached job, so work that was accepted is not silently thrown away halfway.
 ///
 /// # Examples
 ///

@@ -204,7 +204,7 @@ impl Latency {
 ///
 /// The three latency distributions are measured from the moment the job was admitted: `queue_wait`
 /// until a worker took it, `run_time` for the job body, `total` for both. `total` is the figure a
-/// caller feels; the Go original reports only the job body.
+/// caller feels: a pool that reports only the job body hides the time spent queued.
 ///
 /// # Examples
 ///
