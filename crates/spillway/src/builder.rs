@@ -4,19 +4,11 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
+use crate::config::Config;
 use crate::error::BuildError;
 use crate::pool::Pool;
 use crate::queue::MAX_CAPACITY;
 use crate::scaler::Policy;
-
-/// Validated settings.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) name: String,
-    pub(crate) queue_capacity: usize,
-    pub(crate) queue_timeout: Option<Duration>,
-    pub(crate) policy: Policy,
-}
 
 /// Configures and builds a [`Pool`]. Start from [`Pool::builder`].
 ///

@@ -12,8 +12,16 @@ use pin_project_lite::pin_project;
 
 use crate::error::JobError;
 use crate::handoff::Handoff;
-use crate::metrics::Outcome;
 use crate::sync::Arc;
+
+/// How a job that reached a worker ended. (A job that never reaches one is abandoned at shutdown.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    Cancelled,
+    Expired,
+}
 
 /// A queued job, seen by a worker.
 pub(crate) trait Job: Send {
