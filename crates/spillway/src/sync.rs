@@ -1,19 +1,20 @@
 //! One switch for every primitive the loom models cover.
 //!
 //! Built normally this is `std`; built with `RUSTFLAGS="--cfg spillway_loom"` the same names come
-//! from `loom`, so the queue's admission and close protocol and the job/handle hand-off can be
-//! model-checked exhaustively (see `queue.rs` and `handoff.rs`). We use our own cfg name rather than
-//! `loom` because tokio reserves that one for its own internal models.
+//! from `loom`, so the queue's admission and close protocol, the job/handle hand-off and the
+//! workers' park and retire protocols can be model-checked exhaustively (see `queue.rs`,
+//! `handoff.rs` and `state/counts.rs`). We use our own cfg name rather than `loom` because tokio
+//! reserves that one for its own internal models.
 
 #[cfg(spillway_loom)]
 pub(crate) use loom::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering, fence},
 };
 #[cfg(not(spillway_loom))]
 pub(crate) use std::sync::{
     Arc, Mutex, MutexGuard,
-    atomic::{AtomicBool, AtomicUsize, Ordering},
+    atomic::{AtomicBool, AtomicUsize, Ordering, fence},
 };
 
 /// Locks a mutex of this switch (`std`, or `loom` in the models), ignoring poisoning.

@@ -7,15 +7,17 @@
 //! * **Busy before release** ([`Counts::take_next`]): a taken job counts as busy before its queue
 //!   slot is given back, so it is counted as queued, busy, or (briefly) both, never neither.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
-//!   parked *before* its last look at the queue, and a submitter reads that count *after* its push.
-//!   The count is `SeqCst` and the items mutex orders the push with the pop, so either the worker
-//!   sees the job or the submitter sees the worker (and wakes it). A submitter that sees nobody
-//!   parked skips the wake-up, which keeps the busy path free of notifications.
+//!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
+//!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
+//!   of two fences one comes first, and the side after it sees the other's write). So either the
+//!   worker sees the job or the submitter sees the worker (and wakes it); a worker that locked the
+//!   items before the push was counted before the submitter's read, by the mutex. A submitter
+//!   that sees nobody parked skips the wake-up, which keeps the busy path free of notifications.
 //! * **Retire, then look, then reclaim** ([`Counts::retire`]): a submitter that queued a job while
-//!   this worker still counted as idle may have started nobody. The worker leaves the count first
-//!   and looks at the queue after; the submitter reserved first and reads the count after (both
-//!   `SeqCst`), so one of them sees the other: either the submitter starts a worker, or the
-//!   retiring one finds the job and counts itself back in.
+//!   this worker still counted as idle may have started nobody. The worker leaves the count, then
+//!   fences and looks at the queue; the submitter reserved, fenced (in `push`) and reads the count
+//!   after ([`Counts::observe`]), so one of them sees the other: either the submitter starts a
+//!   worker, or the retiring one finds the job and counts itself back in.
 //! * **Claim before start** ([`Counts::claim_workers`]): growth claims worker slots with one
 //!   compare-and-swap bounded by `max_workers` before starting anything, so submitters growing at
 //!   once never start more than `max_workers` in all.
@@ -28,7 +30,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::queue::{Permit, Queue, Refused};
 use crate::scaler::Observation;
-use crate::sync::{AtomicBool, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
 /// The queue and the worker counts, which submitters and workers move together.
 pub(crate) struct Counts<T> {
@@ -80,10 +82,12 @@ impl<T> Counts<T> {
     #[must_use = "a parked worker may need waking"]
     pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> bool {
         permit.push(item);
+        fence(Ordering::SeqCst); // pairs with the fences in `park` and `retire`
         self.parked.load(Ordering::SeqCst) > 0
     }
 
-    /// The numbers the scaling policy decides on (read after a push: see "retire, then look").
+    /// The numbers the scaling policy decides on. Read after a [`push`](Self::push), whose fence
+    /// orders them after the reservation (see "retire, then look").
     pub(crate) fn observe(&self, since_last_growth: Option<Duration>) -> Observation {
         Observation {
             workers: self.workers.load(Ordering::SeqCst),
@@ -134,6 +138,7 @@ impl<T> Counts<T> {
     /// last look at the queue ("parked before the last look").
     pub(crate) fn park(&self) -> ParkedCount<'_> {
         self.parked.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // pairs with the fence in `push`
         ParkedCount(&self.parked)
     }
 
@@ -151,6 +156,7 @@ impl<T> Counts<T> {
         if !left {
             return false;
         }
+        fence(Ordering::SeqCst); // pairs with the fence in `push`
         self.queue.len() == 0 || !self.reclaim()
     }
 
@@ -325,30 +331,52 @@ mod loom_tests {
 
     /// The only worker retires (`min_workers = 0`) while a submitter queues a job and asks the
     /// policy whether to start one: the job is taken exactly once, by the retiring worker that
-    /// counted itself back in or by a worker the submitter started; never by nobody, and never
-    /// with more than `max_workers` counted.
+    /// counted itself back in (and then looks and parks as any worker) or by a worker the
+    /// submitter started; never by nobody, and never with more than `max_workers` counted.
+    ///
+    /// A worker that stayed may find the job already taken by one started meanwhile (it looked
+    /// while the slot was still counted): it then parks, as an idle worker does until its next
+    /// idle timeout. The model ends by waking it with `done` set; the wake-up for the job itself
+    /// is the submitter's own, as in the model above.
     #[test]
     fn loom_retiring_worker_or_a_new_one_runs_the_job() {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 0, 1));
+            let work = Arc::new(Notify::new());
+            let done = Arc::new(AtomicBool::new(false));
             assert_eq!(counts.claim_workers(1), 1);
             let retiring = {
-                let counts = counts.clone();
+                let (counts, work, done) = (counts.clone(), work.clone(), done.clone());
                 thread::spawn(move || {
                     if counts.retire() {
                         return 0;
                     }
-                    let taken = usize::from(counts.take_next().is_some());
-                    counts.release_workers(1); // the model's worker exits after one look
+                    let taken = loop {
+                        let finishing = done.load(Ordering::SeqCst);
+                        if counts.take_next().is_some() {
+                            break 1;
+                        }
+                        if finishing {
+                            break 0;
+                        }
+                        let parked = counts.park();
+                        if counts.take_next().is_some() {
+                            break 1;
+                        }
+                        work.wait();
+                        drop(parked);
+                    };
+                    if taken == 1 {
+                        counts.end_job();
+                    }
+                    counts.release_workers(1);
                     taken
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            let _ = counts.push(permit, 7);
-            assert!(
-                counts.workers() <= 1,
-                "more workers counted than max_workers"
-            );
+            if counts.push(permit, 7) {
+                work.notify();
+            }
             let policy = Policy {
                 min_workers: 0,
                 max_workers: 1,
@@ -360,17 +388,25 @@ mod loom_tests {
                 Decision::Grow(n) => counts.claim_workers(n),
                 Decision::Hold => 0,
             };
+            assert!(
+                counts.workers() <= 1,
+                "more workers counted than max_workers"
+            );
             let by_new = (0..started)
                 .map(|_| {
                     let counts = counts.clone();
+                    // Started after the push, with the retiring worker gone for good.
                     thread::spawn(move || {
                         let taken = usize::from(counts.take_next().is_some());
+                        counts.end_job();
                         counts.release_workers(1);
                         taken
                     })
                 })
                 .map(|worker| worker.join().unwrap())
                 .sum::<usize>();
+            done.store(true, Ordering::SeqCst);
+            work.notify();
             let by_retiring = retiring.join().unwrap();
             assert_eq!(by_retiring + by_new, 1, "the job was stranded or run twice");
             assert_eq!((counts.queued(), counts.workers()), (0, 0));
