@@ -251,7 +251,7 @@ impl Pool {
 
     /// Stops admission, lets workers run what is queued until `timeout` has passed, then drops
     /// every job still queued or running (their handles resolve to
-    /// [`JobError::Abandoned`]) and reports the counts.
+    /// [`JobError::Abandoned`](crate::JobError::Abandoned)) and reports the counts.
     ///
     /// When it returns, no worker task of this pool is alive, and every job ever admitted has
     /// ended and been counted. Safe to call more than once and from several clones, at once or

@@ -5,14 +5,15 @@
 //! argued in one place:
 //!
 //! * **Admission** ([`Shared::try_admit`], [`Shared::admit_until`]): one check, [`Shared::admit`],
-//!   decides whether a job may be queued now; a submitter that waits for room registers for the
-//!   `room` wake-up *before* it looks, so a slot freed in between wakes it.
+//!   decides whether a job may be queued now (a concurrency limit adds its verdict there, and
+//!   one on whether a queued job may start in [`Shared::take_next`]); a submitter that waits for
+//!   room registers for the `room` wake-up *before* it looks, so a slot freed in between wakes it.
 //! * **The counting protocols** on the queue and the worker counts (busy before release, parked
 //!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
 //!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
 //!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
-//!   are observed and recorded.
+//!   are observed and recorded (and where a concurrency limit would learn from them).
 //! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
 //!   and abort those left, end what is still queued as abandoned.
 
