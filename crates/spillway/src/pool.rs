@@ -88,6 +88,7 @@ impl Pool {
     }
 
     pub(crate) fn start(config: Config, runtime: Handle) -> Pool {
+        // The state starts workers through this, so that it need not know the worker loop.
         fn start_worker(tasks: &mut JoinSet<()>, shared: Arc<Shared>, runtime: &Handle) {
             tasks.spawn_on(worker::run(shared), runtime);
         }
@@ -96,6 +97,7 @@ impl Pool {
             owner: Arc::new(Owner { shared }),
         }
     }
+
     fn shared(&self) -> &Arc<Shared> {
         &self.owner.shared
     }
