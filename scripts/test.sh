@@ -20,6 +20,6 @@ cargo clippy -p spillway --no-default-features --locked -- -D warnings
 echo "== tests: unit, integration, property and doc tests"
 cargo test --workspace --all-features --locked
 
-echo "== loom models: queue admission and close, job/handle hand-off"
+echo "== loom models: queue admission and close, job/handle hand-off, worker park and retire"
 RUSTFLAGS="--cfg spillway_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p spillway --lib --release --locked loom_

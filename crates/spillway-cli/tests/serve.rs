@@ -206,7 +206,7 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
     assert_eq!(server.metric("spillway_http_shed_total").await, 5.0);
     assert_eq!(
         server
-            .metric(r#"spillway_jobs_rejected_total{pool="serve",reason="full"}"#)
+            .metric(r#"spillway_jobs_shed_total{pool="serve",reason="full"}"#)
             .await,
         5.0
     );

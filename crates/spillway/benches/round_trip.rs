@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! cargo bench -p spillway --bench round_trip
-//! cargo bench -p spillway --bench round_trip -- reject   # one group (a criterion filter)
+//! cargo bench -p spillway --bench round_trip -- shed     # one group (a criterion filter)
 //! ```
 //!
 //! Every variant runs in the same criterion run, so the ratios between them are comparable. The
@@ -18,10 +18,10 @@
 //!   through `Throughput::Elements(1000)`, jobs per second; the time per job is the batch time
 //!   divided by 1,000. The queue (1,024 slots) and the semaphore (1,024 permits) never fill, so no
 //!   submission waits.
-//! * `reject`: the load-shedding path. A pool with one worker and a one-slot queue is filled with
+//! * `shed`: the load-shedding path. A pool with one worker and a one-slot queue is filled with
 //!   two jobs that never end, then `try_submit` is measured failing with `Full`; next to it,
 //!   `Semaphore::try_acquire_owned` (and the borrowing `try_acquire`) failing on a semaphore with
-//!   no permits. The goal is a rejection well under 100 ns.
+//!   no permits. The goal is shedding a job in well under 100 ns.
 //!
 //! # Why the round trips are measured from a task
 //!
@@ -31,7 +31,7 @@
 //! `await` that is not ready at once parks that thread and needs a cross-thread wake-up to
 //! resume, which costs about 17 us per job and would hide everything else. From a task, the
 //! waiting and the waking stay on the runtime's workers, as they do in a real service, and
-//! `tokio::spawn(..).await` costs well under a microsecond. The rejection loops never wait, so
+//! `tokio::spawn(..).await` costs well under a microsecond. The shedding loops never wait, so
 //! they run on the benchmark thread directly.
 //!
 //! # Reading the numbers
@@ -269,7 +269,7 @@ fn batched(c: &mut Criterion) {
     rt.block_on(pool.shutdown(Duration::from_secs(5)));
 }
 
-fn reject(c: &mut Criterion) {
+fn shed(c: &mut Criterion) {
     let rt = runtime();
     let pool = Pool::builder()
         .name("full")
@@ -303,7 +303,7 @@ fn reject(c: &mut Criterion) {
     let semaphore = Arc::new(Semaphore::new(0));
     assert!(semaphore.try_acquire().is_err());
 
-    let mut group = c.benchmark_group("reject");
+    let mut group = c.benchmark_group("shed");
     configure(&mut group);
     group.bench_function("spillway_try_submit", |b| {
         b.iter(|| black_box(pool.try_submit(black_box(async {}))).is_err());
@@ -316,7 +316,7 @@ fn reject(c: &mut Criterion) {
     });
     group.finish();
 
-    // Every try_submit above was a rejection (none at all if a filter skipped the group): nothing
+    // Every try_submit above was shed (none at all if a filter skipped the group): nothing
     // was admitted, and the pool is as we left it.
     let after = pool.metrics();
     assert_eq!((after.submitted, after.busy, after.queued), (2, 1, 1));
@@ -324,5 +324,5 @@ fn reject(c: &mut Criterion) {
     rt.block_on(pool.shutdown(Duration::from_secs(5)));
 }
 
-criterion_group!(benches, round_trip, batched, reject);
+criterion_group!(benches, round_trip, batched, shed);
 criterion_main!(benches);

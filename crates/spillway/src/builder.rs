@@ -4,19 +4,11 @@ use std::time::Duration;
 
 use tokio::runtime::Handle;
 
+use crate::config::Config;
 use crate::error::BuildError;
 use crate::pool::Pool;
 use crate::queue::MAX_CAPACITY;
 use crate::scaler::Policy;
-
-/// Validated settings.
-#[derive(Debug, Clone)]
-pub(crate) struct Config {
-    pub(crate) name: String,
-    pub(crate) queue_capacity: usize,
-    pub(crate) queue_timeout: Option<Duration>,
-    pub(crate) policy: Policy,
-}
 
 /// Configures and builds a [`Pool`]. Start from [`Pool::builder`].
 ///
@@ -37,7 +29,8 @@ pub(crate) struct Config {
 ///
 /// # Examples
 ///
-/// The seed experiment's pool: 5,000 workers, a 100,000-job queue.
+/// A pool for a burst-heavy service: up to 5,000 workers, a 100,000-job queue, and queued jobs
+/// that expire after half a second rather than run late.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -1,6 +1,6 @@
 //! Small error types, one per operation.
 //!
-//! Every rejection gives the submitted future back (`into_inner`), and no `Debug` output prints
+//! Every refusal gives the submitted future back (`into_inner`), and no `Debug` output prints
 //! the payload, so that a shed job can be retried, answered or logged without cloning it.
 
 use std::fmt;
@@ -196,9 +196,22 @@ impl std::error::Error for JobError {}
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BuildError {
-    setting: &'static str,
-    value: String,
-    allowed: String,
+    kind: BuildErrorKind,
+}
+
+/// What went wrong, privately: each kind renders its own message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum BuildErrorKind {
+    /// A setting's value is out of range.
+    Invalid {
+        setting: &'static str,
+        value: String,
+        allowed: String,
+    },
+    /// `build` was called outside a tokio runtime and none was given.
+    NoRuntime,
+    /// The runtime was built without its time driver.
+    NoTimers,
 }
 
 impl BuildError {
@@ -208,52 +221,83 @@ impl BuildError {
         allowed: impl Into<String>,
     ) -> Self {
         BuildError {
-            setting,
-            value: value.to_string(),
-            allowed: allowed.into(),
+            kind: BuildErrorKind::Invalid {
+                setting,
+                value: value.to_string(),
+                allowed: allowed.into(),
+            },
         }
     }
 
     pub(crate) fn no_runtime() -> Self {
         BuildError {
-            setting: "runtime",
-            value: "none".into(),
-            allowed: "call build() from inside a tokio runtime, or pass one with Builder::runtime"
-                .into(),
+            kind: BuildErrorKind::NoRuntime,
         }
     }
 
     pub(crate) fn no_timers() -> Self {
         BuildError {
-            setting: "runtime",
-            value: "without timers".into(),
-            allowed:
-                "the runtime needs its time driver: build it with enable_time() or enable_all()"
-                    .into(),
+            kind: BuildErrorKind::NoTimers,
         }
     }
 
     /// The setting at fault, as named on [`Builder`](crate::Builder) (`"runtime"` when no tokio
     /// runtime was available).
     pub fn setting(&self) -> &'static str {
-        self.setting
+        match &self.kind {
+            BuildErrorKind::Invalid { setting, .. } => setting,
+            BuildErrorKind::NoRuntime | BuildErrorKind::NoTimers => "runtime",
+        }
     }
 }
 
 impl fmt::Display for BuildError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.setting == "runtime" && self.value == "none" {
-            write!(f, "no tokio runtime: {}", self.allowed)
-        } else if self.setting == "runtime" {
-            write!(f, "tokio runtime {}: {}", self.value, self.allowed)
-        } else {
-            write!(
-                f,
-                "invalid {} = {}: {}",
-                self.setting, self.value, self.allowed
-            )
+        match &self.kind {
+            BuildErrorKind::Invalid {
+                setting,
+                value,
+                allowed,
+            } => write!(f, "invalid {setting} = {value}: {allowed}"),
+            BuildErrorKind::NoRuntime => f.write_str(
+                "no tokio runtime: call build() from inside a tokio runtime, \
+                 or pass one with Builder::runtime",
+            ),
+            BuildErrorKind::NoTimers => f.write_str(
+                "tokio runtime without timers: the runtime needs its time driver: \
+                 build it with enable_time() or enable_all()",
+            ),
         }
     }
 }
 
 impl std::error::Error for BuildError {}
+
+#[cfg(test)]
+mod tests {
+    use super::BuildError;
+
+    #[test]
+    fn build_errors_name_their_setting() {
+        let invalid = BuildError::invalid("max_workers", 0, "must be at least 1");
+        assert_eq!(invalid.setting(), "max_workers");
+        assert_eq!(
+            invalid.to_string(),
+            "invalid max_workers = 0: must be at least 1"
+        );
+        let no_runtime = BuildError::no_runtime();
+        assert_eq!(no_runtime.setting(), "runtime");
+        assert_eq!(
+            no_runtime.to_string(),
+            "no tokio runtime: call build() from inside a tokio runtime, or pass one with \
+             Builder::runtime"
+        );
+        let no_timers = BuildError::no_timers();
+        assert_eq!(no_timers.setting(), "runtime");
+        assert_eq!(
+            no_timers.to_string(),
+            "tokio runtime without timers: the runtime needs its time driver: build it with \
+             enable_time() or enable_all()"
+        );
+    }
+}

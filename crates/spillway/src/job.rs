@@ -10,10 +10,18 @@ use tokio::time::Instant;
 
 use pin_project_lite::pin_project;
 
-use crate::cell::Cell;
 use crate::error::JobError;
-use crate::metrics::Outcome;
+use crate::handoff::Handoff;
 use crate::sync::Arc;
+
+/// How a job that reached a worker ended. (A job that never reaches one is abandoned at shutdown.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    Completed,
+    Panicked,
+    Cancelled,
+    Expired,
+}
 
 /// A queued job, seen by a worker.
 pub(crate) trait Job: Send {
@@ -33,7 +41,7 @@ pin_project! {
     struct Task<F: Future> {
         #[pin]
         future: F,
-        cell: Arc<Cell<F::Output>>,
+        handoff: Arc<Handoff<F::Output>>,
         admitted_at: Instant,
         done: bool,
     }
@@ -44,7 +52,7 @@ pin_project! {
             // runtime went away. Either way the job was abandoned.
             let this = this.project();
             if !*this.done {
-                drop_quietly(this.cell.finish(Err(JobError::Abandoned)));
+                drop_quietly(this.handoff.finish(Err(JobError::Abandoned)));
             }
         }
     }
@@ -76,32 +84,32 @@ where
 
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut this = self.project();
-        if this.cell.is_cancelled() {
+        if this.handoff.is_cancelled() {
             *this.done = true;
-            drop_quietly(this.cell.finish(Err(JobError::Cancelled)));
+            drop_quietly(this.handoff.finish(Err(JobError::Cancelled)));
             return Poll::Ready(Outcome::Cancelled);
         }
         match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
             Ok(Poll::Pending) => {
                 // Only a job that waits needs waking on cancellation; one that finishes in its
                 // first poll never takes this lock.
-                if this.cell.park_job(cx.waker()) {
+                if this.handoff.park_job(cx.waker()) {
                     *this.done = true;
-                    drop_quietly(this.cell.finish(Err(JobError::Cancelled)));
+                    drop_quietly(this.handoff.finish(Err(JobError::Cancelled)));
                     return Poll::Ready(Outcome::Cancelled);
                 }
                 Poll::Pending
             }
             Ok(Poll::Ready(value)) => {
                 *this.done = true;
-                drop_quietly(this.cell.finish(Ok(value)));
+                drop_quietly(this.handoff.finish(Ok(value)));
                 Poll::Ready(Outcome::Completed)
             }
             Err(payload) => {
                 *this.done = true;
                 let message = panic_message(&*payload);
                 drop_quietly(payload);
-                drop_quietly(this.cell.finish(Err(JobError::Panicked(message))));
+                drop_quietly(this.handoff.finish(Err(JobError::Panicked(message))));
                 Poll::Ready(Outcome::Panicked)
             }
         }
@@ -110,7 +118,7 @@ where
     fn fail(self: Pin<&mut Self>, error: JobError) {
         let this = self.project();
         *this.done = true;
-        drop_quietly(this.cell.finish(Err(error)));
+        drop_quietly(this.handoff.finish(Err(error)));
     }
 }
 
@@ -120,17 +128,17 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    let cell = Arc::new(Cell::new());
+    let handoff = Arc::new(Handoff::new());
     let task = Box::pin(Task {
         future,
-        cell: cell.clone(),
+        handoff: handoff.clone(),
         admitted_at,
         done: false,
     });
     (
         task,
         JobHandle {
-            cell,
+            handoff,
             settled: false,
         },
     )
@@ -143,10 +151,9 @@ where
 ///
 /// **Dropping the handle cancels the job**: a queued job never runs, and a running one is dropped
 /// at its next `.await` (its task is woken for that at once). Use [`detach`](Self::detach) to let
-/// it finish without anyone waiting, as Go's fire-and-forget `Submit`. Either way the job's
-/// lifetime is the pool's business, never the submitter's scope: a request handler that returns
-/// does not cancel a detached job (the Go original cancels accepted jobs when the submitting
-/// handler's context ends).
+/// it finish without anyone waiting (fire and forget). Either way the job's lifetime is the
+/// pool's business, never the submitter's scope: a request handler that returns does not cancel a
+/// detached job, so work that was accepted is not silently thrown away halfway.
 ///
 /// # Examples
 ///
@@ -169,7 +176,7 @@ where
 /// Polling the handle again after it returned its result panics, as for any future.
 #[must_use = "dropping a JobHandle cancels its job: await it, or call .detach()"]
 pub struct JobHandle<T> {
-    cell: Arc<Cell<T>>,
+    handoff: Arc<Handoff<T>>,
     /// This handle returned its result or was detached: nothing more to tell the job.
     settled: bool,
 }
@@ -188,7 +195,7 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn detach(mut self) {
         if !self.settled {
-            self.cell.detach();
+            self.handoff.detach();
             self.settled = true;
         }
     }
@@ -209,13 +216,13 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn abort(&self) {
         if !self.settled {
-            self.cell.abort();
+            self.handoff.abort();
         }
     }
 
     /// Whether the job has ended (its result may still be waiting in this handle).
     pub fn is_finished(&self) -> bool {
-        self.settled || self.cell.is_finished()
+        self.settled || self.handoff.is_finished()
     }
 }
 
@@ -228,7 +235,7 @@ impl<T> Future for JobHandle<T> {
             !this.settled,
             "JobHandle polled after it returned its result"
         );
-        let poll = this.cell.poll_result(cx.waker());
+        let poll = this.handoff.poll_result(cx.waker());
         this.settled = poll.is_ready();
         poll
     }
@@ -237,7 +244,7 @@ impl<T> Future for JobHandle<T> {
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
         if !self.settled {
-            self.cell.drop_handle();
+            self.handoff.drop_handle();
         }
     }
 }

@@ -50,13 +50,17 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod builder;
-mod cell;
+mod config;
 mod error;
+mod handoff;
 mod job;
 mod metrics;
 mod pool;
+#[cfg(feature = "prometheus")]
+mod prometheus;
 mod queue;
 mod scaler;
+mod state;
 mod sync;
 #[cfg(feature = "tower")]
 mod tower;

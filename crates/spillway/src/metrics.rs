@@ -1,4 +1,4 @@
-//! Counters, latency histograms, [`Snapshot`], and Prometheus export.
+//! Counters, latency histograms and [`Snapshot`] (exported to Prometheus by `prometheus.rs`).
 //!
 //! Recording is cheap and nearly contention-free: each counter sits on its own cache line and is
 //! bumped with one `fetch_add`; latencies go into HDR histograms sharded by OS thread (threads
@@ -13,7 +13,8 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
-use crate::sync::lock_std as lock;
+use crate::job::Outcome;
+use crate::sync::lock_std;
 
 /// Highest latency the histograms resolve (one hour); longer ones count as one hour.
 const MAX_NANOS: u64 = 3_600 * 1_000_000_000;
@@ -31,15 +32,6 @@ impl Counter {
     pub(crate) fn get(&self) -> u64 {
         self.0.load(Ordering::SeqCst)
     }
-}
-
-/// How a job that reached a worker ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    Completed,
-    Panicked,
-    Cancelled,
-    Expired,
 }
 
 #[derive(Debug, Clone)]
@@ -82,8 +74,8 @@ pub(crate) struct Metrics {
     pub(crate) cancelled: Counter,
     pub(crate) expired: Counter,
     pub(crate) abandoned: Counter,
-    pub(crate) rejected_full: Counter,
-    pub(crate) rejected_closed: Counter,
+    pub(crate) shed_full: Counter,
+    pub(crate) shed_closed: Counter,
     shards: Box<[CachePadded<Mutex<Timings>>]>,
 }
 
@@ -104,8 +96,8 @@ impl Metrics {
             cancelled: Counter::default(),
             expired: Counter::default(),
             abandoned: Counter::default(),
-            rejected_full: Counter::default(),
-            rejected_closed: Counter::default(),
+            shed_full: Counter::default(),
+            shed_closed: Counter::default(),
             shards: (0..shards)
                 .map(|_| CachePadded::new(Mutex::new(Timings::new())))
                 .collect(),
@@ -117,7 +109,7 @@ impl Metrics {
     pub(crate) fn record(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
         {
             let shard = SHARD.with(Cell::get) % self.shards.len();
-            let mut timings = lock(&self.shards[shard]);
+            let mut timings = lock_std(&self.shards[shard]);
             timings.queue_wait.saturating_record(nanos(queue_wait));
             if let Some(run) = run {
                 timings.run.saturating_record(nanos(run));
@@ -135,7 +127,7 @@ impl Metrics {
     pub(crate) fn timings(&self) -> Timings {
         let mut merged = Timings::new();
         for shard in self.shards.iter() {
-            merged.add(&lock(shard));
+            merged.add(&lock_std(shard));
         }
         merged
     }
@@ -198,13 +190,13 @@ impl Latency {
 /// submitted == completed + panicked + cancelled + expired + abandoned + queued + busy
 /// ```
 ///
-/// ([`Snapshot::unaccounted`] is the difference, and is zero then). Rejected submissions were
+/// ([`Snapshot::unaccounted`] is the difference, and is zero then). Shed submissions were
 /// never admitted and are counted apart. While jobs move, a snapshot can show a job in two places
 /// for an instant, never in none.
 ///
 /// The three latency distributions are measured from the moment the job was admitted: `queue_wait`
 /// until a worker took it, `run_time` for the job body, `total` for both. `total` is the figure a
-/// caller feels; the Go original reports only the job body.
+/// caller feels: a pool that reports only the job body hides the time spent queued.
 ///
 /// # Examples
 ///
@@ -247,10 +239,10 @@ pub struct Snapshot {
     pub expired: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,
-    /// Submissions refused because the queue was full (including `submit_timeout` timeouts).
-    pub rejected_full: u64,
-    /// Submissions refused because the pool was closed.
-    pub rejected_closed: u64,
+    /// Submissions shed because the queue was full (including `submit_timeout` timeouts).
+    pub shed_full: u64,
+    /// Submissions shed because the pool was closed.
+    pub shed_closed: u64,
     /// Admission to start.
     pub queue_wait: Latency,
     /// Start to end of the job body.
@@ -270,164 +262,14 @@ impl Snapshot {
         self.completed + self.panicked + self.cancelled + self.expired + self.abandoned
     }
 
-    /// Submissions refused, for any reason.
-    pub fn rejected(&self) -> u64 {
-        self.rejected_full + self.rejected_closed
+    /// Submissions shed (refused, never admitted), for any reason.
+    pub fn shed(&self) -> u64 {
+        self.shed_full + self.shed_closed
     }
 
     /// `submitted - ended - in_flight`: zero whenever the pool is quiet. A job is never lost, so a
     /// non-zero value at rest is a bug.
     pub fn unaccounted(&self) -> i64 {
         self.submitted as i64 - self.ended() as i64 - self.in_flight() as i64
-    }
-}
-
-#[cfg(feature = "prometheus")]
-pub(crate) mod prometheus {
-    //! The pool as a `prometheus-client` collector: read at scrape time, nothing to update.
-
-    use std::sync::Weak;
-
-    use hdrhistogram::Histogram;
-    use prometheus_client::collector::Collector;
-    use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
-    use prometheus_client::metrics::MetricType;
-    use prometheus_client::metrics::counter::ConstCounter;
-    use prometheus_client::metrics::gauge::ConstGauge;
-
-    use crate::pool::Shared;
-
-    /// Upper bounds, in seconds, of the exported latency buckets.
-    const BUCKETS: [f64; 16] = [
-        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
-        2.5, 5.0, 10.0,
-    ];
-
-    #[derive(Debug)]
-    pub(crate) struct PoolCollector {
-        pub(crate) shared: Weak<Shared>,
-    }
-
-    fn buckets(h: &Histogram<u64>) -> (f64, Vec<(f64, u64)>) {
-        let mut counts: Vec<(f64, u64)> = BUCKETS
-            .iter()
-            .copied()
-            .chain([f64::INFINITY])
-            .map(|le| (le, 0))
-            .collect();
-        let mut sum = 0.0;
-        for v in h.iter_recorded() {
-            let secs = h.highest_equivalent(v.value_iterated_to()) as f64 / 1e9;
-            sum += secs * v.count_at_value() as f64;
-            let slot = counts
-                .iter()
-                .position(|(le, _)| secs <= *le)
-                .unwrap_or(BUCKETS.len());
-            counts[slot].1 += v.count_at_value();
-        }
-        (sum, counts)
-    }
-
-    impl Collector for PoolCollector {
-        fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-            let Some(shared) = self.shared.upgrade() else {
-                return Ok(());
-            };
-            let snap = shared.snapshot();
-            let pool = [("pool", snap.name.as_str())];
-
-            let gauges: [(&str, &str, usize); 5] = [
-                ("spillway_workers", "Worker tasks alive.", snap.workers),
-                ("spillway_workers_busy", "Workers running a job.", snap.busy),
-                (
-                    "spillway_workers_max",
-                    "Upper bound on workers.",
-                    snap.max_workers,
-                ),
-                (
-                    "spillway_queue_depth",
-                    "Jobs waiting for a worker.",
-                    snap.queued,
-                ),
-                (
-                    "spillway_queue_capacity",
-                    "Most jobs that can wait.",
-                    snap.queue_capacity,
-                ),
-            ];
-            for (name, help, value) in gauges {
-                let gauge = ConstGauge::new(value as i64);
-                let mut family =
-                    encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
-                gauge.encode(family.encode_family(&pool)?)?;
-            }
-
-            let submitted = ConstCounter::new(snap.submitted);
-            let mut family = encoder.encode_descriptor(
-                "spillway_jobs_submitted",
-                "Jobs admitted to the queue.",
-                None,
-                MetricType::Counter,
-            )?;
-            submitted.encode(family.encode_family(&pool)?)?;
-
-            let mut family = encoder.encode_descriptor(
-                "spillway_jobs_ended",
-                "Admitted jobs that ended, by outcome.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (outcome, value) in [
-                ("completed", snap.completed),
-                ("panicked", snap.panicked),
-                ("cancelled", snap.cancelled),
-                ("expired", snap.expired),
-                ("abandoned", snap.abandoned),
-            ] {
-                let labels = [("pool", snap.name.as_str()), ("outcome", outcome)];
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
-
-            let mut family = encoder.encode_descriptor(
-                "spillway_jobs_rejected",
-                "Submissions refused (never admitted), by reason.",
-                None,
-                MetricType::Counter,
-            )?;
-            for (reason, value) in [
-                ("full", snap.rejected_full),
-                ("closed", snap.rejected_closed),
-            ] {
-                let labels = [("pool", snap.name.as_str()), ("reason", reason)];
-                ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
-            }
-
-            let timings = shared.metrics.timings();
-            for (name, help, h) in [
-                (
-                    "spillway_job_queue_wait_seconds",
-                    "Time from admission until a worker took the job.",
-                    &timings.queue_wait,
-                ),
-                (
-                    "spillway_job_run_seconds",
-                    "Time the job body ran.",
-                    &timings.run,
-                ),
-                (
-                    "spillway_job_total_seconds",
-                    "Time from admission to the end of the job: what the caller waits.",
-                    &timings.total,
-                ),
-            ] {
-                let (sum, counts) = buckets(h);
-                let mut family =
-                    encoder.encode_descriptor(name, help, None, MetricType::Histogram)?;
-                family
-                    .encode_family(&pool)?
-                    .encode_histogram::<NoLabelSet>(sum, h.len(), &counts, None)?;
-            }
-            Ok(())
-        }
     }
 }

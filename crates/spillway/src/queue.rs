@@ -5,7 +5,7 @@
 //!
 //! * a reservation succeeds exactly when the queue is open and `count < capacity` at the moment of
 //!   the swap. There is no `select` and no randomness: `try_reserve` never reports `Full` while
-//!   there is room (the Go original can, because `select` picks among ready cases at random);
+//!   there is room (a choice among ready channels at random could);
 //! * `close` sets the flag with one `fetch_or`; from then on no reservation can succeed, and the
 //!   set of reserved slots is fixed. A reservation taken before the close is still pushed and still
 //!   counted, so a job that was admitted is never lost and nothing is ever "sent on a closed
@@ -14,7 +14,7 @@
 //! * `count` includes slots that are reserved but not yet pushed, so a consumer that sees the queue
 //!   closed and `count == 0` ([`Queue::is_drained`]) knows that no item can still arrive.
 //!
-//! Rejection touches one atomic word and allocates nothing: the caller still owns its item. The
+//! A refusal touches one atomic word and allocates nothing: the caller still owns its item. The
 //! storage itself is a `Mutex<VecDeque>`, short critical sections only, and model-checked together
 //! with the counter (`loom_*` tests below).
 

@@ -2,9 +2,9 @@
 //!
 //! # Why it looks at every submission
 //!
-//! go-adaptive-pool samples its queue once a second and then waits out a 5 s cooldown, so after a
-//! step from idle to overload it keeps `min_workers` busy and rejects for seconds while the other
-//! workers it is allowed never start. Here the decision is taken by the submitter, right after it
+//! A pool that samples its queue periodically (say once a second, then a cooldown of several
+//! seconds) keeps `min_workers` busy after a step from idle to overload, and sheds for seconds
+//! while the other workers it is allowed never start. Here the decision is taken by the submitter, right after it
 //! queued a job, from four numbers the pool keeps anyway (a few atomic loads, no clock read unless a
 //! cooldown is set). Growing therefore follows the queue within one submission: a burst of `n`
 //! jobs that no idle worker can take starts up to `n` workers, and the pool reaches

@@ -5,7 +5,7 @@
 //! paused-clock runtime (so time-dependent paths run without real waiting). Afterwards:
 //!
 //! * `submitted == completed + panicked + cancelled + expired + abandoned`, nothing queued or busy;
-//! * admissions and rejections seen by the caller match the counters exactly;
+//! * admissions and sheds seen by the caller match the counters exactly;
 //! * every handle still held resolves (no job is lost), to a result its job could produce;
 //! * no worker task is left.
 
@@ -152,7 +152,7 @@ async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
     }
     let pool = builder.build().unwrap();
     let mut held: Vec<Held> = Vec::new();
-    let (mut admitted, mut rejected) = (0u64, 0u64);
+    let (mut admitted, mut shed) = (0u64, 0u64);
 
     let mut admit = |result: Result<JobHandle<u32>, ()>, kind, held: &mut Vec<Held>| match result {
         Ok(handle) => {
@@ -163,7 +163,7 @@ async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
                 handle,
             });
         }
-        Err(()) => rejected += 1,
+        Err(()) => shed += 1,
     };
 
     for op in ops {
@@ -171,7 +171,7 @@ async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
             Op::TrySubmit(k) => admit(pool.try_submit(job(k)).map_err(drop), k, &mut held),
             Op::Submit(k) => {
                 // Waits for room; bounded so that a full queue of never-ending jobs cannot hang.
-                // Gave up waiting: never admitted, and not counted as a rejection either.
+                // Gave up waiting: never admitted, and not counted as shed either.
                 let wait = tokio::time::timeout(Duration::from_millis(50), pool.submit(job(k)));
                 if let Ok(result) = wait.await {
                     admit(result.map_err(drop), k, &mut held);
@@ -207,7 +207,7 @@ async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let report = pool.shutdown(Duration::from_millis(20)).await;
     let m = pool.metrics();
     prop_assert_eq!(m.submitted, admitted, "admissions seen by callers");
-    prop_assert_eq!(m.rejected(), rejected, "rejections seen by callers");
+    prop_assert_eq!(m.shed(), shed, "sheds seen by callers");
     prop_assert_eq!((m.queued, m.busy, m.workers), (0, 0, 0));
     prop_assert_eq!(m.unaccounted(), 0, "{:?}", m);
     prop_assert_eq!(m.ended(), m.submitted);
@@ -313,7 +313,7 @@ fn shutdown_racing_producers_loses_nothing() {
                 }
             }
             let m = pool.metrics();
-            assert_eq!((m.submitted, m.rejected()), (ok, refused));
+            assert_eq!((m.submitted, m.shed()), (ok, refused));
             assert_eq!((m.unaccounted(), m.workers, m.queued, m.busy), (0, 0, 0, 0));
             assert!(report.abandoned <= m.submitted);
         }

@@ -75,11 +75,11 @@ async fn a_request_passes_through_and_returns_the_response() {
     assert_eq!(response.await.unwrap(), "world");
 
     let m = pool.metrics();
-    assert_eq!((m.submitted, m.completed, m.rejected()), (1, 1, 0));
+    assert_eq!((m.submitted, m.completed, m.shed()), (1, 1, 0));
 }
 
 #[tokio::test]
-async fn a_full_queue_sheds_at_once_and_counts_the_rejection() {
+async fn a_full_queue_sheds_at_once_and_counts_the_shed_job() {
     let pool = pool(1, 1);
     let (mut service, mut handle) = mock::spawn_layer::<u32, u32, _>(PoolLayer::new(pool.clone()));
 
@@ -98,7 +98,7 @@ async fn a_full_queue_sheds_at_once_and_counts_the_rejection() {
     assert_eq!(shed_reason(&err), Some(ShedReason::QueueFull));
     assert_eq!(err.to_string(), "service overloaded: queue full");
     let m = pool.metrics();
-    assert_eq!((m.submitted, m.rejected_full, m.rejected_closed), (2, 1, 0));
+    assert_eq!((m.submitted, m.shed_full, m.shed_closed), (2, 1, 0));
 
     // The admitted requests are unaffected.
     send_running.send_response(10);
@@ -142,7 +142,7 @@ async fn wait_mode_admits_when_a_slot_frees_within_the_wait() {
     release.send(()).unwrap();
     assert_eq!(response.await.unwrap().unwrap(), 42);
     let m = pool.metrics();
-    assert_eq!((m.submitted, m.completed, m.rejected_full), (3, 3, 0));
+    assert_eq!((m.submitted, m.completed, m.shed_full), (3, 3, 0));
 }
 
 #[tokio::test(start_paused = true)]
@@ -156,7 +156,7 @@ async fn wait_mode_sheds_when_no_slot_frees_within_the_wait() {
     assert_eq!(shed_reason(&err), Some(ShedReason::WaitTimedOut));
     assert_eq!(started.elapsed(), Duration::from_millis(100));
     let m = pool.metrics();
-    assert_eq!((m.submitted, m.rejected_full), (2, 1));
+    assert_eq!((m.submitted, m.shed_full), (2, 1));
 }
 
 #[tokio::test]
@@ -203,7 +203,7 @@ async fn dropping_the_response_future_cancels_the_job_and_frees_its_slot() {
     assert_eq!(next.await.unwrap(), "admitted");
     assert!(second_dropped.load(Ordering::SeqCst));
     let m = pool.metrics();
-    assert_eq!((m.cancelled, m.completed, m.rejected_full), (2, 1, 1));
+    assert_eq!((m.cancelled, m.completed, m.shed_full), (2, 1, 1));
 }
 
 #[tokio::test]
@@ -279,7 +279,7 @@ async fn a_closed_pool_sheds_with_closed_in_both_modes_without_running_the_reque
 
     assert!(!ran.load(Ordering::SeqCst), "a shed request never runs");
     let m = pool.metrics();
-    assert_eq!((m.submitted, m.rejected_closed), (0, 2));
+    assert_eq!((m.submitted, m.shed_closed), (0, 2));
 }
 
 #[tokio::test(start_paused = true)]
@@ -459,5 +459,5 @@ async fn axum_answers_200_then_503_with_retry_after_when_full() {
     let response = app.oneshot(get_request("/fast")).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     let m = pool.metrics();
-    assert_eq!((m.completed, m.panicked, m.rejected_full), (4, 1, 1));
+    assert_eq!((m.completed, m.panicked, m.shed_full), (4, 1, 1));
 }

@@ -13,7 +13,7 @@ use std::task::{Poll, Waker};
 use crate::error::JobError;
 use crate::sync::{AtomicBool, Mutex, Ordering, lock};
 
-pub(crate) struct Cell<T> {
+pub(crate) struct Handoff<T> {
     /// Set, under the lock, when the handle cancels. The job reads it without the lock before
     /// each poll: the common case (nobody cancelled) costs one load.
     cancelled: AtomicBool,
@@ -47,9 +47,9 @@ fn replace_waker(slot: &mut Option<Waker>, waker: &Waker) {
     }
 }
 
-impl<T> Cell<T> {
+impl<T> Handoff<T> {
     pub(crate) fn new() -> Self {
-        Cell {
+        Handoff {
             cancelled: AtomicBool::new(false),
             state: Mutex::new(State {
                 handle: Handle::Attached,
@@ -182,23 +182,23 @@ mod loom_tests {
     #[test]
     fn loom_drop_races_finish() {
         loom::model(|| {
-            let cell = Arc::new(Cell::<u32>::new());
+            let handoff = Arc::new(Handoff::<u32>::new());
             let job = {
-                let cell = cell.clone();
+                let handoff = handoff.clone();
                 thread::spawn(move || {
-                    if cell.is_cancelled() || cell.park_job(Waker::noop()) {
-                        let _ = cell.finish(Err(JobError::Cancelled));
+                    if handoff.is_cancelled() || handoff.park_job(Waker::noop()) {
+                        let _ = handoff.finish(Err(JobError::Cancelled));
                         false
                     } else {
-                        let _ = cell.finish(Ok(1));
+                        let _ = handoff.finish(Ok(1));
                         true
                     }
                 })
             };
-            cell.drop_handle();
+            handoff.drop_handle();
             let _ran = job.join().unwrap();
-            assert!(cell.is_finished());
-            let state = lock(&cell.state);
+            assert!(handoff.is_finished());
+            let state = lock(&handoff.state);
             assert!(
                 state.result.is_none(),
                 "a dropped handle must not keep a result"
@@ -210,14 +210,14 @@ mod loom_tests {
     #[test]
     fn loom_abort_races_finish() {
         loom::model(|| {
-            let cell = Arc::new(Cell::<u32>::new());
+            let handoff = Arc::new(Handoff::<u32>::new());
             let job = {
-                let cell = cell.clone();
-                thread::spawn(move || drop(cell.finish(Ok(7))))
+                let handoff = handoff.clone();
+                thread::spawn(move || drop(handoff.finish(Ok(7))))
             };
-            cell.abort();
+            handoff.abort();
             job.join().unwrap();
-            match cell.poll_result(Waker::noop()) {
+            match handoff.poll_result(Waker::noop()) {
                 Poll::Ready(Ok(7)) | Poll::Ready(Err(JobError::Cancelled)) => {}
                 other => panic!("unexpected result {other:?}"),
             }
@@ -229,17 +229,17 @@ mod loom_tests {
     #[test]
     fn loom_detach_never_cancels() {
         loom::model(|| {
-            let cell = Arc::new(Cell::<u32>::new());
+            let handoff = Arc::new(Handoff::<u32>::new());
             let job = {
-                let cell = cell.clone();
+                let handoff = handoff.clone();
                 thread::spawn(move || {
-                    let cancelled = cell.is_cancelled() || cell.park_job(Waker::noop());
-                    let _ = cell.finish(Ok(1));
+                    let cancelled = handoff.is_cancelled() || handoff.park_job(Waker::noop());
+                    let _ = handoff.finish(Ok(1));
                     cancelled
                 })
             };
-            cell.detach();
-            cell.drop_handle();
+            handoff.detach();
+            handoff.drop_handle();
             assert!(!job.join().unwrap(), "a detached job was cancelled");
         });
     }
@@ -251,44 +251,44 @@ mod tests {
 
     #[test]
     fn result_is_delivered_once() {
-        let cell = Cell::new();
-        assert!(cell.poll_result(Waker::noop()).is_pending());
-        let _ = cell.finish(Ok(5));
-        let _ = cell.finish(Err(JobError::Abandoned)); // ignored: the first report wins
-        assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(5)));
+        let handoff = Handoff::new();
+        assert!(handoff.poll_result(Waker::noop()).is_pending());
+        let _ = handoff.finish(Ok(5));
+        let _ = handoff.finish(Err(JobError::Abandoned)); // ignored: the first report wins
+        assert_eq!(handoff.poll_result(Waker::noop()), Poll::Ready(Ok(5)));
         assert!(
-            cell.poll_result(Waker::noop()).is_pending(),
+            handoff.poll_result(Waker::noop()).is_pending(),
             "delivered once"
         );
     }
 
     #[test]
     fn abort_resolves_at_once_and_cancels_job() {
-        let cell = Cell::<()>::new();
-        cell.abort();
-        assert!(cell.is_cancelled());
-        assert!(cell.park_job(Waker::noop()));
+        let handoff = Handoff::<()>::new();
+        handoff.abort();
+        assert!(handoff.is_cancelled());
+        assert!(handoff.park_job(Waker::noop()));
         assert_eq!(
-            cell.poll_result(Waker::noop()),
+            handoff.poll_result(Waker::noop()),
             Poll::Ready(Err(JobError::Cancelled))
         );
     }
 
     #[test]
     fn abort_after_finish_keeps_the_result() {
-        let cell = Cell::new();
-        let _ = cell.finish(Ok(1));
-        cell.abort();
-        assert_eq!(cell.poll_result(Waker::noop()), Poll::Ready(Ok(1)));
+        let handoff = Handoff::new();
+        let _ = handoff.finish(Ok(1));
+        handoff.abort();
+        assert_eq!(handoff.poll_result(Waker::noop()), Poll::Ready(Ok(1)));
     }
 
     #[test]
     fn drop_cancels_but_detach_does_not() {
-        let dropped = Cell::<()>::new();
+        let dropped = Handoff::<()>::new();
         dropped.drop_handle();
         assert!(dropped.is_cancelled());
 
-        let detached = Cell::<()>::new();
+        let detached = Handoff::<()>::new();
         detached.detach();
         detached.drop_handle();
         assert!(!detached.is_cancelled());

@@ -1,0 +1,14 @@
+//! [`Config`]: the settings a [`Builder`](crate::Builder) validated, as the pool reads them.
+
+use std::time::Duration;
+
+use crate::scaler::Policy;
+
+/// Validated settings.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub(crate) name: String,
+    pub(crate) queue_capacity: usize,
+    pub(crate) queue_timeout: Option<Duration>,
+    pub(crate) policy: Policy,
+}

@@ -1,0 +1,415 @@
+//! [`Counts`]: the queue and the worker counts, and the transitions the worker protocols are
+//! made of.
+//!
+//! Everything here is built from the [`sync`](crate::sync) switch and is generic over the queued
+//! item, so the loom models at the bottom run these very functions. The protocols:
+//!
+//! * **Busy before release** ([`Counts::take_next`]): a taken job counts as busy before its queue
+//!   slot is given back, so it is counted as queued, busy, or (briefly) both, never neither.
+//! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
+//!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
+//!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
+//!   of two fences one comes first, and the side after it sees the other's write). So either the
+//!   worker sees the job or the submitter sees the worker (and wakes it); a worker that locked the
+//!   items before the push was counted before the submitter's read, by the mutex. A submitter
+//!   that sees nobody parked skips the wake-up, which keeps the busy path free of notifications.
+//! * **Retire, then look, then reclaim** ([`Counts::retire`]): a submitter that queued a job while
+//!   this worker still counted as idle may have started nobody. The worker leaves the count, then
+//!   fences and looks at the queue; the submitter reserved, fenced (in `push`) and reads the count
+//!   after ([`Counts::observe`]), so one of them sees the other: either the submitter starts a
+//!   worker, or the retiring one finds the job and counts itself back in.
+//! * **Claim before start** ([`Counts::claim_workers`]): growth claims worker slots with one
+//!   compare-and-swap bounded by `max_workers` before starting anything, so submitters growing at
+//!   once never start more than `max_workers` in all.
+//! * **Stop starting** ([`Counts::stop_starting`]): once a shutdown abandons work, neither growth nor
+//!   a retiring worker may add to the count again.
+
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::queue::{Permit, Queue, Refused};
+use crate::scaler::Observation;
+use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
+
+/// The queue and the worker counts, which submitters and workers move together.
+pub(crate) struct Counts<T> {
+    queue: Queue<T>,
+    min_workers: usize,
+    max_workers: usize,
+    /// Worker tasks alive (or claimed and about to start).
+    workers: CachePadded<AtomicUsize>,
+    /// Workers running a job.
+    busy: CachePadded<AtomicUsize>,
+    /// Workers parked waiting for work, or about to park.
+    parked: CachePadded<AtomicUsize>,
+    /// A shutdown is abandoning work: start no more workers.
+    stopping: AtomicBool,
+}
+
+/// A worker counted as parked; dropping it uncounts the worker.
+#[must_use = "the worker counts as parked only while this lives"]
+pub(crate) struct ParkedCount<'a>(&'a AtomicUsize);
+
+impl Drop for ParkedCount<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl<T> Counts<T> {
+    pub(crate) fn new(capacity: usize, min_workers: usize, max_workers: usize) -> Self {
+        Counts {
+            queue: Queue::new(capacity),
+            min_workers,
+            max_workers,
+            workers: CachePadded::new(AtomicUsize::new(0)),
+            busy: CachePadded::new(AtomicUsize::new(0)),
+            parked: CachePadded::new(AtomicUsize::new(0)),
+            stopping: AtomicBool::new(false),
+        }
+    }
+
+    // ---- submitters ----
+
+    /// Reserves a queue slot, or says why not. Never waits, never allocates.
+    pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, Refused> {
+        self.queue.try_reserve()
+    }
+
+    /// Stores an admitted item in its slot. Returns whether a parked worker must be woken for it
+    /// (read after the push: see "parked before the last look").
+    #[must_use = "a parked worker may need waking"]
+    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> bool {
+        permit.push(item);
+        fence(Ordering::SeqCst); // pairs with the fences in `park` and `retire`
+        self.parked.load(Ordering::SeqCst) > 0
+    }
+
+    /// The numbers the scaling policy decides on. Read after a [`push`](Self::push), whose fence
+    /// orders them after the reservation (see "retire, then look").
+    pub(crate) fn observe(&self, since_last_growth: Option<Duration>) -> Observation {
+        Observation {
+            workers: self.workers.load(Ordering::SeqCst),
+            busy: self.busy.load(Ordering::SeqCst),
+            queued: self.queue.len(),
+            since_last_growth,
+        }
+    }
+
+    /// Claims up to `n` more workers, never more than `max_workers` in all, none once stopping.
+    /// Returns how many were claimed: the caller starts exactly that many, or gives them back.
+    pub(crate) fn claim_workers(&self, n: usize) -> usize {
+        if self.stopping.load(Ordering::SeqCst) {
+            return 0;
+        }
+        let max = self.max_workers;
+        match self
+            .workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w < max).then(|| w.saturating_add(n).min(max))
+            }) {
+            Ok(before) => before.saturating_add(n).min(max) - before,
+            Err(_) => 0,
+        }
+    }
+
+    /// Gives back claimed workers that were not started, or counts out a worker that exited.
+    pub(crate) fn release_workers(&self, n: usize) {
+        self.workers.fetch_sub(n, Ordering::SeqCst);
+    }
+
+    // ---- workers ----
+
+    /// Takes the oldest job and counts its worker busy ("busy before release").
+    pub(crate) fn take_next(&self) -> Option<T> {
+        let item = self.queue.pop()?;
+        self.busy.fetch_add(1, Ordering::SeqCst);
+        self.queue.release();
+        Some(item)
+    }
+
+    /// A job taken with [`take_next`](Self::take_next) ended, however it ended.
+    pub(crate) fn end_job(&self) {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts the calling worker parked until the returned count is dropped. Call it before the
+    /// last look at the queue ("parked before the last look").
+    pub(crate) fn park(&self) -> ParkedCount<'_> {
+        self.parked.fetch_add(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // pairs with the fence in `push`
+        ParkedCount(&self.parked)
+    }
+
+    /// Retires the calling worker if more than `min_workers` are alive, unless a job arrived
+    /// that nobody else may run ("retire, then look, then reclaim"). Returns `true` if the worker
+    /// is no longer counted and must exit; `false` if it stays.
+    pub(crate) fn retire(&self) -> bool {
+        let min = self.min_workers;
+        let left = self
+            .workers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w > min).then(|| w - 1)
+            })
+            .is_ok();
+        if !left {
+            return false;
+        }
+        fence(Ordering::SeqCst); // pairs with the fence in `push`
+        self.queue.len() == 0 || !self.reclaim()
+    }
+
+    /// Counts a retiring worker back in, if that stays within `max_workers` and no shutdown is
+    /// abandoning work.
+    fn reclaim(&self) -> bool {
+        let max = self.max_workers;
+        !self.stopping.load(Ordering::SeqCst)
+            && self
+                .workers
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                    (w < max).then(|| w + 1)
+                })
+                .is_ok()
+    }
+
+    // ---- close and shutdown ----
+
+    /// Stops admission. Returns `true` for the call that closed it.
+    pub(crate) fn close(&self) -> bool {
+        self.queue.close()
+    }
+
+    /// From now on no worker may be started or reclaimed.
+    pub(crate) fn stop_starting(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// Ends every job still queued with `end`, each counted there before its slot is released.
+    /// Returns whether the queue is drained; if not, a submission that reserved its slot before
+    /// the close is still pushing, and the caller tries again.
+    pub(crate) fn drain_unrun(&self, mut end: impl FnMut(T)) -> bool {
+        while let Some(item) = self.queue.pop() {
+            end(item);
+            self.queue.release();
+        }
+        self.queue.is_drained()
+    }
+
+    // ---- readings ----
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.queue.is_closed()
+    }
+
+    /// Closed, and every admitted job has been taken: nothing can arrive any more.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.queue.is_drained()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    pub(crate) fn capacity(&self) -> usize {
+        self.queue.capacity()
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.workers.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn busy(&self) -> usize {
+        self.busy.load(Ordering::SeqCst)
+    }
+}
+
+#[cfg(all(test, not(spillway_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_taken_job_counts_busy_until_it_ends() {
+        let counts = Counts::new(2, 0, 1);
+        let permit = counts.try_reserve().expect("room");
+        assert!(!counts.push(permit, 1), "nobody parked: no wake-up");
+        assert_eq!(counts.take_next(), Some(1));
+        assert_eq!((counts.queued(), counts.busy()), (0, 1));
+        counts.end_job();
+        assert_eq!(counts.busy(), 0);
+    }
+
+    #[test]
+    fn a_push_wakes_only_when_someone_is_parked() {
+        let counts = Counts::new(2, 0, 1);
+        let parked = counts.park();
+        assert!(counts.push(counts.try_reserve().expect("room"), 1));
+        drop(parked);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 2));
+    }
+
+    #[test]
+    fn claims_stay_within_max_and_stop_when_stopping() {
+        let counts: Counts<u8> = Counts::new(1, 0, 3);
+        assert_eq!(counts.claim_workers(2), 2);
+        assert_eq!(counts.claim_workers(5), 1);
+        assert_eq!(counts.claim_workers(1), 0);
+        counts.release_workers(3);
+        counts.stop_starting();
+        assert_eq!(counts.claim_workers(1), 0);
+    }
+
+    #[test]
+    fn retires_down_to_min_and_stays_for_a_queued_job() {
+        let counts = Counts::new(1, 1, 2);
+        assert_eq!(counts.claim_workers(2), 2);
+        assert!(counts.retire(), "above the minimum, nothing queued");
+        assert!(!counts.retire(), "at the minimum");
+        assert_eq!(counts.claim_workers(1), 1);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 7));
+        assert!(
+            !counts.retire(),
+            "a job is queued: the worker counts itself back in"
+        );
+        assert_eq!(counts.workers(), 2);
+    }
+}
+
+#[cfg(all(test, spillway_loom))]
+mod loom_tests {
+    //! What these models cover: the counting protocols above, run on loom's atomics and mutex.
+    //! tokio's `Notify` is not built on the `sync` switch, so the wake-up is modelled with
+    //! `loom::sync::Notify`, which keeps a permit when nobody waits yet, as tokio's does for a
+    //! worker that registered (`Notified::enable`) before counting itself parked. A model in
+    //! which a needed wake-up is skipped leaves the worker waiting forever, and loom fails it as
+    //! a deadlock.
+
+    use super::*;
+    use loom::sync::{Arc, Notify};
+    use loom::thread;
+
+    use crate::scaler::{self, Decision, Policy};
+
+    /// A worker goes idle while a submitter pushes a job: the worker either finds the job in its
+    /// last look or is woken for it. Never stranded.
+    #[test]
+    fn loom_parked_worker_is_woken_for_a_pushed_job() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 1, 1));
+            let work = Arc::new(Notify::new());
+            let worker = {
+                let (counts, work) = (counts.clone(), work.clone());
+                thread::spawn(move || {
+                    loop {
+                        if let Some(job) = counts.take_next() {
+                            counts.end_job();
+                            return job;
+                        }
+                        let parked = counts.park();
+                        if let Some(job) = counts.take_next() {
+                            drop(parked);
+                            counts.end_job();
+                            return job;
+                        }
+                        work.wait(); // blocks for good if the submitter skipped the wake-up
+                        drop(parked);
+                    }
+                })
+            };
+            let permit = counts.try_reserve().expect("an empty queue has room");
+            if counts.push(permit, 42) {
+                work.notify();
+            }
+            assert_eq!(worker.join().unwrap(), 42);
+            assert_eq!((counts.queued(), counts.busy()), (0, 0));
+        });
+    }
+
+    /// The only worker retires (`min_workers = 0`) while a submitter queues a job and asks the
+    /// policy whether to start one: the job is taken exactly once, by the retiring worker that
+    /// counted itself back in (and then looks and parks as any worker) or by a worker the
+    /// submitter started; never by nobody, and never with more than `max_workers` counted.
+    ///
+    /// A worker that stayed may find the job already taken by one started meanwhile (it looked
+    /// while the slot was still counted): it then parks, as an idle worker does until its next
+    /// idle timeout. The model ends by waking it with `done` set; the wake-up for the job itself
+    /// is the submitter's own, as in the model above.
+    #[test]
+    fn loom_retiring_worker_or_a_new_one_runs_the_job() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 0, 1));
+            let work = Arc::new(Notify::new());
+            let done = Arc::new(AtomicBool::new(false));
+            assert_eq!(counts.claim_workers(1), 1);
+            let retiring = {
+                let (counts, work, done) = (counts.clone(), work.clone(), done.clone());
+                thread::spawn(move || {
+                    if counts.retire() {
+                        return 0;
+                    }
+                    let taken = loop {
+                        let finishing = done.load(Ordering::SeqCst);
+                        if counts.take_next().is_some() {
+                            break 1;
+                        }
+                        if finishing {
+                            break 0;
+                        }
+                        let parked = counts.park();
+                        if counts.take_next().is_some() {
+                            break 1;
+                        }
+                        work.wait();
+                        drop(parked);
+                    };
+                    if taken == 1 {
+                        counts.end_job();
+                    }
+                    counts.release_workers(1);
+                    taken
+                })
+            };
+            let permit = counts.try_reserve().expect("an empty queue has room");
+            if counts.push(permit, 7) {
+                work.notify();
+            }
+            let policy = Policy {
+                min_workers: 0,
+                max_workers: 1,
+                scale_up_threshold: 1.0,
+                scale_up_cooldown: Duration::ZERO,
+                idle_timeout: Duration::from_secs(1),
+            };
+            let started = match scaler::decide(counts.observe(None), &policy) {
+                Decision::Grow(n) => counts.claim_workers(n),
+                Decision::Hold => 0,
+            };
+            assert!(
+                counts.workers() <= 1,
+                "more workers counted than max_workers"
+            );
+            let by_new = (0..started)
+                .map(|_| {
+                    let counts = counts.clone();
+                    // Started after the push, with the retiring worker gone for good.
+                    thread::spawn(move || {
+                        let taken = usize::from(counts.take_next().is_some());
+                        counts.end_job();
+                        counts.release_workers(1);
+                        taken
+                    })
+                })
+                .map(|worker| worker.join().unwrap())
+                .sum::<usize>();
+            done.store(true, Ordering::SeqCst);
+            work.notify();
+            let by_retiring = retiring.join().unwrap();
+            assert_eq!(by_retiring + by_new, 1, "the job was stranded or run twice");
+            assert_eq!((counts.queued(), counts.workers()), (0, 0));
+        });
+    }
+}

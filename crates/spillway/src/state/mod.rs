@@ -1,0 +1,474 @@
+//! [`Shared`]: the state the pool handles and the workers share, and every transition on it.
+//!
+//! The fields are private. Handles (`pool.rs`), workers (`worker.rs`) and the Prometheus
+//! collector change the state only through the named transitions below, so each protocol is
+//! argued in one place:
+//!
+//! * **Admission** ([`Shared::try_admit`], [`Shared::admit_until`]): one check, [`Shared::admit`],
+//!   decides whether a job may be queued now (a concurrency limit adds its verdict there, and
+//!   one on whether a queued job may start in [`Shared::take_next`]); a submitter that waits for
+//!   room registers for the `room` wake-up *before* it looks, so a slot freed in between wakes it.
+//! * **The counting protocols** on the queue and the worker counts (busy before release, parked
+//!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
+//!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
+//!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
+//! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
+//!   are observed and recorded (and where a concurrency limit would learn from them).
+//! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
+//!   and abort those left, end what is still queued as abandoned.
+
+mod counts;
+
+use std::future::Future;
+use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::runtime::Handle;
+use tokio::sync::Notify;
+use tokio::sync::futures::Notified;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use self::counts::{Counts, ParkedCount};
+use crate::config::Config;
+use crate::error::JobError;
+use crate::job::{self, BoxJob, JobHandle, Outcome};
+use crate::metrics::{Latency, Metrics, Snapshot};
+use crate::queue::Refused;
+use crate::scaler::{self, Decision};
+use crate::sync::lock_std;
+
+/// Starts one worker task for `shared` in `tasks`, on `runtime`. Given by whoever builds the pool,
+/// so that this state does not depend on what a worker does.
+pub(crate) type StartWorker = fn(&mut JoinSet<()>, Arc<Shared>, &Handle);
+
+/// Everything the pool handles and its workers share.
+pub(crate) struct Shared {
+    config: Config,
+    counts: Counts<BoxJob>,
+    metrics: Metrics,
+    /// Wakes parked workers: a job was queued, or nothing more can arrive.
+    work: Notify,
+    /// Wakes submitters waiting for room: a slot was freed, or the pool closed.
+    room: Notify,
+    waiting_submitters: AtomicUsize,
+    /// Notified whenever a worker exits.
+    exited: Notify,
+    tasks: Mutex<JoinSet<()>>,
+    start_worker: StartWorker,
+    runtime: Handle,
+    epoch: Instant,
+    /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
+    last_growth: AtomicU64,
+}
+
+/// What a shutdown did, counted from its start.
+pub(crate) struct Stopped {
+    pub(crate) drained: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) timed_out: bool,
+}
+
+impl Shared {
+    /// Builds the state and starts `min_workers` workers.
+    pub(crate) fn start(config: Config, runtime: Handle, start_worker: StartWorker) -> Arc<Self> {
+        let policy = config.policy;
+        let shared = Arc::new(Shared {
+            counts: Counts::new(
+                config.queue_capacity,
+                policy.min_workers,
+                policy.max_workers,
+            ),
+            config,
+            metrics: Metrics::new(),
+            work: Notify::new(),
+            room: Notify::new(),
+            waiting_submitters: AtomicUsize::new(0),
+            exited: Notify::new(),
+            tasks: Mutex::new(JoinSet::new()),
+            start_worker,
+            runtime,
+            epoch: Instant::now(),
+            last_growth: AtomicU64::new(0),
+        });
+        if policy.min_workers > 0 {
+            shared.grow(policy.min_workers);
+        }
+        shared
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.config
+    }
+
+    // ---- admission ----
+
+    /// Admits `job` if there is room now; counts a refusal as shed.
+    pub(crate) fn try_admit<F>(
+        self: &Arc<Self>,
+        job: F,
+    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.admit(job)
+            .inspect_err(|(refused, _)| self.count_shed(*refused))
+    }
+
+    /// Admits `job`, waiting for room until `deadline` (forever if `None`). `Refused::Full` means
+    /// the deadline passed. Counts a refusal as shed, once.
+    pub(crate) async fn admit_until<F>(
+        self: &Arc<Self>,
+        mut job: F,
+        deadline: Option<Instant>,
+    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        loop {
+            // Register interest before looking, so that a slot freed in between wakes us.
+            let room = self.room.notified();
+            let mut room = pin!(room);
+            room.as_mut().enable();
+            let _waiting = Waiting::new(&self.waiting_submitters);
+            match self.admit(job) {
+                Ok(handle) => return Ok(handle),
+                Err((Refused::Closed, returned)) => {
+                    self.count_shed(Refused::Closed);
+                    return Err((Refused::Closed, returned));
+                }
+                Err((Refused::Full, returned)) => job = returned,
+            }
+            let timed_out = match deadline {
+                None => {
+                    room.await;
+                    false
+                }
+                Some(deadline) => tokio::time::timeout_at(deadline, room).await.is_err(),
+            };
+            if timed_out {
+                self.count_shed(Refused::Full);
+                return Err((Refused::Full, job));
+            }
+        }
+    }
+
+    /// The admission check: reserves a slot (nothing is allocated for a refused job), queues the
+    /// job, wakes a parked worker if one waits, and lets the scaling policy start workers.
+    fn admit<F>(self: &Arc<Self>, job: F) -> Result<JobHandle<F::Output>, (Refused, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let permit = match self.counts.try_reserve() {
+            Ok(permit) => permit,
+            Err(refused) => return Err((refused, job)),
+        };
+        self.metrics.submitted.inc();
+        let (job, handle) = job::new(job, Instant::now());
+        if self.counts.push(permit, job) {
+            self.work.notify_one();
+        }
+        self.maybe_grow();
+        Ok(handle)
+    }
+
+    fn count_shed(&self, refused: Refused) {
+        match refused {
+            Refused::Full => self.metrics.shed_full.inc(),
+            Refused::Closed => self.metrics.shed_closed.inc(),
+        }
+    }
+
+    // ---- workers: start and stop ----
+
+    /// Starts workers if the policy asks for them.
+    fn maybe_grow(self: &Arc<Self>) {
+        let observation = self.counts.observe(self.since_last_growth());
+        if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy) {
+            self.grow(n);
+        }
+    }
+
+    /// Time since the last growth, when a cooldown is configured and the pool grew before.
+    fn since_last_growth(&self) -> Option<Duration> {
+        if self.config.policy.scale_up_cooldown.is_zero() {
+            return None;
+        }
+        match self.last_growth.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                self.epoch
+                    .elapsed()
+                    .saturating_sub(Duration::from_nanos(at - 1)),
+            ),
+        }
+    }
+
+    /// Starts up to `n` workers, never more than `max_workers` in all.
+    fn grow(self: &Arc<Self>, n: usize) {
+        let started = self.counts.claim_workers(n);
+        if started == 0 {
+            return;
+        }
+        if !self.config.policy.scale_up_cooldown.is_zero() {
+            let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.last_growth.store(at + 1, Ordering::Relaxed);
+        }
+        let mut tasks = lock_std(&self.tasks);
+        if self.counts.is_stopping() {
+            // A shutdown started abandoning between the claim and here: give the claim back.
+            drop(tasks);
+            self.counts.release_workers(started);
+            self.exited.notify_waiters();
+            return;
+        }
+        while tasks.try_join_next().is_some() {} // reap retired workers
+        for _ in 0..started {
+            (self.start_worker)(&mut tasks, self.clone(), &self.runtime);
+        }
+    }
+
+    /// A worker task ended; `counted` if it still counted itself among the workers (it had not
+    /// retired).
+    pub(crate) fn worker_exited(&self, counted: bool) {
+        if counted {
+            self.counts.release_workers(1);
+        }
+        self.exited.notify_waiters();
+    }
+
+    /// Retires the calling worker, down to `min_workers`, unless a queued job needs it. Returns
+    /// `true` if it no longer counts and must exit.
+    pub(crate) fn retire(&self) -> bool {
+        self.counts.retire()
+    }
+
+    pub(crate) fn workers(&self) -> usize {
+        self.counts.workers()
+    }
+
+    // ---- workers: jobs ----
+
+    /// Takes the next job and marks its worker busy. The job counts as queued until it counts as
+    /// busy, never as neither.
+    pub(crate) fn take_next(&self) -> Option<BoxJob> {
+        let job = self.counts.take_next()?;
+        if self.counts.is_drained() {
+            // The last job after a close: idle workers may exit now.
+            self.work.notify_waiters();
+        }
+        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
+        Some(job)
+    }
+
+    /// A worker with nothing to do: see [`Parked`].
+    pub(crate) fn park(&self) -> Parked<'_> {
+        Parked {
+            wake: self.work.notified(),
+            shared: self,
+            count: None,
+        }
+    }
+
+    /// Closed, and every admitted job taken: nothing can arrive any more.
+    pub(crate) fn is_drained(&self) -> bool {
+        self.counts.is_drained()
+    }
+
+    /// A job taken with [`take_next`](Self::take_next) ended: counts its outcome and records its
+    /// timings (`run_time` is `None` when its body did not finish). The one place where a job's
+    /// queue wait and run time are observed.
+    pub(crate) fn job_ended(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
+        self.metrics.record(outcome, queue_wait, run);
+        self.counts.end_job();
+    }
+
+    /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline).
+    pub(crate) fn job_abandoned(&self) {
+        self.metrics.abandoned.inc();
+        self.counts.end_job();
+    }
+
+    // ---- close and shutdown ----
+
+    /// Stops admission; wakes every parked worker and waiting submitter to see it.
+    pub(crate) fn close(&self) {
+        self.counts.close();
+        self.work.notify_waiters();
+        self.room.notify_waiters();
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.counts.is_closed()
+    }
+
+    /// Closes, lets workers run what is queued until `deadline`, then stops them and ends what is
+    /// left as abandoned. When it returns no worker is alive and every admitted job was counted.
+    pub(crate) async fn shutdown(self: &Arc<Self>, deadline: Option<Instant>) -> Stopped {
+        let (ended_before, abandoned_before) = self.metrics.ended();
+        self.close();
+        let timed_out = !self.wait_for_workers(deadline, true).await;
+        {
+            // From here on no worker may start; those alive are stopped (a no-op when the queue
+            // drained in time). Set under the task lock, so `grow` either sees it or is aborted.
+            let mut tasks = lock_std(&self.tasks);
+            self.counts.stop_starting();
+            tasks.abort_all();
+        }
+        self.wait_for_workers(None, false).await;
+        self.abandon_queued().await;
+        let mut tasks = std::mem::take(&mut *lock_std(&self.tasks));
+        while tasks.join_next().await.is_some() {}
+        let (ended_after, abandoned_after) = self.metrics.ended();
+        let abandoned = abandoned_after - abandoned_before;
+        Stopped {
+            drained: ended_after - ended_before - abandoned,
+            abandoned,
+            timed_out,
+        }
+    }
+
+    /// Waits until no worker is alive, or the deadline. With `restart`, a queue that still holds
+    /// jobs with no worker left to run them gets one (possible only with `min_workers = 0`).
+    async fn wait_for_workers(self: &Arc<Self>, deadline: Option<Instant>, restart: bool) -> bool {
+        loop {
+            let exited = self.exited.notified();
+            let mut exited = pin!(exited);
+            exited.as_mut().enable();
+            if self.counts.workers() == 0 {
+                if !restart || self.counts.is_drained() || self.counts.is_stopping() {
+                    return true;
+                }
+                // Start one and wait for it like any other (no busy loop if it dies at once,
+                // for instance because its runtime is gone).
+                self.grow(1);
+            }
+            match deadline {
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, exited).await.is_err() {
+                        return false;
+                    }
+                }
+                None => exited.await,
+            }
+        }
+    }
+
+    /// Ends every job still queued as abandoned. Only called once no worker is left.
+    async fn abandon_queued(&self) {
+        let mut abandon = |mut job: BoxJob| {
+            job.as_mut().fail(JobError::Abandoned);
+            self.metrics.abandoned.inc();
+        };
+        while !self.counts.drain_unrun(&mut abandon) {
+            // A submission reserved its slot before the close and is pushing right now.
+            tokio::task::yield_now().await;
+        }
+    }
+
+    // ---- readings ----
+
+    pub(crate) fn snapshot(&self) -> Snapshot {
+        // Read in the order a job moves (admitted, queued, busy, ended), each step recorded
+        // before the previous one is undone, so a moving job is seen twice, never missed.
+        let m = &self.metrics;
+        let submitted = m.submitted.get();
+        let queued = self.counts.queued();
+        let busy = self.counts.busy();
+        let (completed, panicked, cancelled, expired, abandoned) = (
+            m.completed.get(),
+            m.panicked.get(),
+            m.cancelled.get(),
+            m.expired.get(),
+            m.abandoned.get(),
+        );
+        let timings = self.metrics.timings();
+        Snapshot {
+            name: self.config.name.clone(),
+            workers: self.counts.workers(),
+            busy,
+            queued,
+            queue_capacity: self.counts.capacity(),
+            max_workers: self.config.policy.max_workers,
+            submitted,
+            completed,
+            panicked,
+            cancelled,
+            expired,
+            abandoned,
+            shed_full: m.shed_full.get(),
+            shed_closed: m.shed_closed.get(),
+            queue_wait: Latency::from_histogram(&timings.queue_wait),
+            run_time: Latency::from_histogram(&timings.run),
+            total: Latency::from_histogram(&timings.total),
+        }
+    }
+
+    /// The latency histograms, merged.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn timings(&self) -> crate::metrics::Timings {
+        self.metrics.timings()
+    }
+
+    pub(crate) fn queued(&self) -> usize {
+        self.counts.queued()
+    }
+}
+
+pin_project! {
+    /// A worker waiting for work. [`last_look`](Parked::last_look) registers it for a wake-up
+    /// and counts it parked, *then* looks at the queue once more ("parked before the last look",
+    /// in `counts.rs`); awaiting it waits for the wake-up. Dropping it uncounts the worker.
+    #[must_use = "futures do nothing unless polled"]
+    pub(crate) struct Parked<'a> {
+        #[pin]
+        wake: Notified<'a>,
+        shared: &'a Shared,
+        count: Option<ParkedCount<'a>>,
+    }
+}
+
+impl Parked<'_> {
+    /// Registers for a wake-up, counts the worker parked, and takes the next job if one arrived.
+    pub(crate) fn last_look(self: Pin<&mut Self>) -> Option<BoxJob> {
+        let mut this = self.project();
+        this.wake.as_mut().enable();
+        if this.count.is_none() {
+            *this.count = Some(this.shared.counts.park());
+        }
+        this.shared.take_next()
+    }
+}
+
+impl Future for Parked<'_> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        self.project().wake.poll(cx)
+    }
+}
+
+/// Counts a submitter waiting for room while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
