@@ -8,7 +8,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-use crate::histogram::{COARSE, FINE, micros, micros_histogram};
+use crate::histogram::{COARSE, FINE, micros, micros_histogram, quantile_ms};
 use crate::status::StatusClass;
 
 /// Why a scheduled request got no response.
@@ -285,14 +285,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub(crate) fn of(h: &Histogram<u64>, in_window: u64, seconds: f64) -> Self {
-        let ms = |us: u64| us as f64 / 1e3;
-        let q = |q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                ms(h.value_at_quantile(q))
-            }
-        };
+        let q = |q: f64| quantile_ms(h, q);
         Percentiles {
             count: h.len(),
             rate: in_window as f64 / seconds,
@@ -300,7 +293,11 @@ impl Percentiles {
             p90_ms: q(0.9),
             p99_ms: q(0.99),
             p999_ms: q(0.999),
-            max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+            max_ms: if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1e3
+            },
             mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1e3 },
         }
     }

@@ -54,6 +54,15 @@ impl Progress {
 
 /// The results table on stdout, with the settings above it and the modes' settings below.
 pub(super) fn print_table(report: &SimReport) {
+    print_settings(report);
+    print_rows(report);
+    println!();
+    for m in &report.modes {
+        println!("{:<11} {}", m.mode, m.description);
+    }
+}
+
+fn print_settings(report: &SimReport) {
     let s = &report.settings;
     println!(
         "\noffered {:.0} jobs/s for {:.0} s a mode; job = {} ms wait + {} KiB touched + {} ms CPU; deadline {} ms",
@@ -63,6 +72,9 @@ pub(super) fn print_table(report: &SimReport) {
         println!("machine capacity for this job: {c:.0} jobs/s (offered {f:.1}x that)");
     }
     println!();
+}
+
+fn print_rows(report: &SimReport) {
     println!(
         "{:<11} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
         "mode",
@@ -97,9 +109,5 @@ pub(super) fn print_table(report: &SimReport) {
             m.job_body_mean_ms,
             m.outcome()
         );
-    }
-    println!();
-    for m in &report.modes {
-        println!("{:<11} {}", m.mode, m.description);
     }
 }

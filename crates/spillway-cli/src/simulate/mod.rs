@@ -119,11 +119,8 @@ impl SimulateArgs {
         if modes.contains(&ModeName::Pool) {
             self.pool.check()?;
         }
-        if modes.contains(&ModeName::Naive) && Rss::of_self().read().is_none() {
-            bail!(
-                "cannot run the naive mode: this system gives no reading of resident memory, so \
-                 --memory-cap could not stop it before it ran out; choose another --mode"
-            );
+        if modes.contains(&ModeName::Naive) {
+            naive_needs_a_memory_reading(Rss::of_self().read())?;
         }
         Ok(())
     }
@@ -159,6 +156,18 @@ impl SimulateArgs {
             seed: self.seed,
         }
     }
+}
+
+/// The naive mode grows until `--memory-cap` stops it: without a reading of resident memory
+/// (`rss`), nothing would.
+fn naive_needs_a_memory_reading(rss: Option<u64>) -> anyhow::Result<()> {
+    if rss.is_none() {
+        bail!(
+            "cannot run the naive mode: this system gives no reading of resident memory, so \
+             --memory-cap could not stop it before it ran out; choose another --mode"
+        );
+    }
+    Ok(())
 }
 
 /// Runs `spillway simulate`.
@@ -242,4 +251,19 @@ pub(crate) async fn run_as_child() -> anyhow::Result<ExitCode> {
     tokio::task::spawn_blocking(isolation::serve_parent)
         .await
         .context("the simulation thread panicked")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_naive_mode_refuses_to_run_without_a_memory_reading() {
+        let err = naive_needs_a_memory_reading(None).unwrap_err().to_string();
+        assert!(
+            err.starts_with("cannot run the naive mode") && err.contains("--memory-cap"),
+            "{err}"
+        );
+        assert!(naive_needs_a_memory_reading(Some(1 << 20)).is_ok());
+    }
 }
