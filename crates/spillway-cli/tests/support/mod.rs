@@ -1,19 +1,19 @@
 //! Helpers the CLI's integration tests share: raw HTTP/1.1 requests and replies, and the
 //! accounting check of a `simulate` JSON report.
 
-#![allow(dead_code, unreachable_pub)] // each test binary uses its own part
+#![allow(dead_code)] // each test binary uses its own part
 
 /// A `GET path` request that asks the server to close the connection after answering.
-pub fn get_request(path: &str) -> String {
+pub(crate) fn get_request(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
 }
 
 /// An HTTP/1.1 reply, read whole.
 #[derive(Debug)]
-pub struct Reply {
-    pub status: u16,
-    pub head: String,
-    pub body: String,
+pub(crate) struct Reply {
+    pub(crate) status: u16,
+    pub(crate) head: String,
+    pub(crate) body: String,
 }
 
 impl Reply {
@@ -22,7 +22,7 @@ impl Reply {
     /// # Panics
     ///
     /// When the reply has no status line.
-    pub fn parse(raw: &[u8]) -> Reply {
+    pub(crate) fn parse(raw: &[u8]) -> Reply {
         let text = String::from_utf8_lossy(raw).into_owned();
         let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         let status = head
@@ -38,7 +38,7 @@ impl Reply {
     }
 
     /// The value of header `name`, case-insensitively.
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (n, v) = line.split_once(':')?;
             n.eq_ignore_ascii_case(name).then(|| v.trim())
@@ -48,7 +48,7 @@ impl Reply {
 
 /// Asserts that one mode of a `simulate` JSON report accounts for every offered job:
 /// `offered == completed + shed + expired + in_flight_at_end`, each counted on its own.
-pub fn assert_every_job_accounted(mode: &serde_json::Value) {
+pub(crate) fn assert_every_job_accounted(mode: &serde_json::Value) {
     let count = |field: &str| {
         mode[field]
             .as_u64()
