@@ -356,9 +356,11 @@ fn merge(children: Vec<ChildProcess>) -> anyhow::Result<Recorded> {
         tally: Tally::new(),
     };
     for (p, child) in children.into_iter().enumerate() {
+        // The exit status and stderr of a failed child say more than its missing result.
+        let output = child.last::<ChildOutput>();
         let output = child
-            .last::<ChildOutput>()
-            .and_then(|output| child.finish().map(|()| output))
+            .finish()
+            .and(output)
             .with_context(|| format!("load process {p} failed"))?;
         all.scheduled += output.scheduled;
         all.established += output.established;
