@@ -236,17 +236,23 @@ impl Acceptor<'_> {
         drop(listener);
     }
 
+    /// Serves an accepted connection in a task of its own, holding its connection permit and
+    /// counted open until it closes.
     fn serve(&self, stream: TcpStream, permit: Option<OwnedSemaphorePermit>) {
         self.app.metrics.connections_total.inc();
-        spawn_connection(
+        let _ = stream.set_nodelay(true);
+        let open = Open::new(Arc::clone(self.app), Arc::clone(self.connections));
+        let connection = serve_connection(
             stream,
-            permit,
-            self.app,
-            self.router,
-            self.builder,
-            self.connections,
+            TowerToHyperService::new(self.router.clone()),
+            Arc::clone(self.builder),
+            self.app.header_timeout,
             self.phase.clone(),
         );
+        tokio::spawn(async move {
+            let (_permit, _open) = (permit, open);
+            connection.await;
+        });
     }
 
     /// Counts and logs a failed accept; out of descriptors, waits for a connection to close.
@@ -334,50 +340,40 @@ fn out_of_descriptors(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-fn spawn_connection(
+/// Serves one connection until it closes, or the drain phase ends it.
+async fn serve_connection(
     stream: TcpStream,
-    permit: Option<OwnedSemaphorePermit>,
-    app: &Arc<App>,
-    router: &Router,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    connections: &Arc<Connections>,
+    service: TowerToHyperService<Router>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    header_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let open = Open::new(Arc::clone(app), Arc::clone(connections));
-    let service = TowerToHyperService::new(router.clone());
-    let builder = Arc::clone(builder);
-    let header_timeout = app.header_timeout;
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _open = open;
-        // hyper's header timer starts only once the protocol is known: a client that sends
-        // nothing, or a few bytes, would hold the connection forever.
-        if tokio::time::timeout(header_timeout, first_line(&stream))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let mut conn = pin!(conn);
-        loop {
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                changed = phase.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let now = *phase.borrow_and_update();
-                    match now {
-                        Phase::Serving => {}
-                        Phase::Draining => conn.as_mut().graceful_shutdown(),
-                        Phase::Abort => return,
-                    }
+    // hyper's header timer starts only once the protocol is known: a client that sends
+    // nothing, or a few bytes, would hold the connection forever.
+    if tokio::time::timeout(header_timeout, first_line(&stream))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = pin!(conn);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = *phase.borrow_and_update();
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining => conn.as_mut().graceful_shutdown(),
+                    Phase::Abort => return,
                 }
             }
         }
-    });
+    }
 }
 
 /// Resolves once the client has sent enough to tell HTTP/1.1 from HTTP/2 (a line, or the
