@@ -12,47 +12,22 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPILLWAY = os.path.join(ROOT, "target", "release", "spillway")
+from benchlib import SPILLWAY, build_spillway, raise_nofile
+import benchlib
+
 PORT = 18280
 URL = f"http://127.0.0.1:{PORT}"
 
 
-class Server:
-    def __init__(self, args):
-        self.proc = subprocess.Popen([SPILLWAY, "serve", "--addr", f"127.0.0.1:{PORT}", *args],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("server did not start")
-
-    def peak_rss(self):
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return int(re.search(r"VmHWM:\s+(\d+) kB", f.read()).group(1)) * 1024
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        time.sleep(1)  # let sockets and memory settle
+def Server(args):
+    """`spillway serve` with `args` on PORT."""
+    return benchlib.Server("spillway serve", [SPILLWAY, "serve", "--addr", f"127.0.0.1:{PORT}",
+                                              *args], PORT, settle=1)
 
 
 def load(url, rate, duration, extra):
@@ -167,10 +142,8 @@ def main():
     p.add_argument("--workers", type=int, default=100)
     p.add_argument("--only", choices=["ceiling", "experiment"], action="append")
     a = p.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "spillway-cli"], cwd=ROOT,
-                   check=True)
+    raise_nofile()
+    build_spillway()
     print(f"machine: {os.cpu_count()} cores; load: {open('/proc/loadavg').read().split()[0]}")
     only = a.only or ["ceiling", "experiment"]
     if "ceiling" in only:

@@ -3,30 +3,29 @@
 
     python3 scripts/bench_serve.py [--duration 10] [--only seed|overload|h2]
 
-Needs wrk and h2load (Debian: wrk, nghttp2-client); the Go servers are built from
-../shared/anchors/go-seed2 when Go 1.19 (Debian: golang-1.19-go) is installed, and skipped
-otherwise. Run as root, it installs what is missing with apt-get. Every server listens on
-127.0.0.1 and every load run is bounded in time. Prints Markdown tables.
+Needs wrk and h2load (Debian: wrk, nghttp2-client). The Go servers of seed 001 are built from
+../shared/anchors/go-seed2 (beside this repository) with Go 1.19 (Debian: golang-1.19-go); when
+either is missing they are skipped, and the script says how to get them. Run as root, it installs
+the missing Debian packages with apt-get. Every server listens on 127.0.0.1 and every load run is
+bounded in time. Prints Markdown tables.
 """
 
 import argparse
 import os
 import re
-import resource
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import tempfile
-import time
 import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SPILLWAY = os.path.join(ROOT, "target", "release", "spillway")
-GO_SRC = os.path.join(ROOT, "..", "shared", "anchors", "go-seed2")
-GO = "/usr/lib/go-1.19/bin/go"
+from benchlib import GO, ROOT, SPILLWAY, build_go_seed, build_spillway, raise_nofile
+import benchlib
+
 PORT = 18180
+
+
+def Server(name, argv):
+    return benchlib.Server(name, argv, PORT)
 
 
 def ensure_tools():
@@ -36,56 +35,7 @@ def ensure_tools():
     if missing and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=False,
                        stdout=subprocess.DEVNULL)
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "spillway-cli"], cwd=ROOT,
-                   check=True)
-
-
-def build_go():
-    if not os.path.exists(GO) or not os.path.isdir(GO_SRC):
-        return None
-    out = os.path.join(tempfile.gettempdir(), "spillway-bench-seed2")
-    work = tempfile.mkdtemp()
-    for f in os.listdir(GO_SRC):
-        shutil.copy(os.path.join(GO_SRC, f), work)
-    env = dict(os.environ, GOFLAGS="-mod=mod", GOCACHE=os.path.join(work, ".cache"))
-    subprocess.run([GO, "build", "-o", out, "."], cwd=work, check=True, env=env)
-    return out
-
-
-def raise_nofile():
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-class Server:
-    def __init__(self, name, argv):
-        self.name = name
-        self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     start_new_session=True)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", PORT), timeout=0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{name} did not start")
-
-    def rss(self):
-        """Resident and peak resident memory, in bytes."""
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            status = f.read()
-        get = lambda k: int(re.search(rf"{k}:\s+(\d+) kB", status).group(1)) * 1024
-        return get("VmRSS"), get("VmHWM")
-
-    def stop(self):
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
-        time.sleep(0.5)  # let TIME_WAIT sockets and memory settle between runs
+    build_spillway()
 
 
 def servers(go_bin, which):
@@ -255,7 +205,7 @@ def main():
     ensure_tools()
     raise_nofile()
     only = a.only or ["seed", "overload", "h2"]
-    go_bin = build_go() if "seed" in only else None
+    go_bin = build_go_seed() if "seed" in only else None
     print(f"machine: {os.cpu_count()} cores; load: {open('/proc/loadavg').read().split()[0]}")
     if "seed" in only:
         seed_comparison(go_bin, a.duration, a.conns or [1_000, 10_000])

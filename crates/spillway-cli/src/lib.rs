@@ -13,9 +13,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod args;
+mod child;
+mod histogram;
 pub mod load;
+mod memory;
+mod net;
 pub mod serve;
 pub mod simulate;
+mod status;
+mod workload;
+
+pub use args::{PoolArgs, WorkloadArgs};
+pub use child::ChildOf;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.
 #[derive(Debug, Parser)]
@@ -45,6 +54,14 @@ pub enum Command {
     /// Offer an HTTP server a fixed rate of requests (open loop) and report goodput, shed and
     /// latency by status class, free of coordinated omission.
     Load(load::LoadArgs),
+    /// Internal: one task of a parent `simulate` or `load`, whose settings arrive as JSON on
+    /// stdin and whose results leave as JSON lines on stdout.
+    #[command(hide = true)]
+    Child {
+        /// Which subcommand the task belongs to.
+        #[arg(value_enum)]
+        of: ChildOf,
+    },
 }
 
 /// Runs the parsed command.
@@ -57,5 +74,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Simulate(args) => simulate::run(args).await,
         Command::Serve(args) => serve::run(args).await,
         Command::Load(args) => load::run(args).await,
+        Command::Child { of } => match of {
+            ChildOf::Simulate => simulate::run_as_child().await,
+            ChildOf::Load => load::run_as_child().await,
+        },
     }
 }

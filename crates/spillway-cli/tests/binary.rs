@@ -1,6 +1,10 @@
 //! The built `spillway` binary, run as a user would.
 
+mod support;
+
 use std::process::Command;
+
+use support::{Reply, assert_every_job_accounted, get_request};
 
 fn spillway(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_spillway"))
@@ -72,12 +76,7 @@ fn simulate_runs_each_mode_in_its_own_process() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let mode = &report["modes"][0];
     assert_eq!(mode["mode"], "pool");
-    let offered = mode["offered"].as_u64().unwrap();
-    let parts: u64 = ["completed", "rejected", "expired", "in_flight_at_end"]
-        .iter()
-        .map(|f| mode[*f].as_u64().unwrap())
-        .sum();
-    assert_eq!(offered, parts);
+    assert_every_job_accounted(mode);
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -109,20 +108,16 @@ impl Reaper {
 }
 
 /// `GET path` on a new connection, with a read deadline; the whole reply.
-fn get(addr: &str, path: &str) -> String {
+fn get(addr: &str, path: &str) -> Reply {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(std::time::Duration::from_secs(10)))
         .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    reply
+    stream.write_all(get_request(path).as_bytes()).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    Reply::parse(&reply)
 }
 
 #[test]
@@ -134,7 +129,7 @@ fn serve_drains_on_sigterm_and_exits_zero() {
 
     let mut child = Reaper(
         Command::new(env!("CARGO_BIN_EXE_spillway"))
-            .args(["serve", "--addr", "127.0.0.1:0", "--work-ms", "3000"])
+            .args(["serve", "--addr", "127.0.0.1:0", "--wait-ms", "3000"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -155,11 +150,12 @@ fn serve_drains_on_sigterm_and_exits_zero() {
     stream
         .set_read_timeout(Some(Duration::from_secs(20)))
         .unwrap();
-    stream
-        .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-        .unwrap();
+    stream.write_all(get_request("/work").as_bytes()).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !get(&addr, "/metrics").contains("spillway_workers_busy{pool=\"serve\"} 1") {
+    while !get(&addr, "/metrics")
+        .body
+        .contains("spillway_workers_busy{pool=\"serve\"} 1")
+    {
         assert!(Instant::now() < deadline, "the request never started");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -168,9 +164,10 @@ fn serve_drains_on_sigterm_and_exits_zero() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    assert!(reply.starts_with("HTTP/1.1 200 OK"), "{reply}");
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    let reply = Reply::parse(&reply);
+    assert_eq!(reply.status, 200, "{reply:?}");
 
     let status = child.wait_at_most(Duration::from_secs(20));
     let mut rest = String::new();
@@ -203,7 +200,7 @@ fn load_splits_over_processes_and_merges_their_counts() {
             "127.0.0.1:0",
             "--mode",
             "naive",
-            "--work-ms",
+            "--wait-ms",
             "1",
         ])
         .stdout(Stdio::piped())

@@ -1,6 +1,8 @@
 //! `spillway serve` driven in-process on ephemeral loopback ports. Every wait is bounded, and
 //! no assertion depends on how fast the machine is.
 
+mod support;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -11,6 +13,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+use support::{Reply, get_request};
 
 /// Longest any single step of a test may take before it fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -61,10 +65,7 @@ impl Running {
     }
 
     async fn get(&self, path: &str) -> Reply {
-        self.send(&format!(
-            "GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-        ))
-        .await
+        self.send(&get_request(path)).await
     }
 
     async fn send(&self, raw: &str) -> Reply {
@@ -102,50 +103,23 @@ impl Running {
     }
 }
 
-#[derive(Debug)]
-struct Reply {
-    status: u16,
-    head: String,
-    body: String,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.lines().find_map(|line| {
-            let (n, v) = line.split_once(':')?;
-            n.eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
 async fn read_reply(stream: &mut TcpStream) -> Reply {
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
         .await
         .expect("the server answers in time")
         .expect("the connection reads");
-    let text = String::from_utf8_lossy(&raw).into_owned();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    Reply {
-        status,
-        head: head.to_string(),
-        body: body.to_string(),
-    }
+    Reply::parse(&raw)
 }
 
 #[tokio::test]
 async fn each_mode_answers_every_route() {
     for mode in ["naive", "semaphore", "pool"] {
-        let server = Running::start(&["--mode", mode, "--work-ms", "1"]).await;
+        let server = Running::start(&["--mode", mode, "--wait-ms", "1"]).await;
         let work = server.get("/work").await;
         assert_eq!(work.status, 200, "{mode}: {work:?}");
         assert_eq!(work.body, "ok\n");
-        let work = server.get("/work?work_ms=0&alloc_kib=64&cpu_ms=0.1").await;
+        let work = server.get("/work?wait_ms=0&alloc_kib=64&cpu_ms=0.1").await;
         assert_eq!(work.status, 200, "{mode}: {work:?}");
         assert_eq!(server.get("/healthz").await.status, 200);
         let index = server.get("/").await;
@@ -179,7 +153,7 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
         "1",
         "--queue",
         "1",
-        "--work-ms",
+        "--wait-ms",
         "4000",
         "--retry-after",
         "3",
@@ -222,9 +196,7 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
 async fn get_at(addr: SocketAddr, path: &str) -> Reply {
     let mut stream = TcpStream::connect(addr).await.expect("connects");
     stream
-        .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
-        )
+        .write_all(get_request(path).as_bytes())
         .await
         .unwrap();
     read_reply(&mut stream).await
@@ -241,7 +213,7 @@ async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
         "1",
         "--queue",
         "4",
-        "--work-ms",
+        "--wait-ms",
         "60000",
     ])
     .await;
@@ -279,14 +251,14 @@ async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
         0.0
     );
     // The pool is free again at once: a 60 s job did not hold it.
-    assert_eq!(server.get("/work?work_ms=0").await.status, 200);
+    assert_eq!(server.get("/work?wait_ms=0").await.status, 200);
     let report = server.drain().await;
     assert_eq!(report.abandoned, 0);
 }
 
 #[tokio::test]
 async fn a_client_that_disconnects_in_naive_mode_is_counted_too() {
-    let server = Running::start(&["--mode", "naive", "--work-ms", "60000"]).await;
+    let server = Running::start(&["--mode", "naive", "--wait-ms", "60000"]).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
@@ -329,7 +301,7 @@ async fn a_slow_client_that_never_finishes_its_headers_is_dropped() {
 
 #[tokio::test]
 async fn an_oversized_body_gets_413_whether_declared_or_streamed() {
-    let server = Running::start(&["--body-limit", "1KiB", "--work-ms", "0"]).await;
+    let server = Running::start(&["--body-limit", "1KiB", "--wait-ms", "0"]).await;
     let declared = server
         .send("POST /work HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: 5000\r\n\r\n")
         .await;
@@ -358,11 +330,11 @@ async fn an_oversized_body_gets_413_whether_declared_or_streamed() {
 #[tokio::test]
 async fn bad_query_values_get_400_naming_the_parameter_without_using_the_pool() {
     let server = Running::start(&["--mode", "pool"]).await;
-    let bad = server.get("/work?work_ms=soon").await;
+    let bad = server.get("/work?wait_ms=soon").await;
     assert_eq!(bad.status, 400);
     assert_eq!(
         bad.body,
-        "invalid work_ms = \"soon\": must be a number of milliseconds from 0 to 60000\n"
+        "invalid wait_ms = \"soon\": must be a number of milliseconds from 0 to 60000\n"
     );
     let bad = server.get("/work?alloc_kib=-3").await;
     assert_eq!(bad.status, 400);
@@ -384,7 +356,7 @@ async fn bad_query_values_get_400_naming_the_parameter_without_using_the_pool() 
 
 #[tokio::test]
 async fn metrics_export_the_pool_and_the_server_series() {
-    let server = Running::start(&["--mode", "pool", "--work-ms", "0"]).await;
+    let server = Running::start(&["--mode", "pool", "--wait-ms", "0"]).await;
     assert_eq!(server.get("/work").await.status, 200);
     let metrics = server.get("/metrics").await;
     assert_eq!(
@@ -418,7 +390,7 @@ async fn one_http2_connection_carries_many_concurrent_requests() {
     use hyper::body::Bytes;
     use hyper_util::rt::{TokioExecutor, TokioIo};
 
-    let server = Running::start(&["--mode", "pool", "--work-ms", "300"]).await;
+    let server = Running::start(&["--mode", "pool", "--wait-ms", "300"]).await;
     let stream = TcpStream::connect(server.addr).await.unwrap();
     let (sender, conn) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
@@ -471,7 +443,7 @@ where
 
 #[tokio::test]
 async fn max_connections_holds_further_connections_in_the_backlog() {
-    let server = Running::start(&["--max-connections", "1", "--work-ms", "0"]).await;
+    let server = Running::start(&["--max-connections", "1", "--wait-ms", "0"]).await;
     // A keep-alive connection takes the only slot.
     let mut first = TcpStream::connect(server.addr).await.unwrap();
     first
@@ -500,7 +472,7 @@ async fn max_connections_holds_further_connections_in_the_backlog() {
 
 #[tokio::test]
 async fn draining_lets_in_flight_requests_finish_and_refuses_new_connections() {
-    let server = Running::start(&["--mode", "pool", "--work-ms", "3000"]).await;
+    let server = Running::start(&["--mode", "pool", "--wait-ms", "3000"]).await;
     let addr = server.addr;
     let in_flight = server.spawn_get("/work");
     server
@@ -521,7 +493,7 @@ async fn the_drain_deadline_abandons_what_is_still_running() {
     let server = Running::start(&[
         "--mode",
         "pool",
-        "--work-ms",
+        "--wait-ms",
         "60000",
         "--drain-timeout",
         "200ms",
@@ -579,6 +551,24 @@ async fn bad_settings_name_the_flag() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--body-limit"), "{err}");
+    let err = Server::bind(&args(&["--min-workers", "20", "--max-workers", "10"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        format!("{err:#}"),
+        "invalid --min-workers = 20: must be at most --max-workers (10)"
+    );
+    // A semaphore has no minimum: the same flags are not checked against it.
+    let semaphore = Running::start(&[
+        "--mode",
+        "semaphore",
+        "--min-workers",
+        "20",
+        "--max-workers",
+        "10",
+    ])
+    .await;
+    semaphore.drain().await;
     let taken = Running::start(&[]).await;
     let addr = taken.addr.to_string();
     let err = Server::bind(&args(&["--addr", &addr])).await.unwrap_err();

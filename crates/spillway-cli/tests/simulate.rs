@@ -1,8 +1,11 @@
 //! `spillway simulate` driven in-process at a tiny scale, plus one run of the built binary.
 
+mod support;
+
 use clap::Parser;
 use spillway_cli::simulate::{self, SimReport, SimulateArgs};
 use spillway_cli::{Cli, Command};
+use support::assert_every_job_accounted;
 
 fn args(extra: &[&str]) -> SimulateArgs {
     let mut argv = vec!["spillway", "simulate", "--isolation", "inline"];
@@ -47,12 +50,7 @@ fn every_offered_job_is_accounted_for_in_every_mode() {
     let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
     assert_eq!(names, ["naive", "semaphore", "pool", "pool-tuned"]);
     for m in &report.modes {
-        assert_eq!(
-            m.offered,
-            m.completed + m.rejected + m.expired + m.in_flight_at_end,
-            "{}: offered must split into completed, rejected, expired and in flight",
-            m.mode
-        );
+        assert_every_job_accounted(&serde_json::to_value(m).unwrap());
         // Open loop: about 400 offers in the second, whatever the mode does with them.
         assert!(
             (300..=500).contains(&m.offered),
@@ -84,13 +82,10 @@ fn a_pool_that_is_too_small_sheds_and_counts_it() {
         "2",
     ]);
     let m = &report.modes[0];
-    // Two workers for 20 ms jobs complete at most ~100/s; the rest is rejected at once.
-    assert!(m.rejected > 100, "{m:?}");
+    // Two workers for 20 ms jobs complete at most ~100/s; the rest is shed at once.
+    assert!(m.shed > 100, "{m:?}");
     assert!(m.completed <= 150, "{m:?}");
-    assert_eq!(
-        m.offered,
-        m.completed + m.rejected + m.expired + m.in_flight_at_end
-    );
+    assert_every_job_accounted(&serde_json::to_value(m).unwrap());
 }
 
 #[test]
@@ -112,7 +107,7 @@ fn the_memory_cap_stops_a_mode_and_reports_it_as_oom() {
         "5000",
         "--duration",
         "5s",
-        "--work-ms",
+        "--wait-ms",
         "500",
         "--alloc-kib",
         "256",
@@ -167,7 +162,7 @@ async fn json_and_html_reports_are_written() {
         "offered",
         "completed",
         "goodput_per_s",
-        "rejected",
+        "shed",
         "expired",
         "peak_rss_bytes",
         "peak_in_flight",
@@ -180,6 +175,7 @@ async fn json_and_html_reports_are_written() {
         assert!(mode["latency_ms"][p].is_number(), "missing latency_ms.{p}");
     }
     assert_eq!(mode["mode"], "semaphore");
+    assert_every_job_accounted(mode);
     assert_eq!(mode["oom"], false);
     assert!(mode["series"][0]["rss_bytes"].as_u64().unwrap() > 0);
 
@@ -218,16 +214,42 @@ fn bad_flags_are_clear_errors() {
     );
     let e = parse_error(&["--queue", "0"]);
     assert!(e.contains("--queue"), "{e}");
-    let e = parse_error(&["--work-ms", "-1"]);
+    let e = parse_error(&["--wait-ms", "-1"]);
     assert!(
         e.contains("must be a number of milliseconds from 0 to 3600000"),
         "{e}"
     );
-    let e = parse_error(&["--work-ms", "1e30"]);
-    assert!(e.contains("--work-ms"), "{e}");
+    let e = parse_error(&["--wait-ms", "1e30"]);
+    assert!(e.contains("--wait-ms"), "{e}");
+    let e = parse_error(&["--alloc-kib", "2000000000"]);
+    assert!(
+        e.contains("--alloc-kib") && e.contains("0..=1073741824"),
+        "{e}"
+    );
+    let e = parse_error(&["--max-workers", "0"]);
+    assert!(e.contains("--max-workers"), "{e}");
 
     let err = simulate::simulate(&args(&["--min-workers", "10", "--max-workers", "5"]))
         .unwrap_err()
         .to_string();
-    assert_eq!(err, "--min-workers (10) must be at most --max-workers (5)");
+    assert_eq!(
+        err,
+        "invalid --min-workers = 10: must be at most --max-workers (5)"
+    );
+    // The semaphore has no minimum: --min-workers is not checked against its permits.
+    let only_semaphore = args(&[
+        "--mode",
+        "semaphore",
+        "--min-workers",
+        "10",
+        "--max-workers",
+        "5",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--capacity",
+        "1000",
+    ]);
+    assert!(simulate::simulate(&only_semaphore).is_ok());
 }

@@ -1,11 +1,15 @@
 //! Behaviour of the pool through its public API.
 
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use spillway::{JobError, Pool, SubmitTimeoutError, TrySubmitError};
 use tokio::sync::oneshot;
+
+use support::DropFlag;
 
 /// A pool with one worker blocked on a job that never ends, so queued jobs stay queued.
 async fn blocked_pool(queue: usize) -> (Pool, spillway::JobHandle<()>) {
@@ -20,14 +24,6 @@ async fn blocked_pool(queue: usize) -> (Pool, spillway::JobHandle<()>) {
         tokio::task::yield_now().await;
     }
     (pool, blocker)
-}
-
-/// Sets a flag when dropped: proves a job's future was dropped (cancelled) rather than leaked.
-struct DropFlag(Arc<AtomicBool>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 #[tokio::test]

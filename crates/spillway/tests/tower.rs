@@ -1,5 +1,7 @@
 //! The tower integration (feature `tower`): `PoolLayer`, `PoolService` and their response future.
 
+mod support;
+
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
@@ -18,6 +20,8 @@ use tokio::sync::{Semaphore, oneshot};
 use tokio::time::Instant;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_test::mock;
+
+use support::DropFlag;
 
 /// A pool with `max_workers` workers and room for `queue` waiting jobs.
 fn pool(max_workers: usize, queue: usize) -> Pool {
@@ -42,14 +46,6 @@ async fn until(pool: &Pool, done: impl Fn(&Snapshot) -> bool) {
 /// The reason a request was shed, or `None` if its error is something else.
 fn shed_reason(err: &BoxError) -> Option<ShedReason> {
     err.downcast_ref::<Overloaded>().map(Overloaded::reason)
-}
-
-/// Sets a flag when dropped: proves a request's future was dropped (cancelled) rather than leaked.
-struct DropFlag(Arc<AtomicBool>);
-impl Drop for DropFlag {
-    fn drop(&mut self) {
-        self.0.store(true, Ordering::SeqCst);
-    }
 }
 
 /// An inner service's own error type, to show it comes back unchanged.

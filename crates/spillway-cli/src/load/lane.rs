@@ -17,11 +17,13 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use super::stats::{Failure, Recorder, class_of};
+use super::stats::{Failure, Shards};
 use super::target::Target;
+use crate::net::socket_for;
+use crate::status::StatusClass;
 
 /// What every lane shares: the schedule and the request.
 #[derive(Debug)]
@@ -78,7 +80,7 @@ const CONNECTING_AT_ONCE: usize = 256;
 pub(crate) async fn run(
     mut plan: Plan,
     warmup: Duration,
-    recorder: Arc<Recorder>,
+    shards: Arc<Shards>,
     live: Arc<Live>,
 ) -> Instant {
     let connections = preconnect(&plan, &live).await;
@@ -96,16 +98,17 @@ pub(crate) async fn run(
         let h2 = Arc::new(h2);
         let mut h1 = h1;
         for s in 0..plan.streams {
-            let lane = c * plan.streams + s;
-            tasks.spawn(lane_loop(
-                lane,
-                c,
-                h1.take(),
-                Arc::clone(&h2),
-                Arc::clone(&plan),
-                Arc::clone(&recorder),
-                Arc::clone(&live),
-            ));
+            let lane = Lane {
+                index: c * plan.streams + s,
+                connection: c,
+                h1: h1.take(),
+                h2: Arc::clone(&h2),
+                plan: Arc::clone(&plan),
+                shards: Arc::clone(&shards),
+                live: Arc::clone(&live),
+                free_at: plan.start,
+            };
+            tasks.spawn(lane.run());
         }
     }
     while tasks.join_next().await.is_some() {}
@@ -186,73 +189,116 @@ impl SharedH2 {
     }
 }
 
-async fn lane_loop(
-    lane: usize,
+/// One lane: its share of the schedule, sent one request at a time.
+struct Lane {
+    index: usize,
     connection: usize,
-    mut h1: Option<http1::SendRequest<Empty<Bytes>>>,
+    /// The lane's own HTTP/1.1 connection, when it has one.
+    h1: Option<http1::SendRequest<Empty<Bytes>>>,
+    /// The HTTP/2 connection it shares with the connection's other lanes.
     h2: Arc<SharedH2>,
     plan: Arc<Plan>,
-    recorder: Arc<Recorder>,
+    shards: Arc<Shards>,
     live: Arc<Live>,
-) {
-    let lanes = plan.lanes() as u64;
-    let mut free_at = plan.start;
-    let end = plan.measure_from + plan.duration;
-    let mut i = lane as u64;
-    while i < plan.total {
-        let due = plan.due(i);
+    /// When the lane's last request ended.
+    free_at: Instant,
+}
+
+/// When one request was due, went out and ended.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    due: Instant,
+    sent: Instant,
+    /// Latency, and the timeout, run from here: the due time when the lane held the request
+    /// back, else the send (the generator's own lag is reported apart).
+    begin: Instant,
+    done: Instant,
+    lane_was_free: bool,
+}
+
+impl Lane {
+    /// Sends requests `index`, `index + lanes`, ... of the schedule, each at its due time.
+    async fn run(mut self) {
+        let lanes = self.plan.lanes() as u64;
+        let mut i = self.index as u64;
+        while i < self.plan.total {
+            self.send(i).await;
+            i += lanes;
+        }
+    }
+
+    /// Sends request `i` once it is due, and records what came of it.
+    async fn send(&mut self, i: u64) {
+        let due = self.plan.due(i);
         if due > Instant::now() {
             tokio::time::sleep_until(due).await;
         }
-        let now = Instant::now();
-        let lane_was_free = free_at <= due;
-        // Latency, and the timeout, run from the due time when the lane held the request back,
-        // else from the send (the generator's own lag is reported apart).
-        let begin = if lane_was_free { now } else { due };
-        let budget = plan.timeout.saturating_sub(now - begin);
-        let outcome = if budget.is_zero() {
-            // Overdue by more than the timeout before it could be sent: the caller gave up.
-            Err(Failure::Timeout)
-        } else {
-            live.sent.fetch_add(1, Ordering::Relaxed);
-            // The budget covers a (re)connect too.
-            let attempt = async {
-                if plan.http2 {
-                    request_h2(&plan, connection, &h2, &live, budget).await
-                } else {
-                    request_h1(&plan, connection, &mut h1, &live, budget).await
-                }
+        let sent = Instant::now();
+        let lane_was_free = self.free_at <= due;
+        let begin = if lane_was_free { sent } else { due };
+        let outcome = self
+            .attempt(self.plan.timeout.saturating_sub(sent - begin))
+            .await;
+        let done = Instant::now();
+        self.free_at = done;
+        match outcome {
+            Ok(status) => {
+                self.live.responses[StatusClass::of(status).index()].fetch_add(1, Ordering::Relaxed)
+            }
+            Err(_) => self.live.errors.fetch_add(1, Ordering::Relaxed),
+        };
+        if i >= self.plan.first_measured {
+            let times = Sent {
+                due,
+                sent,
+                begin,
+                done,
+                lane_was_free,
             };
-            match tokio::time::timeout(budget, attempt).await {
-                Ok(outcome) => outcome,
-                Err(_) => {
-                    // Whatever was in progress on the HTTP/1.1 connection cannot be reused.
-                    h1 = None;
-                    Err(Failure::Timeout)
-                }
+            self.record(times, outcome);
+        }
+    }
+
+    /// One request within `budget`, a (re)connect included.
+    async fn attempt(&mut self, budget: Duration) -> Result<u16, Failure> {
+        if budget.is_zero() {
+            // Overdue by more than the timeout before it could be sent: the caller gave up.
+            return Err(Failure::Timeout);
+        }
+        self.live.sent.fetch_add(1, Ordering::Relaxed);
+        let plan = &self.plan;
+        let attempt = async {
+            if plan.http2 {
+                request_h2(plan, self.connection, &self.h2, &self.live, budget).await
+            } else {
+                request_h1(plan, self.connection, &mut self.h1, &self.live, budget).await
             }
         };
-        let done = Instant::now();
-        free_at = done;
-        match outcome {
-            Ok(status) => live.responses[class_of(status)].fetch_add(1, Ordering::Relaxed),
-            Err(_) => live.errors.fetch_add(1, Ordering::Relaxed),
-        };
-        if i >= plan.first_measured {
-            let second =
-                usize::try_from(due.saturating_duration_since(plan.measure_from).as_secs())
-                    .unwrap_or(0);
-            recorder.with(lane, |tally| {
-                if lane_was_free {
-                    tally.sent_late_by(now.saturating_duration_since(due));
-                }
-                match outcome {
-                    Ok(status) => tally.response(status, done - begin, second, done <= end),
-                    Err(failure) => tally.failure(failure, second),
-                }
-            });
+        match tokio::time::timeout(budget, attempt).await {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                // Whatever was in progress on the HTTP/1.1 connection cannot be reused.
+                self.h1 = None;
+                Err(Failure::Timeout)
+            }
         }
-        i += lanes;
+    }
+
+    /// Records a measured request in the lane's shard.
+    fn record(&self, t: Sent, outcome: Result<u16, Failure>) {
+        let plan = &self.plan;
+        let second = usize::try_from(t.due.saturating_duration_since(plan.measure_from).as_secs())
+            .unwrap_or(0);
+        let in_window = t.done <= plan.measure_from + plan.duration;
+        self.shards.with(self.index, |tally| {
+            if t.lane_was_free {
+                tally.sent_late_by(t.sent.saturating_duration_since(t.due));
+            }
+            match outcome {
+                Ok(status) => tally.response(status, t.done - t.begin, second, in_window),
+                Err(failure) => tally.failure(failure, second),
+            }
+        });
     }
 }
 
@@ -266,18 +312,8 @@ async fn connect_to(
     timeout: Duration,
     connection: usize,
 ) -> Result<TcpStream, Failure> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()
-    } else {
-        TcpSocket::new_v6()
-    }
-    .map_err(|_| Failure::Connect)?;
-    if !sources.is_empty() {
-        let source = sources[connection % sources.len()];
-        socket
-            .bind(SocketAddr::new(source, 0))
-            .map_err(|_| Failure::Connect)?;
-    }
+    let source = (!sources.is_empty()).then(|| sources[connection % sources.len()]);
+    let socket = socket_for(addr, source).map_err(|_| Failure::Connect)?;
     let stream = tokio::time::timeout(timeout, socket.connect(addr))
         .await
         .map_err(|_| Failure::Connect)?

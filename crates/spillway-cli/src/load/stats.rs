@@ -8,17 +8,8 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
-/// Status classes, reported apart: success, shed, and everything else.
-pub(crate) const CLASSES: [&str; 3] = ["2xx", "503", "other"];
-
-/// The class index of a status.
-pub(crate) fn class_of(status: u16) -> usize {
-    match status {
-        200..=299 => 0,
-        503 => 1,
-        _ => 2,
-    }
-}
+use crate::histogram::{COARSE, FINE, micros, micros_histogram, quantile_ms};
+use crate::status::StatusClass;
 
 /// Why a scheduled request got no response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,31 +22,27 @@ pub(crate) enum Failure {
     Other,
 }
 
-/// Microseconds, 1 us to 1 hour, 3 significant digits: the totals.
+/// The totals' histograms.
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("static bounds are valid")
+    micros_histogram(FINE)
 }
 
 /// Per-second histograms need less precision.
 fn coarse_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("static bounds are valid")
-}
-
-fn micros(d: Duration) -> u64 {
-    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+    micros_histogram(COARSE)
 }
 
 /// One second of the run.
 #[derive(Debug, Clone)]
-pub(crate) struct Second {
+pub(crate) struct SecondTally {
     pub(crate) responses: [u64; 3],
     pub(crate) errors: u64,
     pub(crate) latency: [Histogram<u64>; 3],
 }
 
-impl Second {
+impl SecondTally {
     fn new() -> Self {
-        Second {
+        SecondTally {
             responses: [0; 3],
             errors: 0,
             latency: [coarse_histogram(), coarse_histogram(), coarse_histogram()],
@@ -76,7 +63,7 @@ pub(crate) struct Tally {
     pub(crate) connect_errors: u64,
     pub(crate) timeouts: u64,
     pub(crate) other_errors: u64,
-    pub(crate) seconds: Vec<Second>,
+    pub(crate) seconds: Vec<SecondTally>,
 }
 
 impl Tally {
@@ -93,9 +80,9 @@ impl Tally {
         }
     }
 
-    fn second(&mut self, index: usize) -> &mut Second {
+    fn second(&mut self, index: usize) -> &mut SecondTally {
         while self.seconds.len() <= index {
-            self.seconds.push(Second::new());
+            self.seconds.push(SecondTally::new());
         }
         &mut self.seconds[index]
     }
@@ -103,7 +90,7 @@ impl Tally {
     /// A response with `status`, `latency` after its due (or send) time, due in second `at`;
     /// `in_window` when it arrived before the measured part ended.
     pub(crate) fn response(&mut self, status: u16, latency: Duration, at: usize, in_window: bool) {
-        let class = class_of(status);
+        let class = StatusClass::of(status).index();
         self.in_window[class] += u64::from(in_window);
         let us = micros(latency);
         self.latency[class].saturating_record(us);
@@ -245,13 +232,13 @@ struct EncodedSecond {
 /// Shards of a [`Tally`], so that thousands of connections record without fighting over one
 /// lock.
 #[derive(Debug)]
-pub(crate) struct Recorder {
+pub(crate) struct Shards {
     shards: Vec<Mutex<Tally>>,
 }
 
-impl Recorder {
+impl Shards {
     pub(crate) fn new(shards: usize) -> Self {
-        Recorder {
+        Shards {
             shards: (0..shards.max(1))
                 .map(|_| Mutex::new(Tally::new()))
                 .collect(),
@@ -298,14 +285,7 @@ pub struct Percentiles {
 
 impl Percentiles {
     pub(crate) fn of(h: &Histogram<u64>, in_window: u64, seconds: f64) -> Self {
-        let ms = |us: u64| us as f64 / 1e3;
-        let q = |q: f64| {
-            if h.is_empty() {
-                0.0
-            } else {
-                ms(h.value_at_quantile(q))
-            }
-        };
+        let q = |q: f64| quantile_ms(h, q);
         Percentiles {
             count: h.len(),
             rate: in_window as f64 / seconds,
@@ -313,7 +293,11 @@ impl Percentiles {
             p90_ms: q(0.9),
             p99_ms: q(0.99),
             p999_ms: q(0.999),
-            max_ms: if h.is_empty() { 0.0 } else { ms(h.max()) },
+            max_ms: if h.is_empty() {
+                0.0
+            } else {
+                h.max() as f64 / 1e3
+            },
             mean_ms: if h.is_empty() { 0.0 } else { h.mean() / 1e3 },
         }
     }
@@ -341,16 +325,6 @@ pub struct SecondReport {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_fall_into_three_classes() {
-        assert_eq!(class_of(200), 0);
-        assert_eq!(class_of(299), 0);
-        assert_eq!(class_of(503), 1);
-        assert_eq!(class_of(500), 2);
-        assert_eq!(class_of(404), 2);
-        assert_eq!(class_of(302), 2);
-    }
 
     /// Deterministic pseudo-random latencies, 1 us .. ~2 s.
     fn latencies(seed: u64, n: usize) -> Vec<Duration> {

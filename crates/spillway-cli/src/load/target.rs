@@ -120,10 +120,10 @@ mod tests {
 
     #[test]
     fn urls_parse_into_host_port_and_path() {
-        let t = parse_url("http://127.0.0.1:8080/work?work_ms=5").unwrap();
+        let t = parse_url("http://127.0.0.1:8080/work?wait_ms=5").unwrap();
         assert_eq!(t.host, "127.0.0.1");
         assert_eq!(t.port, 8080);
-        assert_eq!(t.path, "/work?work_ms=5");
+        assert_eq!(t.path, "/work?wait_ms=5");
         assert_eq!(t.authority, "127.0.0.1:8080");
         let t = parse_url("http://localhost").unwrap();
         assert_eq!((t.port, t.path.as_str()), (80, "/"));

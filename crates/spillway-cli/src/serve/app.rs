@@ -15,20 +15,19 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body::Body as _;
 use prometheus_client::registry::Registry;
-use spillway::{BoxError, JobError, Overloaded, Pool, PoolLayer};
-use tokio::sync::Semaphore;
+use spillway::{BoxError, JobError, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
+use super::ServeArgs;
+use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
-use crate::simulate::job::{self, Profile};
+use crate::workload::{self, Profile};
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) profile: Profile,
-    pub(crate) pool: Option<Pool>,
-    pub(crate) admission_wait: Option<Duration>,
-    pub(crate) semaphore: Option<Arc<Semaphore>>,
+    pub(crate) limiter: Limiter,
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) body_limit: u64,
@@ -41,17 +40,57 @@ pub(crate) struct App {
     pub(crate) draining: AtomicBool,
     /// The drain deadline passed: requests dropped from now on were abandoned, not cancelled.
     pub(crate) abandoning: AtomicBool,
-    /// Keeps the pool's runtime (`--pool-threads`) alive as long as the pool.
-    pub(crate) _runtime: super::server::PoolRuntime,
+}
+
+impl App {
+    /// Builds the mode's limiter, the metrics registry and the handlers' settings.
+    ///
+    /// # Errors
+    ///
+    /// Invalid pool settings, naming the flag.
+    pub(crate) fn new(args: &ServeArgs) -> anyhow::Result<App> {
+        let limiter = Limiter::build(args)?;
+        let metrics = ServerMetrics::new();
+        let mut registry = Registry::default();
+        metrics.register(&mut registry);
+        if let Some(pool) = limiter.pool() {
+            pool.register_metrics(&mut registry);
+        }
+        let w = &args.workload;
+        let summary = format!(
+            "mode <b>{}</b>: /work waits {} ms, allocates {} KiB, burns {} ms of CPU; {}",
+            args.mode.as_str(),
+            w.wait_ms,
+            w.alloc_kib,
+            w.cpu_ms,
+            limiter.describe(args)
+        );
+        Ok(App {
+            profile: w.profile(),
+            limiter,
+            metrics,
+            registry,
+            body_limit: args.body_limit,
+            header_timeout: args.header_timeout,
+            retry_after: HeaderValue::from(args.retry_after),
+            summary,
+            draining: AtomicBool::new(false),
+            abandoning: AtomicBool::new(false),
+        })
+    }
 }
 
 /// The service: `/work`, `/metrics`, `/healthz` and `/`, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
     let work = get(work).post(work);
-    let work = match &app.pool {
-        Some(pool) => {
+    let work = match &app.limiter {
+        Limiter::Pool {
+            pool,
+            admission_wait,
+            ..
+        } => {
             let mut layer = PoolLayer::new(pool.clone());
-            if let Some(wait) = app.admission_wait {
+            if let Some(wait) = *admission_wait {
                 layer = layer.wait(wait);
             }
             let shed_app = Arc::clone(&app);
@@ -64,7 +103,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
                     .layer(layer),
             )
         }
-        None => work,
+        Limiter::Naive | Limiter::Semaphore(_) => work,
     };
     Router::new()
         .route("/work", work)
@@ -78,15 +117,14 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 /// `/work`: the seed's job. In pool mode this runs as a pool job; in semaphore mode it first
 /// waits for a permit.
 async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile>) -> Response {
-    match &app.semaphore {
-        Some(semaphore) => {
-            let Ok(_permit) = semaphore.acquire().await else {
-                return (StatusCode::SERVICE_UNAVAILABLE, "closed\n").into_response();
-            };
-            job::run(profile).await;
-        }
-        None => job::run(profile).await,
-    }
+    let _permit = match &app.limiter {
+        Limiter::Semaphore(semaphore) => match semaphore.acquire().await {
+            Ok(permit) => Some(permit),
+            Err(_) => return (StatusCode::SERVICE_UNAVAILABLE, "closed\n").into_response(),
+        },
+        Limiter::Naive | Limiter::Pool { .. } => None,
+    };
+    workload::run(profile).await;
     "ok\n".into_response()
 }
 
@@ -146,7 +184,7 @@ async fn index(State(app): State<Arc<App>>) -> Response {
     let _ = write!(
         page,
         "<p>{}</p><ul><li><a href=\"/work\">/work</a>: one job (query parameters \
-         <code>work_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
+         <code>wait_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
          profile)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
          <li><a href=\"/healthz\">/healthz</a>: liveness</li></ul></body></html>",
         app.summary
@@ -252,8 +290,8 @@ impl Drop for InFlight<'_> {
     }
 }
 
-/// Most a request may ask for with `?work_ms=` (one minute).
-const MAX_WORK_MS: f64 = 60_000.0;
+/// Most a request may ask for with `?wait_ms=` (one minute).
+const MAX_WAIT_MS: f64 = 60_000.0;
 /// Most a request may ask for with `?cpu_ms=` (ten seconds).
 const MAX_CPU_MS: f64 = 10_000.0;
 /// Most a request may ask for with `?alloc_kib=` (1 GiB).
@@ -274,10 +312,10 @@ pub(crate) fn profile_from_query(query: Option<&str>, default: Profile) -> Resul
             )),
         };
         match name {
-            "work_ms" => profile.work = millis(MAX_WORK_MS)?,
+            "wait_ms" => profile.wait = millis(MAX_WAIT_MS)?,
             "cpu_ms" => profile.cpu = millis(MAX_CPU_MS)?,
             "alloc_kib" => {
-                profile.alloc_bytes = match value.parse::<u64>() {
+                profile.alloc = match value.parse::<u64>() {
                     Ok(kib) if kib <= MAX_ALLOC_KIB => (kib as usize) * 1024,
                     _ => {
                         return Err(format!(
@@ -289,7 +327,7 @@ pub(crate) fn profile_from_query(query: Option<&str>, default: Profile) -> Resul
             }
             _ => {
                 return Err(format!(
-                    "unknown query parameter {name:?}: /work takes work_ms, alloc_kib and cpu_ms"
+                    "unknown query parameter {name:?}: /work takes wait_ms, alloc_kib and cpu_ms"
                 ));
             }
         }
@@ -302,8 +340,8 @@ mod tests {
     use super::*;
 
     const BASE: Profile = Profile {
-        work: Duration::from_millis(10),
-        alloc_bytes: 0,
+        wait: Duration::from_millis(10),
+        alloc: 0,
         cpu: Duration::ZERO,
     };
 
@@ -315,28 +353,28 @@ mod tests {
 
     #[test]
     fn query_overrides_each_field() {
-        let p = profile_from_query(Some("work_ms=2.5&alloc_kib=8&cpu_ms=1"), BASE).unwrap();
-        assert_eq!(p.work, Duration::from_micros(2500));
-        assert_eq!(p.alloc_bytes, 8 * 1024);
+        let p = profile_from_query(Some("wait_ms=2.5&alloc_kib=8&cpu_ms=1"), BASE).unwrap();
+        assert_eq!(p.wait, Duration::from_micros(2500));
+        assert_eq!(p.alloc, 8 * 1024);
         assert_eq!(p.cpu, Duration::from_millis(1));
     }
 
     #[test]
     fn bad_values_name_the_parameter_and_the_range() {
-        let err = profile_from_query(Some("work_ms=abc"), BASE).unwrap_err();
+        let err = profile_from_query(Some("wait_ms=abc"), BASE).unwrap_err();
         assert_eq!(
             err,
-            r#"invalid work_ms = "abc": must be a number of milliseconds from 0 to 60000"#
+            r#"invalid wait_ms = "abc": must be a number of milliseconds from 0 to 60000"#
         );
         let err = profile_from_query(Some("cpu_ms=-1"), BASE).unwrap_err();
         assert!(err.starts_with("invalid cpu_ms"), "{err}");
-        let err = profile_from_query(Some("work_ms=NaN"), BASE).unwrap_err();
-        assert!(err.starts_with("invalid work_ms"), "{err}");
+        let err = profile_from_query(Some("wait_ms=NaN"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid wait_ms"), "{err}");
         let err = profile_from_query(Some("alloc_kib=99999999"), BASE).unwrap_err();
         assert!(err.starts_with("invalid alloc_kib"), "{err}");
         let err = profile_from_query(Some("sleep=5"), BASE).unwrap_err();
         assert!(err.contains(r#"unknown query parameter "sleep""#), "{err}");
-        let err = profile_from_query(Some("work_ms"), BASE).unwrap_err();
-        assert!(err.starts_with("invalid work_ms"), "{err}");
+        let err = profile_from_query(Some("wait_ms"), BASE).unwrap_err();
+        assert!(err.starts_with("invalid wait_ms"), "{err}");
     }
 }

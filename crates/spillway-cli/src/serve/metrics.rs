@@ -10,6 +10,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::status::StatusClass;
+
 /// A response status, as a label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StatusLabel {
@@ -20,15 +22,6 @@ pub(crate) struct StatusLabel {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct ClassLabel {
     pub(crate) class: &'static str,
-}
-
-/// The class a status is reported under.
-pub(crate) fn class_of(status: u16) -> &'static str {
-    match status {
-        200..=299 => "2xx",
-        503 => "503",
-        _ => "other",
-    }
 }
 
 fn duration_histogram() -> Histogram {
@@ -75,7 +68,7 @@ impl ServerMetrics {
         if is_work {
             self.duration
                 .get_or_create(&ClassLabel {
-                    class: class_of(status),
+                    class: StatusClass::of(status).name(),
                 })
                 .observe(elapsed.as_secs_f64());
         }
@@ -146,16 +139,6 @@ impl ServerMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statuses_fall_into_three_classes() {
-        assert_eq!(class_of(200), "2xx");
-        assert_eq!(class_of(204), "2xx");
-        assert_eq!(class_of(503), "503");
-        assert_eq!(class_of(500), "other");
-        assert_eq!(class_of(400), "other");
-        assert_eq!(class_of(413), "other");
-    }
 
     #[test]
     fn responses_are_counted_by_status_and_exported() {

@@ -12,6 +12,7 @@
 //! optional connection limit and a graceful drain.
 
 mod app;
+mod limiter;
 mod limits;
 mod metrics;
 mod server;
@@ -20,11 +21,9 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use clap::{Args, ValueEnum};
 
-use crate::args::{millis, parse_bytes, positive_duration};
-use crate::simulate::job::Profile;
+use crate::args::{PoolArgs, WorkloadArgs, parse_bytes, positive_duration};
 
 pub use server::{DrainReport, Server};
 
@@ -64,6 +63,13 @@ pub enum Protocol {
 /// Options of `spillway serve`. The defaults serve seed 001's handler (10 ms of waiting) with
 /// the seed's 1,000 slots of concurrency, on loopback.
 #[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("wait_ms", |a| a.default_value("10")),
+    mut_arg("alloc_kib", |a| a.default_value("0")),
+    mut_arg("min_workers", |a| a.default_value("16")),
+    mut_arg("max_workers", |a| a.default_value("1000")),
+    mut_arg("queue", |a| a.default_value("1000")),
+)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port (the address is printed).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -71,27 +77,13 @@ pub struct ServeArgs {
     /// How `/work` bounds its concurrency.
     #[arg(long, value_enum, default_value_t = Mode::Pool)]
     pub mode: Mode,
-    /// Milliseconds each `/work` request waits (an I/O-like sleep); `?work_ms=` overrides it.
-    #[arg(long, default_value = "10", value_parser = millis, allow_negative_numbers = true)]
-    pub work_ms: f64,
-    /// KiB each `/work` request allocates and touches; `?alloc_kib=` overrides it.
-    #[arg(long, default_value_t = 0)]
-    pub alloc_kib: u64,
-    /// Milliseconds of busy CPU work per `/work` request; `?cpu_ms=` overrides it.
-    #[arg(long, default_value = "0", value_parser = millis, allow_negative_numbers = true)]
-    pub cpu_ms: f64,
-    /// Workers the pool keeps alive when idle (pool mode).
-    #[arg(long, default_value_t = 16)]
-    pub min_workers: usize,
-    /// Most requests working at once: the pool's workers, or the semaphore's permits.
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub max_workers: u64,
-    /// Requests that may wait for a worker before the rest are shed (pool mode).
-    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
-    pub queue: u64,
-    /// Shed a queued request that waited longer than this (pool mode; none by default).
-    #[arg(long, value_parser = positive_duration)]
-    pub queue_timeout: Option<Duration>,
+    /// The job of each `/work` request; the query's `wait_ms`, `alloc_kib` and `cpu_ms`
+    /// override it.
+    #[command(flatten)]
+    pub workload: WorkloadArgs,
+    /// The pool (pool mode); `--max-workers` is the semaphore's permits too.
+    #[command(flatten)]
+    pub pool: PoolArgs,
     /// Threads of the pool's own runtime, which runs the admitted jobs apart from the
     /// connections, so that a flood of requests to shed cannot starve the work already taken;
     /// 0 runs jobs on the server's runtime (pool mode).
@@ -130,21 +122,6 @@ pub struct ServeArgs {
     pub drain_timeout: Duration,
 }
 
-impl ServeArgs {
-    /// The `/work` profile the flags describe.
-    fn profile(&self) -> anyhow::Result<Profile> {
-        let alloc_bytes = usize::try_from(self.alloc_kib)
-            .ok()
-            .and_then(|kib| kib.checked_mul(1024))
-            .with_context(|| format!("invalid --alloc-kib = {}: too large", self.alloc_kib))?;
-        Ok(Profile {
-            work: Duration::from_secs_f64(self.work_ms / 1e3),
-            alloc_bytes,
-            cpu: Duration::from_secs_f64(self.cpu_ms / 1e3),
-        })
-    }
-}
-
 /// Runs `spillway serve` until SIGINT or SIGTERM, then drains.
 ///
 /// # Errors
@@ -159,13 +136,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
     }
     let server = Server::bind(&args).await?;
     println!(
-        "spillway serve: listening on http://{} mode={} work={}ms max_workers={}{}",
+        "spillway serve: listening on http://{} mode={} wait={}ms max_workers={}{}",
         server.local_addr(),
         args.mode.as_str(),
-        args.work_ms,
-        args.max_workers,
+        args.workload.wait_ms,
+        args.pool.max_workers,
         if args.mode == Mode::Pool {
-            format!(" queue={} pool_threads={}", args.queue, args.pool_threads)
+            format!(
+                " queue={} pool_threads={}",
+                args.pool.queue, args.pool_threads
+            )
         } else {
             String::new()
         }

@@ -5,24 +5,22 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::http::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
-use prometheus_client::registry::Registry;
-use spillway::{Pool, ShutdownReport};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use spillway::ShutdownReport;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use super::app::{self, App};
-use super::metrics::ServerMetrics;
-use super::{Mode, Protocol, ServeArgs};
+use super::{Protocol, ServeArgs};
+use crate::net::socket_for;
 
 /// Backlog of the listening socket; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: u32 = 4096;
@@ -115,106 +113,14 @@ impl fmt::Display for DrainReport {
 }
 
 impl Server {
-    /// Checks the settings, builds the mode's pool or semaphore, and binds the address.
+    /// Checks the settings, builds the mode's limiter, and binds the address.
     ///
     /// # Errors
     ///
     /// Invalid settings (naming the flag), or an address that cannot be bound.
     pub async fn bind(args: &ServeArgs) -> anyhow::Result<Server> {
-        let profile = args.profile()?;
-        let max = usize::try_from(args.max_workers).unwrap_or(usize::MAX);
-        let mut pool_runtime = PoolRuntime(None);
-        let (pool, semaphore) = match args.mode {
-            Mode::Naive => (None, None),
-            Mode::Semaphore => {
-                if max > Semaphore::MAX_PERMITS {
-                    anyhow::bail!(
-                        "invalid --max-workers = {max}: a semaphore allows at most {}",
-                        Semaphore::MAX_PERMITS
-                    );
-                }
-                (None, Some(Arc::new(Semaphore::new(max))))
-            }
-            Mode::Pool => {
-                let mut builder = Pool::builder()
-                    .name("serve")
-                    .min_workers(args.min_workers.min(max))
-                    .max_workers(max)
-                    .queue_capacity(usize::try_from(args.queue).unwrap_or(usize::MAX));
-                if let Some(timeout) = args.queue_timeout {
-                    builder = builder.queue_timeout(timeout);
-                }
-                if args.pool_threads > 0 {
-                    let runtime = tokio::runtime::Builder::new_multi_thread()
-                        .worker_threads(args.pool_threads)
-                        .thread_name("spillway-pool")
-                        .enable_all()
-                        .build()
-                        .context("cannot start the pool's runtime (--pool-threads)")?;
-                    builder = builder.runtime(runtime.handle().clone());
-                    pool_runtime.0 = Some(runtime);
-                }
-                let pool = builder.build().map_err(|e| {
-                    anyhow::anyhow!("invalid pool settings: {e} (see --{})", flag(e.setting()))
-                })?;
-                (Some(pool), None)
-            }
-        };
-        let retry_after = HeaderValue::from(args.retry_after);
-        let metrics = ServerMetrics::new();
-        let mut registry = Registry::default();
-        metrics.register(&mut registry);
-        if let Some(pool) = &pool {
-            pool.register_metrics(&mut registry);
-        }
-        let summary = format!(
-            "mode <b>{}</b>: /work waits {} ms, allocates {} KiB, burns {} ms of CPU; {}",
-            args.mode.as_str(),
-            args.work_ms,
-            args.alloc_kib,
-            args.cpu_ms,
-            match args.mode {
-                Mode::Naive => "no concurrency limit".to_string(),
-                Mode::Semaphore => format!("{} permits, unbounded wait", args.max_workers),
-                Mode::Pool => format!(
-                    "pool of up to {} workers and a queue of {}, the rest answered 503",
-                    args.max_workers, args.queue
-                ),
-            }
-        );
-        let app = Arc::new(App {
-            profile,
-            pool,
-            admission_wait: args.admission_wait,
-            semaphore,
-            metrics,
-            registry,
-            body_limit: args.body_limit,
-            header_timeout: args.header_timeout,
-            retry_after,
-            summary,
-            draining: AtomicBool::new(false),
-            abandoning: AtomicBool::new(false),
-            _runtime: pool_runtime,
-        });
+        let app = Arc::new(App::new(args)?);
         let router = app::router(Arc::clone(&app));
-
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(args.header_timeout)
-            .keep_alive(!args.no_keep_alive);
-        builder
-            .http2()
-            .timer(TokioTimer::new())
-            .max_concurrent_streams(args.h2_max_streams);
-        let builder = match args.protocol {
-            Protocol::Auto => builder,
-            Protocol::Http1 => builder.http1_only(),
-            Protocol::Http2 => builder.http2_only(),
-        };
-
         let listener =
             listen(args.addr).with_context(|| format!("cannot listen on --addr {}", args.addr))?;
         let local_addr = listener.local_addr()?;
@@ -223,7 +129,7 @@ impl Server {
             local_addr,
             app,
             router,
-            builder: Arc::new(builder),
+            builder: Arc::new(connection_builder(args)),
             max_connections: args
                 .max_connections
                 .map(|n| Arc::new(Semaphore::new(usize::try_from(n).unwrap_or(usize::MAX)))),
@@ -244,6 +150,7 @@ impl Server {
     ///
     /// None at present; the `Result` leaves room for fatal listener errors.
     pub async fn run(self, signal: impl Future<Output = ()>) -> anyhow::Result<DrainReport> {
+        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let Server {
             listener,
             app,
@@ -254,11 +161,61 @@ impl Server {
             connections,
             ..
         } = self;
-        let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
+        let accept = Acceptor {
+            app: &app,
+            router: &router,
+            builder: &builder,
+            connections: &connections,
+            phase: phase_rx,
+        };
+        accept
+            .until(listener, max_connections.as_ref(), signal)
+            .await;
+        Ok(drain(&app, &connections, &phase_tx, drain_timeout).await)
+    }
+}
+
+/// The HTTP/1.1 and HTTP/2 connection settings.
+fn connection_builder(args: &ServeArgs) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(args.header_timeout)
+        .keep_alive(!args.no_keep_alive);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(args.h2_max_streams);
+    match args.protocol {
+        Protocol::Auto => builder,
+        Protocol::Http1 => builder.http1_only(),
+        Protocol::Http2 => builder.http2_only(),
+    }
+}
+
+/// What every accepted connection is served with.
+struct Acceptor<'a> {
+    app: &'a Arc<App>,
+    router: &'a Router,
+    builder: &'a Arc<auto::Builder<TokioExecutor>>,
+    connections: &'a Arc<Connections>,
+    phase: watch::Receiver<Phase>,
+}
+
+impl Acceptor<'_> {
+    /// Accepts and serves connections (at most `max_connections` open) until `signal`
+    /// resolves; then closes the listener.
+    async fn until(
+        &self,
+        listener: TcpListener,
+        max_connections: Option<&Arc<Semaphore>>,
+        signal: impl Future<Output = ()>,
+    ) {
         let mut signal = pin!(signal);
         let mut accept_log = AcceptLog::default();
         loop {
-            let permit = match &max_connections {
+            let permit = match max_connections {
                 Some(limit) => tokio::select! {
                     biased;
                     () = &mut signal => break,
@@ -272,90 +229,97 @@ impl Server {
                 accepted = listener.accept() => accepted,
             };
             match accepted {
-                Ok((stream, _peer)) => {
-                    app.metrics.connections_total.inc();
-                    spawn_connection(
-                        stream,
-                        permit,
-                        &app,
-                        &router,
-                        &builder,
-                        &connections,
-                        phase_rx.clone(),
-                    );
-                }
-                Err(err) => {
-                    app.metrics.accept_errors.inc();
-                    if let Some(times) = accept_log.note(Instant::now()) {
-                        eprintln!(
-                            "accept failed: {err} ({times} time(s) since the last report); \
-                             still serving {} open connections",
-                            app.metrics.connections_open.get()
-                        );
-                    }
-                    if out_of_descriptors(&err) {
-                        // Retrying at once would spin: wait for a connection to close.
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                }
+                Ok((stream, _peer)) => self.serve(stream, permit),
+                Err(err) => self.failed(&err, &mut accept_log).await,
             }
         }
         drop(listener);
-
-        let started = Instant::now();
-        app.draining.store(true, Ordering::SeqCst);
-        let in_flight_at_signal = gauge_value(app.metrics.requests_in_flight.get());
-        let completed_at_signal = app.metrics.completed();
-        let _ = phase_tx.send(Phase::Draining);
-        let deadline = started + drain_timeout;
-        let timed_out = tokio::time::timeout_at(deadline, connections.closed())
-            .await
-            .is_err();
-        let mut abandoned = 0;
-        if timed_out {
-            app.abandoning.store(true, Ordering::SeqCst);
-            abandoned = gauge_value(app.metrics.requests_in_flight.get());
-            let _ = phase_tx.send(Phase::Abort);
-            // Connections end at their next poll; give them a moment to be dropped.
-            let _ = tokio::time::timeout(Duration::from_secs(1), connections.closed()).await;
-        }
-        let pool = match &app.pool {
-            Some(pool) => Some(
-                pool.shutdown(deadline.saturating_duration_since(Instant::now()))
-                    .await,
-            ),
-            None => None,
-        };
-        Ok(DrainReport {
-            in_flight_at_signal,
-            drained: app.metrics.completed() - completed_at_signal,
-            abandoned,
-            timed_out,
-            elapsed: started.elapsed(),
-            pool,
-        })
     }
-}
 
-/// The pool's own runtime, if it has one. Dropped without blocking, so that a server dropped
-/// inside an async context (a test) does not panic.
-#[derive(Debug)]
-pub(crate) struct PoolRuntime(Option<tokio::runtime::Runtime>);
+    /// Serves an accepted connection in a task of its own, holding its connection permit and
+    /// counted open until it closes.
+    fn serve(&self, stream: TcpStream, permit: Option<OwnedSemaphorePermit>) {
+        self.app.metrics.connections_total.inc();
+        let _ = stream.set_nodelay(true);
+        let open = Open::new(Arc::clone(self.app), Arc::clone(self.connections));
+        let connection = serve_connection(
+            stream,
+            TowerToHyperService::new(self.router.clone()),
+            Arc::clone(self.builder),
+            self.app.header_timeout,
+            self.phase.clone(),
+        );
+        tokio::spawn(async move {
+            let (_permit, _open) = (permit, open);
+            connection.await;
+        });
+    }
 
-impl Drop for PoolRuntime {
-    fn drop(&mut self) {
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
+    /// Counts and logs a failed accept; out of descriptors, waits for a connection to close.
+    async fn failed(&self, err: &std::io::Error, log: &mut AcceptLog) {
+        let metrics = &self.app.metrics;
+        metrics.accept_errors.inc();
+        if let Some(times) = log.note(Instant::now()) {
+            eprintln!(
+                "accept failed: {err} ({times} time(s) since the last report); \
+                 still serving {} open connections",
+                metrics.connections_open.get()
+            );
+        }
+        if out_of_descriptors(err) {
+            // Retrying at once would spin: wait for a connection to close.
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-/// The command-line flag of a pool setting.
-fn flag(setting: &str) -> String {
-    match setting {
-        "queue_capacity" => "queue".to_string(),
-        other => other.replace('_', "-"),
+/// Lets the requests in flight finish within `drain_timeout`, then abandons the rest and shuts
+/// the pool down.
+async fn drain(
+    app: &App,
+    connections: &Connections,
+    phase: &watch::Sender<Phase>,
+    drain_timeout: Duration,
+) -> DrainReport {
+    let started = Instant::now();
+    app.draining.store(true, Ordering::SeqCst);
+    let in_flight_at_signal = gauge_value(app.metrics.requests_in_flight.get());
+    let completed_at_signal = app.metrics.completed();
+    let _ = phase.send(Phase::Draining);
+    let deadline = started + drain_timeout;
+    let timed_out = tokio::time::timeout_at(deadline, connections.closed())
+        .await
+        .is_err();
+    let abandoned = if timed_out {
+        abandon(app, connections, phase).await
+    } else {
+        0
+    };
+    let pool = match app.limiter.pool() {
+        Some(pool) => Some(
+            pool.shutdown(deadline.saturating_duration_since(Instant::now()))
+                .await,
+        ),
+        None => None,
+    };
+    DrainReport {
+        in_flight_at_signal,
+        drained: app.metrics.completed() - completed_at_signal,
+        abandoned,
+        timed_out,
+        elapsed: started.elapsed(),
+        pool,
     }
+}
+
+/// The drain deadline passed: closes every connection; returns the requests abandoned.
+async fn abandon(app: &App, connections: &Connections, phase: &watch::Sender<Phase>) -> u64 {
+    app.abandoning.store(true, Ordering::SeqCst);
+    let abandoned = gauge_value(app.metrics.requests_in_flight.get());
+    let _ = phase.send(Phase::Abort);
+    // Connections end at their next poll; give them a moment to be dropped.
+    let _ = tokio::time::timeout(Duration::from_secs(1), connections.closed()).await;
+    abandoned
 }
 
 fn gauge_value(v: i64) -> u64 {
@@ -363,11 +327,7 @@ fn gauge_value(v: i64) -> u64 {
 }
 
 fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
+    let socket = socket_for(addr, None)?;
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
     socket.listen(BACKLOG)
@@ -380,50 +340,40 @@ fn out_of_descriptors(err: &std::io::Error) -> bool {
     matches!(err.raw_os_error(), Some(24 | 23 | 105 | 12))
 }
 
-fn spawn_connection(
+/// Serves one connection until it closes, or the drain phase ends it.
+async fn serve_connection(
     stream: TcpStream,
-    permit: Option<OwnedSemaphorePermit>,
-    app: &Arc<App>,
-    router: &Router,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
-    connections: &Arc<Connections>,
+    service: TowerToHyperService<Router>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    header_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let open = Open::new(Arc::clone(app), Arc::clone(connections));
-    let service = TowerToHyperService::new(router.clone());
-    let builder = Arc::clone(builder);
-    let header_timeout = app.header_timeout;
-    tokio::spawn(async move {
-        let _permit = permit;
-        let _open = open;
-        // hyper's header timer starts only once the protocol is known: a client that sends
-        // nothing, or a few bytes, would hold the connection forever.
-        if tokio::time::timeout(header_timeout, first_line(&stream))
-            .await
-            .is_err()
-        {
-            return;
-        }
-        let conn = builder.serve_connection(TokioIo::new(stream), service);
-        let mut conn = pin!(conn);
-        loop {
-            tokio::select! {
-                _ = conn.as_mut() => return,
-                changed = phase.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    let now = *phase.borrow_and_update();
-                    match now {
-                        Phase::Serving => {}
-                        Phase::Draining => conn.as_mut().graceful_shutdown(),
-                        Phase::Abort => return,
-                    }
+    // hyper's header timer starts only once the protocol is known: a client that sends
+    // nothing, or a few bytes, would hold the connection forever.
+    if tokio::time::timeout(header_timeout, first_line(&stream))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
+    let mut conn = pin!(conn);
+    loop {
+        tokio::select! {
+            _ = conn.as_mut() => return,
+            changed = phase.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                let now = *phase.borrow_and_update();
+                match now {
+                    Phase::Serving => {}
+                    Phase::Draining => conn.as_mut().graceful_shutdown(),
+                    Phase::Abort => return,
                 }
             }
         }
-    });
+    }
 }
 
 /// Resolves once the client has sent enough to tell HTTP/1.1 from HTTP/2 (a line, or the
@@ -534,11 +484,5 @@ mod tests {
         assert!(out_of_descriptors(&std::io::Error::from_raw_os_error(23)));
         assert!(!out_of_descriptors(&std::io::Error::from_raw_os_error(103)));
         assert!(!out_of_descriptors(&std::io::Error::other("x")));
-    }
-
-    #[test]
-    fn pool_settings_map_to_their_flags() {
-        assert_eq!(flag("queue_capacity"), "queue");
-        assert_eq!(flag("max_workers"), "max-workers");
     }
 }

@@ -10,10 +10,11 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context as _, Result};
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::{ModeReport, Second, SimReport};
+use super::report::{ModeReport, Second, SimReport, human_bytes};
 
 /// One colour per mode, in run order (cycled if there are more modes).
 const PALETTE: [RGBColor; 6] = [
@@ -57,9 +58,9 @@ const METRICS: [Metric; 5] = [
         value: |s| s.completed as f64,
     },
     Metric {
-        title: "Rejections per second",
-        y_desc: "rejected (jobs/s)",
-        value: |s| s.rejected as f64,
+        title: "Shed per second",
+        y_desc: "shed (jobs/s)",
+        value: |s| s.shed as f64,
     },
     Metric {
         title: "p99 latency per second",
@@ -106,15 +107,15 @@ fn settings_paragraph(out: &mut String, report: &SimReport) -> Result<()> {
     let s = &report.settings;
     write!(
         out,
-        "<p>Each mode is offered <b>{} jobs/s</b> for <b>{} s</b>. One job = {} ms sleep + \
+        "<p>Each mode is offered <b>{} jobs/s</b> for <b>{} s</b>. One job = {} ms wait + \
          {} KiB allocated and touched + {} ms CPU. Deadline {} ms; memory cap {}; seed {}.",
         rate(s.rate),
         trim(s.duration_s),
-        trim(s.work_ms),
+        trim(s.wait_ms),
         s.alloc_kib,
         trim(s.cpu_ms),
         trim(s.deadline_ms),
-        bytes(s.memory_cap_bytes),
+        human_bytes(s.memory_cap_bytes),
         s.seed,
     )?;
     if let Some(cap) = report.capacity_per_s {
@@ -130,7 +131,7 @@ fn settings_paragraph(out: &mut String, report: &SimReport) -> Result<()> {
 fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
     out.push_str(
         "<div class=\"wrap\"><table>\n<thead><tr><th>mode</th><th>description</th><th>offered</th>\
-         <th>offered/s</th><th>completed</th><th>goodput/s</th><th>rejected</th>\
+         <th>offered/s</th><th>completed</th><th>goodput/s</th><th>shed</th>\
          <th>expired</th><th>peak RSS</th><th>peak in flight</th><th>p50 (ms)</th>\
          <th>p99 (ms)</th><th>p99.9 (ms)</th><th>max (ms)</th><th>job-body mean (ms)</th>\
          <th>outcome</th></tr></thead>\n<tbody>\n",
@@ -154,9 +155,9 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
             rate(m.offered_per_s),
             count(m.completed),
             rate(m.goodput_per_s),
-            count(m.rejected),
+            count(m.shed),
             count(m.expired),
-            bytes(m.peak_rss_bytes),
+            human_bytes(m.peak_rss_bytes),
             count(m.peak_in_flight),
             ms(l.p50),
             ms(l.p99),
@@ -175,7 +176,26 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
 
 /// Draws one metric for all modes as an SVG string.
 fn chart(report: &SimReport, metric: &Metric) -> Result<String> {
-    let points: Vec<Vec<(f64, f64)>> = report
+    let points = series_points(report, metric);
+    let bounds = Bounds::of(report, &points);
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
+        root.fill(&WHITE)?;
+        let (plot_area, legend_area) = root.split_horizontally(CHART_SIZE.0 - LEGEND_WIDTH);
+        let mut chart = axes(&plot_area, metric, &bounds)?;
+        for (i, (mode, pts)) in report.modes.iter().zip(&points).enumerate() {
+            draw_line(&mut chart, mode, pts, colour(i))?;
+            draw_legend_entry(&legend_area, mode, i)?;
+        }
+        root.present()?;
+    }
+    Ok(svg)
+}
+
+/// Each mode's (second, value) points of `metric`.
+fn series_points(report: &SimReport, metric: &Metric) -> Vec<Vec<(f64, f64)>> {
+    report
         .modes
         .iter()
         .map(|m| {
@@ -184,74 +204,104 @@ fn chart(report: &SimReport, metric: &Metric) -> Result<String> {
                 .map(|s| (f64::from(s.t), (metric.value)(s)))
                 .collect()
         })
-        .collect();
-    let x_max = points
-        .iter()
-        .flatten()
-        .map(|p| p.0)
-        .fold(1.0, f64::max)
-        .max(report.settings.duration_s.ceil());
-    let y_max = points
-        .iter()
-        .flatten()
-        .map(|p| p.1)
-        .filter(|y| y.is_finite())
-        .fold(0.0, f64::max);
-    let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
+        .collect()
+}
 
+/// The axes' ranges: at least the run's duration across, 8% of headroom up.
+struct Bounds {
+    x_max: f64,
+    y_max: f64,
+}
+
+impl Bounds {
+    fn of(report: &SimReport, points: &[Vec<(f64, f64)>]) -> Self {
+        let x_max = points
+            .iter()
+            .flatten()
+            .map(|p| p.0)
+            .fold(1.0, f64::max)
+            .max(report.settings.duration_s.ceil());
+        let y_max = points
+            .iter()
+            .flatten()
+            .map(|p| p.1)
+            .filter(|y| y.is_finite())
+            .fold(0.0, f64::max);
+        let y_max = if y_max > 0.0 { y_max * 1.08 } else { 1.0 };
+        Bounds { x_max, y_max }
+    }
+}
+
+type Plot<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// The caption, the axes, their ticks and the light grid.
+fn axes<'a, 'b>(
+    area: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    metric: &Metric,
+    bounds: &Bounds,
+) -> Result<Plot<'a, 'b>> {
     // One scale for every tick of an axis, so "9000" and "10k" never sit side by side.
-    let (y_div, y_suffix) = axis_scale(y_max);
+    let (y_div, y_suffix) = axis_scale(bounds.y_max);
     let y_label = move |y: &f64| match trim(y / y_div) {
         zero if zero == "0" => zero,
         v => format!("{v}{y_suffix}"),
     };
+    let mut chart = ChartBuilder::on(area)
+        .caption(metric.title, ("sans-serif", 24))
+        .margin(12)
+        .x_label_area_size(54)
+        .y_label_area_size(84)
+        .build_cartesian_2d(0.0..bounds.x_max, 0.0..bounds.y_max)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds since the mode started")
+        .y_desc(metric.y_desc)
+        .x_label_formatter(&|x| trim(*x))
+        .y_label_formatter(&y_label)
+        .label_style(("sans-serif", 18))
+        .axis_desc_style(("sans-serif", 19))
+        .light_line_style(RGBColor(0xee, 0xee, 0xee))
+        .draw()?;
+    Ok(chart)
+}
 
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, CHART_SIZE).into_drawing_area();
-        root.fill(&WHITE)?;
-        let (plot_area, legend_area) = root.split_horizontally(CHART_SIZE.0 - LEGEND_WIDTH);
-        let mut chart = ChartBuilder::on(&plot_area)
-            .caption(metric.title, ("sans-serif", 24))
-            .margin(12)
-            .x_label_area_size(54)
-            .y_label_area_size(84)
-            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the mode started")
-            .y_desc(metric.y_desc)
-            .x_label_formatter(&|x| trim(*x))
-            .y_label_formatter(&y_label)
-            .label_style(("sans-serif", 18))
-            .axis_desc_style(("sans-serif", 19))
-            .light_line_style(RGBColor(0xee, 0xee, 0xee))
-            .draw()?;
+/// One mode's line, with a cross and "OOM" at its last point if it ran out of memory.
+fn draw_line(
+    chart: &mut Plot<'_, '_>,
+    mode: &ModeReport,
+    pts: &[(f64, f64)],
+    c: RGBColor,
+) -> Result<()> {
+    chart.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?;
+    if let (true, Some(&last)) = (mode.oom, pts.last()) {
         let label_font = ("sans-serif", 19).into_font();
-        for (i, (mode, pts)) in report.modes.iter().zip(&points).enumerate() {
-            let c = colour(i);
-            chart.draw_series(LineSeries::new(pts.iter().copied(), c.stroke_width(2)))?;
-            if let (true, Some(&last)) = (mode.oom, pts.last()) {
-                chart.draw_series(std::iter::once(
-                    EmptyElement::at(last)
-                        + Cross::new((0, 0), 7, c.stroke_width(3))
-                        + Text::new("OOM", (9, -22), label_font.color(&c)),
-                ))?;
-            }
-            // The legend, beside the plot so it never hides a line.
-            let y = 60 + 28 * i as i32;
-            legend_area.draw(&PathElement::new(vec![(4, y), (30, y)], c.stroke_width(3)))?;
-            legend_area.draw(&Text::new(
-                legend_label(mode),
-                (36, y),
-                label_font
-                    .color(&BLACK)
-                    .pos(Pos::new(HPos::Left, VPos::Center)),
-            ))?;
-        }
-        root.present()?;
+        chart.draw_series(std::iter::once(
+            EmptyElement::at(last)
+                + Cross::new((0, 0), 7, c.stroke_width(3))
+                + Text::new("OOM", (9, -22), label_font.color(&c)),
+        ))?;
     }
-    Ok(svg)
+    Ok(())
+}
+
+/// The legend entry of mode `i`, beside the plot so it never hides a line.
+fn draw_legend_entry(
+    area: &DrawingArea<SVGBackend<'_>, plotters::coord::Shift>,
+    mode: &ModeReport,
+    i: usize,
+) -> Result<()> {
+    let c = colour(i);
+    let y = 60 + 28 * i as i32;
+    area.draw(&PathElement::new(vec![(4, y), (30, y)], c.stroke_width(3)))?;
+    area.draw(&Text::new(
+        legend_label(mode),
+        (36, y),
+        ("sans-serif", 19)
+            .into_font()
+            .color(&BLACK)
+            .pos(Pos::new(HPos::Left, VPos::Center)),
+    ))?;
+    Ok(())
 }
 
 fn legend_label(mode: &ModeReport) -> String {
@@ -280,20 +330,6 @@ fn escape(s: &str) -> String {
         }
     }
     out
-}
-
-/// Bytes in binary units: "1.23 GiB", "412 MiB", "64 KiB", "512 B".
-fn bytes(b: u64) -> String {
-    let v = b as f64;
-    if v >= (1u64 << 30) as f64 {
-        format!("{:.2} GiB", v / (1u64 << 30) as f64)
-    } else if v >= MIB {
-        format!("{:.0} MiB", v / MIB)
-    } else if b >= 1024 {
-        format!("{:.0} KiB", v / 1024.0)
-    } else {
-        format!("{b} B")
-    }
 }
 
 /// An integer count with thin thousands separators: "1 234 567".
@@ -362,7 +398,7 @@ mod tests {
             offered: 1000,
             completed: 900,
             goodput: 800,
-            rejected: 50,
+            shed: 50,
             expired: 10,
             in_flight,
             rss_bytes: rss_mib << 20,
@@ -378,7 +414,7 @@ mod tests {
             offered_per_s: 1000.0,
             completed: 2700,
             goodput_per_s: 800.0,
-            rejected: 150,
+            shed: 150,
             expired: 30,
             in_flight_at_end: 120,
             peak_rss_bytes: if oom { 9 << 30 } else { 412 << 20 },
@@ -403,7 +439,7 @@ mod tests {
             settings: Settings {
                 rate: 1000.0,
                 duration_s: 3.0,
-                work_ms: 10.0,
+                wait_ms: 10.0,
                 alloc_kib: 64,
                 cpu_ms: 0.5,
                 deadline_ms: 100.0,
@@ -499,9 +535,6 @@ mod tests {
 
     #[test]
     fn units_are_human() {
-        assert_eq!(bytes(412 << 20), "412 MiB");
-        assert_eq!(bytes(1_320_702_444), "1.23 GiB");
-        assert_eq!(bytes(512), "512 B");
         assert_eq!(count(1_234_567), "1\u{202f}234\u{202f}567");
         assert_eq!(count(123), "123");
         assert_eq!(axis_scale(15_000.0), (1e3, "k"));

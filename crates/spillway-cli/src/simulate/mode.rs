@@ -2,8 +2,10 @@
 //! schedule, and the calling thread samples memory, in-flight jobs and throughput until the
 //! duration ends or memory passes its cap.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -14,8 +16,12 @@ use spillway::Pool;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
-use super::job::{self, Profile, Recorder};
+use super::ledger::{Counts, Ledger};
 use super::report::{LatencyMs, ModeReport, Second};
+use crate::args::PoolArgs;
+use crate::histogram::quantile_ms;
+use crate::memory::Rss;
+use crate::workload::{self, Profile};
 
 /// The ways of running the jobs that the experiment compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
@@ -24,7 +30,7 @@ pub enum ModeName {
     /// `tokio::spawn` per job, unbounded: the seed's "just spawn and hope".
     Naive,
     /// Seed 001's pattern: a tokio `Semaphore` of `--max-workers` permits, `try_acquire` or
-    /// reject.
+    /// shed.
     Semaphore,
     /// spillway with the seed's settings (`--min-workers`, `--max-workers`, `--queue`).
     Pool,
@@ -45,8 +51,8 @@ impl ModeName {
     }
 }
 
-/// Everything one mode needs.
-#[derive(Debug, Clone)]
+/// Everything one mode needs; handed to a child process as JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ModeConfig {
     pub(crate) mode: ModeName,
     pub(crate) rate: f64,
@@ -55,21 +61,10 @@ pub(crate) struct ModeConfig {
     pub(crate) deadline: Duration,
     pub(crate) memory_cap: u64,
     pub(crate) seed: u64,
-    pub(crate) min_workers: usize,
-    pub(crate) max_workers: usize,
-    pub(crate) queue: usize,
-    pub(crate) queue_timeout: Option<Duration>,
+    /// The seed-settings pool (`pool` mode) and the semaphore's permits (`--max-workers`).
+    pub(crate) pool: PoolArgs,
     /// Measured or given capacity, jobs/s; `pool-tuned` derives its settings from it.
     pub(crate) capacity: Option<f64>,
-}
-
-/// Pool settings for `pool-tuned`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Tuned {
-    pub(crate) min_workers: usize,
-    pub(crate) max_workers: usize,
-    pub(crate) queue: usize,
-    pub(crate) queue_timeout: Duration,
 }
 
 /// Derives `pool-tuned`'s settings from the machine's capacity for this job. Pure.
@@ -79,52 +74,96 @@ pub(crate) struct Tuned {
 /// queue holds 25 ms of work and a job that waited longer is dropped, so a caller waits at most
 /// 25 ms more than the job itself, far inside any sensible deadline. Anything beyond that is
 /// shed at once, which costs a few nanoseconds and no memory.
-pub(crate) fn tuned(capacity: f64, profile: &Profile, deadline: Duration) -> Tuned {
-    let job_s = (profile.work + profile.cpu).as_secs_f64().max(0.000_1);
+pub(crate) fn tuned(capacity: f64, profile: &Profile, deadline: Duration) -> PoolArgs {
+    let job_s = profile.duration().as_secs_f64().max(0.000_1);
     let max_workers = ((capacity * job_s * 1.2).ceil() as usize).clamp(2, 100_000);
     let queue_timeout = Duration::from_millis(25)
         .min(deadline / 4)
         .max(Duration::from_millis(1));
     let queue = ((capacity * queue_timeout.as_secs_f64()).ceil() as usize).max(1);
-    Tuned {
+    PoolArgs {
         min_workers: max_workers.min(100),
         max_workers,
         queue,
-        queue_timeout,
+        queue_timeout: Some(queue_timeout),
     }
 }
 
-enum Target {
+/// The pool a mode runs, if it runs one.
+fn pool_settings(cfg: &ModeConfig) -> Option<PoolArgs> {
+    match cfg.mode {
+        ModeName::Naive | ModeName::Semaphore => None,
+        ModeName::Pool => Some(cfg.pool.clone()),
+        ModeName::PoolTuned => Some(tuned(
+            cfg.capacity.unwrap_or(1_000.0),
+            &cfg.profile,
+            cfg.deadline,
+        )),
+    }
+}
+
+/// The mode's settings, in words.
+fn describe(cfg: &ModeConfig, pool: Option<&PoolArgs>) -> String {
+    let Some(pool) = pool else {
+        return match cfg.mode {
+            ModeName::Semaphore => {
+                format!("Semaphore({}), try_acquire or shed", cfg.pool.max_workers)
+            }
+            _ => "tokio::spawn per job, unbounded".into(),
+        };
+    };
+    let timeout = pool
+        .queue_timeout
+        .map_or(String::new(), |t| format!(", queue timeout {t:?}"));
+    let origin = match (cfg.mode, cfg.capacity) {
+        (ModeName::PoolTuned, capacity) => {
+            format!(" (from capacity {:.0}/s)", capacity.unwrap_or(1_000.0))
+        }
+        _ => String::new(),
+    };
+    format!(
+        "spillway {}-{} workers, queue {}{timeout}{origin}",
+        pool.min_workers, pool.max_workers, pool.queue
+    )
+}
+
+/// How a mode runs the jobs offered to it.
+enum Runner {
     Naive(Handle),
     Semaphore(Handle, Arc<Semaphore>),
     Pool(Pool),
 }
 
-impl Target {
-    /// Offers one job scheduled at `scheduled`. Returns whether it was accepted.
-    fn offer(&self, scheduled: Instant, profile: Profile, recorder: &Arc<Recorder>) -> bool {
-        let recorder = recorder.clone();
-        let body = async move {
-            let started = Instant::now();
-            job::run(profile).await;
-            recorder.completed(scheduled, started);
-        };
+impl Runner {
+    fn start(cfg: &ModeConfig, pool: Option<&PoolArgs>, handle: &Handle) -> anyhow::Result<Self> {
+        let handle = handle.clone();
+        Ok(match (cfg.mode, pool) {
+            (ModeName::Semaphore, _) => {
+                Runner::Semaphore(handle, Arc::new(Semaphore::new(cfg.pool.max_workers)))
+            }
+            (_, Some(pool)) => Runner::Pool(build_pool(cfg.mode, pool, handle)?),
+            (_, None) => Runner::Naive(handle),
+        })
+    }
+
+    /// Offers one job. Returns whether it was taken.
+    fn offer(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
         match self {
-            Target::Naive(handle) => {
-                drop(handle.spawn(body));
+            Runner::Naive(handle) => {
+                drop(handle.spawn(job));
                 true
             }
-            Target::Semaphore(handle, semaphore) => match semaphore.clone().try_acquire_owned() {
+            Runner::Semaphore(handle, semaphore) => match semaphore.clone().try_acquire_owned() {
                 Ok(permit) => {
                     drop(handle.spawn(async move {
-                        body.await;
+                        job.await;
                         drop(permit);
                     }));
                     true
                 }
                 Err(_) => false,
             },
-            Target::Pool(pool) => match pool.try_submit(body) {
+            Runner::Pool(pool) => match pool.try_submit(job) {
                 Ok(handle) => {
                     handle.detach();
                     true
@@ -136,10 +175,23 @@ impl Target {
 
     fn expired(&self) -> u64 {
         match self {
-            Target::Pool(pool) => pool.metrics().expired,
+            Runner::Pool(pool) => pool.metrics().expired,
             _ => 0,
         }
     }
+}
+
+fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Result<Pool> {
+    let mut builder = Pool::builder()
+        .name(mode.as_str())
+        .min_workers(settings.min_workers)
+        .max_workers(settings.max_workers)
+        .queue_capacity(settings.queue)
+        .runtime(handle);
+    if let Some(timeout) = settings.queue_timeout {
+        builder = builder.queue_timeout(timeout);
+    }
+    builder.build().context("invalid pool settings")
 }
 
 fn runtime() -> anyhow::Result<Runtime> {
@@ -149,39 +201,6 @@ fn runtime() -> anyhow::Result<Runtime> {
         .context("cannot start a tokio runtime for the mode")
 }
 
-fn describe(cfg: &ModeConfig) -> (String, Option<Tuned>) {
-    match cfg.mode {
-        ModeName::Naive => ("tokio::spawn per job, unbounded".into(), None),
-        ModeName::Semaphore => (
-            format!("Semaphore({}), try_acquire or reject", cfg.max_workers),
-            None,
-        ),
-        ModeName::Pool => {
-            let timeout = cfg
-                .queue_timeout
-                .map_or(String::new(), |t| format!(", queue timeout {t:?}"));
-            (
-                format!(
-                    "spillway {}-{} workers, queue {}{timeout}",
-                    cfg.min_workers, cfg.max_workers, cfg.queue
-                ),
-                None,
-            )
-        }
-        ModeName::PoolTuned => {
-            let capacity = cfg.capacity.unwrap_or(1_000.0);
-            let t = tuned(capacity, &cfg.profile, cfg.deadline);
-            (
-                format!(
-                    "spillway {}-{} workers, queue {}, queue timeout {:?} (from capacity {:.0}/s)",
-                    t.min_workers, t.max_workers, t.queue, t.queue_timeout, capacity
-                ),
-                Some(t),
-            )
-        }
-    }
-}
-
 /// Runs one mode on this thread (which must not be a runtime thread), calling `progress` once
 /// a second.
 pub(crate) fn run(
@@ -189,176 +208,205 @@ pub(crate) fn run(
     progress: &mut dyn FnMut(&Second),
 ) -> anyhow::Result<ModeReport> {
     let rt = runtime()?;
-    let (description, tuned) = describe(cfg);
-    let target = match cfg.mode {
-        ModeName::Naive => Target::Naive(rt.handle().clone()),
-        ModeName::Semaphore => Target::Semaphore(
-            rt.handle().clone(),
-            Arc::new(Semaphore::new(cfg.max_workers)),
-        ),
-        ModeName::Pool | ModeName::PoolTuned => {
-            let (min, max, queue, timeout) = match tuned {
-                Some(t) => (t.min_workers, t.max_workers, t.queue, Some(t.queue_timeout)),
-                None => (
-                    cfg.min_workers,
-                    cfg.max_workers,
-                    cfg.queue,
-                    cfg.queue_timeout,
-                ),
-            };
-            let mut builder = Pool::builder()
-                .name(cfg.mode.as_str())
-                .min_workers(min)
-                .max_workers(max)
-                .queue_capacity(queue)
-                .runtime(rt.handle().clone());
-            if let Some(timeout) = timeout {
-                builder = builder.queue_timeout(timeout);
-            }
-            Target::Pool(builder.build().context("invalid pool settings")?)
-        }
-    };
-    let target = Arc::new(target);
-    let recorder = Arc::new(Recorder::new(cfg.deadline));
-    let stop = Arc::new(AtomicBool::new(false));
+    let pool = pool_settings(cfg);
+    let description = describe(cfg, pool.as_ref());
+    let runner = Arc::new(Runner::start(cfg, pool.as_ref(), rt.handle())?);
+    let ledger = Arc::new(Ledger::new(cfg.deadline));
     let start = Instant::now();
-    let end = start + cfg.duration;
-
-    let generator = {
-        let (target, recorder, stop) = (target.clone(), recorder.clone(), stop.clone());
-        let (rate, seed, profile) = (cfg.rate, cfg.seed, cfg.profile);
-        std::thread::Builder::new()
-            .name("generator".into())
-            .spawn(move || generate(&target, &recorder, &stop, start, end, rate, seed, profile))
-            .context("cannot start the generator thread")?
-    };
-
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
-    let (mut peak_rss, mut peak_in_flight) = (0u64, 0u64);
-    let mut oom_at = None;
-    let mut series = Vec::new();
-    let mut last = [0u64; 5]; // offered, completed, goodput, rejected, expired at the last second
-    let mut next_second = start + Duration::from_secs(1);
-    let tick = Duration::from_millis(50);
-    loop {
-        std::thread::sleep(tick);
-        let now = Instant::now();
-        let rss = job::rss_bytes();
-        peak_rss = peak_rss.max(rss);
-        let expired = target.expired();
-        let counts = [
-            load(&recorder.offered),
-            load(&recorder.completed),
-            load(&recorder.goodput),
-            load(&recorder.rejected),
-            expired,
-        ];
-        let in_flight = counts[0].saturating_sub(counts[1] + counts[3] + counts[4]);
-        peak_in_flight = peak_in_flight.max(in_flight);
-        let over_cap = rss > cfg.memory_cap;
-        let done = now >= end || over_cap;
-        if now >= next_second || done {
-            let second = Second {
-                t: series.len() as u32 + 1,
-                offered: counts[0] - last[0],
-                completed: counts[1] - last[1],
-                goodput: counts[2] - last[2],
-                rejected: counts[3] - last[3],
-                expired: counts[4] - last[4],
-                in_flight,
-                rss_bytes: rss,
-                p99_ms: recorder.take_second_p99_ms(),
-            };
-            progress(&second);
-            series.push(second);
-            last = counts;
-            next_second += Duration::from_secs(1);
-        }
-        if over_cap {
-            oom_at = Some(now.duration_since(start).as_secs_f64());
-        }
-        if done {
-            break;
-        }
-    }
-    stop.store(true, Ordering::Relaxed);
-    generator
-        .join()
-        .map_err(|_| anyhow::anyhow!("the generator thread panicked"))?;
-
-    let elapsed = start
-        .elapsed()
-        .as_secs_f64()
-        .min(cfg.duration.as_secs_f64());
-    let elapsed = oom_at.unwrap_or(elapsed).max(0.001);
-    let offered = load(&recorder.offered);
-    let completed = load(&recorder.completed);
-    let rejected = load(&recorder.rejected);
-    let expired = target.expired();
-    let latency = recorder.latency();
-    let ms = |q: f64| latency.value_at_quantile(q) as f64 / 1e3;
-    let report = ModeReport {
-        mode: cfg.mode.as_str().to_owned(),
-        description,
-        offered,
-        offered_per_s: offered as f64 / elapsed,
-        completed,
-        goodput_per_s: load(&recorder.goodput) as f64 / elapsed,
-        rejected,
-        expired,
-        in_flight_at_end: offered.saturating_sub(completed + rejected + expired),
-        peak_rss_bytes: peak_rss,
-        peak_in_flight,
-        latency_ms: if latency.is_empty() {
-            LatencyMs::default()
-        } else {
-            LatencyMs {
-                p50: ms(0.5),
-                p99: ms(0.99),
-                p999: ms(0.999),
-                max: latency.max() as f64 / 1e3,
-                mean: latency.mean() / 1e3,
-            }
-        },
-        job_body_mean_ms: recorder.body_mean_ms(),
-        oom: oom_at.is_some(),
-        oom_at_s: oom_at,
-        elapsed_s: elapsed,
-        series,
-    };
+    let generator = Generator::spawn(Schedule::of(cfg, start), &runner, &ledger)?;
+    let watched = watch(cfg, start, &runner, &ledger, progress);
+    generator.stop()?;
+    let ran_for = start.elapsed();
+    let report = summarize(cfg, description, ran_for, &runner, &ledger, watched);
     // Jobs still in flight are dropped with the runtime, without waiting for them.
-    drop(target);
+    drop(runner);
     rt.shutdown_background();
     Ok(report)
 }
 
-/// The open-loop generator: offers jobs at Poisson arrival times averaging `rate` per second,
-/// whatever happens to them. When it falls behind it catches up without skipping any, and each
-/// job keeps its scheduled time, so a slow system shows up as latency, not as a lower rate.
-#[allow(clippy::too_many_arguments)]
-fn generate(
-    target: &Target,
-    recorder: &Arc<Recorder>,
-    stop: &AtomicBool,
+/// What the sampling loop saw.
+#[derive(Debug, Default)]
+struct Watched {
+    series: Vec<Second>,
+    peak_rss: u64,
+    peak_in_flight: u64,
+    /// Seconds since the start when memory passed the cap.
+    oom_at: Option<f64>,
+}
+
+/// How often the sampling loop reads memory and counts.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Samples memory and counts every [`TICK`], one [`Second`] a second, until the duration ends
+/// or memory passes the cap.
+fn watch(
+    cfg: &ModeConfig,
+    start: Instant,
+    runner: &Runner,
+    ledger: &Ledger,
+    progress: &mut dyn FnMut(&Second),
+) -> Watched {
+    let end = start + cfg.duration;
+    let mut rss = Rss::of_self();
+    let mut watched = Watched::default();
+    let mut last = (Counts::default(), 0);
+    let mut next_second = start + Duration::from_secs(1);
+    loop {
+        std::thread::sleep(TICK);
+        let now = Instant::now();
+        let memory = rss.read().unwrap_or(0);
+        let counts = (ledger.counts(), runner.expired());
+        watched.peak_rss = watched.peak_rss.max(memory);
+        watched.peak_in_flight = watched.peak_in_flight.max(counts.0.in_flight);
+        let over_cap = memory > cfg.memory_cap;
+        let done = now >= end || over_cap;
+        if now >= next_second || done {
+            let t = watched.series.len() as u32 + 1;
+            let second = one_second(t, last, counts, memory, ledger.take_second_p99_ms());
+            progress(&second);
+            watched.series.push(second);
+            last = counts;
+            next_second += Duration::from_secs(1);
+        }
+        if over_cap {
+            watched.oom_at = Some(now.duration_since(start).as_secs_f64());
+        }
+        if done {
+            return watched;
+        }
+    }
+}
+
+/// Second `t`: the change from `last` to `now` (ledger counts and expired jobs).
+fn one_second(t: u32, last: (Counts, u64), now: (Counts, u64), rss: u64, p99_ms: f64) -> Second {
+    let ((was, was_expired), (is, expired)) = (last, now);
+    Second {
+        t,
+        offered: is.offered - was.offered,
+        completed: is.completed - was.completed,
+        goodput: is.goodput - was.goodput,
+        shed: is.shed - was.shed,
+        expired: expired - was_expired,
+        in_flight: is.in_flight,
+        rss_bytes: rss,
+        p99_ms,
+    }
+}
+
+/// The mode's report, from the ledger once the generator has stopped `ran_for` after the start.
+fn summarize(
+    cfg: &ModeConfig,
+    description: String,
+    ran_for: Duration,
+    runner: &Runner,
+    ledger: &Ledger,
+    watched: Watched,
+) -> ModeReport {
+    let elapsed = watched
+        .oom_at
+        .unwrap_or_else(|| ran_for.min(cfg.duration).as_secs_f64())
+        .max(0.001);
+    let counts = ledger.counts();
+    ModeReport {
+        mode: cfg.mode.as_str().to_owned(),
+        description,
+        offered: counts.offered,
+        offered_per_s: counts.offered as f64 / elapsed,
+        completed: counts.completed,
+        goodput_per_s: counts.goodput as f64 / elapsed,
+        shed: counts.shed,
+        expired: runner.expired(),
+        in_flight_at_end: counts.in_flight,
+        peak_rss_bytes: watched.peak_rss,
+        peak_in_flight: watched.peak_in_flight,
+        latency_ms: latency_ms(ledger),
+        job_body_mean_ms: ledger.body_mean_ms(),
+        oom: watched.oom_at.is_some(),
+        oom_at_s: watched.oom_at,
+        elapsed_s: elapsed,
+        series: watched.series,
+    }
+}
+
+fn latency_ms(ledger: &Ledger) -> LatencyMs {
+    let latency = ledger.latency();
+    if latency.is_empty() {
+        return LatencyMs::default();
+    }
+    LatencyMs {
+        p50: quantile_ms(&latency, 0.5),
+        p99: quantile_ms(&latency, 0.99),
+        p999: quantile_ms(&latency, 0.999),
+        max: latency.max() as f64 / 1e3,
+        mean: latency.mean() / 1e3,
+    }
+}
+
+/// When jobs are due: Poisson arrivals averaging `rate` per second from `start` to `end`.
+#[derive(Debug, Clone, Copy)]
+struct Schedule {
     start: Instant,
     end: Instant,
     rate: f64,
     seed: u64,
     profile: Profile,
-) {
-    let mut rng = SmallRng::seed_from_u64(seed);
-    let mut gap = || Duration::from_secs_f64(-(1.0 - rng.random::<f64>()).ln() / rate);
-    let mut next = start + gap();
+}
+
+impl Schedule {
+    fn of(cfg: &ModeConfig, start: Instant) -> Self {
+        Schedule {
+            start,
+            end: start + cfg.duration,
+            rate: cfg.rate,
+            seed: cfg.seed,
+            profile: cfg.profile,
+        }
+    }
+}
+
+/// The open-loop generator thread.
+struct Generator {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Generator {
+    fn spawn(
+        schedule: Schedule,
+        runner: &Arc<Runner>,
+        ledger: &Arc<Ledger>,
+    ) -> anyhow::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (runner, ledger, stopped) = (Arc::clone(runner), Arc::clone(ledger), stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("generator".into())
+            .spawn(move || generate(schedule, &runner, &ledger, &stopped))
+            .context("cannot start the generator thread")?;
+        Ok(Generator { stop, thread })
+    }
+
+    fn stop(self) -> anyhow::Result<()> {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("the generator thread panicked"))
+    }
+}
+
+/// Offers jobs on `schedule`, whatever happens to them. When it falls behind it catches up
+/// without skipping any, and each job keeps its scheduled time, so a slow system shows up as
+/// latency, not as a lower rate.
+fn generate(schedule: Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &AtomicBool) {
+    let mut rng = SmallRng::seed_from_u64(schedule.seed);
+    let mut gap = || Duration::from_secs_f64(-(1.0 - rng.random::<f64>()).ln() / schedule.rate);
+    let mut next = schedule.start + gap();
     while !stop.load(Ordering::Relaxed) {
         let now = Instant::now();
-        if now >= end {
+        if now >= schedule.end {
             return;
         }
-        while next <= now && next < end {
-            recorder.offered.fetch_add(1, Ordering::Relaxed);
-            if !target.offer(next, profile, recorder) {
-                recorder.rejected.fetch_add(1, Ordering::Relaxed);
-            }
+        while next <= now && next < schedule.end {
+            offer(runner, ledger, next, schedule.profile);
             next += gap();
         }
         if next > now {
@@ -367,19 +415,32 @@ fn generate(
     }
 }
 
+/// Offers one job scheduled at `scheduled`, and counts it.
+fn offer(runner: &Runner, ledger: &Arc<Ledger>, scheduled: Instant, profile: Profile) {
+    let ticket = ledger.offer(scheduled);
+    let job = async move {
+        let started = Instant::now();
+        workload::run(profile).await;
+        ticket.completed(started);
+    };
+    if !runner.offer(job) {
+        ledger.shed();
+    }
+}
+
 /// Measures what this machine completes per second for `profile` when nothing is shed: enough
 /// closed-loop workers to keep the CPUs busy, counted for `seconds` after a short warm-up.
 pub(crate) fn measure_capacity(profile: Profile, seconds: f64) -> anyhow::Result<f64> {
     let rt = runtime()?;
-    let job_s = (profile.work + profile.cpu).as_secs_f64();
+    let job_s = profile.duration().as_secs_f64();
     let loops = ((60_000.0 * job_s).ceil() as usize).clamp(64, 4_000);
-    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..loops {
         let (done, stop) = (done.clone(), stop.clone());
         rt.spawn(async move {
             while !stop.load(Ordering::Relaxed) {
-                job::run(profile).await;
+                workload::run(profile).await;
                 done.fetch_add(1, Ordering::Relaxed);
             }
         });
@@ -402,18 +463,18 @@ mod tests {
     #[test]
     fn tuned_settings_follow_littles_law() {
         let profile = Profile {
-            work: Duration::from_millis(20),
-            alloc_bytes: 500 * 1024,
+            wait: Duration::from_millis(20),
+            alloc: 500 * 1024,
             cpu: Duration::ZERO,
         };
         let t = tuned(30_000.0, &profile, Duration::from_secs(1));
         assert_eq!(t.max_workers, 720); // 30k/s * 20 ms * 1.2
         assert_eq!(t.queue, 750); // 25 ms of work
-        assert_eq!(t.queue_timeout, Duration::from_millis(25));
+        assert_eq!(t.queue_timeout, Some(Duration::from_millis(25)));
         assert_eq!(t.min_workers, 100);
         // A tight deadline shortens the queue.
         let tight = tuned(30_000.0, &profile, Duration::from_millis(40));
-        assert_eq!(tight.queue_timeout, Duration::from_millis(10));
+        assert_eq!(tight.queue_timeout, Some(Duration::from_millis(10)));
         assert_eq!(tight.queue, 300);
     }
 }

@@ -23,8 +23,8 @@ pub struct Settings {
     pub rate: f64,
     /// Seconds each mode is offered load.
     pub duration_s: f64,
-    /// Milliseconds each job sleeps (I/O-like wait).
-    pub work_ms: f64,
+    /// Milliseconds each job waits (an I/O-like sleep, standing for a downstream call).
+    pub wait_ms: f64,
     /// KiB each job allocates and touches, one write per 4 KiB page.
     pub alloc_kib: u64,
     /// Milliseconds of busy CPU work per job.
@@ -64,11 +64,11 @@ pub struct Second {
     pub completed: u64,
     /// Jobs completed during this second within the deadline of their offer.
     pub goodput: u64,
-    /// Jobs rejected (shed at once) during this second.
-    pub rejected: u64,
+    /// Jobs shed (refused at once) during this second.
+    pub shed: u64,
     /// Jobs that expired in the queue during this second.
     pub expired: u64,
-    /// Jobs offered and not yet ended at the end of this second.
+    /// Jobs offered and not yet ended (queued or running) at the end of this second.
     pub in_flight: u64,
     /// Resident memory at the end of this second, in bytes.
     pub rss_bytes: u64,
@@ -91,11 +91,12 @@ pub struct ModeReport {
     pub completed: u64,
     /// Jobs completed within the deadline, per second of the run.
     pub goodput_per_s: f64,
-    /// Jobs shed at once.
-    pub rejected: u64,
+    /// Jobs shed (refused at once).
+    pub shed: u64,
     /// Jobs that waited too long in the queue and were not run.
     pub expired: u64,
-    /// Jobs still in flight when the mode ended (counted neither completed nor lost).
+    /// Jobs still in flight (queued or running) when the mode ended, counted as they came and
+    /// went: `offered == completed + shed + expired + in_flight_at_end` unless a job was lost.
     pub in_flight_at_end: u64,
     /// Highest resident memory seen, in bytes.
     pub peak_rss_bytes: u64,
@@ -121,9 +122,41 @@ impl ModeReport {
         match self.oom_at_s {
             Some(at) if self.oom => format!(
                 "OOM at {at:.1} s, {:.1} GiB",
-                self.peak_rss_bytes as f64 / (1u64 << 30) as f64
+                self.peak_rss_bytes as f64 / GIB
             ),
             _ => "completed".to_owned(),
         }
+    }
+}
+
+const KIB: f64 = 1024.0;
+const MIB: f64 = KIB * 1024.0;
+const GIB: f64 = MIB * 1024.0;
+
+/// Bytes in binary units: "1.23 GiB", "412 MiB", "64 KiB", "512 B".
+pub(crate) fn human_bytes(b: u64) -> String {
+    let v = b as f64;
+    if v >= GIB {
+        format!("{:.2} GiB", v / GIB)
+    } else if v >= MIB {
+        format!("{:.0} MiB", v / MIB)
+    } else if v >= KIB {
+        format!("{:.0} KiB", v / KIB)
+    } else {
+        format!("{b} B")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_read_humanly() {
+        assert_eq!(human_bytes(3 << 30), "3.00 GiB");
+        assert_eq!(human_bytes(412 << 20), "412 MiB");
+        assert_eq!(human_bytes(1_320_702_444), "1.23 GiB");
+        assert_eq!(human_bytes(64 << 10), "64 KiB");
+        assert_eq!(human_bytes(512), "512 B");
     }
 }

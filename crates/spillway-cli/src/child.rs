@@ -1,0 +1,213 @@
+//! The child-process protocol of `simulate` and `load`. The parent runs this program again as
+//! `spillway child <task>` and writes the task's settings, already parsed and checked, to the
+//! child's stdin as one JSON document; the child streams its results back as JSON lines on
+//! stdout. Durations cross as exact seconds and nanoseconds, never re-rendered as flags.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use clap::ValueEnum;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Which subcommand a child process works for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ChildOf {
+    /// One mode, or the calibration, of `simulate`.
+    Simulate,
+    /// One share of a `load` run.
+    Load,
+}
+
+impl ChildOf {
+    fn as_str(self) -> &'static str {
+        match self {
+            ChildOf::Simulate => "simulate",
+            ChildOf::Load => "load",
+        }
+    }
+}
+
+/// A running child, and the lines it printed so far.
+#[derive(Debug)]
+pub(crate) struct ChildProcess {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    stdout: Option<JoinHandle<()>>,
+    stderr: Option<JoinHandle<String>>,
+}
+
+/// What [`ChildProcess::next`] saw.
+#[derive(Debug)]
+pub(crate) enum Next<T> {
+    /// One line of results.
+    Line(T),
+    /// Nothing within the wait.
+    Quiet,
+    /// The child closed its stdout: it has ended.
+    Ended,
+}
+
+impl ChildProcess {
+    /// Starts `spillway child <of>` and hands it `settings`.
+    ///
+    /// # Errors
+    ///
+    /// When this program cannot be found or started, or does not take its settings.
+    pub(crate) fn spawn<S: Serialize>(of: ChildOf, settings: &S) -> anyhow::Result<ChildProcess> {
+        let exe = std::env::current_exe().context("cannot find this program to re-run it")?;
+        let mut child = Command::new(&exe)
+            .args(["child", of.as_str()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {}", exe.display()))?;
+        let handed = hand_settings(&mut child, settings);
+        let stdout = child.stdout.take().context("the child's stdout")?;
+        let stderr = child.stderr.take().context("the child's stderr")?;
+        let (tx, lines) = mpsc::channel();
+        let mut process = ChildProcess {
+            child,
+            lines,
+            stdout: Some(std::thread::spawn(move || forward_lines(stdout, &tx))),
+            stderr: Some(std::thread::spawn(move || read_all(stderr))),
+        };
+        if let Err(err) = handed {
+            let stderr = process.kill();
+            bail!("cannot hand the child its settings: {err} {stderr}");
+        }
+        Ok(process)
+    }
+
+    /// The child's process id.
+    pub(crate) fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The next line of results, waiting at most `wait` for it.
+    ///
+    /// # Errors
+    ///
+    /// A line that is not the JSON of a `T`.
+    pub(crate) fn next<T: DeserializeOwned>(&self, wait: Duration) -> anyhow::Result<Next<T>> {
+        match self.lines.recv_timeout(wait) {
+            Ok(line) => serde_json::from_str(&line)
+                .map(Next::Line)
+                .with_context(|| format!("the child printed an unexpected line: {line}")),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(Next::Quiet),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(Next::Ended),
+        }
+    }
+
+    /// Every line of results until the child ends; the last one.
+    ///
+    /// # Errors
+    ///
+    /// An unexpected line, or a child that printed none.
+    pub(crate) fn last<T: DeserializeOwned>(&self) -> anyhow::Result<T> {
+        let mut last = None;
+        loop {
+            match self.next(Duration::from_secs(1))? {
+                Next::Line(line) => last = Some(line),
+                Next::Quiet => {}
+                Next::Ended => return last.context("the child printed no result"),
+            }
+        }
+    }
+
+    /// Waits for the child to exit.
+    ///
+    /// # Errors
+    ///
+    /// A child that failed: its status and what it wrote on stderr.
+    pub(crate) fn finish(mut self) -> anyhow::Result<()> {
+        let status = self
+            .child
+            .wait()
+            .context("the child could not be waited for")?;
+        let stderr = self.join_readers();
+        if !status.success() {
+            bail!("{status}: {}", stderr.trim());
+        }
+        if !stderr.trim().is_empty() {
+            eprint!("{stderr}");
+        }
+        Ok(())
+    }
+
+    /// Kills the child; returns what it wrote on stderr.
+    pub(crate) fn kill(&mut self) -> String {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.join_readers()
+    }
+
+    fn join_readers(&mut self) -> String {
+        if let Some(stdout) = self.stdout.take() {
+            let _ = stdout.join();
+        }
+        self.stderr
+            .take()
+            .and_then(|stderr| stderr.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if self.stdout.is_some() {
+            self.kill();
+        }
+    }
+}
+
+fn hand_settings<S: Serialize>(child: &mut Child, settings: &S) -> anyhow::Result<()> {
+    let mut stdin = child.stdin.take().context("the child's stdin")?;
+    serde_json::to_writer(&mut stdin, settings)?;
+    stdin.flush()?;
+    // Dropping stdin closes it: the child reads to its end.
+    Ok(())
+}
+
+fn forward_lines(stdout: impl Read, tx: &mpsc::Sender<String>) {
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        if tx.send(line).is_err() {
+            break;
+        }
+    }
+}
+
+fn read_all(mut stderr: impl Read) -> String {
+    let mut text = String::new();
+    let _ = stderr.read_to_string(&mut text);
+    text
+}
+
+/// In the child: the settings the parent handed over on stdin.
+///
+/// # Errors
+///
+/// When stdin does not hold the JSON of an `S`.
+pub(crate) fn settings<S: DeserializeOwned>() -> anyhow::Result<S> {
+    serde_json::from_reader(std::io::stdin().lock())
+        .context("a child process reads its settings as JSON on stdin")
+}
+
+/// In the child: prints one line of results for the parent.
+///
+/// # Errors
+///
+/// When stdout is closed.
+pub(crate) fn emit<T: Serialize>(line: &T) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, line)?;
+    out.write_all(b"\n")?;
+    out.flush()?;
+    Ok(())
+}

@@ -1,0 +1,76 @@
+//! The job every subcommand runs: it allocates and touches memory, waits (standing for a call
+//! to something downstream) while holding it, then burns CPU.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+/// What one job does.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Profile {
+    /// Time the job waits (an I/O-like sleep), holding its memory.
+    pub(crate) wait: Duration,
+    /// Bytes allocated and touched, one write per 4 KiB page.
+    pub(crate) alloc: usize,
+    /// Busy CPU time, after the wait.
+    pub(crate) cpu: Duration,
+}
+
+impl Profile {
+    /// How long the job takes when nothing holds it back: its wait plus its CPU time.
+    pub(crate) fn duration(&self) -> Duration {
+        self.wait + self.cpu
+    }
+}
+
+/// Most KiB a job may allocate: 1 TiB.
+pub(crate) const MAX_ALLOC_KIB: u64 = 1 << 30;
+
+const PAGE: usize = 4096;
+
+/// Runs the job; returns when it ended.
+pub(crate) async fn run(profile: Profile) {
+    let mut buffer = vec![0u8; profile.alloc];
+    for page in buffer.iter_mut().step_by(PAGE) {
+        *page = 1;
+    }
+    black_box(&mut buffer);
+    if !profile.wait.is_zero() {
+        tokio::time::sleep(profile.wait).await;
+    }
+    burn(profile.cpu);
+    drop(black_box(buffer));
+}
+
+/// Keeps this thread busy for `cpu`.
+fn burn(cpu: Duration) {
+    if cpu.is_zero() {
+        return;
+    }
+    let until = Instant::now() + cpu;
+    let mut x = 0u64;
+    while Instant::now() < until {
+        for _ in 0..1_000 {
+            x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_job_holds_its_memory_for_its_wait_and_cpu_time() {
+        let profile = Profile {
+            wait: Duration::from_millis(20),
+            alloc: 64 * 1024,
+            cpu: Duration::from_millis(2),
+        };
+        assert_eq!(profile.duration(), Duration::from_millis(22));
+        let start = Instant::now();
+        run(profile).await;
+        assert!(start.elapsed() >= profile.duration());
+    }
+}
