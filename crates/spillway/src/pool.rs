@@ -212,7 +212,8 @@ impl Pool {
             .await
     }
 
-    async fn submit_until<F>(
+    /// Admits `job`, waiting for room until `deadline` (forever if `None`).
+    pub(crate) async fn submit_until<F>(
         &self,
         job: F,
         deadline: Option<Instant>,

@@ -461,3 +461,21 @@ async fn axum_answers_200_then_503_with_retry_after_when_full() {
     let m = pool.metrics();
     assert_eq!((m.completed, m.panicked, m.shed_full), (4, 1, 1));
 }
+
+/// Issue 18, defect 9: in wait mode the wait budget starts at `call`, not at the first poll.
+#[tokio::test(start_paused = true)]
+async fn wait_mode_budget_starts_at_call_not_at_first_poll() {
+    let (pool, _release) = full_pool().await;
+    let mut service = PoolService::new(doubler(), pool.clone()).wait(Duration::from_millis(100));
+
+    let called = Instant::now();
+    let response = service.ready().await.unwrap().call(21);
+    tokio::time::sleep(Duration::from_millis(90)).await; // the server polls it late
+    let err = response.await.unwrap_err();
+    assert_eq!(shed_reason(&err), Some(ShedReason::WaitTimedOut));
+    assert_eq!(
+        called.elapsed(),
+        Duration::from_millis(100),
+        "budget counted from call"
+    );
+}
