@@ -639,3 +639,84 @@ async fn a_snapshot_never_misses_a_moving_job() {
     }
     producer.await.unwrap();
 }
+
+/// Issue 18, defect 5: a dropped queued handle frees its slot at once and is counted once, as
+/// cancelled; the queue no longer counts it.
+#[tokio::test]
+async fn a_dropped_queued_handle_frees_its_slot_at_once() {
+    let (pool, _blocker) = blocked_pool(1).await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let queued = pool.try_submit(async move { drop(flag) }).unwrap();
+    assert!(pool.try_submit(async {}).unwrap_err().is_full());
+
+    drop(queued);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the job's future is dropped at once"
+    );
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.cancelled, m.unaccounted()), (0, 1, 0));
+    let next = pool.try_submit(async { 7 }).expect("the slot was freed");
+    assert_eq!(pool.metrics().queued, 1);
+    next.detach();
+}
+
+/// Issue 18, defects 5 and 6: an aborted queued job frees its slot at once; it is counted
+/// cancelled, as its handle says, even when it would have expired in the queue.
+#[tokio::test(start_paused = true)]
+async fn an_aborted_queued_job_is_counted_cancelled_as_its_handle_says() {
+    let pool = Pool::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .queue_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let (release, released) = oneshot::channel::<()>();
+    pool.try_submit(async move {
+        let _ = released.await;
+    })
+    .unwrap()
+    .detach();
+    while pool.metrics().busy == 0 {
+        tokio::task::yield_now().await;
+    }
+    let queued = pool.try_submit(async { 1 }).unwrap();
+    queued.abort();
+    assert_eq!(
+        pool.metrics().queued,
+        0,
+        "an aborted job leaves the queue at once"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await; // past the queue timeout
+    release.send(()).unwrap();
+    assert_eq!(queued.await, Err(JobError::Cancelled));
+    pool.shutdown(Duration::from_secs(1)).await;
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.expired, m.completed), (1, 0, 1));
+}
+
+/// Issue 18, defect 6: an abort during the job's final poll gives the handle `Cancelled`, so the
+/// job is counted cancelled, not completed.
+#[tokio::test]
+async fn an_abort_during_the_final_poll_is_counted_as_the_handle_reports() {
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    let slot: Arc<std::sync::Mutex<Option<spillway::JobHandle<u32>>>> = Arc::default();
+    let in_job = slot.clone();
+    let handle = pool
+        .try_submit(async move {
+            let guard = in_job.lock().unwrap();
+            guard
+                .as_ref()
+                .expect("handle stored before the job runs")
+                .abort();
+            5
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(handle);
+    pool.shutdown(Duration::from_secs(1)).await;
+    let handle = slot.lock().unwrap().take().unwrap();
+    assert_eq!(handle.await, Err(JobError::Cancelled));
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.completed), (1, 0));
+}

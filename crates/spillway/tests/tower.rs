@@ -462,6 +462,39 @@ async fn axum_answers_200_then_503_with_retry_after_when_full() {
     assert_eq!((m.completed, m.panicked, m.shed_full), (4, 1, 1));
 }
 
+/// Issue 18, defect 5: a dropped queued request frees its queue slot at once, so the next
+/// request is admitted instead of shed behind dead work.
+#[tokio::test]
+async fn a_dropped_queued_request_frees_its_slot_for_the_next_one() {
+    let pool = pool(1, 1);
+    let (_release, released) = oneshot::channel::<()>();
+    pool.try_submit(async move {
+        let _ = released.await;
+    })
+    .unwrap()
+    .detach();
+    until(&pool, |m| m.busy == 1).await;
+    let mut service = PoolService::new(doubler(), pool.clone());
+    let queued = service.ready().await.unwrap().call(1);
+    assert_eq!(pool.metrics().queued, 1);
+
+    drop(queued); // the client went away while its request waited
+    let m = pool.metrics();
+    assert_eq!(
+        (m.queued, m.cancelled),
+        (0, 1),
+        "slot freed and counted at once"
+    );
+    let next = service.ready().await.unwrap().call(2);
+    let m = pool.metrics();
+    assert_eq!(
+        (m.queued, m.shed_full),
+        (1, 0),
+        "the next request took the freed slot"
+    );
+    drop(next);
+}
+
 /// Issue 18, defect 9: in wait mode the wait budget starts at `call`, not at the first poll.
 #[tokio::test(start_paused = true)]
 async fn wait_mode_budget_starts_at_call_not_at_first_poll() {
