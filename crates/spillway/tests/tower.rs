@@ -108,8 +108,8 @@ async fn a_full_queue_sheds_at_once_and_counts_the_shed_job() {
     assert_eq!(pool.metrics().completed, 2);
 }
 
-/// A pool of one worker running a job until `release` fires, with its one queue slot taken.
-async fn full_pool() -> (Pool, oneshot::Sender<()>) {
+/// A pool of one worker running a job until `release` fires, with its one queue slot free.
+async fn busy_pool() -> (Pool, oneshot::Sender<()>) {
     let pool = pool(1, 1);
     let (release, released) = oneshot::channel::<()>();
     pool.try_submit(async move {
@@ -118,6 +118,12 @@ async fn full_pool() -> (Pool, oneshot::Sender<()>) {
     .unwrap()
     .detach();
     until(&pool, |m| m.busy == 1).await;
+    (pool, release)
+}
+
+/// A pool of one worker running a job until `release` fires, with its one queue slot taken.
+async fn full_pool() -> (Pool, oneshot::Sender<()>) {
+    let (pool, release) = busy_pool().await;
     pool.try_submit(async {}).unwrap().detach();
     assert_eq!(pool.metrics().queued, 1);
     (pool, release)
@@ -466,14 +472,7 @@ async fn axum_answers_200_then_503_with_retry_after_when_full() {
 /// request is admitted instead of shed behind dead work.
 #[tokio::test]
 async fn a_dropped_queued_request_frees_its_slot_for_the_next_one() {
-    let pool = pool(1, 1);
-    let (_release, released) = oneshot::channel::<()>();
-    pool.try_submit(async move {
-        let _ = released.await;
-    })
-    .unwrap()
-    .detach();
-    until(&pool, |m| m.busy == 1).await;
+    let (pool, _release) = busy_pool().await;
     let mut service = PoolService::new(doubler(), pool.clone());
     let queued = service.ready().await.unwrap().call(1);
     assert_eq!(pool.metrics().queued, 1);
