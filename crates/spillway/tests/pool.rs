@@ -831,7 +831,8 @@ async fn two_pools_in_one_registry_share_each_family() {
 fn the_strict_check_rejects_a_family_declared_twice() {
     let block = |pool| {
         format!(
-            "# HELP spillway_workers Workers.\n# TYPE spillway_workers gauge\nspillway_workers{{pool=\"{pool}\"}} 1\n"
+            "# HELP spillway_workers Workers.\n# TYPE spillway_workers gauge\n\
+             spillway_workers{{pool=\"{pool}\"}} 1\n"
         )
     };
     strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
