@@ -27,8 +27,11 @@ const BUCKETS: [f64; 16] = [
     5.0, 10.0,
 ];
 
+/// Reads one gauge's value off a snapshot.
+type Read = fn(&Snapshot) -> usize;
+
 /// The gauges: name, help, reading.
-const GAUGES: [(&str, &str, fn(&Snapshot) -> usize); 5] = [
+const GAUGES: [(&str, &str, Read); 5] = [
     ("spillway_workers", "Worker tasks alive.", |s| s.workers),
     ("spillway_workers_busy", "Workers running a job.", |s| {
         s.busy
