@@ -23,3 +23,7 @@ cargo test --workspace --all-features --locked
 echo "== loom models: queue admission and close, job/handle hand-off, worker park and retire"
 RUSTFLAGS="--cfg spillway_loom" CARGO_TARGET_DIR=target/loom \
   cargo test -p spillway --lib --release --locked loom_
+
+echo "== OpenMetrics exposition of two pools, read by the reference parser (Python prometheus_client)"
+python3 -m pip install --quiet --disable-pip-version-check prometheus-client
+cargo run --quiet --locked -p spillway --example openmetrics | python3 scripts/check_openmetrics.py

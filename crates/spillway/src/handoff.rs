@@ -28,6 +28,17 @@ struct State<T> {
     result: Option<Result<T, JobError>>,
     handle_waker: Option<Waker>,
     job_waker: Option<Waker>,
+    /// The handle was aborted before the job ended: it reports `Cancelled`, whatever the job did.
+    aborted: bool,
+}
+
+/// What [`Handoff::finish`] did with a job's report.
+#[must_use = "an unwanted result must be dropped by the caller, panics caught"]
+pub(crate) struct Finished<T> {
+    /// The result nobody wants (the handle is gone, or aborted), for the caller to drop.
+    pub(crate) unwanted: Option<Result<T, JobError>>,
+    /// The handle was aborted first: it reports `Cancelled`, so the job must be counted so.
+    pub(crate) aborted: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,6 +68,7 @@ impl<T> Handoff<T> {
                 result: None,
                 handle_waker: None,
                 job_waker: None,
+                aborted: false,
             }),
         }
     }
@@ -82,18 +94,26 @@ impl<T> Handoff<T> {
     /// Reports how the job ended. The first report wins; a handle that is gone or already has
     /// its result (abort) ignores it, and the result nobody wants is handed back, so that the
     /// caller drops it where a panicking destructor cannot hurt (outside the lock, and caught).
-    #[must_use = "an unwanted result must be dropped by the caller, panics caught"]
-    pub(crate) fn finish(&self, result: Result<T, JobError>) -> Option<Result<T, JobError>> {
+    /// It also says whether the handle was aborted first, decided under the same lock as the
+    /// abort: the job is then counted cancelled, as its handle reports it.
+    pub(crate) fn finish(&self, result: Result<T, JobError>) -> Finished<T> {
         let mut state = lock(&self.state);
         if state.finished {
-            return Some(result);
+            return Finished {
+                unwanted: Some(result),
+                aborted: state.aborted,
+            };
         }
         state.finished = true;
         let job_waker = state.job_waker.take();
         if state.handle != Handle::Attached || state.result.is_some() {
+            let aborted = state.aborted;
             drop(state);
             drop(job_waker);
-            return Some(result);
+            return Finished {
+                unwanted: Some(result),
+                aborted,
+            };
         }
         state.result = Some(result);
         let waker = state.handle_waker.take();
@@ -102,7 +122,10 @@ impl<T> Handoff<T> {
         if let Some(waker) = waker {
             waker.wake();
         }
-        None
+        Finished {
+            unwanted: None,
+            aborted: false,
+        }
     }
 
     // ---- handle side ----
@@ -137,6 +160,7 @@ impl<T> Handoff<T> {
         }
         let job = self.cancel(&mut state);
         state.result = Some(Err(JobError::Cancelled));
+        state.aborted = true;
         let handle = state.handle_waker.take();
         drop(state);
         job.into_iter().chain(handle).for_each(Waker::wake);
@@ -206,19 +230,24 @@ mod loom_tests {
         });
     }
 
-    /// Abort races completion: the handle gets exactly one result, `Ok` or `Cancelled`.
+    /// Abort races completion: the handle gets exactly one result, `Ok` or `Cancelled`, and the
+    /// job side is told `aborted` exactly when the handle reports `Cancelled` (so the outcome
+    /// counted is the one the handle reports).
     #[test]
     fn loom_abort_races_finish() {
         loom::model(|| {
             let handoff = Arc::new(Handoff::<u32>::new());
             let job = {
                 let handoff = handoff.clone();
-                thread::spawn(move || drop(handoff.finish(Ok(7))))
+                thread::spawn(move || handoff.finish(Ok(7)).aborted)
             };
             handoff.abort();
-            job.join().unwrap();
+            let aborted = job.join().unwrap();
             match handoff.poll_result(Waker::noop()) {
-                Poll::Ready(Ok(7)) | Poll::Ready(Err(JobError::Cancelled)) => {}
+                Poll::Ready(Ok(7)) => assert!(!aborted, "counted cancelled, reported Ok"),
+                Poll::Ready(Err(JobError::Cancelled)) => {
+                    assert!(aborted, "reported Cancelled, counted completed")
+                }
                 other => panic!("unexpected result {other:?}"),
             }
         });
@@ -271,6 +300,21 @@ mod tests {
         assert_eq!(
             handoff.poll_result(Waker::noop()),
             Poll::Ready(Err(JobError::Cancelled))
+        );
+    }
+
+    #[test]
+    fn a_finish_after_abort_is_told_so() {
+        let handoff = Handoff::new();
+        handoff.abort();
+        let finished = handoff.finish(Ok(1));
+        assert!(finished.aborted);
+        assert_eq!(finished.unwanted, Some(Ok(1)));
+        let other = Handoff::<u8>::new();
+        other.drop_handle();
+        assert!(
+            !other.finish(Ok(1)).aborted,
+            "a dropped handle reports nothing"
         );
     }
 

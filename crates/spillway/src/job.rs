@@ -5,6 +5,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::Weak;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
 
@@ -12,6 +13,7 @@ use pin_project_lite::pin_project;
 
 use crate::error::JobError;
 use crate::handoff::Handoff;
+use crate::queue::Ticket;
 use crate::sync::Arc;
 
 /// How a job that reached a worker ended. (A job that never reaches one is abandoned at shutdown.)
@@ -31,11 +33,34 @@ pub(crate) trait Job: Send {
     /// job whose handle is gone never starts, and a running one stops at its next poll.
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome>;
 
-    /// Ends the job without running (more of) it.
-    fn fail(self: Pin<&mut Self>, error: JobError);
+    /// Ends the job without running (more of) it. Returns the outcome to count: `outcome`, or
+    /// `Cancelled` if the handle was aborted first and reports that.
+    fn fail(self: Pin<&mut Self>, error: JobError, outcome: Outcome) -> Outcome;
 }
 
 pub(crate) type BoxJob = Pin<Box<dyn Job>>;
+
+/// Where a queued job can be taken back out by its handle, before a worker pops it.
+pub(crate) trait Unqueue: Send + Sync {
+    /// Removes the job queued with `ticket` and ends it as cancelled, freeing its slot at once.
+    /// Returns `false` if it had left the queue already (a worker or a shutdown took it).
+    fn unqueue(&self, ticket: Ticket) -> bool;
+}
+
+/// A handle's way back to its job in the queue.
+struct Queued {
+    queue: Weak<dyn Unqueue>,
+    ticket: Ticket,
+}
+
+impl Queued {
+    /// Takes the job out of the queue if it is still there (see [`Unqueue`]).
+    fn unqueue(&self) -> bool {
+        self.queue
+            .upgrade()
+            .is_some_and(|queue| queue.unqueue(self.ticket))
+    }
+}
 
 pin_project! {
     struct Task<F: Future> {
@@ -52,9 +77,21 @@ pin_project! {
             // runtime went away. Either way the job was abandoned.
             let this = this.project();
             if !*this.done {
-                drop_quietly(this.handoff.finish(Err(JobError::Abandoned)));
+                drop_quietly(this.handoff.finish(Err(JobError::Abandoned)).unwanted);
             }
         }
+    }
+}
+
+/// Reports the job's end to its handle and returns the outcome to count: `outcome`, unless the
+/// handle was aborted first (it then reports `Cancelled`, and so do the counts).
+fn settle<T>(handoff: &Handoff<T>, result: Result<T, JobError>, outcome: Outcome) -> Outcome {
+    let finished = handoff.finish(result);
+    drop_quietly(finished.unwanted);
+    if finished.aborted {
+        Outcome::Cancelled
+    } else {
+        outcome
     }
 }
 
@@ -86,7 +123,7 @@ where
         let mut this = self.project();
         if this.handoff.is_cancelled() {
             *this.done = true;
-            drop_quietly(this.handoff.finish(Err(JobError::Cancelled)));
+            drop_quietly(this.handoff.finish(Err(JobError::Cancelled)).unwanted);
             return Poll::Ready(Outcome::Cancelled);
         }
         match catch_unwind(AssertUnwindSafe(|| this.future.as_mut().poll(cx))) {
@@ -95,30 +132,29 @@ where
                 // first poll never takes this lock.
                 if this.handoff.park_job(cx.waker()) {
                     *this.done = true;
-                    drop_quietly(this.handoff.finish(Err(JobError::Cancelled)));
+                    drop_quietly(this.handoff.finish(Err(JobError::Cancelled)).unwanted);
                     return Poll::Ready(Outcome::Cancelled);
                 }
                 Poll::Pending
             }
             Ok(Poll::Ready(value)) => {
                 *this.done = true;
-                drop_quietly(this.handoff.finish(Ok(value)));
-                Poll::Ready(Outcome::Completed)
+                Poll::Ready(settle(this.handoff, Ok(value), Outcome::Completed))
             }
             Err(payload) => {
                 *this.done = true;
                 let message = panic_message(&*payload);
                 drop_quietly(payload);
-                drop_quietly(this.handoff.finish(Err(JobError::Panicked(message))));
-                Poll::Ready(Outcome::Panicked)
+                let error = JobError::Panicked(message);
+                Poll::Ready(settle(this.handoff, Err(error), Outcome::Panicked))
             }
         }
     }
 
-    fn fail(self: Pin<&mut Self>, error: JobError) {
+    fn fail(self: Pin<&mut Self>, error: JobError, outcome: Outcome) -> Outcome {
         let this = self.project();
         *this.done = true;
-        drop_quietly(this.handoff.finish(Err(error)));
+        settle(this.handoff, Err(error), outcome)
     }
 }
 
@@ -139,6 +175,7 @@ where
         task,
         JobHandle {
             handoff,
+            queued: None,
             settled: false,
         },
     )
@@ -149,11 +186,13 @@ where
 /// A `JobHandle` resolves to `Ok(value)` when the job returns, or to a [`JobError`] saying why it
 /// did not: it panicked, it was cancelled, it expired in the queue, or a shutdown abandoned it.
 ///
-/// **Dropping the handle cancels the job**: a queued job never runs, and a running one is dropped
-/// at its next `.await` (its task is woken for that at once). Use [`detach`](Self::detach) to let
-/// it finish without anyone waiting (fire and forget). Either way the job's lifetime is the
-/// pool's business, never the submitter's scope: a request handler that returns does not cancel a
-/// detached job, so work that was accepted is not silently thrown away halfway.
+/// **Dropping the handle cancels the job**: a queued job leaves the queue at once (its slot is
+/// free for the next submission, and it counts as cancelled) and never runs; a running one is
+/// dropped at its next `.await` (its task is woken for that at once). Use
+/// [`detach`](Self::detach) to let it finish without anyone waiting (fire and forget). Either way
+/// the job's lifetime is the pool's business, never the submitter's scope: a request handler that
+/// returns does not cancel a detached job, so work that was accepted is not silently thrown away
+/// halfway.
 ///
 /// # Examples
 ///
@@ -177,11 +216,18 @@ where
 #[must_use = "dropping a JobHandle cancels its job: await it, or call .detach()"]
 pub struct JobHandle<T> {
     handoff: Arc<Handoff<T>>,
+    /// Where the job was queued, to take it back out on cancellation.
+    queued: Option<Queued>,
     /// This handle returned its result or was detached: nothing more to tell the job.
     settled: bool,
 }
 
 impl<T> JobHandle<T> {
+    /// Records where the job was queued, so that a cancellation can take it back out.
+    pub(crate) fn queued_at(&mut self, queue: Weak<dyn Unqueue>, ticket: Ticket) {
+        self.queued = Some(Queued { queue, ticket });
+    }
+
     /// Lets the job run to completion with nobody waiting for it; its result is dropped.
     ///
     /// ```
@@ -201,7 +247,7 @@ impl<T> JobHandle<T> {
     }
 
     /// Cancels the job: if it has not ended yet, it will not run (further), and this handle
-    /// resolves to [`JobError::Cancelled`] at once.
+    /// resolves to [`JobError::Cancelled`] at once. A queued job leaves the queue at once.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -216,7 +262,10 @@ impl<T> JobHandle<T> {
     /// ```
     pub fn abort(&self) {
         if !self.settled {
-            self.handoff.abort();
+            // Taken out of the queue, the job ends cancelled there; otherwise tell it to stop.
+            if !self.queued.as_ref().is_some_and(Queued::unqueue) {
+                self.handoff.abort();
+            }
         }
     }
 
@@ -244,6 +293,9 @@ impl<T> Future for JobHandle<T> {
 impl<T> Drop for JobHandle<T> {
     fn drop(&mut self) {
         if !self.settled {
+            if let Some(queued) = self.queued.take() {
+                queued.unqueue();
+            }
             self.handoff.drop_handle();
         }
     }

@@ -17,7 +17,8 @@
 //!   both counts; every admitted job ends in exactly one counted outcome ([`Snapshot`]).
 //! * **Metrics**: [`Pool::metrics`] gives counters and latency percentiles (queue wait, run time,
 //!   and the total the caller waits); with the `prometheus` feature (default)
-//!   [`Pool::register_metrics`] exports them through `prometheus-client`.
+//!   [`Pool::register_metrics`] (one pool) or [`PoolMetrics`] (several pools in one registry)
+//!   export them through `prometheus-client`.
 //! * **Tower**: with the `tower` feature, `PoolLayer` runs a `tower` service's requests (axum,
 //!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error.
 //!
@@ -74,6 +75,9 @@ pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmit
 pub use job::JobHandle;
 pub use metrics::{Latency, Snapshot};
 pub use pool::{Pool, ShutdownReport};
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub use prometheus::PoolMetrics;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "tower"))]

@@ -98,7 +98,7 @@ impl Pool {
         }
     }
 
-    fn shared(&self) -> &Arc<Shared> {
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.owner.shared
     }
 
@@ -212,7 +212,8 @@ impl Pool {
             .await
     }
 
-    async fn submit_until<F>(
+    /// Admits `job`, waiting for room until `deadline` (forever if `None`).
+    pub(crate) async fn submit_until<F>(
         &self,
         job: F,
         deadline: Option<Instant>,
@@ -301,37 +302,6 @@ impl Pool {
     /// The pool's name, as given to [`Builder::name`].
     pub fn name(&self) -> &str {
         &self.shared().config().name
-    }
-
-    /// Registers this pool's metrics with a `prometheus-client` registry, labelled
-    /// `pool="<name>"`. They are read at scrape time; the registry does not keep the pool alive.
-    ///
-    /// Series: `spillway_workers`, `spillway_workers_busy`, `spillway_workers_max`,
-    /// `spillway_queue_depth`, `spillway_queue_capacity` (gauges);
-    /// `spillway_jobs_submitted_total`, `spillway_jobs_ended_total{outcome}`,
-    /// `spillway_jobs_shed_total{reason}` (counters); `spillway_job_queue_wait_seconds`,
-    /// `spillway_job_run_seconds`, `spillway_job_total_seconds` (histograms).
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use prometheus_client::{encoding::text::encode, registry::Registry};
-    ///
-    /// let pool = spillway::Pool::builder().name("api").build().unwrap();
-    /// pool.submit(async {}).await.unwrap().await.unwrap();
-    ///
-    /// let mut registry = Registry::default();
-    /// pool.register_metrics(&mut registry);
-    /// let mut text = String::new();
-    /// encode(&mut text, &registry).unwrap();
-    /// assert!(text.contains(r#"spillway_jobs_ended_total{pool="api",outcome="completed"} 1"#));
-    /// # }
-    /// ```
-    #[cfg(feature = "prometheus")]
-    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
-        registry.register_collector(Box::new(crate::prometheus::PoolCollector::new(
-            Arc::downgrade(self.shared()),
-        )));
     }
 }
 

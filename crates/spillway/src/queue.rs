@@ -15,8 +15,17 @@
 //!   closed and `count == 0` ([`Queue::is_drained`]) knows that no item can still arrive.
 //!
 //! A refusal touches one atomic word and allocates nothing: the caller still owns its item. The
-//! storage itself is a `Mutex<VecDeque>`, short critical sections only, and model-checked together
-//! with the counter (`loom_*` tests below).
+//! storage itself is a mutex over [`Items`], short critical sections only, and model-checked
+//! together with the counter (`loom_*` tests below).
+//!
+//! **Removal.** A stored item gets a [`Ticket`]; its owner may take it back out with
+//! [`Queue::remove`] before a consumer pops it (a cancelled job leaves the queue at once instead
+//! of holding its slot until a worker reaches it). Removal and pop both take the item under the
+//! lock, so exactly one of them gets it; whoever does releases its slot. A removed item leaves a
+//! stale ticket in the arrival order, skipped by `pop` and swept out by the next push once stale
+//! tickets outnumber stored items, so the order stays within twice the stored items (plus a few)
+//! and the sweep costs O(1) per push, amortized. No user code runs under the lock: removed and
+//! popped items are dropped by the caller.
 
 use std::collections::VecDeque;
 
@@ -41,7 +50,95 @@ pub(crate) struct Queue<T> {
     // Submitters and workers both write these; keep them off each other's cache lines.
     state: CachePadded<AtomicUsize>,
     capacity: usize,
-    items: CachePadded<Mutex<VecDeque<T>>>,
+    items: CachePadded<Mutex<Items<T>>>,
+}
+
+/// Where a stored item waits: lets its owner [remove](Queue::remove) it before it is popped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Ticket {
+    index: usize,
+    generation: u64,
+}
+
+/// The stored items: a slab of slots, and their tickets in arrival order.
+struct Items<T> {
+    /// Tickets in arrival order; a ticket whose item was removed is stale and skipped.
+    order: VecDeque<Ticket>,
+    slots: Vec<Slot<T>>,
+    /// Indices of empty slots.
+    free: Vec<usize>,
+    /// Items stored (the fresh tickets in `order`).
+    stored: usize,
+}
+
+struct Slot<T> {
+    /// Bumped each time the slot is emptied, so that an old ticket never takes a new item.
+    generation: u64,
+    item: Option<T>,
+}
+
+/// Below this many stored items, stale tickets are swept only past this many (keeps tiny
+/// queues from sweeping on every push).
+const SWEEP_FLOOR: usize = 8;
+
+impl<T> Items<T> {
+    fn new() -> Self {
+        Items {
+            order: VecDeque::new(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            stored: 0,
+        }
+    }
+
+    fn insert(&mut self, item: T) -> Ticket {
+        if self.order.len() >= 2 * self.stored.max(SWEEP_FLOOR) {
+            let slots = &self.slots;
+            self.order
+                .retain(|ticket| slots[ticket.index].generation == ticket.generation);
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.slots.push(Slot {
+                    generation: 0,
+                    item: None,
+                });
+                self.slots.len() - 1
+            }
+        };
+        let slot = &mut self.slots[index];
+        slot.item = Some(item);
+        let ticket = Ticket {
+            index,
+            generation: slot.generation,
+        };
+        self.order.push_back(ticket);
+        self.stored += 1;
+        ticket
+    }
+
+    /// Takes the item of `ticket` if it is still stored.
+    fn take(&mut self, ticket: Ticket) -> Option<T> {
+        let slot = self.slots.get_mut(ticket.index)?;
+        if slot.generation != ticket.generation {
+            return None;
+        }
+        let item = slot.item.take()?;
+        slot.generation = slot.generation.wrapping_add(1);
+        self.free.push(ticket.index);
+        self.stored -= 1;
+        Some(item)
+    }
+
+    fn pop_front(&mut self) -> Option<T> {
+        while let Some(ticket) = self.order.pop_front() {
+            if let Some(item) = self.take(ticket) {
+                return Some(item);
+            }
+        }
+        None
+    }
 }
 
 /// A reserved slot. Push into it with [`Permit::push`]; dropping it unused gives the slot back.
@@ -59,7 +156,7 @@ impl<T> Queue<T> {
         Queue {
             state: CachePadded::new(AtomicUsize::new(0)),
             capacity,
-            items: CachePadded::new(Mutex::new(VecDeque::new())),
+            items: CachePadded::new(Mutex::new(Items::new())),
         }
     }
 
@@ -94,6 +191,12 @@ impl<T> Queue<T> {
         lock(&self.items).pop_front()
     }
 
+    /// Takes back the item stored with `ticket`, if no one popped or removed it yet. As with
+    /// [`pop`](Self::pop), its slot stays counted until [`Queue::release`].
+    pub(crate) fn remove(&self, ticket: Ticket) -> Option<T> {
+        lock(&self.items).take(ticket)
+    }
+
     /// Gives back the slot of one popped item.
     pub(crate) fn release(&self) {
         let previous = self.state.fetch_sub(ONE, Ordering::SeqCst);
@@ -126,9 +229,10 @@ impl<T> Queue<T> {
 
 impl<T> Permit<'_, T> {
     /// Stores the item in the reserved slot. Cannot fail: the slot was reserved while open.
-    pub(crate) fn push(self, item: T) {
-        lock(&self.queue.items).push_back(item);
+    pub(crate) fn push(self, item: T) -> Ticket {
+        let ticket = lock(&self.queue.items).insert(item);
         std::mem::forget(self);
+        ticket
     }
 }
 
@@ -177,6 +281,43 @@ mod tests {
         drop(q.try_reserve().expect("room"));
         assert_eq!(q.len(), 0);
         q.try_reserve().expect("slot came back").push(1);
+    }
+
+    #[test]
+    fn a_removed_item_is_never_popped_and_its_ticket_goes_stale() {
+        let q = Queue::new(3);
+        let first = q.try_reserve().expect("room").push(1);
+        let second = q.try_reserve().expect("room").push(2);
+        assert_eq!(q.remove(first), Some(1));
+        q.release();
+        assert_eq!(q.len(), 1);
+        assert_eq!(q.remove(first), None, "removed once");
+        let third = q.try_reserve().expect("room").push(3); // reuses the first slot
+        assert_eq!(
+            q.remove(first),
+            None,
+            "an old ticket never takes a new item"
+        );
+        assert_eq!(q.pop(), Some(2));
+        q.release();
+        assert_eq!(q.remove(second), None, "popped already");
+        assert_eq!(q.remove(third), Some(3));
+        q.release();
+        assert_eq!((q.pop(), q.len()), (None, 0));
+    }
+
+    #[test]
+    fn stale_tickets_are_swept_so_the_order_stays_bounded() {
+        let q = Queue::new(2);
+        let _kept = q.try_reserve().expect("room").push(0);
+        for i in 1..1_000 {
+            let ticket = q.try_reserve().expect("room").push(i);
+            assert_eq!(q.remove(ticket), Some(i));
+            q.release();
+            let order = lock(&q.items).order.len();
+            assert!(order <= 2 * SWEEP_FLOOR + 1, "{order} tickets for 1 item");
+        }
+        assert_eq!(q.pop(), Some(0));
     }
 
     #[test]
@@ -247,6 +388,70 @@ mod loom_tests {
             for h in handles {
                 assert!(h.join().unwrap(), "refused although the queue had room");
             }
+        });
+    }
+
+    /// The owner removes an item while a consumer pops: exactly one of them gets it and releases
+    /// its slot, whatever the interleaving.
+    #[test]
+    fn loom_remove_races_pop() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new(1));
+            let ticket = q.try_reserve().expect("room").push(5);
+            let consumer = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let popped = q.pop();
+                    if popped.is_some() {
+                        q.release();
+                    }
+                    popped
+                })
+            };
+            let removed = q.remove(ticket);
+            if removed.is_some() {
+                q.release();
+            }
+            let popped = consumer.join().unwrap();
+            assert_eq!(
+                usize::from(removed.is_some()) + usize::from(popped.is_some()),
+                1,
+                "taken twice or by nobody"
+            );
+            assert_eq!(q.len(), 0);
+            assert_eq!(q.try_reserve().map(|p| p.push(6)).err(), None, "slot freed");
+        });
+    }
+
+    /// Removal races a close and the drain after it (a shutdown abandoning what is queued):
+    /// each item ends once, and the queue is drained when both are done.
+    #[test]
+    fn loom_remove_races_close_and_drain() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new(2));
+            let first = q.try_reserve().expect("room").push(1);
+            q.try_reserve().expect("room").push(2);
+            let drainer = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    q.close();
+                    let mut drained = Vec::new();
+                    while let Some(item) = q.pop() {
+                        q.release();
+                        drained.push(item);
+                    }
+                    drained
+                })
+            };
+            let removed = q.remove(first);
+            if removed.is_some() {
+                q.release();
+            }
+            let mut ended = drainer.join().unwrap();
+            ended.extend(removed);
+            ended.sort_unstable();
+            assert_eq!(ended, [1, 2], "an item was lost or ended twice");
+            assert!(q.is_drained());
         });
     }
 

@@ -60,8 +60,10 @@ impl Running<'_> {
             .queue_timeout
             .is_some_and(|t| queue_wait > t)
         {
-            job.as_mut().fail(JobError::Expired);
-            (Outcome::Expired, false)
+            (
+                job.as_mut().fail(JobError::Expired, Outcome::Expired),
+                false,
+            )
         } else {
             let outcome = poll_fn(|cx| job.as_mut().poll_run(cx)).await;
             (outcome, outcome != Outcome::Cancelled)

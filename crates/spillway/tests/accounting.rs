@@ -1,14 +1,22 @@
 //! Property: whatever callers do, every admitted job ends in exactly one counted outcome.
 //!
-//! Random pools run random sequences of submit / try_submit / submit_timeout, handle drops,
-//! aborts and detaches, panicking, slow and never-ending jobs, closes and shutdowns, on a
-//! paused-clock runtime (so time-dependent paths run without real waiting). Afterwards:
+//! Random pools (sizes, queue timeout, scale-up threshold and cooldown) run random sequences of
+//! submit / try_submit / submit_timeout, handle drops, aborts and detaches, panicking, slow,
+//! never-ending jobs and jobs that panic when dropped, closes and shutdowns: on a paused-clock
+//! runtime (so time-dependent paths run without real waiting), and on a multi-threaded runtime
+//! with real time (workers and the test race for real). Afterwards:
 //!
 //! * `submitted == completed + panicked + cancelled + expired + abandoned`, nothing queued or busy;
 //! * admissions and sheds seen by the caller match the counters exactly;
 //! * every handle still held resolves (no job is lost), to a result its job could produce;
+//! * the outcome counted for each job is the one its handle reports: per outcome, the counter is
+//!   at least the number of held handles reporting it, exactly that when no handle was let go;
 //! * no worker task is left.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
@@ -21,6 +29,11 @@ enum Kind {
     Pending,
     Panic,
     SleepThenPanic(u64),
+    /// Sleeps, returns 3, and its future panics when dropped after its first poll (after it
+    /// ended, or cancelled or abandoned while it runs).
+    PanicOnDrop(u64),
+    /// Aborts its own handle in its only poll, then returns 4: an abort during the final poll.
+    AbortsItself,
 }
 
 #[derive(Debug, Clone)]
@@ -44,6 +57,8 @@ fn kind() -> impl Strategy<Value = Kind> {
         1 => Just(Kind::Pending),
         1 => Just(Kind::Panic),
         1 => (1u64..30).prop_map(Kind::SleepThenPanic),
+        1 => (0u64..30).prop_map(Kind::PanicOnDrop),
+        1 => Just(Kind::AbortsItself),
     ]
 }
 
@@ -68,21 +83,25 @@ struct Settings {
     max_workers: usize,
     queue_capacity: usize,
     queue_timeout: Option<u64>,
+    scale_up_threshold: f64,
+    scale_up_cooldown: Option<u64>,
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
     (
-        1usize..4,
-        0usize..4,
-        1usize..6,
+        (1usize..4, 0usize..4, 1usize..6),
         proptest::option::of(1u64..25),
+        prop_oneof![Just(0.0), Just(0.5), Just(0.7), Just(1.0)],
+        proptest::option::of(1u64..30),
     )
         .prop_map(
-            |(max_workers, min, queue_capacity, queue_timeout)| Settings {
+            |((max_workers, min, queue_capacity), queue_timeout, threshold, cooldown)| Settings {
                 min_workers: min.min(max_workers),
                 max_workers,
                 queue_capacity,
                 queue_timeout,
+                scale_up_threshold: threshold,
+                scale_up_cooldown: cooldown,
             },
         )
 }
@@ -96,7 +115,11 @@ fn quiet_planned_panics() {
             let planned = info
                 .payload()
                 .downcast_ref::<&str>()
-                .is_some_and(|m| m.starts_with("planned"));
+                .is_some_and(|m| m.starts_with("planned"))
+                || info
+                    .payload()
+                    .downcast_ref::<String>()
+                    .is_some_and(|m| m.starts_with("planned"));
             if !planned {
                 default(info);
             }
@@ -104,32 +127,102 @@ fn quiet_planned_panics() {
     });
 }
 
-async fn job(kind: Kind) -> u32 {
+/// A job's future; one of kind `PanicOnDrop` panics when it is dropped after its first poll.
+struct Job {
+    body: Pin<Box<dyn Future<Output = u32> + Send>>,
+    panic_on_drop: bool,
+    polled: bool,
+}
+
+impl Future for Job {
+    type Output = u32;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
+        self.polled = true;
+        self.body.as_mut().poll(cx)
+    }
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if self.panic_on_drop && self.polled && !std::thread::panicking() {
+            panic!("planned drop");
+        }
+    }
+}
+
+/// Where a held handle lives, shared with its job (for `AbortsItself`); `None` once let go.
+type Slot = Arc<Mutex<Option<JobHandle<u32>>>>;
+
+fn job(kind: Kind, clock: Clock, slot: &Slot) -> Job {
+    Job {
+        body: Box::pin(body(kind, clock, slot.clone())),
+        panic_on_drop: matches!(kind, Kind::PanicOnDrop(_)),
+        polled: false,
+    }
+}
+
+async fn body(kind: Kind, clock: Clock, slot: Slot) -> u32 {
     match kind {
         Kind::Ready => 1,
         Kind::Sleep(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tokio::time::sleep(clock.ms(ms)).await;
             2
         }
         Kind::Pending => std::future::pending().await,
         Kind::Panic => panic!("planned"),
         Kind::SleepThenPanic(ms) => {
-            tokio::time::sleep(Duration::from_millis(ms)).await;
+            tokio::time::sleep(clock.ms(ms)).await;
             panic!("planned later")
+        }
+        Kind::PanicOnDrop(ms) => {
+            tokio::time::sleep(clock.ms(ms)).await;
+            3
+        }
+        Kind::AbortsItself => {
+            if let Some(handle) = slot.lock().unwrap().as_ref() {
+                handle.abort();
+            }
+            4
         }
     }
 }
 
-/// What a handle may legitimately resolve to, given the job it was for.
-fn plausible(kind: Kind, aborted: bool, result: &Result<u32, JobError>) -> bool {
+/// How the case's milliseconds pass: virtual (paused clock, one thread), or real but shortened
+/// (a tenth, on a multi-threaded runtime), where an abort may race the job's end.
+#[derive(Debug, Clone, Copy)]
+enum Clock {
+    Paused,
+    Real,
+}
+
+impl Clock {
+    fn ms(self, ms: u64) -> Duration {
+        match self {
+            Clock::Paused => Duration::from_millis(ms),
+            Clock::Real => Duration::from_micros(ms * 100),
+        }
+    }
+}
+
+/// What a handle may legitimately resolve to, given the job it was for. With a real clock an
+/// abort races the job's end, so an aborted job may also have ended as it would have anyway.
+fn plausible(kind: Kind, aborted: bool, clock: Clock, result: &Result<u32, JobError>) -> bool {
+    let aborted = aborted && matches!(clock, Clock::Paused);
     match result {
         Ok(1) => matches!(kind, Kind::Ready) && !aborted,
         Ok(2) => matches!(kind, Kind::Sleep(_)) && !aborted,
+        Ok(3) => matches!(kind, Kind::PanicOnDrop(_)) && !aborted,
+        // On threads a worker may run it before its handle is stored for it to abort.
+        Ok(4) => matches!((kind, clock), (Kind::AbortsItself, Clock::Real)),
+        // Its handle is aborted before the job ends, so it never reports the value.
+        Err(JobError::Cancelled) if matches!(kind, Kind::AbortsItself) => true,
         Ok(_) => false,
         Err(JobError::Panicked(_)) => {
             matches!(kind, Kind::Panic | Kind::SleepThenPanic(_)) && !aborted
         }
-        Err(JobError::Cancelled) => aborted,
+        Err(JobError::Cancelled) => aborted || matches!(clock, Clock::Real),
+        Err(JobError::Expired | JobError::Abandoned) if matches!(kind, Kind::AbortsItself) => true,
         Err(JobError::Expired | JobError::Abandoned) => !aborted,
         Err(_) => false,
     }
@@ -138,73 +231,101 @@ fn plausible(kind: Kind, aborted: bool, result: &Result<u32, JobError>) -> bool 
 struct Held {
     kind: Kind,
     aborted: bool,
-    handle: JobHandle<u32>,
+    handle: Slot,
 }
 
-async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
+impl Held {
+    /// Lets go of the handle, outside the slot's lock.
+    fn take(&self) -> JobHandle<u32> {
+        let handle = self.handle.lock().unwrap().take();
+        handle.expect("a held handle is in its slot")
+    }
+}
+
+async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestCaseError> {
     let mut builder = Pool::builder()
         .min_workers(settings.min_workers)
         .max_workers(settings.max_workers)
         .queue_capacity(settings.queue_capacity)
-        .idle_timeout(Duration::from_millis(15));
+        .scale_up_threshold(settings.scale_up_threshold)
+        .idle_timeout(clock.ms(15));
     if let Some(ms) = settings.queue_timeout {
-        builder = builder.queue_timeout(Duration::from_millis(ms));
+        builder = builder.queue_timeout(clock.ms(ms));
+    }
+    if let Some(ms) = settings.scale_up_cooldown {
+        builder = builder.scale_up_cooldown(clock.ms(ms));
     }
     let pool = builder.build().unwrap();
     let mut held: Vec<Held> = Vec::new();
     let (mut admitted, mut shed) = (0u64, 0u64);
+    let mut let_go = 0u64; // handles dropped or detached: their outcomes are not reported
 
-    let mut admit = |result: Result<JobHandle<u32>, ()>, kind, held: &mut Vec<Held>| match result {
-        Ok(handle) => {
-            admitted += 1;
-            held.push(Held {
-                kind,
-                aborted: false,
-                handle,
-            });
-        }
-        Err(()) => shed += 1,
-    };
+    let mut admit =
+        |result: Result<JobHandle<u32>, ()>, kind, slot: Slot, held: &mut Vec<Held>| match result {
+            Ok(handle) => {
+                admitted += 1;
+                *slot.lock().unwrap() = Some(handle);
+                held.push(Held {
+                    kind,
+                    aborted: false,
+                    handle: slot,
+                });
+            }
+            Err(()) => shed += 1,
+        };
 
     for op in ops {
         match op {
-            Op::TrySubmit(k) => admit(pool.try_submit(job(k)).map_err(drop), k, &mut held),
+            Op::TrySubmit(k) => {
+                let slot = Slot::default();
+                let result = pool.try_submit(job(k, clock, &slot)).map_err(drop);
+                admit(result, k, slot, &mut held);
+            }
             Op::Submit(k) => {
                 // Waits for room; bounded so that a full queue of never-ending jobs cannot hang.
                 // Gave up waiting: never admitted, and not counted as shed either.
-                let wait = tokio::time::timeout(Duration::from_millis(50), pool.submit(job(k)));
+                let slot = Slot::default();
+                let wait = tokio::time::timeout(clock.ms(50), pool.submit(job(k, clock, &slot)));
                 if let Ok(result) = wait.await {
-                    admit(result.map_err(drop), k, &mut held);
+                    admit(result.map_err(drop), k, slot, &mut held);
                 }
             }
-            Op::SubmitTimeout(k, ms) => admit(
-                pool.submit_timeout(job(k), Duration::from_millis(ms))
+            Op::SubmitTimeout(k, ms) => {
+                let slot = Slot::default();
+                let result = pool
+                    .submit_timeout(job(k, clock, &slot), clock.ms(ms))
                     .await
-                    .map_err(drop),
-                k,
-                &mut held,
-            ),
+                    .map_err(drop);
+                admit(result, k, slot, &mut held);
+            }
             Op::Drop(i) if !held.is_empty() => {
-                held.remove(i % held.len());
+                drop(held.remove(i % held.len()).take());
+                let_go += 1;
             }
             Op::Abort(i) if !held.is_empty() => {
-                let i = i % held.len();
+                let n = held.len();
+                let h = &mut held[i % n];
+                let handle = h.handle.lock().unwrap();
+                let handle = handle.as_ref().expect("a held handle is in its slot");
                 // Aborting a job that already ended changes nothing.
-                held[i].aborted |= !held[i].handle.is_finished();
-                held[i].handle.abort();
+                h.aborted |= !handle.is_finished();
+                handle.abort();
             }
-            Op::Detach(i) if !held.is_empty() => held.remove(i % held.len()).handle.detach(),
-            Op::Advance(ms) => tokio::time::sleep(Duration::from_millis(ms)).await,
+            Op::Detach(i) if !held.is_empty() => {
+                held.remove(i % held.len()).take().detach();
+                let_go += 1;
+            }
+            Op::Advance(ms) => tokio::time::sleep(clock.ms(ms)).await,
             Op::Yield => tokio::task::yield_now().await,
             Op::Close => pool.close(),
             Op::Shutdown(ms) => {
-                pool.shutdown(Duration::from_millis(ms)).await;
+                pool.shutdown(clock.ms(ms)).await;
             }
             Op::Drop(_) | Op::Abort(_) | Op::Detach(_) => {}
         }
     }
 
-    let report = pool.shutdown(Duration::from_millis(20)).await;
+    let report = pool.shutdown(clock.ms(20)).await;
     let m = pool.metrics();
     prop_assert_eq!(m.submitted, admitted, "admissions seen by callers");
     prop_assert_eq!(m.shed(), shed, "sheds seen by callers");
@@ -213,20 +334,67 @@ async fn run(settings: Settings, ops: Vec<Op>) -> Result<(), TestCaseError> {
     prop_assert_eq!(m.ended(), m.submitted);
     prop_assert!(report.drained + report.abandoned <= m.submitted);
 
+    let mut reported = [0u64; 5]; // completed, panicked, cancelled, expired, abandoned
     for h in held {
         // Every job has ended, so every handle resolves without waiting.
-        let result = tokio::time::timeout(Duration::from_secs(1), h.handle)
+        let result = tokio::time::timeout(Duration::from_secs(1), h.take())
             .await
             .map_err(|_| TestCaseError::fail("a handle never resolved: its job was lost"))?;
         prop_assert!(
-            plausible(h.kind, h.aborted, &result),
+            plausible(h.kind, h.aborted, clock, &result),
             "{:?} (aborted: {}) resolved to {:?}",
             h.kind,
             h.aborted,
             result
         );
+        reported[outcome(&result)] += 1;
+    }
+    let counted = [m.completed, m.panicked, m.cancelled, m.expired, m.abandoned];
+    for (i, name) in ["completed", "panicked", "cancelled", "expired", "abandoned"]
+        .into_iter()
+        .enumerate()
+    {
+        prop_assert!(
+            counted[i] >= reported[i],
+            "{} handles report {}, {} counted: {:?}",
+            reported[i],
+            name,
+            counted[i],
+            m
+        );
+        if let_go == 0 {
+            prop_assert_eq!(counted[i], reported[i], "{} counted vs reported", name);
+        }
     }
     Ok(())
+}
+
+/// The counter a handle's result belongs to (the order of `counted` above).
+fn outcome(result: &Result<u32, JobError>) -> usize {
+    match result {
+        Ok(_) => 0,
+        Err(JobError::Panicked(_)) => 1,
+        Err(JobError::Cancelled) => 2,
+        Err(JobError::Expired) => 3,
+        Err(_) => 4,
+    }
+}
+
+/// Runs one case on `rt`; a case still running after `limit` (of the runtime's clock) fails as a
+/// lost wake-up instead of hanging.
+fn check(
+    rt: tokio::runtime::Runtime,
+    settings: Settings,
+    ops: Vec<Op>,
+    clock: Clock,
+    limit: Duration,
+) -> Result<(), TestCaseError> {
+    quiet_planned_panics();
+    rt.block_on(async {
+        tokio::time::timeout(limit, run(settings, ops, clock))
+            .await
+            .map_err(|_| TestCaseError::fail("the case never finished: a lost wake-up"))?
+    })
 }
 
 proptest! {
@@ -237,18 +405,32 @@ proptest! {
         settings in settings(),
         ops in proptest::collection::vec(op(), 1..60),
     ) {
-        quiet_planned_panics();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .start_paused(true)
             .build()
             .unwrap();
-        // Virtual time: a case that waits forever fails here (and shrinks) instead of hanging.
-        rt.block_on(async {
-            tokio::time::timeout(Duration::from_secs(600), run(settings, ops))
-                .await
-                .map_err(|_| TestCaseError::fail("the case never finished: a lost wake-up"))?
-        })?;
+        // Virtual time: a case that waits forever fails (and shrinks) instead of hanging.
+        check(rt, settings, ops, Clock::Paused, Duration::from_secs(600))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    /// The same on a multi-threaded runtime with real (shortened) time: workers run in parallel
+    /// with the test's own calls, so cancellations, aborts and shutdowns race jobs for real.
+    #[test]
+    fn every_admitted_job_ends_in_one_counted_outcome_on_threads(
+        settings in settings(),
+        ops in proptest::collection::vec(op(), 1..60),
+    ) {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        check(rt, settings, ops, Clock::Real, Duration::from_secs(30))?;
     }
 }
 

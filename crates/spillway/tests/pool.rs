@@ -635,3 +635,201 @@ async fn a_snapshot_never_misses_a_moving_job() {
     }
     producer.await.unwrap();
 }
+
+/// Issue 18, defect 5: a dropped queued handle frees its slot at once and is counted once, as
+/// cancelled; the queue no longer counts it.
+#[tokio::test]
+async fn a_dropped_queued_handle_frees_its_slot_at_once() {
+    let (pool, _blocker) = blocked_pool(1).await;
+    let dropped = Arc::new(AtomicBool::new(false));
+    let flag = DropFlag(dropped.clone());
+    let queued = pool.try_submit(async move { drop(flag) }).unwrap();
+    assert!(pool.try_submit(async {}).unwrap_err().is_full());
+
+    drop(queued);
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "the job's future is dropped at once"
+    );
+    let m = pool.metrics();
+    assert_eq!((m.queued, m.cancelled, m.unaccounted()), (0, 1, 0));
+    let next = pool.try_submit(async { 7 }).expect("the slot was freed");
+    assert_eq!(pool.metrics().queued, 1);
+    next.detach();
+}
+
+/// Issue 18, defects 5 and 6: an aborted queued job frees its slot at once; it is counted
+/// cancelled, as its handle says, even when it would have expired in the queue.
+#[tokio::test(start_paused = true)]
+async fn an_aborted_queued_job_is_counted_cancelled_as_its_handle_says() {
+    let pool = Pool::builder()
+        .max_workers(1)
+        .queue_capacity(1)
+        .queue_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
+    let (release, released) = oneshot::channel::<()>();
+    pool.try_submit(async move {
+        let _ = released.await;
+    })
+    .unwrap()
+    .detach();
+    while pool.metrics().busy == 0 {
+        tokio::task::yield_now().await;
+    }
+    let queued = pool.try_submit(async { 1 }).unwrap();
+    queued.abort();
+    assert_eq!(
+        pool.metrics().queued,
+        0,
+        "an aborted job leaves the queue at once"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await; // past the queue timeout
+    release.send(()).unwrap();
+    assert_eq!(queued.await, Err(JobError::Cancelled));
+    pool.shutdown(Duration::from_secs(1)).await;
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.expired, m.completed), (1, 0, 1));
+}
+
+/// Issue 18, defect 6: an abort during the job's final poll gives the handle `Cancelled`, so the
+/// job is counted cancelled, not completed.
+#[tokio::test]
+async fn an_abort_during_the_final_poll_is_counted_as_the_handle_reports() {
+    let pool = Pool::builder().max_workers(1).build().unwrap();
+    let slot: Arc<std::sync::Mutex<Option<spillway::JobHandle<u32>>>> = Arc::default();
+    let in_job = slot.clone();
+    let handle = pool
+        .try_submit(async move {
+            let guard = in_job.lock().unwrap();
+            guard
+                .as_ref()
+                .expect("handle stored before the job runs")
+                .abort();
+            5
+        })
+        .unwrap();
+    *slot.lock().unwrap() = Some(handle);
+    pool.shutdown(Duration::from_secs(1)).await;
+    let handle = slot.lock().unwrap().take().unwrap();
+    assert_eq!(handle.await, Err(JobError::Cancelled));
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.completed), (1, 0));
+}
+
+/// Checks a text exposition the way a strict OpenMetrics parser does: each family is declared
+/// (`# TYPE`, `# HELP`) once, every sample belongs to a declared family, a family's samples are
+/// contiguous, and no gauge is negative. Returns the declared families.
+#[cfg(feature = "prometheus")]
+fn strict_exposition_check(text: &str) -> Vec<String> {
+    use std::collections::{HashMap, HashSet};
+    let mut types: HashMap<String, String> = HashMap::new();
+    let mut helps = HashSet::new();
+    let mut families = Vec::new();
+    let mut closed = HashSet::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(
+                types.insert(name.into(), kind.into()).is_none(),
+                "clashing name {name}:\n{text}"
+            );
+            if let Some(previous) = current.replace(name.into()) {
+                closed.insert(previous);
+            }
+            families.push(name.to_owned());
+        } else if let Some(rest) = line.strip_prefix("# HELP ") {
+            let name = rest.split(' ').next().unwrap();
+            assert!(
+                helps.insert(name.to_owned()),
+                "HELP twice for {name}:\n{text}"
+            );
+        } else if line.starts_with('#') || line.is_empty() {
+            continue;
+        } else {
+            let name = line.split(['{', ' ']).next().unwrap();
+            let family = ["_total", "_bucket", "_count", "_sum", "_created"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s).filter(|f| types.contains_key(*f)))
+                .unwrap_or(name);
+            assert!(
+                types.contains_key(family),
+                "sample of an undeclared family: {line}"
+            );
+            assert!(
+                !closed.contains(family),
+                "family {family} interleaved:\n{text}"
+            );
+            assert_eq!(
+                current.as_deref(),
+                Some(family),
+                "sample outside its family: {line}"
+            );
+            let value: f64 = line.rsplit(' ').next().unwrap().parse().expect("a number");
+            if types[family] == "gauge" {
+                assert!(value >= 0.0, "negative gauge: {line}");
+            }
+        }
+    }
+    families
+}
+
+/// Issue 18, defect 7: two pools in one registry give one family per metric, each pool a
+/// labelled series of it, valid for a strict OpenMetrics parser.
+#[cfg(feature = "prometheus")]
+#[tokio::test]
+async fn two_pools_in_one_registry_share_each_family() {
+    use prometheus_client::encoding::text::encode;
+    use prometheus_client::registry::Registry;
+
+    let api = Pool::builder().name("api").max_workers(2).build().unwrap();
+    let batch = Pool::builder()
+        .name("batch")
+        .max_workers(3)
+        .build()
+        .unwrap();
+    api.submit(async {}).await.unwrap().await.unwrap();
+    let metrics = spillway::PoolMetrics::new();
+    metrics.add(&api);
+    metrics.add(&batch);
+    let mut registry = Registry::default();
+    metrics.register(&mut registry);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+
+    let families = strict_exposition_check(&text);
+    assert_eq!(families.len(), 11, "{text}");
+    for line in [
+        r#"spillway_workers_max{pool="api"} 2"#,
+        r#"spillway_workers_max{pool="batch"} 3"#,
+        r#"spillway_jobs_ended_total{pool="api",outcome="completed"} 1"#,
+        r#"spillway_jobs_ended_total{pool="batch",outcome="completed"} 0"#,
+    ] {
+        assert!(text.contains(line), "missing {line:?} in:\n{text}");
+    }
+    // A pool added after registration joins the same families.
+    let late = Pool::builder().name("late").build().unwrap();
+    metrics.add(&late);
+    let mut text = String::new();
+    encode(&mut text, &registry).unwrap();
+    assert_eq!(strict_exposition_check(&text).len(), 11);
+    assert!(
+        text.contains(r#"spillway_queue_capacity{pool="late"} 1000"#),
+        "{text}"
+    );
+}
+
+/// The strict check itself rejects what two separately registered collectors used to produce.
+#[cfg(feature = "prometheus")]
+#[test]
+#[should_panic(expected = "twice for spillway_workers")]
+fn the_strict_check_rejects_a_family_declared_twice() {
+    let block = |pool| {
+        format!(
+            "# HELP spillway_workers Workers.\n# TYPE spillway_workers gauge\n\
+             spillway_workers{{pool=\"{pool}\"}} 1\n"
+        )
+    };
+    strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
+}

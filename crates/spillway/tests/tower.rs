@@ -104,8 +104,8 @@ async fn a_full_queue_sheds_at_once_and_counts_the_shed_job() {
     assert_eq!(pool.metrics().completed, 2);
 }
 
-/// A pool of one worker running a job until `release` fires, with its one queue slot taken.
-async fn full_pool() -> (Pool, oneshot::Sender<()>) {
+/// A pool of one worker running a job until `release` fires, with its one queue slot free.
+async fn busy_pool() -> (Pool, oneshot::Sender<()>) {
     let pool = pool(1, 1);
     let (release, released) = oneshot::channel::<()>();
     pool.try_submit(async move {
@@ -114,6 +114,12 @@ async fn full_pool() -> (Pool, oneshot::Sender<()>) {
     .unwrap()
     .detach();
     until(&pool, |m| m.busy == 1).await;
+    (pool, release)
+}
+
+/// A pool of one worker running a job until `release` fires, with its one queue slot taken.
+async fn full_pool() -> (Pool, oneshot::Sender<()>) {
+    let (pool, release) = busy_pool().await;
     pool.try_submit(async {}).unwrap().detach();
     assert_eq!(pool.metrics().queued, 1);
     (pool, release)
@@ -456,4 +462,48 @@ async fn axum_answers_200_then_503_with_retry_after_when_full() {
     assert_eq!(response.status(), StatusCode::OK);
     let m = pool.metrics();
     assert_eq!((m.completed, m.panicked, m.shed_full), (4, 1, 1));
+}
+
+/// Issue 18, defect 5: a dropped queued request frees its queue slot at once, so the next
+/// request is admitted instead of shed behind dead work.
+#[tokio::test]
+async fn a_dropped_queued_request_frees_its_slot_for_the_next_one() {
+    let (pool, _release) = busy_pool().await;
+    let mut service = PoolService::new(doubler(), pool.clone());
+    let queued = service.ready().await.unwrap().call(1);
+    assert_eq!(pool.metrics().queued, 1);
+
+    drop(queued); // the client went away while its request waited
+    let m = pool.metrics();
+    assert_eq!(
+        (m.queued, m.cancelled),
+        (0, 1),
+        "slot freed and counted at once"
+    );
+    let next = service.ready().await.unwrap().call(2);
+    let m = pool.metrics();
+    assert_eq!(
+        (m.queued, m.shed_full),
+        (1, 0),
+        "the next request took the freed slot"
+    );
+    drop(next);
+}
+
+/// Issue 18, defect 9: in wait mode the wait budget starts at `call`, not at the first poll.
+#[tokio::test(start_paused = true)]
+async fn wait_mode_budget_starts_at_call_not_at_first_poll() {
+    let (pool, _release) = full_pool().await;
+    let mut service = PoolService::new(doubler(), pool.clone()).wait(Duration::from_millis(100));
+
+    let called = Instant::now();
+    let response = service.ready().await.unwrap().call(21);
+    tokio::time::sleep(Duration::from_millis(90)).await; // the server polls it late
+    let err = response.await.unwrap_err();
+    assert_eq!(shed_reason(&err), Some(ShedReason::WaitTimedOut));
+    assert_eq!(
+        called.elapsed(),
+        Duration::from_millis(100),
+        "budget counted from call"
+    );
 }

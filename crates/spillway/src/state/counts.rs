@@ -21,6 +21,10 @@
 //! * **Claim before start** ([`Counts::claim_workers`]): growth claims worker slots with one
 //!   compare-and-swap bounded by `max_workers` before starting anything, so submitters growing at
 //!   once never start more than `max_workers` in all.
+//! * **Removal** ([`Counts::remove`]): a cancelled job is taken out of the queue by its handle
+//!   before a worker pops it; the queue's lock makes exactly one of them take it (see `queue.rs`).
+//!   Removal ends the job without a worker, so it never counts busy; its slot is released after
+//!   the caller counted it, as for a pop.
 //! * **Stop starting** ([`Counts::stop_starting`]): once a shutdown abandons work, neither growth nor
 //!   a retiring worker may add to the count again.
 
@@ -28,7 +32,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::queue::{Permit, Queue, Refused};
+use crate::queue::{Permit, Queue, Refused, Ticket};
 use crate::scaler::Observation;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
@@ -45,6 +49,15 @@ pub(crate) struct Counts<T> {
     parked: CachePadded<AtomicUsize>,
     /// A shutdown is abandoning work: start no more workers.
     stopping: AtomicBool,
+}
+
+/// What a push did.
+#[must_use = "a parked worker may need waking"]
+pub(crate) struct Pushed {
+    /// Where the item waits, for its [removal](Counts::remove).
+    pub(crate) ticket: Ticket,
+    /// A worker is parked: wake one for the item.
+    pub(crate) wake: bool,
 }
 
 /// A worker counted as parked; dropping it uncounts the worker.
@@ -77,13 +90,26 @@ impl<T> Counts<T> {
         self.queue.try_reserve()
     }
 
-    /// Stores an admitted item in its slot. Returns whether a parked worker must be woken for it
+    /// Stores an admitted item in its slot. Says whether a parked worker must be woken for it
     /// (read after the push: see "parked before the last look").
-    #[must_use = "a parked worker may need waking"]
-    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> bool {
-        permit.push(item);
+    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> Pushed {
+        let ticket = permit.push(item);
         fence(Ordering::SeqCst); // pairs with the fences in `park` and `retire`
-        self.parked.load(Ordering::SeqCst) > 0
+        Pushed {
+            ticket,
+            wake: self.parked.load(Ordering::SeqCst) > 0,
+        }
+    }
+
+    /// Takes a queued item back out ("removal") and ends it with `end` before its slot is
+    /// released. Returns `false` if a worker or a shutdown took it first.
+    pub(crate) fn remove(&self, ticket: Ticket, end: impl FnOnce(T)) -> bool {
+        let Some(item) = self.queue.remove(ticket) else {
+            return false;
+        };
+        end(item);
+        self.queue.release();
+        true
     }
 
     /// The numbers the scaling policy decides on. Read after a [`push`](Self::push), whose fence
@@ -236,7 +262,7 @@ mod tests {
     fn a_taken_job_counts_busy_until_it_ends() {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
-        assert!(!counts.push(permit, 1), "nobody parked: no wake-up");
+        assert!(!counts.push(permit, 1).wake, "nobody parked: no wake-up");
         assert_eq!(counts.take_next(), Some(1));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
@@ -247,9 +273,21 @@ mod tests {
     fn a_push_wakes_only_when_someone_is_parked() {
         let counts = Counts::new(2, 0, 1);
         let parked = counts.park();
-        assert!(counts.push(counts.try_reserve().expect("room"), 1));
+        assert!(counts.push(counts.try_reserve().expect("room"), 1).wake);
         drop(parked);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 2));
+        assert!(!counts.push(counts.try_reserve().expect("room"), 2).wake);
+    }
+
+    #[test]
+    fn a_removed_job_never_counts_busy() {
+        let counts = Counts::new(1, 0, 1);
+        let pushed = counts.push(counts.try_reserve().expect("room"), 3);
+        let mut ended = None;
+        assert!(counts.remove(pushed.ticket, |job| ended = Some(job)));
+        assert_eq!(ended, Some(3));
+        assert_eq!((counts.queued(), counts.busy()), (0, 0));
+        assert!(!counts.remove(pushed.ticket, |_| unreachable!("removed once")));
+        assert_eq!(counts.take_next(), None);
     }
 
     #[test]
@@ -270,7 +308,7 @@ mod tests {
         assert!(counts.retire(), "above the minimum, nothing queued");
         assert!(!counts.retire(), "at the minimum");
         assert_eq!(counts.claim_workers(1), 1);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 7));
+        assert!(!counts.push(counts.try_reserve().expect("room"), 7).wake);
         assert!(
             !counts.retire(),
             "a job is queued: the worker counts itself back in"
@@ -321,7 +359,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 42) {
+            if counts.push(permit, 42).wake {
                 work.notify();
             }
             assert_eq!(worker.join().unwrap(), 42);
@@ -374,7 +412,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 7) {
+            if counts.push(permit, 7).wake {
                 work.notify();
             }
             let policy = Policy {
@@ -410,6 +448,37 @@ mod loom_tests {
             let by_retiring = retiring.join().unwrap();
             assert_eq!(by_retiring + by_new, 1, "the job was stranded or run twice");
             assert_eq!((counts.queued(), counts.workers()), (0, 0));
+        });
+    }
+
+    /// A handle removes its job while a worker takes it: the job ends once, by one of them; it
+    /// counts busy only if the worker took it, and is counted queued, busy or ended throughout.
+    #[test]
+    fn loom_removal_races_a_workers_take() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 1, 1));
+            let pushed = counts.push(counts.try_reserve().expect("room"), 9);
+            let worker = {
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    let taken = counts.take_next();
+                    if taken.is_some() {
+                        assert_eq!(counts.busy(), 1);
+                        counts.end_job();
+                    }
+                    taken
+                })
+            };
+            let ended = AtomicUsize::new(0);
+            let removed = counts.remove(pushed.ticket, |_| {
+                // Counted before the slot is released: a reader never sees it nowhere.
+                ended.fetch_add(1, Ordering::SeqCst);
+                assert_eq!(counts.queued(), 1);
+            });
+            let taken = worker.join().unwrap();
+            assert_eq!(usize::from(removed) + usize::from(taken.is_some()), 1);
+            assert_eq!(ended.load(Ordering::SeqCst), usize::from(removed));
+            assert_eq!((counts.queued(), counts.busy()), (0, 0));
         });
     }
 }

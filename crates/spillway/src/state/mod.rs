@@ -12,6 +12,10 @@
 //!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
 //!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
 //!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
+//! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
+//!   takes the job out at once (or finds a worker took it first: then the job sees the
+//!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
+//!   once, as cancelled.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
 //!   are observed and recorded (and where a concurrency limit would learn from them).
 //! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
@@ -22,7 +26,7 @@ mod counts;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -36,9 +40,9 @@ use tokio::time::Instant;
 use self::counts::{Counts, ParkedCount};
 use crate::config::Config;
 use crate::error::JobError;
-use crate::job::{self, BoxJob, JobHandle, Outcome};
+use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue};
 use crate::metrics::{Latency, Metrics, Snapshot};
-use crate::queue::Refused;
+use crate::queue::{Refused, Ticket};
 use crate::scaler::{self, Decision};
 use crate::sync::lock_std;
 
@@ -171,11 +175,15 @@ impl Shared {
             Err(refused) => return Err((refused, job)),
         };
         self.metrics.submitted.inc();
-        let (job, handle) = job::new(job, Instant::now());
-        if self.counts.push(permit, job) {
+        let (job, mut handle) = job::new(job, Instant::now());
+        let pushed = self.counts.push(permit, job);
+        if pushed.wake {
             self.work.notify_one();
         }
         self.maybe_grow();
+        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
+        let queue: Weak<Shared> = Arc::downgrade(self);
+        handle.queued_at(queue, pushed.ticket);
         Ok(handle)
     }
 
@@ -260,6 +268,12 @@ impl Shared {
     /// busy, never as neither.
     pub(crate) fn take_next(&self) -> Option<BoxJob> {
         let job = self.counts.take_next()?;
+        self.left_queue();
+        Some(job)
+    }
+
+    /// A job left the queue (taken or removed): wakes whoever waits for that.
+    fn left_queue(&self) {
         if self.counts.is_drained() {
             // The last job after a close: idle workers may exit now.
             self.work.notify_waiters();
@@ -267,7 +281,6 @@ impl Shared {
         if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
         }
-        Some(job)
     }
 
     /// A worker with nothing to do: see [`Parked`].
@@ -366,7 +379,9 @@ impl Shared {
     /// Ends every job still queued as abandoned. Only called once no worker is left.
     async fn abandon_queued(&self) {
         let mut abandon = |mut job: BoxJob| {
-            job.as_mut().fail(JobError::Abandoned);
+            // Counted abandoned even if the handle was aborted in between (it then reports
+            // `Cancelled`): shutdown's report counts what it abandoned.
+            let _ = job.as_mut().fail(JobError::Abandoned, Outcome::Cancelled);
             self.metrics.abandoned.inc();
         };
         while !self.counts.drain_unrun(&mut abandon) {
@@ -421,6 +436,24 @@ impl Shared {
 
     pub(crate) fn queued(&self) -> usize {
         self.counts.queued()
+    }
+}
+
+impl Unqueue for Shared {
+    /// Removal: the job's handle cancels it while it is queued. It ends as cancelled at once,
+    /// counted here before its slot is released, and its future is dropped outside every lock.
+    fn unqueue(&self, ticket: Ticket) -> bool {
+        let mut removed = None;
+        let found = self.counts.remove(ticket, |mut job: BoxJob| {
+            let _ = job.as_mut().fail(JobError::Cancelled, Outcome::Cancelled);
+            self.metrics.cancelled.inc();
+            removed = Some(job);
+        });
+        if found {
+            self.left_queue();
+            job::drop_quietly(removed);
+        }
+        found
     }
 }
 

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use tokio::time::Instant;
 use tower_service::Service;
 
 use super::error::{BoxError, ShedReason};
@@ -72,7 +73,8 @@ impl<S> PoolService<S> {
     }
 
     /// Instead of failing fast, waits up to `timeout` for room in the queue, then sheds with
-    /// [`ShedReason::WaitTimedOut`]. The wait happens in the response future, after `call`.
+    /// [`ShedReason::WaitTimedOut`]. The wait happens in the response future, and its budget
+    /// starts at `call`: a response future first polled late waits only for what is left.
     ///
     /// Waiting costs one allocation per request (the wait holds the request's future), which the
     /// fail-fast mode does not.
@@ -166,8 +168,10 @@ where
             },
             Some(timeout) => {
                 let pool = self.pool.clone();
+                // The budget starts now, however late the server first polls the response.
+                let deadline = Instant::now().checked_add(timeout);
                 ResponseFuture::admitting(Box::pin(async move {
-                    pool.submit_timeout(job, timeout)
+                    pool.submit_until(job, deadline)
                         .await
                         .map_err(|error| match error {
                             SubmitTimeoutError::Timeout(_) => ShedReason::WaitTimedOut,
