@@ -148,6 +148,11 @@ impl Builder {
     }
 
     /// The runtime that runs the workers. Default: the runtime `build` is called from.
+    ///
+    /// If that runtime shuts down while the pool lives, the pool closes: queued and running jobs
+    /// end as [`JobError::Abandoned`](crate::JobError::Abandoned), later submissions are refused
+    /// as closed, and [`Pool::shutdown`] returns at once. (With no worker alive at that moment,
+    /// the pool learns of it at the next submission, whose job is then abandoned.)
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self

@@ -417,7 +417,7 @@ impl Shared {
     /// side that may be the last to touch the queue: a worker that exits (or a claim given back),
     /// after the worker count went down; a submitter, after its push.
     fn abandon_if_orphaned(&self) {
-        if self.counts.is_stopping() && self.counts.workers() == 0 && self.counts.queued() > 0 {
+        if self.counts.is_orphaned() {
             self.abandon_now();
         }
     }
