@@ -198,10 +198,10 @@ impl Shared {
     /// Starts workers if the policy asks for them.
     fn maybe_grow(self: &Arc<Self>) {
         let observation = self.counts.observe(self.since_last_growth());
-        if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy) {
-            if self.grow(n) > 0 {
-                self.record_growth();
-            }
+        if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy)
+            && self.grow(n) > 0
+        {
+            self.record_growth();
         }
     }
 
