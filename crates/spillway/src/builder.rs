@@ -10,12 +10,21 @@ use crate::pool::Pool;
 use crate::queue::MAX_CAPACITY;
 use crate::scaler::Policy;
 
+/// The most workers a pool may have: the largest [`Builder::max_workers`] (and so
+/// [`Builder::min_workers`]) that [`Builder::build`] accepts.
+///
+/// Every worker is a tokio task of about a kilobyte, and a pool may start all of them at once
+/// (`min_workers` at build, or a burst with a `scale_up_threshold` of 0.0), so the limit keeps
+/// every accepted configuration one that starts in well under a second and a few hundred
+/// megabytes. It is far above what a pool of tasks on one machine can keep busy.
+pub const MAX_WORKERS: usize = 100_000;
+
 /// Configures and builds a [`Pool`]. Start from [`Pool::builder`].
 ///
 /// | setting | default | allowed |
 /// |---|---|---|
 /// | [`min_workers`](Self::min_workers) | 1 | `0..=max_workers` |
-/// | [`max_workers`](Self::max_workers) | available parallelism | `1..` |
+/// | [`max_workers`](Self::max_workers) | available parallelism | `1..=`[`MAX_WORKERS`] |
 /// | [`queue_capacity`](Self::queue_capacity) | 1000 | `1..=usize::MAX / 4` |
 /// | [`scale_up_threshold`](Self::scale_up_threshold) | 0.7 | `0.0..=1.0` |
 /// | [`scale_up_cooldown`](Self::scale_up_cooldown) | zero | any |
@@ -90,7 +99,8 @@ impl Builder {
         self
     }
 
-    /// Most jobs running at once. Default: the machine's available parallelism.
+    /// Most jobs running at once. Default: the machine's available parallelism. At most
+    /// [`MAX_WORKERS`].
     pub fn max_workers(mut self, n: usize) -> Self {
         self.max_workers = Some(n);
         self
@@ -138,6 +148,11 @@ impl Builder {
     }
 
     /// The runtime that runs the workers. Default: the runtime `build` is called from.
+    ///
+    /// If that runtime shuts down while the pool lives, the pool closes: queued and running jobs
+    /// end as [`JobError::Abandoned`](crate::JobError::Abandoned), later submissions are refused
+    /// as closed, and [`Pool::shutdown`] returns at once. (With no worker alive at that moment,
+    /// the pool learns of it at the next submission, whose job is then abandoned.)
     pub fn runtime(mut self, handle: Handle) -> Self {
         self.runtime = Some(handle);
         self
@@ -148,7 +163,8 @@ impl Builder {
     /// # Errors
     ///
     /// A [`BuildError`] naming the first invalid setting, its value and what is allowed: a zero
-    /// `queue_capacity` or `max_workers`, `min_workers > max_workers`, a `scale_up_threshold`
+    /// `queue_capacity`, a `max_workers` of zero or above [`MAX_WORKERS`],
+    /// `min_workers > max_workers`, a `scale_up_threshold`
     /// outside `0.0..=1.0`, a zero `idle_timeout` or `queue_timeout`, an empty `name`; or no tokio
     /// runtime, when none was given and `build` is not called from within one.
     ///
@@ -197,11 +213,15 @@ impl Builder {
                 format!("must be at most {MAX_CAPACITY}"),
             ));
         }
-        let max_workers = self
-            .max_workers
-            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        if max_workers == 0 {
-            return Err(BuildError::invalid("max_workers", 0, "must be at least 1"));
+        let max_workers = self.max_workers.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+        });
+        if !(1..=MAX_WORKERS).contains(&max_workers) {
+            return Err(BuildError::invalid(
+                "max_workers",
+                max_workers,
+                format!("must be from 1 to {MAX_WORKERS}"),
+            ));
         }
         if self.min_workers > max_workers {
             return Err(BuildError::invalid(
@@ -259,7 +279,14 @@ mod tests {
         let b = Builder::new;
         assert_eq!(
             err(b().max_workers(0)),
-            "invalid max_workers = 0: must be at least 1"
+            "invalid max_workers = 0: must be from 1 to 100000"
+        );
+        assert_eq!(
+            err(b().max_workers(usize::MAX)),
+            format!(
+                "invalid max_workers = {}: must be from 1 to 100000",
+                usize::MAX
+            )
         );
         assert_eq!(
             err(b().min_workers(3).max_workers(2)),

@@ -23,6 +23,8 @@ pub(crate) enum Outcome {
     Panicked,
     Cancelled,
     Expired,
+    /// Dropped unfinished by a shutdown.
+    Abandoned,
 }
 
 /// A queued job, seen by a worker.

@@ -116,11 +116,17 @@ impl Metrics {
                 timings.total.saturating_record(nanos(queue_wait + run));
             }
         }
+        self.count(outcome);
+    }
+
+    /// Counts one ended job by its outcome.
+    pub(crate) fn count(&self, outcome: Outcome) {
         match outcome {
             Outcome::Completed => self.completed.inc(),
             Outcome::Panicked => self.panicked.inc(),
             Outcome::Cancelled => self.cancelled.inc(),
             Outcome::Expired => self.expired.inc(),
+            Outcome::Abandoned => self.abandoned.inc(),
         }
     }
 

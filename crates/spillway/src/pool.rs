@@ -263,7 +263,18 @@ impl Pool {
     /// by the deadline.
     ///
     /// Do not call it from inside one of this pool's own jobs: that job's worker is among those
-    /// it waits for, so it can only time out and abort itself.
+    /// it waits for, so it can only time out and abort itself (with `Duration::MAX`, it waits
+    /// forever).
+    ///
+    /// If the pool's runtime has shut down, the pool is already closed and its queued jobs
+    /// abandoned; `shutdown` then returns at once. It honours its deadline in every case.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe: dropping this future never strands a job. Dropped before its deadline, it
+    /// leaves the pool closed, and the workers run what is queued and exit, as after
+    /// [`close`](Self::close). Dropped after its deadline, the workers it stopped still exit,
+    /// and the last of them abandons whatever is still queued, so every handle resolves.
     ///
     /// # Examples
     ///

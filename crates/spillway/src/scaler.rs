@@ -19,7 +19,9 @@
 //!   jobs of a burst find a worker already running; with 1.0 it starts exactly as many as the
 //!   queue asks for.
 //! * Never above `max_workers`; never sooner than `scale_up_cooldown` after the previous growth
-//!   (default zero: the proportional target does not overshoot, so no cooldown is needed).
+//!   (default zero: the proportional target does not overshoot, so no cooldown is needed). The
+//!   cooldown starts with the first growth (starting `min_workers` is not one), and never holds
+//!   back the first worker: queued work with no worker at all always starts one.
 //! * Shrink lazily: a worker that has found no job for `idle_timeout` retires, down to
 //!   `min_workers`. Retiring is never urgent, so it is the worker's own decision, not the
 //!   submitter's.
@@ -75,7 +77,9 @@ pub(crate) fn decide(obs: Observation, policy: &Policy) -> Decision {
     if queued <= idle {
         return Decision::Hold;
     }
-    if since_last_growth.is_some_and(|elapsed| elapsed < policy.scale_up_cooldown) {
+    // The cooldown limits growth beyond the first worker only: queued work with no worker at
+    // all would wait for nobody.
+    if workers > 0 && since_last_growth.is_some_and(|elapsed| elapsed < policy.scale_up_cooldown) {
         return Decision::Hold;
     }
     let demand = busy.saturating_add(queued);
@@ -196,6 +200,25 @@ mod tests {
             ..obs(1, 1, 0)
         };
         assert_eq!(decide(below_min, &p), Decision::Grow(1));
+    }
+
+    #[test]
+    fn cooldown_never_holds_back_the_first_worker() {
+        let p = Policy {
+            min_workers: 0,
+            scale_up_cooldown: Duration::from_secs(3600),
+            ..policy()
+        };
+        let nobody = Observation {
+            since_last_growth: Some(Duration::ZERO),
+            ..obs(0, 0, 1)
+        };
+        assert_eq!(decide(nobody, &p), Decision::Grow(2));
+        let one = Observation {
+            since_last_growth: Some(Duration::ZERO),
+            ..obs(1, 1, 1)
+        };
+        assert_eq!(decide(one, &p), Decision::Hold);
     }
 
     #[test]

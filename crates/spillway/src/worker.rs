@@ -16,16 +16,19 @@ use crate::scaler;
 use crate::state::Shared;
 
 /// Counts the worker out when the task ends, however it ends: return, abort, or abort before its
-/// first poll (it is created outside the task's future and moved into it for that).
+/// first poll (it is created outside the task's future and moved into it for that), or the drop
+/// of every task when its runtime shuts down.
 struct Alive {
     shared: Arc<Shared>,
     /// Still counted among the workers (it has not retired).
     counted: bool,
+    /// The loop returned; otherwise the task was dropped midway.
+    returned: bool,
 }
 
 impl Drop for Alive {
     fn drop(&mut self) {
-        self.shared.worker_exited(self.counted);
+        self.shared.worker_exited(self.counted, self.returned);
     }
 }
 
@@ -90,6 +93,7 @@ pub(crate) fn run(shared: Arc<Shared>) -> impl Future<Output = ()> + Send + 'sta
     let alive = Alive {
         shared,
         counted: true,
+        returned: false,
     };
     work(alive)
 }
@@ -126,9 +130,13 @@ async fn work(mut alive: Alive) {
                 }
                 Idle::Retired => {
                     alive.counted = false;
+                    alive.returned = true;
                     return;
                 }
-                Idle::Drained => return,
+                Idle::Drained => {
+                    alive.returned = true;
+                    return;
+                }
             },
         };
         let running = Running {

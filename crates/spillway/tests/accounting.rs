@@ -127,28 +127,45 @@ fn quiet_planned_panics() {
     });
 }
 
-/// A job's future; one of kind `PanicOnDrop` panics when it is dropped after its first poll.
+/// A job's future; one of kind `PanicOnDrop` panics when it is dropped, queued or after a poll.
 struct Job {
     body: Pin<Box<dyn Future<Output = u32> + Send>>,
     panic_on_drop: bool,
-    polled: bool,
 }
 
 impl Future for Job {
     type Output = u32;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<u32> {
-        self.polled = true;
         self.body.as_mut().poll(cx)
     }
 }
 
+std::thread_local! {
+    /// Set while this thread drops jobs the pool gave back (refused, or a submission given up):
+    /// those are the caller's own, and a panic there would be the caller's, not the pool's.
+    static GIVEN_BACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 impl Drop for Job {
     fn drop(&mut self) {
-        if self.panic_on_drop && self.polled && !std::thread::panicking() {
+        if self.panic_on_drop && !std::thread::panicking() && !GIVEN_BACK.with(|g| g.get()) {
             panic!("planned drop");
         }
     }
+}
+
+/// Runs `f`, during which jobs dropped on this thread are the caller's (see `GIVEN_BACK`).
+fn given_back<T>(f: impl FnOnce() -> T) -> T {
+    GIVEN_BACK.with(|g| g.set(true));
+    let out = f();
+    GIVEN_BACK.with(|g| g.set(false));
+    out
+}
+
+/// Drops a refused job as its caller would.
+fn drop_given_back<T>(job: T) {
+    given_back(|| drop(job));
 }
 
 /// Where a held handle lives, shared with its job (for `AbortsItself`); `None` once let go.
@@ -158,7 +175,6 @@ fn job(kind: Kind, clock: Clock, slot: &Slot) -> Job {
     Job {
         body: Box::pin(body(kind, clock, slot.clone())),
         panic_on_drop: matches!(kind, Kind::PanicOnDrop(_)),
-        polled: false,
     }
 }
 
@@ -278,7 +294,9 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         match op {
             Op::TrySubmit(k) => {
                 let slot = Slot::default();
-                let result = pool.try_submit(job(k, clock, &slot)).map_err(drop);
+                let result = pool
+                    .try_submit(job(k, clock, &slot))
+                    .map_err(drop_given_back);
                 admit(result, k, slot, &mut held);
             }
             Op::Submit(k) => {
@@ -286,8 +304,10 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
                 // Gave up waiting: never admitted, and not counted as shed either.
                 let slot = Slot::default();
                 let wait = tokio::time::timeout(clock.ms(50), pool.submit(job(k, clock, &slot)));
-                if let Ok(result) = wait.await {
-                    admit(result.map_err(drop), k, slot, &mut held);
+                let mut wait = std::pin::pin!(wait);
+                let waited = std::future::poll_fn(|cx| given_back(|| wait.as_mut().poll(cx))).await;
+                if let Ok(result) = waited {
+                    admit(result.map_err(drop_given_back), k, slot, &mut held);
                 }
             }
             Op::SubmitTimeout(k, ms) => {
@@ -295,7 +315,7 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
                 let result = pool
                     .submit_timeout(job(k, clock, &slot), clock.ms(ms))
                     .await
-                    .map_err(drop);
+                    .map_err(drop_given_back);
                 admit(result, k, slot, &mut held);
             }
             Op::Drop(i) if !held.is_empty() => {

@@ -27,6 +27,10 @@
 //!   the caller counted it, as for a pop.
 //! * **Stop starting** ([`Counts::stop_starting`]): once a shutdown abandons work, neither growth nor
 //!   a retiring worker may add to the count again.
+//! * **Orphans are abandoned** ([`Counts::is_orphaned`]): once stopping, the last worker out
+//!   looks at the queue after counting itself out, and a submitter looks at the worker count
+//!   after its push; both are `SeqCst`, so one of them sees the job and abandons it (if the
+//!   worker's drain ran first, the submitter's push came after it, and so did its read).
 
 use std::time::Duration;
 
@@ -215,6 +219,14 @@ impl<T> Counts<T> {
         self.stopping.load(Ordering::SeqCst)
     }
 
+    /// No worker may start and none is left, yet jobs are queued: whoever sees this abandons
+    /// them ("orphans are abandoned"). Read after the write that may have made it so.
+    pub(crate) fn is_orphaned(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+            && self.workers.load(Ordering::SeqCst) == 0
+            && self.queue.len() > 0
+    }
+
     /// Ends every job still queued with `end`, each counted there before its slot is released.
     /// Returns whether the queue is drained; if not, a submission that reserved its slot before
     /// the close is still pushing, and the caller tries again.
@@ -378,7 +390,18 @@ mod loom_tests {
     /// is the submitter's own, as in the model above.
     #[test]
     fn loom_retiring_worker_or_a_new_one_runs_the_job() {
-        loom::model(|| {
+        loom::model(|| retiring_worker_or_a_new_one_runs_the_job(None));
+    }
+
+    /// The same race with a cooldown that has not passed since the last growth: the cooldown
+    /// must not hold back the first worker (issue 18, defect 3).
+    #[test]
+    fn loom_retiring_worker_or_a_new_one_runs_the_job_under_a_cooldown() {
+        loom::model(|| retiring_worker_or_a_new_one_runs_the_job(Some(Duration::ZERO)));
+    }
+
+    fn retiring_worker_or_a_new_one_runs_the_job(since_last_growth: Option<Duration>) {
+        {
             let counts = Arc::new(Counts::new(1, 0, 1));
             let work = Arc::new(Notify::new());
             let done = Arc::new(AtomicBool::new(false));
@@ -419,10 +442,10 @@ mod loom_tests {
                 min_workers: 0,
                 max_workers: 1,
                 scale_up_threshold: 1.0,
-                scale_up_cooldown: Duration::ZERO,
+                scale_up_cooldown: Duration::from_secs(3600),
                 idle_timeout: Duration::from_secs(1),
             };
-            let started = match scaler::decide(counts.observe(None), &policy) {
+            let started = match scaler::decide(counts.observe(since_last_growth), &policy) {
                 Decision::Grow(n) => counts.claim_workers(n),
                 Decision::Hold => 0,
             };
@@ -448,6 +471,116 @@ mod loom_tests {
             let by_retiring = retiring.join().unwrap();
             assert_eq!(by_retiring + by_new, 1, "the job was stranded or run twice");
             assert_eq!((counts.queued(), counts.workers()), (0, 0));
+        }
+    }
+
+    /// Abandons what is queued if the pool is orphaned; returns how many jobs it abandoned.
+    fn abandon_if_orphaned(counts: &Counts<u8>) -> usize {
+        let mut abandoned = 0;
+        if counts.is_orphaned() {
+            counts.drain_unrun(|_| abandoned += 1);
+        }
+        abandoned
+    }
+
+    /// A shutdown stops the workers while a submission races the close: refused, or admitted and
+    /// still pushing. The last worker out (counting itself out after the shutdown stopped
+    /// starting workers, or itself stopping them because its runtime is gone) and the submitter
+    /// each look for orphans after their own write: every queued job is abandoned exactly once.
+    #[test]
+    fn loom_abandon_races_a_push() {
+        for runtime_lost in [false, true] {
+            loom::model(move || {
+                let counts = Arc::new(Counts::new(2, 0, 1));
+                assert_eq!(counts.claim_workers(1), 1);
+                assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+                let pusher = {
+                    let counts = counts.clone();
+                    thread::spawn(move || match counts.try_reserve() {
+                        Ok(permit) => {
+                            let _ = counts.push(permit, 2);
+                            (1, abandon_if_orphaned(&counts))
+                        }
+                        Err(_) => (0, 0),
+                    })
+                };
+                counts.close();
+                let mut abandoned = 0;
+                if !runtime_lost {
+                    // The shutdown: stop starting, abort, look (no worker out yet here).
+                    counts.stop_starting();
+                    abandoned += abandon_if_orphaned(&counts);
+                }
+                let last_worker = {
+                    let counts = counts.clone();
+                    thread::spawn(move || {
+                        if runtime_lost {
+                            counts.stop_starting();
+                        }
+                        counts.release_workers(1);
+                        abandon_if_orphaned(&counts)
+                    })
+                };
+                let (admitted, by_pusher) = pusher.join().unwrap();
+                abandoned += last_worker.join().unwrap() + by_pusher;
+                assert_eq!(abandoned, 1 + admitted, "a queued job was stranded");
+                assert!(counts.is_drained());
+            });
+        }
+    }
+
+    /// Growth claims a worker while a shutdown stops starting them and aborts those started
+    /// (both under the task lock, as `Shared::grow` and `Shared::shutdown` do): either the
+    /// worker is started before the stop and then aborted, or growth sees the stop and gives
+    /// its claim back. Either way no worker outlives the shutdown and the queued job is
+    /// abandoned once.
+    #[test]
+    fn loom_growth_rechecks_stopping_under_the_task_lock() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 0, 1));
+            let tasks = Arc::new(crate::sync::Mutex::new(0usize)); // workers started
+            assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+            counts.close();
+            let grower = {
+                let (counts, tasks) = (counts.clone(), tasks.clone());
+                thread::spawn(move || {
+                    let claimed = counts.claim_workers(1);
+                    if claimed == 0 {
+                        return 0;
+                    }
+                    let mut started = crate::sync::lock(&tasks);
+                    if counts.is_stopping() {
+                        drop(started);
+                        counts.release_workers(claimed);
+                        return abandon_if_orphaned(&counts);
+                    }
+                    *started += claimed;
+                    0
+                })
+            };
+            let aborted = {
+                let mut started = crate::sync::lock(&tasks);
+                counts.stop_starting();
+                std::mem::take(&mut *started)
+            };
+            let mut abandoned = abandon_if_orphaned(&counts);
+            // The aborted workers exit, each looking for orphans once it is counted out.
+            for _ in 0..aborted {
+                counts.release_workers(1);
+                abandoned += abandon_if_orphaned(&counts);
+            }
+            abandoned += grower.join().unwrap();
+            assert_eq!(
+                *crate::sync::lock(&tasks),
+                0,
+                "a worker started after the stop"
+            );
+            assert_eq!(counts.workers(), 0);
+            assert_eq!(
+                abandoned, 1,
+                "the queued job was stranded or abandoned twice"
+            );
+            assert!(counts.is_drained());
         });
     }
 

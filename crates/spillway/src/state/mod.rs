@@ -20,6 +20,12 @@
 //!   are observed and recorded (and where a concurrency limit would learn from them).
 //! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
 //!   and abort those left, end what is still queued as abandoned.
+//! * **No queued work without a worker** ([`Shared::abandon_if_orphaned`]): once no worker may
+//!   start (a shutdown stopped them, or the runtime is gone), whoever may be the last to touch
+//!   the queue abandons what it holds: the last worker to exit, a submitter after its push, the
+//!   shutdown itself. So a shutdown dropped partway, or a runtime shut down under the pool,
+//!   still resolves every handle. Each side writes (the worker count, or its push) before it
+//!   reads the other's, as in "parked before the last look", so one of them sees the job.
 
 mod counts;
 
@@ -40,7 +46,7 @@ use tokio::time::Instant;
 use self::counts::{Counts, ParkedCount};
 use crate::config::Config;
 use crate::error::JobError;
-use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue};
+use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue, drop_quietly};
 use crate::metrics::{Latency, Metrics, Snapshot};
 use crate::queue::{Refused, Ticket};
 use crate::scaler::{self, Decision};
@@ -99,9 +105,8 @@ impl Shared {
             epoch: Instant::now(),
             last_growth: AtomicU64::new(0),
         });
-        if policy.min_workers > 0 {
-            shared.grow(policy.min_workers);
-        }
+        // Not a growth step: the cooldown starts with the first growth.
+        shared.grow(policy.min_workers);
         shared
     }
 
@@ -184,6 +189,8 @@ impl Shared {
         // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
         let queue: Weak<Shared> = Arc::downgrade(self);
         handle.queued_at(queue, pushed.ticket);
+        // Read after the push: no worker may start and none is left to take the job.
+        self.abandon_if_orphaned();
         Ok(handle)
     }
 
@@ -199,8 +206,18 @@ impl Shared {
     /// Starts workers if the policy asks for them.
     fn maybe_grow(self: &Arc<Self>) {
         let observation = self.counts.observe(self.since_last_growth());
-        if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy) {
-            self.grow(n);
+        if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy)
+            && self.grow(n) > 0
+        {
+            self.record_growth();
+        }
+    }
+
+    /// Starts the cooldown, when one is configured.
+    fn record_growth(&self) {
+        if !self.config.policy.scale_up_cooldown.is_zero() {
+            let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
+            self.last_growth.store(at + 1, Ordering::Relaxed);
         }
     }
 
@@ -219,36 +236,51 @@ impl Shared {
         }
     }
 
-    /// Starts up to `n` workers, never more than `max_workers` in all.
-    fn grow(self: &Arc<Self>, n: usize) {
+    /// Starts up to `n` workers, never more than `max_workers` in all; returns how many.
+    fn grow(self: &Arc<Self>, n: usize) -> usize {
         let started = self.counts.claim_workers(n);
         if started == 0 {
-            return;
-        }
-        if !self.config.policy.scale_up_cooldown.is_zero() {
-            let at = u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1);
-            self.last_growth.store(at + 1, Ordering::Relaxed);
+            return 0;
         }
         let mut tasks = lock_std(&self.tasks);
         if self.counts.is_stopping() {
             // A shutdown started abandoning between the claim and here: give the claim back.
             drop(tasks);
-            self.counts.release_workers(started);
-            self.exited.notify_waiters();
-            return;
+            self.workers_released(started);
+            return 0;
         }
         while tasks.try_join_next().is_some() {} // reap retired workers
         for _ in 0..started {
+            // On a runtime that is gone the task is dropped right here, unpolled: see
+            // `worker_exited`. (It takes no lock of ours, so holding `tasks` is fine.)
             (self.start_worker)(&mut tasks, self.clone(), &self.runtime);
         }
+        started
     }
 
     /// A worker task ended; `counted` if it still counted itself among the workers (it had not
-    /// retired).
-    pub(crate) fn worker_exited(&self, counted: bool) {
-        if counted {
-            self.counts.release_workers(1);
+    /// retired), `returned` if its loop returned rather than being dropped midway.
+    ///
+    /// A worker is dropped midway only by a shutdown's abort (after it stopped starting workers)
+    /// or by its runtime shutting down. In the second case no worker can ever run again: the
+    /// pool closes, stops starting workers, and abandons what is queued, so that every handle
+    /// resolves and a shutdown does not wait for workers that cannot start.
+    pub(crate) fn worker_exited(&self, counted: bool, returned: bool) {
+        if !returned && !self.counts.is_stopping() {
+            self.close();
+            self.counts.stop_starting();
         }
+        if counted {
+            self.workers_released(1);
+        } else {
+            self.exited.notify_waiters();
+        }
+    }
+
+    /// Workers no longer count (exited, or claimed and never started).
+    fn workers_released(&self, n: usize) {
+        self.counts.release_workers(n);
+        self.abandon_if_orphaned();
         self.exited.notify_waiters();
     }
 
@@ -326,6 +358,10 @@ impl Shared {
 
     /// Closes, lets workers run what is queued until `deadline`, then stops them and ends what is
     /// left as abandoned. When it returns no worker is alive and every admitted job was counted.
+    ///
+    /// Cancel-safe: dropped before the deadline, the pool stays closed and its workers drain the
+    /// queue as after [`close`](Self::close); dropped after, the last stopped worker to exit
+    /// abandons what is queued (see [`abandon_if_orphaned`](Self::abandon_if_orphaned)).
     pub(crate) async fn shutdown(self: &Arc<Self>, deadline: Option<Instant>) -> Stopped {
         let (ended_before, abandoned_before) = self.metrics.ended();
         self.close();
@@ -337,6 +373,8 @@ impl Shared {
             self.counts.stop_starting();
             tasks.abort_all();
         }
+        // No worker left to be the last one out: abandon now, before the first await.
+        self.abandon_if_orphaned();
         self.wait_for_workers(None, false).await;
         self.abandon_queued().await;
         let mut tasks = std::mem::take(&mut *lock_std(&self.tasks));
@@ -354,6 +392,9 @@ impl Shared {
     /// jobs with no worker left to run them gets one (possible only with `min_workers = 0`).
     async fn wait_for_workers(self: &Arc<Self>, deadline: Option<Instant>, restart: bool) -> bool {
         loop {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline) && self.workers() > 0 {
+                return false; // checked here too, in case every wake-up below is ready at once
+            }
             let exited = self.exited.notified();
             let mut exited = pin!(exited);
             exited.as_mut().enable();
@@ -378,16 +419,32 @@ impl Shared {
 
     /// Ends every job still queued as abandoned. Only called once no worker is left.
     async fn abandon_queued(&self) {
-        let mut abandon = |mut job: BoxJob| {
-            // Counted abandoned even if the handle was aborted in between (it then reports
-            // `Cancelled`): shutdown's report counts what it abandoned.
-            let _ = job.as_mut().fail(JobError::Abandoned, Outcome::Cancelled);
-            self.metrics.abandoned.inc();
-        };
-        while !self.counts.drain_unrun(&mut abandon) {
-            // A submission reserved its slot before the close and is pushing right now.
+        while !self.abandon_now() {
+            // A submission reserved its slot before the close and is pushing right now (it
+            // abandons its own job after its push, but the report counts it only if we wait).
             tokio::task::yield_now().await;
         }
+    }
+
+    /// If no worker may start and none is left, ends what is queued as abandoned. Called by each
+    /// side that may be the last to touch the queue: a worker that exits (or a claim given back),
+    /// after the worker count went down; a submitter, after its push.
+    fn abandon_if_orphaned(&self) {
+        if self.counts.is_orphaned() {
+            self.abandon_now();
+        }
+    }
+
+    /// Ends every job queued now as abandoned, each counted before its slot is released, whatever
+    /// its drop does. Returns whether the queue is drained (see [`Counts::drain_unrun`]).
+    fn abandon_now(&self) -> bool {
+        self.counts.drain_unrun(|mut job: BoxJob| {
+            // A handle aborted just before reports `Cancelled`, and is counted so.
+            let outcome = job.as_mut().fail(JobError::Abandoned, Outcome::Abandoned);
+            self.metrics.count(outcome);
+            // The job's future is user code: its drop may panic.
+            drop_quietly(job);
+        })
     }
 
     // ---- readings ----
