@@ -653,7 +653,10 @@ async fn the_header_timeout_is_one_budget_for_the_whole_request_head() {
         read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
         "{buf:?}"
     );
-    assert!(cut_at >= Duration::from_millis(1900), "cut early, at {cut_at:?}");
+    assert!(
+        cut_at >= Duration::from_millis(1900),
+        "cut early, at {cut_at:?}"
+    );
     assert!(
         cut_at < Duration::from_millis(3300),
         "cut at {cut_at:?}: the headers got a second budget of 2 s"
@@ -687,7 +690,10 @@ async fn a_long_cpu_request_does_not_stall_the_others() {
             .wait_metric("spillway_http_requests_in_flight", 3.0)
             .await; // the two and the scrape
         let limit = Duration::from_secs(4);
-        assert_eq!(answered_within(&server, "/healthz", limit).await.status, 200);
+        assert_eq!(
+            answered_within(&server, "/healthz", limit).await.status,
+            200
+        );
         let short = answered_within(&server, "/work?wait_ms=1", limit).await;
         assert_eq!(short.status, 200, "{mode}: {short:?}");
         drop(burning);
@@ -786,7 +792,10 @@ async fn a_second_signal_ends_the_drain_at_once() {
         report.to_string().contains("forced by a second signal"),
         "{report}"
     );
-    assert!(in_flight.await.unwrap().is_empty(), "answered though abandoned");
+    assert!(
+        in_flight.await.unwrap().is_empty(),
+        "answered though abandoned"
+    );
 }
 
 /// A raw `GET path` on a keep-alive connection; whatever arrives before it closes.
