@@ -849,17 +849,17 @@ fn spawn_serve(extra: &[&str], close_stdout: bool) -> (support::Reaper, String) 
         Command::new(env!("CARGO_BIN_EXE_spillway"))
             .args(["serve", "--addr", &addr])
             .args(extra)
-            .stdout(Stdio::piped())
+            .stdout(if close_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stderr(Stdio::null())
             .spawn()
             .expect("the spillway binary starts"),
     );
-    let stdout = child.0.stdout.take();
-    if close_stdout {
-        drop(stdout);
-    } else {
-        std::mem::forget(stdout); // kept open (and unread) for the child's life
-    }
+    // Closes the read end of the pipe: every write to stdout fails from now on.
+    drop(child.0.stdout.take());
     let deadline = std::time::Instant::now() + PATIENCE;
     while std::net::TcpStream::connect(&addr).is_err() {
         if let Some(status) = child.0.try_wait().unwrap() {

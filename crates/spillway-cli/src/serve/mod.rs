@@ -100,7 +100,9 @@ pub struct ServeArgs {
     /// Seconds a shed client is told to wait, in `Retry-After`.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u32,
-    /// Drop a connection whose request headers have not all arrived within this (slowloris);
+    /// Drop a connection whose first request head (first line and headers, or the HTTP/2
+    /// preface and first request) has not all arrived within this of the accept (slowloris);
+    /// a later request on a keep-alive connection gets as long from the previous response, and
     /// a request body must arrive within it too (else 408).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
