@@ -459,21 +459,28 @@ where
     out
 }
 
-#[tokio::test]
-async fn max_connections_holds_further_connections_in_the_backlog() {
-    let server = Running::start(&["--max-connections", "1", "--wait-ms", "0"]).await;
-    // A keep-alive connection takes the only slot.
-    let mut first = TcpStream::connect(server.addr).await.unwrap();
-    first
+/// A keep-alive connection that has had one `/healthz` answered `200`, now idle.
+async fn keep_alive_healthz(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(PATIENCE, first.read(&mut buf))
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
         .await
-        .unwrap()
+        .expect("answered in time")
         .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    stream
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_connections_in_the_backlog() {
+    let server = Running::start(&["--max-connections", "1", "--wait-ms", "0"]).await;
+    // A keep-alive connection takes the only slot.
+    let first = keep_alive_healthz(server.addr).await;
+    let mut buf = [0u8; 256];
     // A second connection is accepted by the kernel but not served while the first is open.
     let mut second = TcpStream::connect(server.addr).await.unwrap();
     second
@@ -733,16 +740,8 @@ async fn an_allocation_that_cannot_be_held_is_an_error_not_an_abort() {
 async fn shutdown_closes_idle_connections_at_once() {
     let server = Running::start(&["--header-timeout", "60s", "--drain-timeout", "60s"]).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
-    let mut idle = TcpStream::connect(server.addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut idle = keep_alive_healthz(server.addr).await;
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(PATIENCE, idle.read(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{buf:?}");
     wait_open_connections(&server, 3.0).await;
     let report = server.drain().await;
     assert!(!report.timed_out, "{report}");

@@ -115,7 +115,7 @@ impl Drop for CancelOnDrop {
 
 #[cfg(test)]
 mod tests {
-    use std::time::{Duration, Instant};
+    use std::time::Duration;
 
     use super::*;
 
@@ -154,19 +154,17 @@ mod tests {
             ..NOTHING
         };
         let job = lane.run(burn);
-        let started = Instant::now();
         assert!(
             tokio::time::timeout(Duration::from_millis(50), job)
                 .await
                 .is_err()
         );
-        // The turn comes back once the burn has seen its caller leave, long before 60 s.
+        // Every turn comes back once the burn has seen its caller leave, long before 60 s.
         let turns = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let all = lane.turns.acquire_many(turns as u32);
-        tokio::time::timeout(Duration::from_secs(20), all)
+        let all = lane.turns.acquire_many(u32::try_from(turns).unwrap());
+        let all = tokio::time::timeout(Duration::from_secs(20), all)
             .await
-            .expect("the burn stopped")
-            .unwrap();
-        assert!(started.elapsed() < Duration::from_secs(30));
+            .expect("the burn stopped");
+        assert!(all.is_ok());
     }
 }
