@@ -178,8 +178,8 @@ fn say(line: &str) {
 fn signals() -> (impl Future<Output = ()>, impl Future<Output = ()>) {
     let (first_tx, first_rx) = oneshot::channel::<()>();
     let (second_tx, second_rx) = oneshot::channel::<()>();
+    let mut signals = Signals::new();
     tokio::spawn(async move {
-        let mut signals = Signals::new();
         signals.next().await;
         eprintln!(
             "signal received: no longer accepting, draining in-flight requests \
@@ -198,30 +198,42 @@ fn signals() -> (impl Future<Output = ()>, impl Future<Output = ()>) {
     (resolve(first_rx), resolve(second_rx))
 }
 
-/// SIGINT (Ctrl-C) and SIGTERM, one after another.
+/// SIGINT (Ctrl-C) and SIGTERM, watched from the moment this is made, one after another.
 struct Signals {
     #[cfg(unix)]
-    term: Option<tokio::signal::unix::Signal>,
+    watched: Vec<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
     fn new() -> Signals {
-        Signals {
-            #[cfg(unix)]
-            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok(),
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let kinds = [SignalKind::interrupt(), SignalKind::terminate()];
+            Signals {
+                watched: kinds.into_iter().filter_map(|k| signal(k).ok()).collect(),
+            }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
 
-    /// Resolves on the next SIGINT or SIGTERM.
+    /// Resolves on the next SIGINT or SIGTERM (never, if none can be watched).
     async fn next(&mut self) {
         #[cfg(unix)]
-        if let Some(term) = &mut self.term {
-            tokio::select! {
-                Ok(()) = tokio::signal::ctrl_c() => {}
-                Some(()) = term.recv() => {}
+        std::future::poll_fn(|cx| {
+            let arrived = self
+                .watched
+                .iter_mut()
+                .any(|signal| signal.poll_recv(cx) == std::task::Poll::Ready(Some(())));
+            if arrived {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
             }
-            return;
-        }
+        })
+        .await;
+        #[cfg(not(unix))]
         if tokio::signal::ctrl_c().await.is_err() {
             std::future::pending::<()>().await;
         }
