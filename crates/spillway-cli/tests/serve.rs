@@ -734,19 +734,22 @@ async fn an_allocation_that_cannot_be_held_is_an_error_not_an_abort() {
     }
 }
 
-/// Defect 18: connections that never sent a byte, or sit idle between keep-alive requests,
-/// are closed at once on shutdown instead of holding the drain.
+/// Defect 18: connections that never sent a byte, sit idle between keep-alive requests, or
+/// have sent only part of their first request head, are closed at once on shutdown instead of
+/// holding the drain.
 #[tokio::test]
 async fn shutdown_closes_idle_connections_at_once() {
     let server = Running::start(&["--header-timeout", "60s", "--drain-timeout", "60s"]).await;
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let mut idle = keep_alive_healthz(server.addr).await;
+    let mut partial = TcpStream::connect(server.addr).await.unwrap();
+    partial.write_all(b"GET /work HTTP/1.1\r\n").await.unwrap();
     let mut buf = [0u8; 256];
-    wait_open_connections(&server, 3.0).await;
+    wait_open_connections(&server, 4.0).await;
     let report = server.drain().await;
     assert!(!report.timed_out, "{report}");
     assert_eq!(report.abandoned, 0);
-    for stream in [&mut silent, &mut idle] {
+    for stream in [&mut silent, &mut idle, &mut partial] {
         let closed = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await;
         assert!(
             matches!(closed, Ok(Ok(0) | Err(_))),
