@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -392,10 +392,10 @@ async fn serve_connection(
     header_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) {
-    let first_head = Arc::new(Notify::new());
+    let first_head = Arc::new(HeadArrival::default());
     let service = FirstHead {
         inner: service,
-        arrived: Arc::clone(&first_head),
+        arrival: Arc::clone(&first_head),
     };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = pin!(conn);
@@ -405,8 +405,13 @@ async fn serve_connection(
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
-            () = &mut head_deadline, if !head_arrived => return,
-            () = first_head.notified(), if !head_arrived => head_arrived = true,
+            () = &mut head_deadline, if !head_arrived => {
+                if !first_head.has_arrived() {
+                    return;
+                }
+                head_arrived = true;
+            }
+            () = first_head.notify.notified(), if !head_arrived => head_arrived = true,
             changed = phase.changed() => {
                 if changed.is_err() {
                     return;
@@ -414,6 +419,8 @@ async fn serve_connection(
                 let now = *phase.borrow_and_update();
                 match now {
                     Phase::Serving => {}
+                    // Nothing in flight before the first head: close at once.
+                    Phase::Draining if !first_head.has_arrived() => return,
                     // Closes idle connections at once, busy ones after their response.
                     Phase::Draining => conn.as_mut().graceful_shutdown(),
                     Phase::Abort => return,
@@ -427,7 +434,25 @@ async fn serve_connection(
 #[derive(Debug, Clone)]
 struct FirstHead<S> {
     inner: S,
-    arrived: Arc<Notify>,
+    arrival: Arc<HeadArrival>,
+}
+
+/// Whether a connection's first request head has arrived, and a wake-up when it does.
+#[derive(Debug, Default)]
+struct HeadArrival {
+    arrived: AtomicBool,
+    notify: Notify,
+}
+
+impl HeadArrival {
+    fn mark(&self) {
+        self.arrived.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn has_arrived(&self) -> bool {
+        self.arrived.load(Ordering::SeqCst)
+    }
 }
 
 impl<S, R> hyper::service::Service<R> for FirstHead<S>
@@ -439,7 +464,7 @@ where
     type Future = S::Future;
 
     fn call(&self, req: R) -> Self::Future {
-        self.arrived.notify_one();
+        self.arrival.mark();
         self.inner.call(req)
     }
 }
