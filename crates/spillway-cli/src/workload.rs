@@ -1,7 +1,9 @@
 //! The job every subcommand runs: it allocates and touches memory, waits (standing for a call
 //! to something downstream) while holding it, then burns CPU.
 
+use std::collections::TryReserveError;
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -43,14 +45,34 @@ pub(crate) async fn run(profile: Profile) {
     drop(black_box(buffer));
 }
 
+/// Allocates `bytes` and touches every page, or fails without aborting the process.
+///
+/// # Errors
+///
+/// When the allocator cannot provide `bytes`.
+pub(crate) fn try_hold(bytes: usize) -> Result<Vec<u8>, TryReserveError> {
+    let mut buffer = Vec::new();
+    buffer.try_reserve_exact(bytes)?;
+    buffer.resize(bytes, 0);
+    for page in buffer.iter_mut().step_by(PAGE) {
+        *page = 1;
+    }
+    Ok(black_box(buffer))
+}
+
 /// Keeps this thread busy for `cpu`.
 fn burn(cpu: Duration) {
+    burn_unless(cpu, &AtomicBool::new(false));
+}
+
+/// Keeps this thread busy for `cpu`, or until `cancelled` is set.
+pub(crate) fn burn_unless(cpu: Duration, cancelled: &AtomicBool) {
     if cpu.is_zero() {
         return;
     }
-    let until = Instant::now() + cpu;
+    let until = Instant::now().checked_add(cpu);
     let mut x = 0u64;
-    while Instant::now() < until {
+    while until.is_none_or(|until| Instant::now() < until) && !cancelled.load(Ordering::Relaxed) {
         for _ in 0..1_000 {
             x = black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
         }

@@ -32,6 +32,8 @@ fn args(extra: &[&str]) -> ServeArgs {
 struct Running {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
+    /// The second signal: ends the drain at once.
+    force: Option<oneshot::Sender<()>>,
     task: JoinHandle<anyhow::Result<DrainReport>>,
 }
 
@@ -40,18 +42,34 @@ impl Running {
         let server = Server::bind(&args(extra)).await.expect("server binds");
         let addr = server.local_addr();
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
+        let (force, forced) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run_with_force(
+            async move {
+                let _ = stopped.await;
+            },
+            async move {
+                if forced.await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            },
+        ));
         Running {
             addr,
             stop: Some(stop),
+            force: Some(force),
             task,
         }
     }
 
+    /// Sends the first signal: the server stops accepting and drains.
+    fn stop(&mut self) {
+        let _ = self.stop.take().expect("not stopped yet").send(());
+    }
+
     async fn drain(mut self) -> DrainReport {
-        let _ = self.stop.take().unwrap().send(());
+        if self.stop.is_some() {
+            self.stop();
+        }
         tokio::time::timeout(PATIENCE * 2, self.task)
             .await
             .expect("the drain ends")
@@ -441,21 +459,28 @@ where
     out
 }
 
-#[tokio::test]
-async fn max_connections_holds_further_connections_in_the_backlog() {
-    let server = Running::start(&["--max-connections", "1", "--wait-ms", "0"]).await;
-    // A keep-alive connection takes the only slot.
-    let mut first = TcpStream::connect(server.addr).await.unwrap();
-    first
+/// A keep-alive connection that has had one `/healthz` answered `200`, now idle.
+async fn keep_alive_healthz(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     let mut buf = [0u8; 256];
-    let n = tokio::time::timeout(PATIENCE, first.read(&mut buf))
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
         .await
-        .unwrap()
+        .expect("answered in time")
         .unwrap();
-    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    stream
+}
+
+#[tokio::test]
+async fn max_connections_holds_further_connections_in_the_backlog() {
+    let server = Running::start(&["--max-connections", "1", "--wait-ms", "0"]).await;
+    // A keep-alive connection takes the only slot.
+    let first = keep_alive_healthz(server.addr).await;
+    let mut buf = [0u8; 256];
     // A second connection is accepted by the kernel but not served while the first is open.
     let mut second = TcpStream::connect(server.addr).await.unwrap();
     second
@@ -578,4 +603,308 @@ async fn bad_settings_name_the_flag() {
         "{message}"
     );
     taken.drain().await;
+}
+
+// Regression tests of issue 18's serve defects (numbered as in the issue).
+
+/// Waits until `server` counts `open` connections (its scrape's own included).
+async fn wait_open_connections(server: &Running, open: f64) {
+    server
+        .wait_metric("spillway_http_connections_open", open)
+        .await;
+}
+
+/// Defect 12: a client that sends part of its first line and leaves is dropped at once, not
+/// held (and polled) until the header timeout.
+#[tokio::test]
+async fn a_client_that_leaves_mid_first_line_is_dropped_at_once() {
+    let server = Running::start(&["--header-timeout", "60s"]).await;
+    let mut half_line = TcpStream::connect(server.addr).await.unwrap();
+    half_line.write_all(b"GET /").await.unwrap();
+    let silent = TcpStream::connect(server.addr).await.unwrap();
+    wait_open_connections(&server, 3.0).await;
+    drop(half_line);
+    drop(silent);
+    wait_open_connections(&server, 1.0).await;
+    server.drain().await;
+}
+
+/// Defect 19: the first line and the headers share one `--header-timeout`: a client that
+/// sends its first line late and then trickles headers is cut at the timeout, not twice it.
+#[tokio::test]
+async fn the_header_timeout_is_one_budget_for_the_whole_request_head() {
+    let server = Running::start(&["--header-timeout", "2s"]).await;
+    let started = tokio::time::Instant::now();
+    let stream = TcpStream::connect(server.addr).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let trickle = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1800)).await;
+        if write.write_all(b"GET /work HTTP/1.1\r\n").await.is_err() {
+            return;
+        }
+        for i in 0..100 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let header = format!("X-Slow-{i}: 1\r\n");
+            if write.write_all(header.as_bytes()).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(PATIENCE, read.read_to_end(&mut buf))
+        .await
+        .expect("the server closes the connection instead of waiting forever");
+    let cut_at = started.elapsed();
+    trickle.abort();
+    assert!(
+        read.is_err() || buf.is_empty() || buf.starts_with(b"HTTP/1.1 408"),
+        "{buf:?}"
+    );
+    assert!(
+        cut_at >= Duration::from_millis(1900),
+        "cut early, at {cut_at:?}"
+    );
+    assert!(
+        cut_at < Duration::from_millis(3300),
+        "cut at {cut_at:?}: the headers got a second budget of 2 s"
+    );
+    server.drain().await;
+}
+
+/// Sends `GET path` and gives it `limit` to be answered.
+async fn answered_within(server: &Running, path: &str, limit: Duration) -> Reply {
+    tokio::time::timeout(limit, server.get(path))
+        .await
+        .unwrap_or_else(|_| panic!("{path} was not answered within {limit:?}"))
+}
+
+/// Defect 13: a long `cpu_ms` request runs apart from the threads that accept and answer the
+/// others: `/healthz` and a short `/work` answer while it burns, in every mode.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_cpu_request_does_not_stall_the_others() {
+    for mode in ["pool", "naive"] {
+        let server = Running::start(&["--mode", mode, "--wait-ms", "0"]).await;
+        let mut burning = Vec::new();
+        for _ in 0..2 {
+            let mut stream = TcpStream::connect(server.addr).await.unwrap();
+            stream
+                .write_all(b"GET /work?cpu_ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
+                .await
+                .unwrap();
+            burning.push(stream);
+        }
+        server
+            .wait_metric("spillway_http_requests_in_flight", 3.0)
+            .await; // the two and the scrape
+        let limit = Duration::from_secs(4);
+        assert_eq!(
+            answered_within(&server, "/healthz", limit).await.status,
+            200
+        );
+        let short = answered_within(&server, "/work?wait_ms=1", limit).await;
+        assert_eq!(short.status, 200, "{mode}: {short:?}");
+        drop(burning);
+        server
+            .wait_metric("spillway_http_cancelled_total", 2.0)
+            .await;
+        let report = server.drain().await;
+        assert_eq!(report.abandoned, 0, "{mode}");
+    }
+}
+
+/// Defect 14: an allocation the machine cannot hold answers an error; the server lives on.
+#[tokio::test]
+async fn an_allocation_that_cannot_be_held_is_an_error_not_an_abort() {
+    for mode in ["naive", "pool"] {
+        // 1 TiB: the most the flag allows, more than this machine holds.
+        let server = Running::start(&["--mode", mode, "--alloc-kib", "1073741824"]).await;
+        let work = server.get("/work?wait_ms=0").await;
+        assert_eq!(work.status, 500, "{mode}: {work:?}");
+        assert!(
+            work.body.starts_with("cannot allocate 1073741824 KiB"),
+            "{work:?}"
+        );
+        assert_eq!(server.get("/healthz").await.status, 200);
+        assert_eq!(
+            server.get("/work?wait_ms=0&alloc_kib=4").await.status,
+            200,
+            "{mode}: a request that asks for less still runs"
+        );
+        server.drain().await;
+    }
+}
+
+/// Defect 18: connections that never sent a byte, sit idle between keep-alive requests, or
+/// have sent only part of their first request head, are closed at once on shutdown instead of
+/// holding the drain.
+#[tokio::test]
+async fn shutdown_closes_idle_connections_at_once() {
+    let server = Running::start(&["--header-timeout", "60s", "--drain-timeout", "60s"]).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut idle = keep_alive_healthz(server.addr).await;
+    let mut partial = TcpStream::connect(server.addr).await.unwrap();
+    partial.write_all(b"GET /work HTTP/1.1\r\n").await.unwrap();
+    let mut buf = [0u8; 256];
+    wait_open_connections(&server, 4.0).await;
+    let report = server.drain().await;
+    assert!(!report.timed_out, "{report}");
+    assert_eq!(report.abandoned, 0);
+    for stream in [&mut silent, &mut idle, &mut partial] {
+        let closed = tokio::time::timeout(PATIENCE, stream.read(&mut buf)).await;
+        assert!(
+            matches!(closed, Ok(Ok(0) | Err(_))),
+            "still open: {closed:?}"
+        );
+    }
+}
+
+/// Defect 18: a second signal ends the drain at once, abandoning what is in flight.
+#[tokio::test]
+async fn a_second_signal_ends_the_drain_at_once() {
+    let mut server = Running::start(&[
+        "--mode",
+        "pool",
+        "--wait-ms",
+        "60000",
+        "--drain-timeout",
+        "60s",
+    ])
+    .await;
+    let addr = server.addr;
+    let in_flight = tokio::spawn(get_at_raw(addr, "/work"));
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    server.stop();
+    // Draining: the listener is closed.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while TcpStream::connect(addr).await.is_ok() {
+        assert!(tokio::time::Instant::now() < deadline, "still accepting");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = server.force.take().unwrap().send(());
+    let report = tokio::time::timeout(PATIENCE, &mut server.task)
+        .await
+        .expect("the second signal ends the drain")
+        .unwrap()
+        .unwrap();
+    assert!(report.forced, "{report}");
+    assert_eq!(report.abandoned, 1);
+    assert!(
+        report.to_string().contains("forced by a second signal"),
+        "{report}"
+    );
+    assert!(
+        in_flight.await.unwrap().is_empty(),
+        "answered though abandoned"
+    );
+}
+
+/// A raw `GET path` on a keep-alive connection; whatever arrives before it closes.
+async fn get_at_raw(addr: SocketAddr, path: &'static str) -> Vec<u8> {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
+    buf
+}
+
+/// Defect 18: `--help` says what a second signal does.
+#[test]
+fn help_says_a_second_signal_exits_at_once() {
+    use clap::CommandFactory;
+    let mut cli = Cli::command();
+    let serve = cli
+        .find_subcommand_mut("serve")
+        .expect("a serve subcommand");
+    let help = serve.render_long_help().to_string();
+    assert!(help.contains("A second signal"), "{help}");
+}
+
+/// Defect 25: `/work` query values are percent-decoded; a bad escape names the parameter.
+#[tokio::test]
+async fn query_values_are_percent_decoded() {
+    let server = Running::start(&["--wait-ms", "0"]).await;
+    assert_eq!(server.get("/work?wait_ms=1%30").await.status, 200);
+    assert_eq!(server.get("/work?%77ait_ms=1").await.status, 200);
+    let bad = server.get("/work?wait_ms=1%3").await;
+    assert_eq!(bad.status, 400, "{bad:?}");
+    assert!(bad.body.starts_with("invalid wait_ms"), "{bad:?}");
+    let big = server.get("/work?wait_ms=6%30000%30").await;
+    assert_eq!(big.status, 400, "decoded to 600000: {big:?}");
+    server.drain().await;
+}
+
+/// A loopback address with a port that was free a moment ago.
+fn free_addr() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().to_string()
+}
+
+/// Starts the `spillway` binary's `serve` with `extra` flags on a free port and waits until it
+/// accepts; its stdout is closed at once when `close_stdout`.
+fn spawn_serve(extra: &[&str], close_stdout: bool) -> (support::Reaper, String) {
+    use std::process::{Command, Stdio};
+    let addr = free_addr();
+    let mut child = support::Reaper(
+        Command::new(env!("CARGO_BIN_EXE_spillway"))
+            .args(["serve", "--addr", &addr])
+            .args(extra)
+            .stdout(if close_stdout {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the spillway binary starts"),
+    );
+    // Closes the read end of the pipe: every write to stdout fails from now on.
+    drop(child.0.stdout.take());
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(&addr).is_err() {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("serve exited before listening: {status}");
+        }
+        assert!(std::time::Instant::now() < deadline, "serve never listened");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, addr)
+}
+
+/// Defect 15: `serve ... | true`: a closed stdout neither crashes the server nor changes the
+/// status of a clean SIGTERM exit.
+#[test]
+fn serve_with_a_closed_stdout_exits_zero_on_sigterm() {
+    let (mut child, addr) = spawn_serve(&[], true);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        std::net::TcpStream::connect(&addr).is_ok(),
+        "serve stopped listening"
+    );
+    child.signal("TERM");
+    let status = child.wait_at_most(PATIENCE * 2);
+    assert_eq!(status.code(), Some(0), "{status}");
+}
+
+/// Defect 18: the binary exits at once on a second signal, with a request still in flight.
+#[test]
+fn serve_exits_at_once_on_a_second_signal() {
+    use std::io::Write;
+    let (mut child, addr) = spawn_serve(&["--wait-ms", "60000", "--drain-timeout", "60s"], false);
+    let mut in_flight = std::net::TcpStream::connect(&addr).unwrap();
+    in_flight
+        .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    child.signal("TERM");
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while std::net::TcpStream::connect(&addr).is_ok() {
+        assert!(std::time::Instant::now() < deadline, "still accepting");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.signal("INT");
+    let status = child.wait_at_most(PATIENCE);
+    assert_eq!(status.code(), Some(0), "{status}");
 }

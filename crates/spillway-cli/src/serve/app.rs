@@ -19,15 +19,18 @@ use spillway::{BoxError, JobError, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
+use super::job::CpuLane;
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
-use crate::workload::{self, Profile};
+use crate::workload::Profile;
 
 /// Everything the handlers share.
 #[derive(Debug)]
 pub(crate) struct App {
     pub(crate) profile: Profile,
     pub(crate) limiter: Limiter,
+    /// Where the jobs' CPU work runs, apart from the threads that answer requests.
+    pub(crate) lane: CpuLane,
     pub(crate) metrics: ServerMetrics,
     pub(crate) registry: Registry,
     pub(crate) body_limit: u64,
@@ -68,6 +71,10 @@ impl App {
         Ok(App {
             profile: w.profile(),
             limiter,
+            lane: CpuLane::new(
+                crate::memory::total_ram()
+                    .map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+            ),
             metrics,
             registry,
             body_limit: args.body_limit,
@@ -124,8 +131,10 @@ async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile
         },
         Limiter::Naive | Limiter::Pool { .. } => None,
     };
-    workload::run(profile).await;
-    "ok\n".into_response()
+    match app.lane.run(profile).await {
+        Ok(()) => "ok\n".into_response(),
+        Err(failure) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{failure}\n")).into_response(),
+    }
 }
 
 /// What a `/work` request that the pool did not complete is answered.
@@ -302,7 +311,12 @@ const MAX_ALLOC_KIB: u64 = 1 << 20;
 pub(crate) fn profile_from_query(query: Option<&str>, default: Profile) -> Result<Profile, String> {
     let mut profile = default;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
+        let name = percent_decode(raw_name)
+            .ok_or_else(|| format!("invalid query parameter name {raw_name:?}: a bad %-escape"))?;
+        let name = name.as_str();
+        let value = percent_decode(raw_value).unwrap_or_else(|| raw_value.to_string());
+        let value = value.as_str();
         let millis = |max: f64| match value.parse::<f64>() {
             Ok(ms) if ms.is_finite() && (0.0..=max).contains(&ms) => {
                 Ok(Duration::from_secs_f64(ms / 1e3))
@@ -333,6 +347,24 @@ pub(crate) fn profile_from_query(query: Option<&str>, default: Profile) -> Resul
         }
     }
     Ok(profile)
+}
+
+/// `text` with its `%XX` escapes decoded; `None` for a bad escape or bytes that are not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&byte, tail)) = rest.split_first() {
+        if byte == b'%' {
+            let hex = tail.get(..2)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(byte);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 #[cfg(test)]
@@ -376,5 +408,21 @@ mod tests {
         assert!(err.contains(r#"unknown query parameter "sleep""#), "{err}");
         let err = profile_from_query(Some("wait_ms"), BASE).unwrap_err();
         assert!(err.starts_with("invalid wait_ms"), "{err}");
+    }
+
+    #[test]
+    fn query_names_and_values_are_percent_decoded() {
+        let p = profile_from_query(Some("wait_ms=1%30&%63pu_ms=%32"), BASE).unwrap();
+        assert_eq!(p.wait, Duration::from_millis(10));
+        assert_eq!(p.cpu, Duration::from_millis(2));
+        assert_eq!(percent_decode("a%2Fb%2f"), Some("a/b/".to_string()));
+        assert_eq!(percent_decode("1%3"), None);
+        assert_eq!(percent_decode("%zz"), None);
+        assert_eq!(percent_decode("%ff"), None, "not UTF-8");
+        let err = profile_from_query(Some("wait_ms=1%3"), BASE).unwrap_err();
+        assert_eq!(
+            err,
+            r#"invalid wait_ms = "1%3": must be a number of milliseconds from 0 to 60000"#
+        );
     }
 }

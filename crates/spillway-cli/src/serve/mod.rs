@@ -12,16 +12,20 @@
 //! optional connection limit and a graceful drain.
 
 mod app;
+mod job;
 mod limiter;
 mod limits;
 mod metrics;
 mod server;
 
+use std::future::Future;
+use std::io::Write as _;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
+use tokio::sync::oneshot;
 
 use crate::args::{PoolArgs, WorkloadArgs, parse_bytes, positive_duration};
 
@@ -96,7 +100,9 @@ pub struct ServeArgs {
     /// Seconds a shed client is told to wait, in `Retry-After`.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u32,
-    /// Drop a connection whose request headers have not all arrived within this (slowloris);
+    /// Drop a connection whose first request head (first line and headers, or the HTTP/2
+    /// preface and first request) has not all arrived within this of the accept (slowloris);
+    /// a later request on a keep-alive connection gets as long from the previous response, and
     /// a request body must arrive within it too (else 408).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
@@ -117,12 +123,14 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub h2_max_streams: u32,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before they are
-    /// abandoned.
+    /// abandoned; idle connections are closed at once. A second signal ends the drain at once,
+    /// abandoning what is still in flight.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
 }
 
-/// Runs `spillway serve` until SIGINT or SIGTERM, then drains.
+/// Runs `spillway serve` until SIGINT or SIGTERM, then drains; a second signal abandons what
+/// is still in flight at once.
 ///
 /// # Errors
 ///
@@ -135,7 +143,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         Err(err) => eprintln!("open files: cannot raise the soft limit: {err}"),
     }
     let server = Server::bind(&args).await?;
-    println!(
+    say(&format!(
         "spillway serve: listening on http://{} mode={} wait={}ms max_workers={}{}",
         server.local_addr(),
         args.mode.as_str(),
@@ -149,33 +157,85 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         }
-    );
-    let report = server.run(shutdown_signal()).await?;
-    println!("{report}");
+    ));
+    let (first, second) = signals();
+    let report = server.run_with_force(first, second).await?;
+    say(&report.to_string());
     Ok(ExitCode::SUCCESS)
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Prints a line on stdout; a closed stdout (`serve | true`) is noted on stderr instead of
+/// ending the server or changing its exit status.
+fn say(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    if let Err(err) = writeln!(stdout, "{line}").and_then(|()| stdout.flush()) {
+        eprintln!("{line} (stdout: {err})");
+    }
+}
+
+/// Two futures: the first resolves on the first SIGINT or SIGTERM, the second on the next one
+/// (never, if signals cannot be watched).
+fn signals() -> (impl Future<Output = ()>, impl Future<Output = ()>) {
+    let (first_tx, first_rx) = oneshot::channel::<()>();
+    let (second_tx, second_rx) = oneshot::channel::<()>();
+    let mut signals = Signals::new();
+    tokio::spawn(async move {
+        signals.next().await;
+        eprintln!(
+            "signal received: no longer accepting, draining in-flight requests \
+             (a second signal abandons them at once)"
+        );
+        let _ = first_tx.send(());
+        signals.next().await;
+        eprintln!("second signal received: abandoning what is still in flight");
+        let _ = second_tx.send(());
+    });
+    let resolve = |rx: oneshot::Receiver<()>| async move {
+        if rx.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    (resolve(first_rx), resolve(second_rx))
+}
+
+/// SIGINT (Ctrl-C) and SIGTERM, watched from the moment this is made, one after another.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
+    watched: Vec<tokio::signal::unix::Signal>,
+}
+
+impl Signals {
+    fn new() -> Signals {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let kinds = [SignalKind::interrupt(), SignalKind::terminate()];
+            Signals {
+                watched: kinds.into_iter().filter_map(|k| signal(k).ok()).collect(),
             }
         }
+        #[cfg(not(unix))]
+        Signals {}
     }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
+
+    /// Resolves on the next SIGINT or SIGTERM (never, if none can be watched).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        std::future::poll_fn(|cx| {
+            let arrived = self
+                .watched
+                .iter_mut()
+                .any(|signal| signal.poll_recv(cx) == std::task::Poll::Ready(Some(())));
+            if arrived {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        })
+        .await;
+        #[cfg(not(unix))]
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
     }
-    eprintln!("signal received: no longer accepting, draining in-flight requests");
 }

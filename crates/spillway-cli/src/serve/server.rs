@@ -5,7 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -24,6 +24,9 @@ use crate::net::socket_for;
 
 /// Backlog of the listening socket; the kernel caps it at `net.core.somaxconn`.
 const BACKLOG: u32 = 4096;
+
+/// Stands for "never" where a deadline must be an instant: about thirty years.
+const NO_DEADLINE: Duration = Duration::from_secs(86_400 * 365 * 30);
 
 /// How connections are told to end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +83,8 @@ pub struct DrainReport {
     pub abandoned: u64,
     /// Whether the deadline passed before every connection closed.
     pub timed_out: bool,
+    /// Whether a second signal ended the drain at once.
+    pub forced: bool,
     /// How long the drain took.
     pub elapsed: Duration,
     /// The pool's own shutdown, in pool mode.
@@ -94,7 +99,9 @@ impl fmt::Display for DrainReport {
             self.in_flight_at_signal,
             self.drained,
             self.abandoned,
-            if self.timed_out {
+            if self.forced {
+                " (forced by a second signal)"
+            } else if self.timed_out {
                 " (drain timeout reached)"
             } else {
                 ""
@@ -150,6 +157,20 @@ impl Server {
     ///
     /// None at present; the `Result` leaves room for fatal listener errors.
     pub async fn run(self, signal: impl Future<Output = ()>) -> anyhow::Result<DrainReport> {
+        self.run_with_force(signal, std::future::pending()).await
+    }
+
+    /// As [`Server::run`], and once draining, `force` resolving (a second signal) abandons
+    /// what is still in flight at once instead of waiting for the drain timeout.
+    ///
+    /// # Errors
+    ///
+    /// None at present; the `Result` leaves room for fatal listener errors.
+    pub async fn run_with_force(
+        self,
+        signal: impl Future<Output = ()>,
+        force: impl Future<Output = ()>,
+    ) -> anyhow::Result<DrainReport> {
         let (phase_tx, phase_rx) = watch::channel(Phase::Serving);
         let Server {
             listener,
@@ -171,7 +192,11 @@ impl Server {
         accept
             .until(listener, max_connections.as_ref(), signal)
             .await;
-        Ok(drain(&app, &connections, &phase_tx, drain_timeout).await)
+        // A drain timeout too large for the clock is no deadline at all.
+        let deadline = Instant::now()
+            .checked_add(drain_timeout)
+            .unwrap_or_else(|| Instant::now() + NO_DEADLINE);
+        Ok(drain(&app, &connections, &phase_tx, deadline, force).await)
     }
 }
 
@@ -273,40 +298,54 @@ impl Acceptor<'_> {
     }
 }
 
-/// Lets the requests in flight finish within `drain_timeout`, then abandons the rest and shuts
-/// the pool down.
+/// How the wait for the connections to close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum DrainEnd {
+    Closed,
+    TimedOut,
+    Forced,
+}
+
+/// Lets the requests in flight finish until `deadline` (or until `force` resolves), then
+/// abandons the rest and shuts the pool down.
 async fn drain(
     app: &App,
     connections: &Connections,
     phase: &watch::Sender<Phase>,
-    drain_timeout: Duration,
+    deadline: Instant,
+    force: impl Future<Output = ()>,
 ) -> DrainReport {
     let started = Instant::now();
     app.draining.store(true, Ordering::SeqCst);
     let in_flight_at_signal = gauge_value(app.metrics.requests_in_flight.get());
     let completed_at_signal = app.metrics.completed();
     let _ = phase.send(Phase::Draining);
-    let deadline = started + drain_timeout;
-    let timed_out = tokio::time::timeout_at(deadline, connections.closed())
-        .await
-        .is_err();
-    let abandoned = if timed_out {
-        abandon(app, connections, phase).await
-    } else {
-        0
+    let end = tokio::select! {
+        biased;
+        () = force => DrainEnd::Forced,
+        closed = tokio::time::timeout_at(deadline, connections.closed()) => match closed {
+            Ok(()) => DrainEnd::Closed,
+            Err(_) => DrainEnd::TimedOut,
+        },
+    };
+    let abandoned = match end {
+        DrainEnd::Closed => 0,
+        DrainEnd::TimedOut | DrainEnd::Forced => abandon(app, connections, phase).await,
+    };
+    let pool_deadline = match end {
+        DrainEnd::Forced => Duration::ZERO,
+        DrainEnd::Closed | DrainEnd::TimedOut => deadline.saturating_duration_since(Instant::now()),
     };
     let pool = match app.limiter.pool() {
-        Some(pool) => Some(
-            pool.shutdown(deadline.saturating_duration_since(Instant::now()))
-                .await,
-        ),
+        Some(pool) => Some(pool.shutdown(pool_deadline).await),
         None => None,
     };
     DrainReport {
         in_flight_at_signal,
         drained: app.metrics.completed() - completed_at_signal,
         abandoned,
-        timed_out,
+        timed_out: end == DrainEnd::TimedOut,
+        forced: end == DrainEnd::Forced,
         elapsed: started.elapsed(),
         pool,
     }
@@ -341,6 +380,11 @@ fn out_of_descriptors(err: &std::io::Error) -> bool {
 }
 
 /// Serves one connection until it closes, or the drain phase ends it.
+///
+/// Its first request head (the protocol preface or first line, and the headers) must arrive
+/// within `header_timeout` of the accept: one budget for the whole head. hyper's own header
+/// timer covers the later requests of a keep-alive connection. Waiting for bytes is readiness,
+/// not polling: a client that leaves is noticed at once.
 async fn serve_connection(
     stream: TcpStream,
     service: TowerToHyperService<Router>,
@@ -348,19 +392,26 @@ async fn serve_connection(
     header_timeout: Duration,
     mut phase: watch::Receiver<Phase>,
 ) {
-    // hyper's header timer starts only once the protocol is known: a client that sends
-    // nothing, or a few bytes, would hold the connection forever.
-    if tokio::time::timeout(header_timeout, first_line(&stream))
-        .await
-        .is_err()
-    {
-        return;
-    }
+    let first_head = Arc::new(HeadArrival::default());
+    let service = FirstHead {
+        inner: service,
+        arrival: Arc::clone(&first_head),
+    };
     let conn = builder.serve_connection(TokioIo::new(stream), service);
     let mut conn = pin!(conn);
+    let head_deadline = tokio::time::sleep(header_timeout);
+    let mut head_deadline = pin!(head_deadline);
+    let mut head_arrived = false;
     loop {
         tokio::select! {
             _ = conn.as_mut() => return,
+            () = &mut head_deadline, if !head_arrived => {
+                if !first_head.has_arrived() {
+                    return;
+                }
+                head_arrived = true;
+            }
+            () = first_head.notify.notified(), if !head_arrived => head_arrived = true,
             changed = phase.changed() => {
                 if changed.is_err() {
                     return;
@@ -368,6 +419,9 @@ async fn serve_connection(
                 let now = *phase.borrow_and_update();
                 match now {
                     Phase::Serving => {}
+                    // Nothing in flight before the first head: close at once.
+                    Phase::Draining if !first_head.has_arrived() => return,
+                    // Closes idle connections at once, busy ones after their response.
                     Phase::Draining => conn.as_mut().graceful_shutdown(),
                     Phase::Abort => return,
                 }
@@ -376,17 +430,42 @@ async fn serve_connection(
     }
 }
 
-/// Resolves once the client has sent enough to tell HTTP/1.1 from HTTP/2 (a line, or the
-/// 24-byte HTTP/2 preface), or closed, or failed.
-async fn first_line(stream: &TcpStream) {
-    let mut buf = [0u8; 24];
-    loop {
-        match stream.peek(&mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) if n == buf.len() || buf[..n].contains(&b'\n') => return,
-            // A partial first line: wait for more without spinning on the same bytes.
-            Ok(_) => tokio::time::sleep(Duration::from_millis(5)).await,
-        }
+/// The connection's service, telling the connection when its first request head has arrived.
+#[derive(Debug, Clone)]
+struct FirstHead<S> {
+    inner: S,
+    arrival: Arc<HeadArrival>,
+}
+
+/// Whether a connection's first request head has arrived, and a wake-up when it does.
+#[derive(Debug, Default)]
+struct HeadArrival {
+    arrived: AtomicBool,
+    notify: Notify,
+}
+
+impl HeadArrival {
+    fn mark(&self) {
+        self.arrived.store(true, Ordering::SeqCst);
+        self.notify.notify_one();
+    }
+
+    fn has_arrived(&self) -> bool {
+        self.arrived.load(Ordering::SeqCst)
+    }
+}
+
+impl<S, R> hyper::service::Service<R> for FirstHead<S>
+where
+    S: hyper::service::Service<R>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn call(&self, req: R) -> Self::Future {
+        self.arrival.mark();
+        self.inner.call(req)
     }
 }
 

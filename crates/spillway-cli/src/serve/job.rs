@@ -1,0 +1,170 @@
+//! The `/work` job as the server runs it: its CPU parts (touching its memory, burning) on a
+//! bounded lane of blocking threads, so that they never hold the threads that accept and answer
+//! other requests; its memory allocated without aborting when the machine cannot hold it.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::Semaphore;
+
+use crate::workload::{self, Profile};
+
+/// Why a job could not run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum JobFailure {
+    /// Its memory could not be allocated.
+    Alloc { kib: usize, reason: String },
+    /// The CPU lane is closed (the server is going away).
+    LaneClosed,
+}
+
+impl std::fmt::Display for JobFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JobFailure::Alloc { kib, reason } => write!(f, "cannot allocate {kib} KiB: {reason}"),
+            JobFailure::LaneClosed => f.write_str("the CPU lane is closed"),
+        }
+    }
+}
+
+/// Blocking threads for the jobs' CPU work, at most one per core at once; further CPU work
+/// waits (asynchronously) for a turn. Dropping a job stops its CPU work at the next check.
+#[derive(Debug)]
+pub(crate) struct CpuLane {
+    turns: Arc<Semaphore>,
+    /// Most bytes one job may hold: the machine's memory.
+    max_alloc: usize,
+}
+
+impl CpuLane {
+    /// A lane of one thread per core; jobs may hold at most `max_alloc` bytes each.
+    pub(crate) fn new(max_alloc: usize) -> CpuLane {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        CpuLane {
+            turns: Arc::new(Semaphore::new(cores)),
+            max_alloc,
+        }
+    }
+
+    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU.
+    ///
+    /// # Errors
+    ///
+    /// When its memory cannot be allocated, or the lane is closed.
+    pub(crate) async fn run(&self, profile: Profile) -> Result<(), JobFailure> {
+        let memory = self.hold(profile.alloc).await?;
+        if !profile.wait.is_zero() {
+            tokio::time::sleep(profile.wait).await;
+        }
+        if !profile.cpu.is_zero() {
+            self.on_lane(move |cancelled| workload::burn_unless(profile.cpu, cancelled))
+                .await?;
+        }
+        drop(memory);
+        Ok(())
+    }
+
+    /// Allocates and touches `bytes` on the lane.
+    async fn hold(&self, bytes: usize) -> Result<Vec<u8>, JobFailure> {
+        let failure = |reason: String| JobFailure::Alloc {
+            kib: bytes / 1024,
+            reason,
+        };
+        if bytes == 0 {
+            return Ok(Vec::new());
+        }
+        if bytes > self.max_alloc {
+            return Err(failure(format!(
+                "more than this machine's {} KiB of memory",
+                self.max_alloc / 1024
+            )));
+        }
+        self.on_lane(move |_| workload::try_hold(bytes))
+            .await?
+            .map_err(|err| failure(err.to_string()))
+    }
+
+    /// Runs `work` on a blocking thread once a turn is free; `work` is told when the caller
+    /// has gone, and keeps its turn until it returns.
+    async fn on_lane<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+    ) -> Result<T, JobFailure> {
+        let turn = Arc::clone(&self.turns)
+            .acquire_owned()
+            .await
+            .map_err(|_| JobFailure::LaneClosed)?;
+        let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+        let cancelled = Arc::clone(&cancel.0);
+        let task = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            work(&cancelled)
+        });
+        task.await.map_err(|_| JobFailure::LaneClosed)
+    }
+}
+
+/// Tells the lane's work that its caller has gone, when dropped.
+struct CancelOnDrop(Arc<AtomicBool>);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    const NOTHING: Profile = Profile {
+        wait: Duration::ZERO,
+        alloc: 0,
+        cpu: Duration::ZERO,
+    };
+
+    #[tokio::test]
+    async fn memory_past_the_machine_is_refused_without_trying() {
+        let lane = CpuLane::new(1 << 20);
+        let err = lane
+            .run(Profile {
+                alloc: 2 << 20,
+                ..NOTHING
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "cannot allocate 2048 KiB: more than this machine's 1024 KiB of memory"
+        );
+        let held = Profile {
+            alloc: 64 << 10,
+            ..NOTHING
+        };
+        assert_eq!(lane.run(held).await, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_dropped_job_stops_burning() {
+        let lane = CpuLane::new(usize::MAX);
+        let burn = Profile {
+            cpu: Duration::from_secs(60),
+            ..NOTHING
+        };
+        let job = lane.run(burn);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), job)
+                .await
+                .is_err()
+        );
+        // Every turn comes back once the burn has seen its caller leave, long before 60 s.
+        let turns = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let all = lane.turns.acquire_many(u32::try_from(turns).unwrap());
+        let all = tokio::time::timeout(Duration::from_secs(20), all)
+            .await
+            .expect("the burn stopped");
+        assert!(all.is_ok());
+    }
+}
