@@ -493,7 +493,7 @@ mod loom_tests {
             loom::model(move || {
                 let counts = Arc::new(Counts::new(2, 0, 1));
                 assert_eq!(counts.claim_workers(1), 1);
-                assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+                assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
                 let pusher = {
                     let counts = counts.clone();
                     thread::spawn(move || match counts.try_reserve() {
@@ -539,7 +539,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 0, 1));
             let tasks = Arc::new(crate::sync::Mutex::new(0usize)); // workers started
-            assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+            assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
             counts.close();
             let grower = {
                 let (counts, tasks) = (counts.clone(), tasks.clone());
