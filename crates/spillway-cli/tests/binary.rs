@@ -251,3 +251,199 @@ fn load_splits_over_processes_and_merges_their_counts() {
     assert_eq!(report["latency"]["2xx"]["count"], 300);
     assert_eq!(report["connections_established"], 6);
 }
+
+/// Runs `spillway args`, expects exit 2, and returns its stderr.
+fn bad_input(args: &[&str]) -> String {
+    let out = spillway(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+    stderr
+}
+
+/// Issue 18, defects 17 and 14 (flag part): sizes past what the program can honour are
+/// refused at parse time with the allowed range, instead of panicking later.
+#[test]
+fn huge_values_are_refused_with_their_range() {
+    let huge = "18446744073709551615s";
+    for (args, flag, allowed) in [
+        (
+            vec!["serve", "--drain-timeout", huge],
+            "--drain-timeout",
+            "at most 24h",
+        ),
+        (
+            vec!["serve", "--header-timeout", huge],
+            "--header-timeout",
+            "at most 24h",
+        ),
+        (
+            vec!["serve", "--pool-threads", "200000"],
+            "--pool-threads",
+            "0..=1024",
+        ),
+        (
+            vec!["serve", "--alloc-kib", "100000000000"],
+            "--alloc-kib",
+            "0..=1048576",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--duration",
+                huge,
+            ],
+            "--duration",
+            "at most 24h",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--warmup",
+                huge,
+            ],
+            "--warmup",
+            "at most 24h",
+        ),
+        (
+            vec!["simulate", "--duration", huge],
+            "--duration",
+            "at most 24h",
+        ),
+        (
+            vec!["simulate", "--rate", "1e-20"],
+            "--rate",
+            "from 0.001 to 1e9",
+        ),
+        (
+            vec!["simulate", "--queue", "100000000000"],
+            "--queue",
+            "1..=10000000",
+        ),
+    ] {
+        let err = bad_input(&args);
+        assert!(
+            err.contains(flag) && err.contains(allowed),
+            "{args:?}: {err}"
+        );
+    }
+}
+
+/// Issue 18, defect 21: a memory cap without a unit, too small or overflowing is refused.
+#[test]
+fn a_memory_cap_needs_a_unit_and_a_sane_size() {
+    for (cap, says) in [
+        ("2", "needs a unit"),
+        ("0.5", "needs a unit"),
+        ("1KiB", "below the smallest cap, 64MiB"),
+        ("99999999999GiB", "too large"),
+    ] {
+        let err = bad_input(&["simulate", "--memory-cap", cap]);
+        assert!(
+            err.contains("--memory-cap") && err.contains(says),
+            "{cap}: {err}"
+        );
+    }
+}
+
+/// Issue 18, defects 16 and 22: every bad input exits 2 and names the flag (or the URL's part)
+/// and what is allowed, semantic errors and negative values included.
+#[test]
+fn every_bad_input_exits_2_naming_what_is_wrong() {
+    for (args, says) in [
+        (
+            vec!["load", "http://127.0.0.1:99999/", "--rate", "1"],
+            "port 99999 is out of range",
+        ),
+        (
+            vec!["load", "http://127.0.0.1:65616/", "--rate", "1"],
+            "port 65616 is out of range",
+        ),
+        (
+            vec!["load", "ftp://127.0.0.1/", "--rate", "1"],
+            "invalid URL",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--connections",
+                "4",
+                "--processes",
+                "5",
+            ],
+            "--processes = 5",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--source-addrs",
+                "::1",
+            ],
+            "--source-addrs",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--streams-per-connection",
+                "4",
+            ],
+            "--http2",
+        ),
+        (
+            vec![
+                "load",
+                "http://127.0.0.1:1/",
+                "--rate",
+                "1",
+                "--connections",
+                "-1",
+            ],
+            "--connections",
+        ),
+        (
+            vec![
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--min-workers",
+                "10",
+                "--max-workers",
+                "5",
+            ],
+            "--min-workers = 10",
+        ),
+        (vec!["serve", "--min-workers", "-1"], "--min-workers"),
+        (
+            vec![
+                "simulate",
+                "--mode",
+                "pool",
+                "--min-workers",
+                "10",
+                "--max-workers",
+                "5",
+            ],
+            "--min-workers = 10",
+        ),
+        (vec!["simulate", "--max-workers", "-3"], "--max-workers"),
+        (vec!["simulate", "--alloc-kib", "2000000"], "--alloc-kib"),
+    ] {
+        let err = bad_input(&args);
+        assert!(err.contains(says), "{args:?}: {err}");
+        assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
+    }
+}

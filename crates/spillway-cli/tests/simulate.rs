@@ -98,7 +98,7 @@ fn the_memory_cap_stops_a_mode_and_reports_it_as_oom() {
         .parse::<u64>()
         .unwrap()
         * 4096;
-    let cap = (rss_now + (64 << 20)).to_string();
+    let cap = format!("{}B", rss_now + (64 << 20));
     // 5,000 jobs/s each holding 256 KiB for 500 ms: about 600 MiB if nothing stopped it.
     let report = simulate::simulate(&args(&[
         "--mode",
@@ -223,7 +223,7 @@ fn bad_flags_are_clear_errors() {
     assert!(e.contains("--wait-ms"), "{e}");
     let e = parse_error(&["--alloc-kib", "2000000000"]);
     assert!(
-        e.contains("--alloc-kib") && e.contains("0..=1073741824"),
+        e.contains("--alloc-kib") && e.contains("0..=1048576"),
         "{e}"
     );
     let e = parse_error(&["--max-workers", "0"]);

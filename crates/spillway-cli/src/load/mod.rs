@@ -26,7 +26,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::args::{positive_duration, positive_f64};
+use crate::args::{duration_or_zero, positive_duration, rate, usage};
 use crate::child::{self, ChildOf, ChildProcess};
 use crate::net::socket_for;
 use lane::{Live, Plan};
@@ -38,17 +38,19 @@ use target::{Target, parse_source_addrs, parse_url};
 
 /// Options of `spillway load`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[command(allow_negative_numbers = true)]
 pub struct LoadArgs {
     /// The URL to load, `http://host[:port]/path` (HTTP/1.1, or h2c with --http2).
+    #[arg(value_parser = checked_url)]
     pub url: String,
-    /// Requests per second offered, whatever the server does with them.
-    #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
+    /// Requests per second offered, whatever the server does with them (0.001 to 1e9).
+    #[arg(long, value_parser = rate)]
     pub rate: f64,
-    /// How long the measured part of the run lasts (e.g. 10s).
+    /// How long the measured part of the run lasts (e.g. 10s; at most 24h).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub duration: Duration,
-    /// Connections to open (over all processes).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Connections to open (over all processes), at most a million.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
     pub connections: u64,
     /// Speak HTTP/1.1: one request at a time per connection (the default).
     #[arg(long, conflicts_with = "http2")]
@@ -56,18 +58,23 @@ pub struct LoadArgs {
     /// Speak HTTP/2 over cleartext (prior knowledge): several requests at once per connection.
     #[arg(long)]
     pub http2: bool,
-    /// Concurrent streams per HTTP/2 connection.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Concurrent streams per HTTP/2 connection (with --http2 only).
+    #[arg(
+        long,
+        default_value_t = 10,
+        requires = "http2",
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
     pub streams_per_connection: u64,
     /// Spread connections over these source addresses, e.g. 127.0.0.1-127.0.0.16 or a comma
     /// list; each address has its own ~28k ephemeral ports.
     #[arg(long, value_parser = parse_sources)]
     pub source_addrs: Option<SourceAddrs>,
-    /// A request without an answer after this long counts as a timeout.
+    /// A request without an answer after this long counts as a timeout (at most 24h).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub timeout: Duration,
-    /// Offer the load this long before measuring (e.g. 2s); not counted.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Offer the load this long before measuring (e.g. 2s; at most 24h); not counted.
+    #[arg(long, default_value = "0s", value_parser = duration_or_zero)]
     pub warmup: Duration,
     /// Write the report as JSON here (with a per-second series).
     #[arg(long, value_name = "PATH")]
@@ -81,9 +88,19 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// Most `--connections`.
+const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// Most lanes (`--connections` times `--streams-per-connection`): one task each.
+const MAX_LANES: u64 = 1_000_000;
+
 /// The addresses of `--source-addrs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceAddrs(pub Vec<IpAddr>);
+
+fn checked_url(s: &str) -> Result<String, String> {
+    parse_url(s).map(|_| s.to_string())
+}
 
 fn parse_sources(s: &str) -> Result<SourceAddrs, String> {
     parse_source_addrs(s).map(SourceAddrs)
@@ -149,16 +166,34 @@ pub(crate) async fn run_as_child() -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Checks what the parser cannot: the URL (for callers that built `args` themselves) and the
+/// flags that depend on each other.
 fn check(args: &LoadArgs) -> anyhow::Result<Target> {
-    let target = parse_url(&args.url).map_err(anyhow::Error::msg)?;
+    let target = parse_url(&args.url).map_err(usage)?;
     if args.connections < u64::from(args.processes) {
-        bail!(
+        return Err(usage(format!(
             "invalid --processes = {}: must be at most --connections ({})",
-            args.processes,
-            args.connections
-        );
+            args.processes, args.connections
+        )));
+    }
+    let lanes = args.connections.saturating_mul(streams(args) as u64);
+    if lanes > MAX_LANES {
+        return Err(usage(format!(
+            "invalid --connections = {} with --streams-per-connection = {}: at most {MAX_LANES} \
+             requests in flight",
+            args.connections, args.streams_per_connection
+        )));
     }
     Ok(target)
+}
+
+/// Requests one connection carries at once.
+fn streams(args: &LoadArgs) -> usize {
+    if args.http2 {
+        usize::try_from(args.streams_per_connection).unwrap_or(1)
+    } else {
+        1
+    }
 }
 
 /// Requests due in `[0, seconds)` at `rate`: those with `i / rate < seconds`. A product within
@@ -206,11 +241,11 @@ fn source_addrs(args: &LoadArgs, addr: SocketAddr) -> anyhow::Result<Vec<IpAddr>
         .map(|s| s.0.clone())
         .unwrap_or_default();
     if let Some(wrong) = sources.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
-        bail!(
+        return Err(usage(format!(
             "invalid --source-addrs: {wrong} is {} but the target {addr} is {}",
             if wrong.is_ipv4() { "IPv4" } else { "IPv6" },
             if addr.is_ipv4() { "IPv4" } else { "IPv6" }
-        );
+        )));
     }
     Ok(sources)
 }
@@ -244,11 +279,7 @@ fn plan(
 ) -> anyhow::Result<Plan> {
     let connections = usize::try_from(args.connections)
         .with_context(|| format!("invalid --connections = {}: too many", args.connections))?;
-    let streams = if args.http2 {
-        usize::try_from(args.streams_per_connection).unwrap_or(1)
-    } else {
-        1
-    };
+    let streams = streams(args);
     let warmup = args.warmup.as_secs_f64();
     // The schedule's start is set once the connections are open.
     let start = Instant::now();

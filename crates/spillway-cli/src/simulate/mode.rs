@@ -80,7 +80,8 @@ pub(crate) fn tuned(capacity: f64, profile: &Profile, deadline: Duration) -> Poo
     let queue_timeout = Duration::from_millis(25)
         .min(deadline / 4)
         .max(Duration::from_millis(1));
-    let queue = ((capacity * queue_timeout.as_secs_f64()).ceil() as usize).max(1);
+    let queue = ((capacity * queue_timeout.as_secs_f64()).ceil() as usize)
+        .clamp(1, crate::args::MAX_QUEUE as usize);
     PoolArgs {
         min_workers: max_workers.min(100),
         max_workers,
