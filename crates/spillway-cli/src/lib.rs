@@ -18,6 +18,7 @@ mod histogram;
 pub mod load;
 mod memory;
 mod net;
+mod output;
 pub mod serve;
 pub mod simulate;
 mod status;

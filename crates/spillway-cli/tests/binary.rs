@@ -447,3 +447,77 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
         assert!(!err.contains("unexpected argument"), "{args:?}: {err}");
     }
 }
+
+/// Issue 18, defect 11, as reported: the naive mode at 2e7 jobs/s was killed by its parent
+/// ("memory past 1.5x the cap") and wrote no JSON; its report must be the OOM, with the peak.
+#[test]
+fn the_naive_mode_stops_itself_at_its_memory_cap_at_any_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("naive.json");
+    let out = spillway(&[
+        "simulate",
+        "--mode",
+        "naive",
+        "--rate",
+        "2e7",
+        "--duration",
+        "2s",
+        "--capacity",
+        "30000",
+        "--memory-cap",
+        "128MiB",
+        "--json",
+        json.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let mode = &report["modes"][0];
+    assert_eq!(mode["oom"], true, "{mode}");
+    assert!(
+        mode["peak_rss_bytes"].as_u64().unwrap() > 128 << 20,
+        "{mode}"
+    );
+    assert_every_job_accounted(mode);
+}
+
+/// Issue 18, defect 15: `simulate ... | head -1` panicked on the closed pipe and wrote no
+/// `--json`; the run succeeded, so it exits 0 with its file written.
+#[test]
+fn a_closed_stdout_costs_simulate_neither_its_file_nor_its_exit_status() {
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args([
+            "simulate",
+            "--mode",
+            "semaphore",
+            "--rate",
+            "100",
+            "--duration",
+            "500ms",
+            "--capacity",
+            "5000",
+            "--json",
+            json.to_str().unwrap(),
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        std::fs::read_to_string(&json)
+            .unwrap()
+            .contains("semaphore")
+    );
+}

@@ -253,7 +253,10 @@ async fn bad_input_is_a_clear_error() {
         Cli::try_parse_from(argv).unwrap_err().to_string()
     };
     let e = parse(&["http://127.0.0.1:1/", "--rate", "0"]);
-    assert!(e.contains("--rate") && e.contains("greater than 0"), "{e}");
+    assert!(
+        e.contains("--rate") && e.contains("from 0.001 to 1e9"),
+        "{e}"
+    );
     let e = parse(&["http://127.0.0.1:1/", "--rate", "10", "--connections", "0"]);
     assert!(e.contains("--connections"), "{e}");
     let e = parse(&["http://127.0.0.1:1/", "--rate", "10", "--http1", "--http2"]);

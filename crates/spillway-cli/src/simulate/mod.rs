@@ -27,6 +27,7 @@ pub use report::{LatencyMs, ModeReport, Second, Settings, SimReport};
 
 use crate::args::{PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
 use crate::memory::{Rss, total_ram};
+use crate::output;
 use console::Progress;
 use mode::ModeConfig;
 
@@ -119,6 +120,15 @@ impl SimulateArgs {
     /// Checks what the parser cannot: the pool's settings where a pool runs them, and a memory
     /// reading where the naive mode must be stopped by it.
     fn check(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.json {
+            output::check_writable("--json", path)?;
+        }
+        if let Some(path) = &self.html {
+            output::check_writable("--html", path)?;
+        }
+        if self.capacity.is_none() {
+            mode::calibration_loops(self.workload.profile(), self.memory_cap())?;
+        }
         let modes = self.mode.modes();
         if modes.contains(&ModeName::Pool) {
             self.pool.check()?;
@@ -188,8 +198,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 fn run_blocking(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let report = simulate(args)?;
-    console::print_table(&report);
+    // The files first: a closed stdout must not cost them.
     write_reports(args, &report)?;
+    output::print(&console::table(&report)).context("cannot print the table")?;
     Ok(ExitCode::SUCCESS)
 }
 
