@@ -188,27 +188,29 @@ fn serve_drains_on_sigterm_and_exits_zero() {
     );
 }
 
-#[test]
-fn load_splits_over_processes_and_merges_their_counts() {
+/// A `spillway serve --mode naive --wait-ms 1` on a free port; its `/work` URL.
+fn naive_server() -> (Reaper, String) {
     use std::io::{BufRead, BufReader};
     use std::process::Stdio;
 
-    let mut server = Command::new(env!("CARGO_BIN_EXE_spillway"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--mode",
-            "naive",
-            "--wait-ms",
-            "1",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("the server starts");
+    let mut server = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_spillway"))
+            .args([
+                "serve",
+                "--addr",
+                "127.0.0.1:0",
+                "--mode",
+                "naive",
+                "--wait-ms",
+                "1",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("the server starts"),
+    );
     let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
+    BufReader::new(server.0.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
     let url = line
@@ -217,6 +219,12 @@ fn load_splits_over_processes_and_merges_their_counts() {
         .unwrap_or_else(|| panic!("no address in {line:?}"))
         .to_string()
         + "/work";
+    (server, url)
+}
+
+#[test]
+fn load_splits_over_processes_and_merges_their_counts() {
+    let (server, url) = naive_server();
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("load.json");
     let out = spillway(&[
@@ -234,8 +242,7 @@ fn load_splits_over_processes_and_merges_their_counts() {
         "--json",
         json.to_str().unwrap(),
     ]);
-    let _ = server.kill();
-    let _ = server.wait();
+    drop(server);
     assert!(
         out.status.success(),
         "{}",
@@ -520,4 +527,136 @@ fn a_closed_stdout_costs_simulate_neither_its_file_nor_its_exit_status() {
             .unwrap()
             .contains("semaphore")
     );
+}
+
+/// Issue 18, defect 15 (load): a closed stdout costs neither the `--json` file nor the exit
+/// status.
+#[test]
+fn a_closed_stdout_costs_load_neither_its_file_nor_its_exit_status() {
+    use std::process::Stdio;
+    let (server, url) = naive_server();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_spillway"))
+        .args([
+            "load",
+            &url,
+            "--rate",
+            "50",
+            "--duration",
+            "500ms",
+            "--quiet",
+        ])
+        .args(["--json", json.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    drop(server);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["scheduled"], 25);
+}
+
+/// Issue 18, defect 24: with a low open-files limit, `load` said "30000 connections (30000
+/// concurrent)" with far fewer open; it warns and reports what it opened.
+#[test]
+fn load_warns_when_fewer_connections_open_than_asked() {
+    let (server, url) = naive_server();
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let script = format!(
+        "ulimit -n 48 && exec '{}' load '{url}' --rate 50 --duration 500ms --connections 200 \
+         --timeout 2s --quiet --json '{}'",
+        env!("CARGO_BIN_EXE_spillway"),
+        json.display()
+    );
+    let out = Command::new("bash").args(["-c", &script]).output().unwrap();
+    drop(server);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(stderr.contains("warning: only "), "{stderr}");
+    assert!(
+        stderr.contains("of 200 connections opened; open-files limit 48"),
+        "{stderr}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let opened = report["connections_opened"].as_u64().unwrap();
+    assert!(opened > 0 && opened < 200, "{report}");
+    assert_eq!(report["concurrency"].as_u64(), Some(opened));
+}
+
+/// Issue 18, defect 20: `load` buffered whole bodies (2 GB of RSS for a 1 GB body); it reads
+/// and discards them as they arrive, and counts their bytes.
+#[test]
+fn load_does_not_hold_a_huge_body_in_memory() {
+    use std::io::{BufRead, BufReader, Write};
+    const BODY: u64 = 512 << 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(&stream);
+                let mut line = String::new();
+                // The request head; the probe connection sends none.
+                while reader.read_line(&mut line).unwrap_or(0) > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut out = &stream;
+                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {BODY}\r\n\r\n");
+                let chunk = vec![0u8; 1 << 20];
+                let _ = out.write_all(head.as_bytes());
+                for _ in 0..(BODY >> 20) {
+                    if out.write_all(&chunk).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("load.json");
+    let url = format!("http://{addr}/big");
+    let mut child = Reaper(
+        Command::new(env!("CARGO_BIN_EXE_spillway"))
+            .args(["load", &url, "--rate", "1", "--duration", "1s", "--quiet"])
+            .args(["--connections", "1", "--timeout", "60s"])
+            .args(["--json", json.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let status_file = format!("/proc/{}/status", child.0.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        let rss_kib = std::fs::read_to_string(&status_file)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+            })
+            .unwrap_or(0);
+        peak_kib = peak_kib.max(rss_kib);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    assert!(status.success(), "{status}");
+    assert!(
+        peak_kib < 128 << 10,
+        "peak RSS {peak_kib} KiB for a 512 MiB body"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert_eq!(report["body_bytes"].as_u64(), Some(BODY));
+    assert_eq!(report["statuses"]["200"], 1);
 }

@@ -29,6 +29,7 @@ use tokio::time::Instant;
 use crate::args::{duration_or_zero, positive_duration, rate, usage};
 use crate::child::{self, ChildOf, ChildProcess};
 use crate::net::socket_for;
+use crate::output;
 use lane::{Live, Plan};
 use report::Recorded;
 pub use report::{LoadReport, render};
@@ -111,6 +112,8 @@ fn parse_sources(s: &str) -> Result<SourceAddrs, String> {
 struct ChildOutput {
     scheduled: u64,
     established: u64,
+    opened: u64,
+    body_bytes: u64,
     elapsed_s: f64,
     tally: EncodedTally,
 }
@@ -121,12 +124,16 @@ struct ChildOutput {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = &args.json {
+        output::check_writable("--json", path)?;
+    }
     let report = load(&args).await?;
-    print!("{}", render(&report));
+    // The file first: a closed stdout must not cost it.
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
+    output::print(&render(&report)).context("cannot print the report")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -136,6 +143,9 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    if let Some(path) = &args.json {
+        output::check_writable("--json", path)?;
+    }
     let recorded = if args.processes > 1 {
         run_children(args).await?
     } else {
@@ -154,12 +164,16 @@ pub(crate) async fn run_as_child() -> anyhow::Result<ExitCode> {
     let Recorded {
         scheduled,
         established,
+        opened,
+        body_bytes,
         elapsed_s,
         tally,
     } = run_here(&args).await?;
     child::emit(&ChildOutput {
         scheduled,
         established,
+        opened,
+        body_bytes,
         elapsed_s,
         tally: tally.encode(),
     })?;
@@ -220,17 +234,42 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Recorded> {
     let live = Arc::new(Live::default());
     let progress =
         (!args.quiet).then(|| tokio::spawn(progress(Arc::clone(&live), start, args.warmup, lanes)));
-    let measure_from = lane::run(plan, args.warmup, Arc::clone(&shards), Arc::clone(&live)).await;
-    let elapsed_s = measure_from.elapsed().as_secs_f64();
+    let connections = args.connections;
+    let ran = lane::run(
+        plan,
+        args.warmup,
+        Arc::clone(&shards),
+        Arc::clone(&live),
+        |opened| warn_if_short(opened, connections),
+    )
+    .await;
+    let elapsed_s = ran.measure_from.elapsed().as_secs_f64();
     if let Some(progress) = progress {
         progress.abort();
     }
     Ok(Recorded {
         scheduled,
         established: live.established.load(Ordering::Relaxed),
+        opened: ran.opened,
+        body_bytes: live.body_bytes.load(Ordering::Relaxed),
         elapsed_s,
         tally: shards.total(),
     })
+}
+
+/// Says so on stderr when fewer connections opened than asked (the open-files limit, the
+/// ephemeral ports, a server that refuses): the run's concurrency is lower than asked.
+fn warn_if_short(opened: u64, asked: u64) {
+    if opened < asked {
+        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map_or(String::new(), |(soft, _)| {
+                format!("; open-files limit {soft}")
+            });
+        eprintln!(
+            "warning: only {opened} of {asked} connections opened{limit}; the others are \
+             retried when their requests are due, and count as connect errors"
+        );
+    }
 }
 
 /// `--source-addrs`, each of the target's family.
@@ -383,6 +422,8 @@ fn merge(children: Vec<ChildProcess>) -> anyhow::Result<Recorded> {
     let mut all = Recorded {
         scheduled: 0,
         established: 0,
+        opened: 0,
+        body_bytes: 0,
         elapsed_s: 0.0,
         tally: Tally::new(),
     };
@@ -395,6 +436,8 @@ fn merge(children: Vec<ChildProcess>) -> anyhow::Result<Recorded> {
             .with_context(|| format!("load process {p} failed"))?;
         all.scheduled += output.scheduled;
         all.established += output.established;
+        all.opened += output.opened;
+        all.body_bytes += output.body_bytes;
         all.elapsed_s = all.elapsed_s.max(output.elapsed_s);
         all.tally
             .merge(&Tally::decode(&output.tally).map_err(anyhow::Error::msg)?);
