@@ -13,6 +13,22 @@ fn spillway(args: &[&str]) -> std::process::Output {
         .expect("the spillway binary runs")
 }
 
+/// Runs `spillway simulate args --json <tmp>`, expects success; its stdout and JSON report.
+fn simulate_json(args: &[&str]) -> (String, serde_json::Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("run.json");
+    let mut argv = vec!["simulate", "--json", json.to_str().unwrap()];
+    argv.extend_from_slice(args);
+    let out = spillway(&argv);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    (String::from_utf8_lossy(&out.stdout).into_owned(), report)
+}
+
 #[test]
 fn version_names_the_package_version() {
     let out = spillway(&["--version"]);
@@ -44,11 +60,7 @@ fn an_unknown_flag_is_a_clear_error() {
 
 #[test]
 fn simulate_runs_each_mode_in_its_own_process() {
-    let dir = std::env::temp_dir().join(format!("spillway-bin-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let json = dir.join("run.json");
-    let out = spillway(&[
-        "simulate",
+    let (table, report) = simulate_json(&[
         "--mode",
         "pool",
         "--rate",
@@ -59,25 +71,14 @@ fn simulate_runs_each_mode_in_its_own_process() {
         "5000",
         "--alloc-kib",
         "16",
-        "--json",
-        json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let table = String::from_utf8_lossy(&out.stdout);
     assert!(
         table.contains("goodput/s") && table.contains("pool"),
         "{table}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let mode = &report["modes"][0];
     assert_eq!(mode["mode"], "pool");
     assert_every_job_accounted(mode);
-    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Kills the child if a test fails before it ends, so no server outlives its test.
@@ -272,16 +273,18 @@ fn bad_input(args: &[&str]) -> String {
 #[test]
 fn huge_values_are_refused_with_their_range() {
     let huge = "18446744073709551615s";
+    let load = |flag, value| vec!["load", "http://127.0.0.1:1/", "--rate", "1", flag, value];
+    let day = "at most 24h";
     for (args, flag, allowed) in [
         (
             vec!["serve", "--drain-timeout", huge],
             "--drain-timeout",
-            "at most 24h",
+            day,
         ),
         (
             vec!["serve", "--header-timeout", huge],
             "--header-timeout",
-            "at most 24h",
+            day,
         ),
         (
             vec!["serve", "--pool-threads", "200000"],
@@ -293,35 +296,9 @@ fn huge_values_are_refused_with_their_range() {
             "--alloc-kib",
             "0..=1048576",
         ),
-        (
-            vec![
-                "load",
-                "http://127.0.0.1:1/",
-                "--rate",
-                "1",
-                "--duration",
-                huge,
-            ],
-            "--duration",
-            "at most 24h",
-        ),
-        (
-            vec![
-                "load",
-                "http://127.0.0.1:1/",
-                "--rate",
-                "1",
-                "--warmup",
-                huge,
-            ],
-            "--warmup",
-            "at most 24h",
-        ),
-        (
-            vec!["simulate", "--duration", huge],
-            "--duration",
-            "at most 24h",
-        ),
+        (load("--duration", huge), "--duration", day),
+        (load("--warmup", huge), "--warmup", day),
+        (vec!["simulate", "--duration", huge], "--duration", day),
         (
             vec!["simulate", "--rate", "1e-20"],
             "--rate",
@@ -459,10 +436,7 @@ fn every_bad_input_exits_2_naming_what_is_wrong() {
 /// ("memory past 1.5x the cap") and wrote no JSON; its report must be the OOM, with the peak.
 #[test]
 fn the_naive_mode_stops_itself_at_its_memory_cap_at_any_rate() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("naive.json");
-    let out = spillway(&[
-        "simulate",
+    let (_, report) = simulate_json(&[
         "--mode",
         "naive",
         "--rate",
@@ -473,16 +447,7 @@ fn the_naive_mode_stops_itself_at_its_memory_cap_at_any_rate() {
         "30000",
         "--memory-cap",
         "128MiB",
-        "--json",
-        json.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let mode = &report["modes"][0];
     assert_eq!(mode["oom"], true, "{mode}");
     assert!(
