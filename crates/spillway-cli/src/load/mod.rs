@@ -124,9 +124,6 @@ struct ChildOutput {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = &args.json {
-        output::check_writable("--json", path)?;
-    }
     let report = load(&args).await?;
     // The file first: a closed stdout must not cost it.
     if let Some(path) = &args.json {
@@ -143,6 +140,7 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    // Before anything is sent: a bad path must not cost the run.
     if let Some(path) = &args.json {
         output::check_writable("--json", path)?;
     }
