@@ -5,21 +5,28 @@
 
 use std::time::Duration;
 
-use anyhow::bail;
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 use serde::{Deserialize, Serialize};
 
 use crate::workload::{MAX_ALLOC_KIB, Profile};
 
-/// Most permits a tokio semaphore holds, and so most `--max-workers`.
-const MAX_WORKERS: u64 = tokio::sync::Semaphore::MAX_PERMITS as u64;
+/// Most `--max-workers` (and `--min-workers`): a million jobs at once is far past what any
+/// one machine runs, and well within a tokio semaphore's permits.
+pub(crate) const MAX_WORKERS: u64 = 1_000_000;
+
+/// Most `--queue`: ten million waiting jobs.
+pub(crate) const MAX_QUEUE: u64 = 10_000_000;
 
 /// The pool's settings; `--max-workers` is the semaphore's permits too.
 #[derive(Debug, Clone, PartialEq, Args, Serialize, Deserialize)]
 pub struct PoolArgs {
     /// Workers the pool keeps alive when idle (pool mode).
-    #[arg(long, default_value_t = 16)]
+    #[arg(
+        long,
+        default_value_t = 16,
+        value_parser = RangedU64ValueParser::<usize>::new().range(0..=MAX_WORKERS)
+    )]
     pub min_workers: usize,
     /// Most jobs running at once: the pool's workers, or the semaphore's permits.
     #[arg(
@@ -32,10 +39,11 @@ pub struct PoolArgs {
     #[arg(
         long,
         default_value_t = 1000,
-        value_parser = RangedU64ValueParser::<usize>::new().range(1..)
+        value_parser = RangedU64ValueParser::<usize>::new().range(1..=MAX_QUEUE)
     )]
     pub queue: usize,
-    /// Shed a queued job that waited longer than this (pool mode; none by default).
+    /// Shed a queued job that waited longer than this (pool mode; none by default; at most
+    /// 24h).
     #[arg(long, value_parser = positive_duration)]
     pub queue_timeout: Option<Duration>,
 }
@@ -49,11 +57,10 @@ impl PoolArgs {
     /// `--min-workers` above `--max-workers`.
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         if self.min_workers > self.max_workers {
-            bail!(
+            return Err(usage(format!(
                 "invalid --min-workers = {}: must be at most --max-workers ({})",
-                self.min_workers,
-                self.max_workers
-            );
+                self.min_workers, self.max_workers
+            )));
         }
         Ok(())
     }
@@ -83,17 +90,43 @@ impl WorkloadArgs {
     pub(crate) fn profile(&self) -> Profile {
         Profile {
             wait: Duration::from_secs_f64(self.wait_ms / 1e3),
-            // At most 1 TiB (checked by the parser): fits any 64-bit usize.
+            // At most 1 GiB (checked by the parser): fits any usize of 32 bits or more.
             alloc: usize::try_from(self.alloc_kib * 1024).unwrap_or(usize::MAX),
             cpu: Duration::from_secs_f64(self.cpu_ms / 1e3),
         }
     }
 }
 
-pub(crate) fn positive_f64(s: &str) -> Result<f64, String> {
+/// Bad input found after parsing: a setting that is wrong with another, or a URL that names
+/// no reachable port. `main` exits 2 for it, as for clap's own errors.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A [`UsageError`] saying `message`.
+pub(crate) fn usage(message: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(UsageError(message.into()))
+}
+
+/// Most jobs or requests per second `--rate` takes.
+pub(crate) const MAX_RATE: f64 = 1e9;
+/// Fewest jobs or requests per second `--rate` takes: one every 1,000 s.
+pub(crate) const MIN_RATE: f64 = 0.001;
+
+/// `--rate`: a number of jobs or requests per second, from [`MIN_RATE`] to [`MAX_RATE`].
+pub(crate) fn rate(s: &str) -> Result<f64, String> {
     match s.parse::<f64>() {
-        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
-        _ => Err("must be a number greater than 0".into()),
+        Ok(v) if (MIN_RATE..=MAX_RATE).contains(&v) => Ok(v),
+        _ => Err(format!(
+            "must be a number of jobs per second from {MIN_RATE} to {MAX_RATE:e}"
+        )),
     }
 }
 
@@ -110,21 +143,61 @@ pub(crate) fn millis(s: &str) -> Result<f64, String> {
     }
 }
 
+/// Longest duration any flag takes: one day (every timer and schedule stays far from
+/// `Instant`'s overflow).
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
+
+/// A duration longer than zero and at most [`MAX_DURATION`].
 pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {
-    match humantime::parse_duration(s) {
-        Ok(d) if !d.is_zero() => Ok(d),
-        Ok(_) => Err("must be longer than zero".into()),
-        Err(e) => Err(format!("{e} (write it as e.g. 10s, 500ms, 1m)")),
+    match duration_or_zero(s)? {
+        d if d.is_zero() => Err("must be longer than zero (at most 24h)".into()),
+        d => Ok(d),
     }
 }
 
-pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+/// A duration from zero to [`MAX_DURATION`].
+pub(crate) fn duration_or_zero(s: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if d <= MAX_DURATION => Ok(d),
+        Ok(_) => Err("must be at most 24h".into()),
+        Err(e) => Err(format!(
+            "{e} (write it as e.g. 10s, 500ms, 1m; at most 24h)"
+        )),
+    }
+}
+
+/// Smallest `--memory-cap`: below it the process's own runtime would pass the cap before the
+/// first job ran.
+pub(crate) const MIN_MEMORY_CAP: u64 = 64 << 20;
+
+/// `--memory-cap`: a size with its unit (`4GiB`, `512MiB`), from 64 MiB up.
+pub(crate) fn memory_cap(s: &str) -> Result<u64, String> {
+    let (number, unit) = split_size(s);
+    if unit.is_empty() {
+        return Err("needs a unit, e.g. 4GiB or 512MiB (at least 64MiB)".into());
+    }
+    match parse_bytes(s)? {
+        bytes if bytes < MIN_MEMORY_CAP => {
+            Err(format!("{number}{unit} is below the smallest cap, 64MiB"))
+        }
+        bytes => Ok(bytes),
+    }
+}
+
+fn split_size(s: &str) -> (&str, &str) {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(s.len());
     let (number, unit) = s.split_at(split);
-    let multiplier: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+    (number, unit.trim())
+}
+
+/// A size in bytes, with or without a unit (B, KiB, MiB, GiB, KB, MB, GB); greater than 0 and
+/// within 64 bits.
+pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
+    let (number, unit) = split_size(s);
+    let multiplier: u64 = match unit.to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "k" | "kb" => 1_000,
         "kib" => 1 << 10,
@@ -134,10 +207,18 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
         "gib" => 1 << 30,
         _ => return Err("unknown unit (use B, KiB, MiB, GiB, KB, MB or GB)".into()),
     };
-    match number.parse::<f64>() {
-        Ok(v) if v > 0.0 && v.is_finite() => Ok((v * multiplier as f64) as u64),
-        _ => Err("must be a size greater than 0, e.g. 4GiB".into()),
+    let bytes = match number.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => v * multiplier as f64,
+        _ => return Err("must be a size greater than 0, e.g. 4GiB".into()),
+    };
+    if bytes < 1.0 {
+        return Err("must be at least one byte".into());
     }
+    // 2^64 is exactly representable; anything at or past it does not fit.
+    if bytes >= 18_446_744_073_709_551_616.0 {
+        return Err("is too large (at most 16 EiB)".into());
+    }
+    Ok(bytes as u64)
 }
 
 #[cfg(test)]
@@ -156,6 +237,51 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown unit")
         );
+    }
+
+    #[test]
+    fn sizes_that_do_not_fit_are_refused() {
+        assert!(
+            parse_bytes("99999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+        assert!(
+            parse_bytes("0.5")
+                .unwrap_err()
+                .contains("at least one byte")
+        );
+    }
+
+    #[test]
+    fn a_memory_cap_needs_a_unit_and_a_sane_size() {
+        assert_eq!(memory_cap("256MiB"), Ok(256 << 20));
+        assert!(memory_cap("2").unwrap_err().contains("needs a unit"));
+        assert!(memory_cap("0.5").unwrap_err().contains("needs a unit"));
+        assert!(
+            memory_cap("1MiB")
+                .unwrap_err()
+                .contains("below the smallest cap, 64MiB")
+        );
+        assert!(
+            memory_cap("99999999999GiB")
+                .unwrap_err()
+                .contains("too large")
+        );
+    }
+
+    #[test]
+    fn durations_and_rates_have_bounds() {
+        assert!(
+            positive_duration("18446744073709551615s")
+                .unwrap_err()
+                .contains("at most 24h")
+        );
+        assert!(duration_or_zero("25h").unwrap_err().contains("at most 24h"));
+        assert_eq!(duration_or_zero("0s"), Ok(Duration::ZERO));
+        assert!(rate("1e-20").unwrap_err().contains("from 0.001 to 1e9"));
+        assert!(rate("NaN").is_err() && rate("inf").is_err() && rate("-1").is_err());
+        assert_eq!(rate("2e7"), Ok(2e7));
     }
 
     #[test]

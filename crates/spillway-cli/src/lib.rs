@@ -18,12 +18,13 @@ mod histogram;
 pub mod load;
 mod memory;
 mod net;
+mod output;
 pub mod serve;
 pub mod simulate;
 mod status;
 mod workload;
 
-pub use args::{PoolArgs, WorkloadArgs};
+pub use args::{PoolArgs, UsageError, WorkloadArgs};
 pub use child::ChildOf;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.
@@ -78,5 +79,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             ChildOf::Simulate => simulate::run_as_child().await,
             ChildOf::Load => load::run_as_child().await,
         },
+    }
+}
+
+/// The exit status for an error [`run`] returned: 2 for bad input (a [`UsageError`]
+/// anywhere in its chain, as clap exits for its own), 1 for anything else.
+pub fn exit_code(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|e| e.is::<UsageError>()) {
+        ExitCode::from(2)
+    } else {
+        ExitCode::FAILURE
     }
 }

@@ -26,8 +26,8 @@ impl Profile {
     }
 }
 
-/// Most KiB a job may allocate: 1 TiB.
-pub(crate) const MAX_ALLOC_KIB: u64 = 1 << 30;
+/// Most KiB a job may allocate: 1 GiB, as `/work`'s `alloc_kib` query parameter.
+pub(crate) const MAX_ALLOC_KIB: u64 = 1 << 20;
 
 const PAGE: usize = 4096;
 

@@ -39,7 +39,7 @@ type Peers = Arc<std::sync::Mutex<std::collections::BTreeSet<std::net::IpAddr>>>
 type Arrivals = Arc<std::sync::Mutex<Vec<Instant>>>;
 
 /// A test server on a loopback port: `/ok` answers 200; `/ok/paced` too, and notes when each
-/// request arrived; `/hang` never answers; `/mixed` answers request n (in arrival order) with
+/// request arrived; `/hang` never answers; `/slow` answers 200 after 200 ms; `/mixed` answers request n (in arrival order) with
 /// 503 when n % 4 == 0, 404 when n % 4 == 1, else 200; `/stall` holds every answer due between
 /// 1 s and 2 s after its first request until 2 s.
 struct TestServer {
@@ -80,6 +80,10 @@ async fn test_server() -> TestServer {
                                 StatusCode::OK
                             }
                             "/hang" => std::future::pending().await,
+                            "/slow" => {
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                                StatusCode::OK
+                            }
                             "/mixed" => match counter.fetch_add(1, Ordering::SeqCst) % 4 {
                                 0 => StatusCode::SERVICE_UNAVAILABLE,
                                 1 => StatusCode::NOT_FOUND,
@@ -253,7 +257,10 @@ async fn bad_input_is_a_clear_error() {
         Cli::try_parse_from(argv).unwrap_err().to_string()
     };
     let e = parse(&["http://127.0.0.1:1/", "--rate", "0"]);
-    assert!(e.contains("--rate") && e.contains("greater than 0"), "{e}");
+    assert!(
+        e.contains("--rate") && e.contains("from 0.001 to 1e9"),
+        "{e}"
+    );
     let e = parse(&["http://127.0.0.1:1/", "--rate", "10", "--connections", "0"]);
     assert!(e.contains("--connections"), "{e}");
     let e = parse(&["http://127.0.0.1:1/", "--rate", "10", "--http1", "--http2"]);
@@ -267,16 +274,10 @@ async fn bad_input_is_a_clear_error() {
     ]);
     assert!(e.contains("--source-addrs"), "{e}");
 
-    let err = load::load(&args("ftp://127.0.0.1/", &["--rate", "10"]))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("invalid URL") && err.contains("ftp"), "{err}");
-    let err = load::load(&args("127.0.0.1:8080", &["--rate", "10"]))
-        .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("invalid URL"), "{err}");
+    let e = parse(&["ftp://127.0.0.1/", "--rate", "10"]);
+    assert!(e.contains("invalid URL") && e.contains("ftp"), "{e}");
+    let e = parse(&["127.0.0.1:8080", "--rate", "10"]);
+    assert!(e.contains("invalid URL"), "{e}");
 
     let err = load::load(&args(
         "http://127.0.0.1:1/",
@@ -338,4 +339,71 @@ async fn connections_spread_over_source_addresses() {
     // The probe connection comes from the default address; the four from the two given.
     assert!(seen.contains(&"127.0.0.2".to_string()), "{seen:?}");
     assert!(seen.contains(&"127.0.0.3".to_string()), "{seen:?}");
+}
+
+/// Issue 18, defect 24: with every lane busy, the report gave the offered rate as if it had
+/// been sent; it gives the rate really sent, and the concurrency really open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn when_every_lane_is_busy_the_report_gives_the_rate_sent() {
+    let server = test_server().await;
+    let r = run(
+        &format!("http://{}/slow", server.addr),
+        &[
+            "--rate",
+            "100",
+            "--duration",
+            "1s",
+            "--connections",
+            "2",
+            "--timeout",
+            "1s",
+        ],
+    )
+    .await;
+    assert_eq!(r.offered_rate, 100.0);
+    // Two lanes, 200 ms an answer: about 10 requests go out in the second, not 100.
+    assert!(r.sent_rate > 0.0 && r.sent_rate <= 20.0, "{r:?}");
+    assert_eq!((r.connections_opened, r.concurrency), (2, 2));
+    // Each 200 carries a one-byte body, read and counted.
+    assert_eq!(r.body_bytes, r.statuses[&200]);
+    let text = load::render(&r);
+    assert!(
+        text.contains("2 connections open of 2 asked (2 concurrent)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("sent {:.1}/s", r.sent_rate)),
+        "{text}"
+    );
+}
+
+/// Issue 18, defect 23: an output path that cannot be written is found before anything is
+/// sent, not after the run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unwritable_json_path_fails_before_sending_anything() {
+    let server = test_server().await;
+    let cli = Cli::try_parse_from([
+        "spillway",
+        "load",
+        &format!("http://{}/ok/paced", server.addr),
+        "--quiet",
+        "--rate",
+        "50",
+        "--duration",
+        "1s",
+        "--json",
+        "/nonexistent/x.json",
+    ])
+    .unwrap();
+    let err = spillway_cli::run(cli).await.unwrap_err();
+    assert!(err.is::<spillway_cli::UsageError>(), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("cannot write --json /nonexistent/x.json"),
+        "{err}"
+    );
+    assert!(
+        server.arrivals.lock().unwrap().is_empty(),
+        "requests were sent"
+    );
 }

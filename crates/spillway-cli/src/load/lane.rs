@@ -69,21 +69,34 @@ pub(crate) struct Live {
     pub(crate) errors: AtomicU64,
     pub(crate) established: AtomicU64,
     pub(crate) open: AtomicI64,
+    /// Bytes of response bodies read (and discarded).
+    pub(crate) body_bytes: AtomicU64,
 }
 
 /// Connections opened at once before the schedule starts.
 const CONNECTING_AT_ONCE: usize = 256;
 
+/// What [`run`] reports: when measuring began and how many connections were open when the
+/// schedule started.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ran {
+    pub(crate) measure_from: Instant,
+    pub(crate) opened: u64,
+}
+
 /// Opens every connection, then runs every lane to the end of the schedule, which starts once
 /// the connections are open (so a connect storm is not measured as the server's latency).
-/// Returns the moment measuring began.
+/// `opened` reports, as soon as it is known, how many connections could be opened.
 pub(crate) async fn run(
     mut plan: Plan,
     warmup: Duration,
     shards: Arc<Shards>,
     live: Arc<Live>,
-) -> Instant {
+    opened: impl FnOnce(u64),
+) -> Ran {
     let connections = preconnect(&plan, &live).await;
+    let open = connections.iter().filter(|c| c.is_some()).count() as u64;
+    opened(open);
     plan.start = Instant::now() + Duration::from_millis(20);
     plan.measure_from = plan.start + warmup;
     let measure_from = plan.measure_from;
@@ -112,7 +125,10 @@ pub(crate) async fn run(
         }
     }
     while tasks.join_next().await.is_some() {}
-    measure_from
+    Ran {
+        measure_from,
+        opened: open,
+    }
 }
 
 /// An open connection, ready for requests.
@@ -214,6 +230,8 @@ struct Sent {
     begin: Instant,
     done: Instant,
     lane_was_free: bool,
+    /// Whether the request went out at all (not when it was overdue past its timeout).
+    went_out: bool,
 }
 
 impl Lane {
@@ -236,9 +254,8 @@ impl Lane {
         let sent = Instant::now();
         let lane_was_free = self.free_at <= due;
         let begin = if lane_was_free { sent } else { due };
-        let outcome = self
-            .attempt(self.plan.timeout.saturating_sub(sent - begin))
-            .await;
+        let budget = self.plan.timeout.saturating_sub(sent - begin);
+        let outcome = self.attempt(budget).await;
         let done = Instant::now();
         self.free_at = done;
         match outcome {
@@ -254,6 +271,7 @@ impl Lane {
                 begin,
                 done,
                 lane_was_free,
+                went_out: !budget.is_zero(),
             };
             self.record(times, outcome);
         }
@@ -289,10 +307,14 @@ impl Lane {
         let plan = &self.plan;
         let second = usize::try_from(t.due.saturating_duration_since(plan.measure_from).as_secs())
             .unwrap_or(0);
-        let in_window = t.done <= plan.measure_from + plan.duration;
+        let window_end = plan.measure_from + plan.duration;
+        let in_window = t.done <= window_end;
         self.shards.with(self.index, |tally| {
             if t.lane_was_free {
                 tally.sent_late_by(t.sent.saturating_duration_since(t.due));
+            }
+            if t.went_out && t.sent <= window_end {
+                tally.sent_in_window += 1;
             }
             match outcome {
                 Ok(status) => tally.response(status, t.done - t.begin, second, in_window),
@@ -359,7 +381,7 @@ async fn request_h1(
         .map_err(|_| Failure::Other)?;
     let exchange = async {
         s.ready().await?;
-        read_status(s.send_request(request).await?).await
+        read_status(s.send_request(request).await?, live).await
     };
     match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
@@ -401,7 +423,7 @@ async fn request_h2(
         .map_err(|_| Failure::Other)?;
     let exchange = async {
         sender.ready().await?;
-        read_status(sender.send_request(request).await?).await
+        read_status(sender.send_request(request).await?, live).await
     };
     match tokio::time::timeout(budget, exchange).await {
         Ok(Ok(status)) => Ok(status),
@@ -410,9 +432,20 @@ async fn request_h2(
     }
 }
 
-/// The response's status, once its whole body has been read (so the connection is free again).
-async fn read_status(response: http::Response<hyper::body::Incoming>) -> Result<u16, hyper::Error> {
+/// The response's status, once its whole body has been read (so the connection is free
+/// again). The body is discarded frame by frame as it arrives, and its bytes counted: a huge
+/// or endless body costs no memory.
+async fn read_status(
+    response: http::Response<hyper::body::Incoming>,
+    live: &Live,
+) -> Result<u16, hyper::Error> {
     let status = response.status().as_u16();
-    response.into_body().collect().await?;
+    let mut body = response.into_body();
+    while let Some(frame) = body.frame().await {
+        if let Some(data) = frame?.data_ref() {
+            live.body_bytes
+                .fetch_add(data.len() as u64, Ordering::Relaxed);
+        }
+    }
     Ok(status)
 }

@@ -26,9 +26,10 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use crate::args::{positive_duration, positive_f64};
+use crate::args::{duration_or_zero, positive_duration, rate, usage};
 use crate::child::{self, ChildOf, ChildProcess};
 use crate::net::socket_for;
+use crate::output;
 use lane::{Live, Plan};
 use report::Recorded;
 pub use report::{LoadReport, render};
@@ -38,17 +39,19 @@ use target::{Target, parse_source_addrs, parse_url};
 
 /// Options of `spillway load`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
+#[command(allow_negative_numbers = true)]
 pub struct LoadArgs {
     /// The URL to load, `http://host[:port]/path` (HTTP/1.1, or h2c with --http2).
+    #[arg(value_parser = checked_url)]
     pub url: String,
-    /// Requests per second offered, whatever the server does with them.
-    #[arg(long, value_parser = positive_f64, allow_negative_numbers = true)]
+    /// Requests per second offered, whatever the server does with them (0.001 to 1e9).
+    #[arg(long, value_parser = rate)]
     pub rate: f64,
-    /// How long the measured part of the run lasts (e.g. 10s).
+    /// How long the measured part of the run lasts (e.g. 10s; at most 24h).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub duration: Duration,
-    /// Connections to open (over all processes).
-    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..))]
+    /// Connections to open (over all processes), at most a million.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=MAX_CONNECTIONS))]
     pub connections: u64,
     /// Speak HTTP/1.1: one request at a time per connection (the default).
     #[arg(long, conflicts_with = "http2")]
@@ -56,18 +59,23 @@ pub struct LoadArgs {
     /// Speak HTTP/2 over cleartext (prior knowledge): several requests at once per connection.
     #[arg(long)]
     pub http2: bool,
-    /// Concurrent streams per HTTP/2 connection.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    /// Concurrent streams per HTTP/2 connection (with --http2 only).
+    #[arg(
+        long,
+        default_value_t = 10,
+        requires = "http2",
+        value_parser = clap::value_parser!(u64).range(1..=10_000)
+    )]
     pub streams_per_connection: u64,
     /// Spread connections over these source addresses, e.g. 127.0.0.1-127.0.0.16 or a comma
     /// list; each address has its own ~28k ephemeral ports.
     #[arg(long, value_parser = parse_sources)]
     pub source_addrs: Option<SourceAddrs>,
-    /// A request without an answer after this long counts as a timeout.
+    /// A request without an answer after this long counts as a timeout (at most 24h).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub timeout: Duration,
-    /// Offer the load this long before measuring (e.g. 2s); not counted.
-    #[arg(long, default_value = "0s", value_parser = humantime::parse_duration)]
+    /// Offer the load this long before measuring (e.g. 2s; at most 24h); not counted.
+    #[arg(long, default_value = "0s", value_parser = duration_or_zero)]
     pub warmup: Duration,
     /// Write the report as JSON here (with a per-second series).
     #[arg(long, value_name = "PATH")]
@@ -81,9 +89,19 @@ pub struct LoadArgs {
     pub quiet: bool,
 }
 
+/// Most `--connections`.
+const MAX_CONNECTIONS: u64 = 1_000_000;
+
+/// Most lanes (`--connections` times `--streams-per-connection`): one task each.
+const MAX_LANES: u64 = 1_000_000;
+
 /// The addresses of `--source-addrs`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceAddrs(pub Vec<IpAddr>);
+
+fn checked_url(s: &str) -> Result<String, String> {
+    parse_url(s).map(|_| s.to_string())
+}
 
 fn parse_sources(s: &str) -> Result<SourceAddrs, String> {
     parse_source_addrs(s).map(SourceAddrs)
@@ -94,6 +112,8 @@ fn parse_sources(s: &str) -> Result<SourceAddrs, String> {
 struct ChildOutput {
     scheduled: u64,
     established: u64,
+    opened: u64,
+    body_bytes: u64,
     elapsed_s: f64,
     tally: EncodedTally,
 }
@@ -105,11 +125,12 @@ struct ChildOutput {
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
     let report = load(&args).await?;
-    print!("{}", render(&report));
+    // The file first: a closed stdout must not cost it.
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_string_pretty(&report)?)
             .with_context(|| format!("cannot write --json {}", path.display()))?;
     }
+    output::print(&render(&report)).context("cannot print the report")?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -119,6 +140,10 @@ pub async fn run(args: LoadArgs) -> anyhow::Result<ExitCode> {
 ///
 /// A bad URL, an unreachable host, or a child process that failed.
 pub async fn load(args: &LoadArgs) -> anyhow::Result<LoadReport> {
+    // Before anything is sent: a bad path must not cost the run.
+    if let Some(path) = &args.json {
+        output::check_writable("--json", path)?;
+    }
     let recorded = if args.processes > 1 {
         run_children(args).await?
     } else {
@@ -137,28 +162,50 @@ pub(crate) async fn run_as_child() -> anyhow::Result<ExitCode> {
     let Recorded {
         scheduled,
         established,
+        opened,
+        body_bytes,
         elapsed_s,
         tally,
     } = run_here(&args).await?;
     child::emit(&ChildOutput {
         scheduled,
         established,
+        opened,
+        body_bytes,
         elapsed_s,
         tally: tally.encode(),
     })?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Checks what the parser cannot: the URL (for callers that built `args` themselves) and the
+/// flags that depend on each other.
 fn check(args: &LoadArgs) -> anyhow::Result<Target> {
-    let target = parse_url(&args.url).map_err(anyhow::Error::msg)?;
+    let target = parse_url(&args.url).map_err(usage)?;
     if args.connections < u64::from(args.processes) {
-        bail!(
+        return Err(usage(format!(
             "invalid --processes = {}: must be at most --connections ({})",
-            args.processes,
-            args.connections
-        );
+            args.processes, args.connections
+        )));
+    }
+    let lanes = args.connections.saturating_mul(streams(args) as u64);
+    if lanes > MAX_LANES {
+        return Err(usage(format!(
+            "invalid --connections = {} with --streams-per-connection = {}: at most {MAX_LANES} \
+             requests in flight",
+            args.connections, args.streams_per_connection
+        )));
     }
     Ok(target)
+}
+
+/// Requests one connection carries at once.
+fn streams(args: &LoadArgs) -> usize {
+    if args.http2 {
+        usize::try_from(args.streams_per_connection).unwrap_or(1)
+    } else {
+        1
+    }
 }
 
 /// Requests due in `[0, seconds)` at `rate`: those with `i / rate < seconds`. A product within
@@ -185,17 +232,42 @@ async fn run_here(args: &LoadArgs) -> anyhow::Result<Recorded> {
     let live = Arc::new(Live::default());
     let progress =
         (!args.quiet).then(|| tokio::spawn(progress(Arc::clone(&live), start, args.warmup, lanes)));
-    let measure_from = lane::run(plan, args.warmup, Arc::clone(&shards), Arc::clone(&live)).await;
-    let elapsed_s = measure_from.elapsed().as_secs_f64();
+    let connections = args.connections;
+    let ran = lane::run(
+        plan,
+        args.warmup,
+        Arc::clone(&shards),
+        Arc::clone(&live),
+        |opened| warn_if_short(opened, connections),
+    )
+    .await;
+    let elapsed_s = ran.measure_from.elapsed().as_secs_f64();
     if let Some(progress) = progress {
         progress.abort();
     }
     Ok(Recorded {
         scheduled,
         established: live.established.load(Ordering::Relaxed),
+        opened: ran.opened,
+        body_bytes: live.body_bytes.load(Ordering::Relaxed),
         elapsed_s,
         tally: shards.total(),
     })
+}
+
+/// Says so on stderr when fewer connections opened than asked (the open-files limit, the
+/// ephemeral ports, a server that refuses): the run's concurrency is lower than asked.
+fn warn_if_short(opened: u64, asked: u64) {
+    if opened < asked {
+        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map_or(String::new(), |(soft, _)| {
+                format!("; open-files limit {soft}")
+            });
+        eprintln!(
+            "warning: only {opened} of {asked} connections opened{limit}; the others are \
+             retried when their requests are due, and count as connect errors"
+        );
+    }
 }
 
 /// `--source-addrs`, each of the target's family.
@@ -206,11 +278,11 @@ fn source_addrs(args: &LoadArgs, addr: SocketAddr) -> anyhow::Result<Vec<IpAddr>
         .map(|s| s.0.clone())
         .unwrap_or_default();
     if let Some(wrong) = sources.iter().find(|ip| ip.is_ipv4() != addr.is_ipv4()) {
-        bail!(
+        return Err(usage(format!(
             "invalid --source-addrs: {wrong} is {} but the target {addr} is {}",
             if wrong.is_ipv4() { "IPv4" } else { "IPv6" },
             if addr.is_ipv4() { "IPv4" } else { "IPv6" }
-        );
+        )));
     }
     Ok(sources)
 }
@@ -244,11 +316,7 @@ fn plan(
 ) -> anyhow::Result<Plan> {
     let connections = usize::try_from(args.connections)
         .with_context(|| format!("invalid --connections = {}: too many", args.connections))?;
-    let streams = if args.http2 {
-        usize::try_from(args.streams_per_connection).unwrap_or(1)
-    } else {
-        1
-    };
+    let streams = streams(args);
     let warmup = args.warmup.as_secs_f64();
     // The schedule's start is set once the connections are open.
     let start = Instant::now();
@@ -352,6 +420,8 @@ fn merge(children: Vec<ChildProcess>) -> anyhow::Result<Recorded> {
     let mut all = Recorded {
         scheduled: 0,
         established: 0,
+        opened: 0,
+        body_bytes: 0,
         elapsed_s: 0.0,
         tally: Tally::new(),
     };
@@ -364,6 +434,8 @@ fn merge(children: Vec<ChildProcess>) -> anyhow::Result<Recorded> {
             .with_context(|| format!("load process {p} failed"))?;
         all.scheduled += output.scheduled;
         all.established += output.established;
+        all.opened += output.opened;
+        all.body_bytes += output.body_bytes;
         all.elapsed_s = all.elapsed_s.max(output.elapsed_s);
         all.tally
             .merge(&Tally::decode(&output.tally).map_err(anyhow::Error::msg)?);

@@ -21,7 +21,10 @@ pub struct LoadReport {
     pub protocol: String,
     /// Connections asked for.
     pub connections: u64,
-    /// Concurrent requests the connections can carry (connections x streams for HTTP/2).
+    /// Connections open when the schedule started: fewer than asked when the open-files
+    /// limit, the ports or the server refused some.
+    pub connections_opened: u64,
+    /// Concurrent requests the open connections can carry (connections x streams for HTTP/2).
     pub concurrency: u64,
     /// Processes the load ran in.
     pub processes: u32,
@@ -33,6 +36,9 @@ pub struct LoadReport {
     pub scheduled: u64,
     /// Requests offered per second: scheduled / duration.
     pub offered_rate: f64,
+    /// Requests that went out per second within the measured part: below the offered rate
+    /// when every lane was still busy.
+    pub sent_rate: f64,
     /// Responses (any status) per second that arrived within the measured part.
     pub achieved_rate: f64,
     /// Seconds from the end of the warm-up until every measured request was answered or timed
@@ -45,6 +51,8 @@ pub struct LoadReport {
     pub send_lag_p99_ms: Option<f64>,
     /// Connections opened, reconnections included.
     pub connections_established: u64,
+    /// Bytes of response bodies read (and discarded as they arrived), warm-up included.
+    pub body_bytes: u64,
     /// Responses by status code.
     pub statuses: BTreeMap<u16, u64>,
     /// Latency by status class (`2xx`, `503`, `other`): from the due time when the lane was
@@ -72,6 +80,9 @@ impl LoadReport {
 pub(crate) struct Recorded {
     pub(crate) scheduled: u64,
     pub(crate) established: u64,
+    /// Connections open when the schedule started.
+    pub(crate) opened: u64,
+    pub(crate) body_bytes: u64,
     pub(crate) elapsed_s: f64,
     pub(crate) tally: Tally,
 }
@@ -81,6 +92,8 @@ pub(crate) fn build(args: &LoadArgs, recorded: &Recorded) -> LoadReport {
     let Recorded {
         scheduled,
         established,
+        opened,
+        body_bytes,
         elapsed_s,
         tally,
     } = recorded;
@@ -89,20 +102,23 @@ pub(crate) fn build(args: &LoadArgs, recorded: &Recorded) -> LoadReport {
         url: args.url.clone(),
         protocol: if args.http2 { "http2" } else { "http1" }.into(),
         connections: args.connections,
+        connections_opened: *opened,
         concurrency: if args.http2 {
-            args.connections * args.streams_per_connection
+            opened * args.streams_per_connection
         } else {
-            args.connections
+            *opened
         },
         processes: args.processes,
         duration_s: seconds,
         warmup_s: args.warmup.as_secs_f64(),
         scheduled: *scheduled,
         offered_rate: *scheduled as f64 / seconds,
+        sent_rate: tally.sent_in_window as f64 / seconds,
         achieved_rate: tally.in_window.iter().sum::<u64>() as f64 / seconds,
         elapsed_s: elapsed_s.max(seconds),
         send_lag_p99_ms: (!tally.send_lag.is_empty()).then(|| quantile_ms(&tally.send_lag, 0.99)),
         connections_established: *established,
+        body_bytes: *body_bytes,
         statuses: tally.statuses.clone(),
         latency: latency_by_class(tally, seconds),
         connect_errors: tally.connect_errors,
@@ -168,14 +184,15 @@ pub fn render(r: &LoadReport) -> String {
 fn render_run(s: &mut String, r: &LoadReport) {
     let _ = writeln!(
         s,
-        "\nspillway load {}: {}, {} connections ({} concurrent), {} process(es), {}s after {}s \
-         of warm-up",
+        "\nspillway load {}: {}, {} connections open of {} asked ({} concurrent), {} process(es), \
+         {}s after {}s of warm-up",
         r.url,
         if r.protocol == "http2" {
             "HTTP/2"
         } else {
             "HTTP/1.1"
         },
+        r.connections_opened,
         r.connections,
         r.concurrency,
         r.processes,
@@ -184,13 +201,15 @@ fn render_run(s: &mut String, r: &LoadReport) {
     );
     let _ = writeln!(
         s,
-        "offered {:.1}/s  achieved {:.1}/s (last answer after {:.2}s)  scheduled {}  connections \
-         established {}  generator lag p99 {}",
+        "offered {:.1}/s  sent {:.1}/s  achieved {:.1}/s (last answer after {:.2}s)  scheduled {}  \
+         connections established {}  body bytes {}  generator lag p99 {}",
         r.offered_rate,
+        r.sent_rate,
         r.achieved_rate,
         r.elapsed_s,
         r.scheduled,
         r.connections_established,
+        r.body_bytes,
         r.send_lag_p99_ms
             .map_or("- (every lane was busy)".to_string(), |ms| format!(
                 "{ms:.2} ms"

@@ -60,6 +60,8 @@ pub(crate) struct Tally {
     pub(crate) statuses: BTreeMap<u16, u64>,
     /// Responses per class that arrived before the measured part ended: the rates.
     pub(crate) in_window: [u64; 3],
+    /// Measured requests that went out before the measured part ended: the rate really sent.
+    pub(crate) sent_in_window: u64,
     pub(crate) connect_errors: u64,
     pub(crate) timeouts: u64,
     pub(crate) other_errors: u64,
@@ -73,6 +75,7 @@ impl Tally {
             send_lag: coarse_histogram(),
             statuses: BTreeMap::new(),
             in_window: [0; 3],
+            sent_in_window: 0,
             connect_errors: 0,
             timeouts: 0,
             other_errors: 0,
@@ -130,6 +133,7 @@ impl Tally {
         for (mine, theirs) in self.in_window.iter_mut().zip(other.in_window) {
             *mine += theirs;
         }
+        self.sent_in_window += other.sent_in_window;
         self.connect_errors += other.connect_errors;
         self.timeouts += other.timeouts;
         self.other_errors += other.other_errors;
@@ -152,6 +156,7 @@ impl Tally {
             send_lag: encode_histogram(&self.send_lag),
             statuses: self.statuses.clone(),
             in_window: self.in_window,
+            sent_in_window: self.sent_in_window,
             connect_errors: self.connect_errors,
             timeouts: self.timeouts,
             other_errors: self.other_errors,
@@ -179,6 +184,7 @@ impl Tally {
         decode_into(&mut t.send_lag, &e.send_lag);
         t.statuses = e.statuses.clone();
         t.in_window = e.in_window;
+        t.sent_in_window = e.sent_in_window;
         t.connect_errors = e.connect_errors;
         t.timeouts = e.timeouts;
         t.other_errors = e.other_errors;
@@ -216,6 +222,7 @@ pub(crate) struct EncodedTally {
     send_lag: Vec<(u64, u64)>,
     statuses: BTreeMap<u16, u64>,
     in_window: [u64; 3],
+    sent_in_window: u64,
     connect_errors: u64,
     timeouts: u64,
     other_errors: u64,

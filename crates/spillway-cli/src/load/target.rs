@@ -56,7 +56,7 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
     Ok(Target {
         authority: authority.as_str().to_string(),
         host: host.to_string(),
-        port: authority.port_u16().unwrap_or(80),
+        port: port_of(authority.as_str()).map_err(|e| format!("invalid URL {url:?}: {e}"))?,
         path: uri
             .path_and_query()
             .map(|p| p.as_str().to_string())
@@ -64,6 +64,23 @@ pub(crate) fn parse_url(url: &str) -> Result<Target, String> {
             .unwrap_or_else(|| "/".into()),
         url: url.to_string(),
     })
+}
+
+/// The port of `authority` (`[user@]host[:port]`), 80 when it names none. `http::Uri` reads
+/// a port past 65535 as no port at all, which would send the load to port 80.
+fn port_of(authority: &str) -> Result<u16, String> {
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, hp)| hp);
+    let port = match host_port.rsplit_once(':') {
+        Some((_, port)) if !port.contains(']') => port,
+        _ => return Ok(80),
+    };
+    if port.is_empty() {
+        return Ok(80);
+    }
+    match port.parse::<u16>() {
+        Ok(0) | Err(_) => Err(format!("port {port} is out of range (1 to 65535)")),
+        Ok(p) => Ok(p),
+    }
 }
 
 /// Resolves the target's host to one socket address.
@@ -129,6 +146,20 @@ mod tests {
         assert_eq!((t.port, t.path.as_str()), (80, "/"));
         let t = parse_url("http://[::1]:9000/").unwrap();
         assert_eq!((t.host.as_str(), t.port), ("::1", 9000));
+    }
+
+    #[test]
+    fn a_port_out_of_range_is_named_not_replaced_by_80() {
+        for port in ["99999", "65616", "0"] {
+            let err = parse_url(&format!("http://127.0.0.1:{port}/")).unwrap_err();
+            assert!(
+                err.contains(&format!("port {port} is out of range (1 to 65535)")),
+                "{err}"
+            );
+        }
+        assert_eq!(parse_url("http://127.0.0.1:65535/").unwrap().port, 65535);
+        assert_eq!(parse_url("http://u:p@h:81/").unwrap().port, 81);
+        assert_eq!(parse_url("http://[::1]/").unwrap().port, 80);
     }
 
     #[test]

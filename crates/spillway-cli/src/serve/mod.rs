@@ -27,7 +27,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use tokio::sync::oneshot;
 
-use crate::args::{PoolArgs, WorkloadArgs, parse_bytes, positive_duration};
+use crate::args::{PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, positive_duration};
 
 pub use server::{DrainReport, Server};
 
@@ -68,6 +68,7 @@ pub enum Protocol {
 /// the seed's 1,000 slots of concurrency, on loopback.
 #[derive(Debug, Clone, Args)]
 #[command(
+    allow_negative_numbers = true,
     mut_arg("wait_ms", |a| a.default_value("10")),
     mut_arg("alloc_kib", |a| a.default_value("0")),
     mut_arg("min_workers", |a| a.default_value("16")),
@@ -90,8 +91,12 @@ pub struct ServeArgs {
     pub pool: PoolArgs,
     /// Threads of the pool's own runtime, which runs the admitted jobs apart from the
     /// connections, so that a flood of requests to shed cannot starve the work already taken;
-    /// 0 runs jobs on the server's runtime (pool mode).
-    #[arg(long, default_value_t = 1)]
+    /// 0 runs jobs on the server's runtime (pool mode); at most 1024.
+    #[arg(
+        long,
+        default_value_t = 1,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024)
+    )]
     pub pool_threads: usize,
     /// Wait up to this long for a queue slot before shedding, instead of failing fast (pool
     /// mode).
@@ -103,7 +108,7 @@ pub struct ServeArgs {
     /// Drop a connection whose first request head (first line and headers, or the HTTP/2
     /// preface and first request) has not all arrived within this of the accept (slowloris);
     /// a later request on a keep-alive connection gets as long from the previous response, and
-    /// a request body must arrive within it too (else 408).
+    /// a request body must arrive within it too (else 408). At most 24h.
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
     /// Largest request body accepted (e.g. 64KiB); larger ones get 413.
@@ -123,9 +128,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub h2_max_streams: u32,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before they are
-    /// abandoned; idle connections are closed at once. A second signal ends the drain at once,
-    /// abandoning what is still in flight.
-    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    /// abandoned (0s to 24h); idle connections are closed at once. A second signal ends the
+    /// drain at once, abandoning what is still in flight.
+    #[arg(long, default_value = "10s", value_parser = duration_or_zero)]
     pub drain_timeout: Duration,
 }
 

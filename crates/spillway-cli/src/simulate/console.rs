@@ -1,5 +1,6 @@
 //! What `simulate` prints: the live progress line and the final table.
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -52,30 +53,48 @@ impl Progress {
     }
 }
 
-/// The results table on stdout, with the settings above it and the modes' settings below.
-pub(super) fn print_table(report: &SimReport) {
-    print_settings(report);
-    print_rows(report);
-    println!();
+/// The results table for stdout, with the settings above it and the modes' settings below.
+pub(super) fn table(report: &SimReport) -> String {
+    let mut s = String::new();
+    settings(&mut s, report);
+    rows(&mut s, report);
+    s.push('\n');
     for m in &report.modes {
-        println!("{:<11} {}", m.mode, m.description);
+        let _ = writeln!(s, "{:<11} {}", m.mode, m.description);
     }
+    s
 }
 
-fn print_settings(report: &SimReport) {
+/// A duration given in seconds, as the flag would be written (`10s`, `10ms`).
+fn human_duration(seconds: f64) -> String {
+    let micros = (seconds * 1e6).round().max(0.0) as u64;
+    humantime::format_duration(Duration::from_micros(micros)).to_string()
+}
+
+fn settings(out: &mut String, report: &SimReport) {
     let s = &report.settings;
-    println!(
-        "\noffered {:.0} jobs/s for {:.0} s a mode; job = {} ms wait + {} KiB touched + {} ms CPU; deadline {} ms",
-        s.rate, s.duration_s, s.wait_ms, s.alloc_kib, s.cpu_ms, s.deadline_ms
+    let _ = writeln!(
+        out,
+        "\noffered {:.0} jobs/s for {} a mode; job = {} ms wait + {} KiB touched + {} ms CPU; deadline {} ms",
+        s.rate,
+        human_duration(s.duration_s),
+        s.wait_ms,
+        s.alloc_kib,
+        s.cpu_ms,
+        s.deadline_ms
     );
     if let (Some(c), Some(f)) = (report.capacity_per_s, report.overload_factor) {
-        println!("machine capacity for this job: {c:.0} jobs/s (offered {f:.1}x that)");
+        let _ = writeln!(
+            out,
+            "machine capacity for this job: {c:.0} jobs/s (offered {f:.1}x that)"
+        );
     }
-    println!();
+    out.push('\n');
 }
 
-fn print_rows(report: &SimReport) {
-    println!(
+fn rows(out: &mut String, report: &SimReport) {
+    let _ = writeln!(
+        out,
         "{:<11} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
         "mode",
         "offered/s",
@@ -92,7 +111,8 @@ fn print_rows(report: &SimReport) {
         "body ms"
     );
     for m in &report.modes {
-        println!(
+        let _ = writeln!(
+            out,
             "{:<11} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
             m.mode,
             m.offered_per_s,
@@ -109,5 +129,38 @@ fn print_rows(report: &SimReport) {
             m.job_body_mean_ms,
             m.outcome()
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::simulate::Settings;
+
+    /// Issue 18, defect 25: `--duration 10ms` was printed as "for 0 s a mode".
+    #[test]
+    fn a_short_duration_is_printed_as_written() {
+        let report = SimReport {
+            settings: Settings {
+                rate: 100.0,
+                duration_s: 0.01,
+                wait_ms: 1.0,
+                alloc_kib: 0,
+                cpu_ms: 0.0,
+                deadline_ms: 1000.0,
+                memory_cap_bytes: 1 << 30,
+                seed: 1,
+            },
+            capacity_per_s: None,
+            overload_factor: None,
+            modes: Vec::new(),
+        };
+        let text = table(&report);
+        assert!(
+            text.contains("offered 100 jobs/s for 10ms a mode"),
+            "{text}"
+        );
+        assert_eq!(human_duration(10.0), "10s");
+        assert_eq!(human_duration(1.5), "1s 500ms");
     }
 }

@@ -53,7 +53,7 @@ impl Isolation {
         progress: &Progress,
     ) -> anyhow::Result<f64> {
         match self {
-            Isolation::Inline => mode::measure_capacity(cfg.profile, CALIBRATION_S),
+            Isolation::Inline => mode::measure_capacity(cfg.profile, CALIBRATION_S, cfg.memory_cap),
             Isolation::Process => match in_child(&Task::Capacity(cfg.clone()), progress)? {
                 ChildLine::Capacity(c) => Ok(c),
                 _ => bail!("the capacity child did not report a capacity"),
@@ -93,6 +93,7 @@ fn in_child(task: &Task, progress: &Progress) -> anyhow::Result<ChildLine> {
     let limit = cfg.duration + Duration::from_secs(120);
     let hard_cap = cfg.memory_cap.saturating_mul(3) / 2;
     let mut last = None;
+    let mut peak = 0;
     loop {
         match child.next::<ChildLine>(Duration::from_millis(50))? {
             Next::Line(ChildLine::Second(s)) => progress.second(label, &s),
@@ -100,7 +101,9 @@ fn in_child(task: &Task, progress: &Progress) -> anyhow::Result<ChildLine> {
             Next::Quiet => {}
             Next::Ended => break,
         }
-        let over_cap = rss.read().is_some_and(|bytes| bytes > hard_cap);
+        let memory = rss.read().unwrap_or(0);
+        peak = peak.max(memory);
+        let over_cap = memory > hard_cap;
         if over_cap || started.elapsed() > limit {
             child.kill();
             bail!(
@@ -118,6 +121,11 @@ fn in_child(task: &Task, progress: &Progress) -> anyhow::Result<ChildLine> {
         .finish()
         .map_err(|e| anyhow::anyhow!("mode {label} failed: {e:#}"))?;
     match last {
+        // The child's memory as this process saw it counts towards its peak too.
+        Some(ChildLine::Report(mut report)) => {
+            report.peak_rss_bytes = report.peak_rss_bytes.max(peak);
+            Ok(ChildLine::Report(report))
+        }
         Some(line) => Ok(line),
         None => bail!("mode {label} exited without a report"),
     }
@@ -127,7 +135,7 @@ fn in_child(task: &Task, progress: &Progress) -> anyhow::Result<ChildLine> {
 pub(super) fn serve_parent() -> anyhow::Result<std::process::ExitCode> {
     match child::settings::<Task>()? {
         Task::Capacity(cfg) => {
-            let capacity = mode::measure_capacity(cfg.profile, CALIBRATION_S)?;
+            let capacity = mode::measure_capacity(cfg.profile, CALIBRATION_S, cfg.memory_cap)?;
             child::emit(&ChildLine::Capacity(capacity))?;
         }
         Task::Mode(cfg) => {

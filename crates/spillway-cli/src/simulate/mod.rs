@@ -25,8 +25,9 @@ pub use isolation::Isolation;
 pub use mode::ModeName;
 pub use report::{LatencyMs, ModeReport, Second, Settings, SimReport};
 
-use crate::args::{PoolArgs, WorkloadArgs, parse_bytes, positive_duration, positive_f64};
+use crate::args::{PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
 use crate::memory::{Rss, total_ram};
+use crate::output;
 use console::Progress;
 use mode::ModeConfig;
 
@@ -66,6 +67,7 @@ impl ModeChoice {
 /// kind of machine's capacity for 10 s a mode, with memory capped at a sixth of RAM.
 #[derive(Debug, Clone, Args)]
 #[command(
+    allow_negative_numbers = true,
     mut_arg("wait_ms", |a| a.default_value("20")),
     mut_arg("alloc_kib", |a| a.default_value("500")),
     mut_arg("min_workers", |a| a.default_value("100")),
@@ -76,10 +78,11 @@ pub struct SimulateArgs {
     /// Which modes to run.
     #[arg(long, value_enum, default_value_t = ModeChoice::All)]
     pub mode: ModeChoice,
-    /// Jobs offered per second (open loop: offered whatever the system does with them).
-    #[arg(long, default_value = "400000", value_parser = positive_f64, allow_negative_numbers = true)]
+    /// Jobs offered per second (open loop: offered whatever the system does with them), from
+    /// 0.001 to 1e9.
+    #[arg(long, default_value = "400000", value_parser = rate)]
     pub rate: f64,
-    /// How long each mode is offered load (e.g. 10s, 500ms).
+    /// How long each mode is offered load (e.g. 10s, 500ms; at most 24h).
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub duration: Duration,
     /// The job.
@@ -88,14 +91,16 @@ pub struct SimulateArgs {
     /// The seed-settings pool (`pool` mode); `--max-workers` is the semaphore's permits too.
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// The latency a caller tolerates: later completions are not goodput.
+    /// The latency a caller tolerates: later completions are not goodput (at most 24h).
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     pub deadline: Duration,
-    /// Stop a mode whose resident memory passes this (e.g. 4GiB, 512MiB); default a sixth of RAM.
-    #[arg(long, value_parser = parse_bytes)]
+    /// Stop a mode whose resident memory passes this (e.g. 4GiB, 512MiB; a unit is required,
+    /// at least 64MiB); default a sixth of RAM.
+    #[arg(long, value_parser = memory_cap)]
     pub memory_cap: Option<u64>,
-    /// Jobs/s this machine completes for this job; measured for 2 s when not given.
-    #[arg(long, value_parser = positive_f64)]
+    /// Jobs/s this machine completes for this job (0.001 to 1e9); measured for 2 s when not
+    /// given.
+    #[arg(long, value_parser = rate)]
     pub capacity: Option<f64>,
     /// Write the results as JSON here.
     #[arg(long, value_name = "PATH")]
@@ -115,6 +120,15 @@ impl SimulateArgs {
     /// Checks what the parser cannot: the pool's settings where a pool runs them, and a memory
     /// reading where the naive mode must be stopped by it.
     fn check(&self) -> anyhow::Result<()> {
+        if let Some(path) = &self.json {
+            output::check_writable("--json", path)?;
+        }
+        if let Some(path) = &self.html {
+            output::check_writable("--html", path)?;
+        }
+        if self.capacity.is_none() {
+            mode::calibration_loops(self.workload.profile(), self.memory_cap())?;
+        }
         let modes = self.mode.modes();
         if modes.contains(&ModeName::Pool) {
             self.pool.check()?;
@@ -184,8 +198,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
 
 fn run_blocking(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
     let report = simulate(args)?;
-    console::print_table(&report);
+    // The files first: a closed stdout must not cost them.
     write_reports(args, &report)?;
+    output::print(&console::table(&report)).context("cannot print the table")?;
     Ok(ExitCode::SUCCESS)
 }
 

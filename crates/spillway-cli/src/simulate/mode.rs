@@ -80,7 +80,8 @@ pub(crate) fn tuned(capacity: f64, profile: &Profile, deadline: Duration) -> Poo
     let queue_timeout = Duration::from_millis(25)
         .min(deadline / 4)
         .max(Duration::from_millis(1));
-    let queue = ((capacity * queue_timeout.as_secs_f64()).ceil() as usize).max(1);
+    let queue = ((capacity * queue_timeout.as_secs_f64()).ceil() as usize)
+        .clamp(1, crate::args::MAX_QUEUE as usize);
     PoolArgs {
         min_workers: max_workers.min(100),
         max_workers,
@@ -214,9 +215,12 @@ pub(crate) fn run(
     let ledger = Arc::new(Ledger::new(cfg.deadline));
     let start = Instant::now();
     let generator = Generator::spawn(Schedule::of(cfg, start), &runner, &ledger)?;
-    let watched = watch(cfg, start, &runner, &ledger, progress);
+    let mut watched = watch(cfg, start, &runner, &ledger, progress);
     generator.stop()?;
     let ran_for = start.elapsed();
+    // Memory still grew while the generator stopped: the figure reported is the peak.
+    let memory = Rss::of_self().read().unwrap_or(0);
+    watched.peak_rss = watched.peak_rss.max(memory);
     let report = summarize(cfg, description, ran_for, &runner, &ledger, watched);
     // Jobs still in flight are dropped with the runtime, without waiting for them.
     drop(runner);
@@ -234,8 +238,9 @@ struct Watched {
     oom_at: Option<f64>,
 }
 
-/// How often the sampling loop reads memory and counts.
-const TICK: Duration = Duration::from_millis(50);
+/// How often the sampling loop reads memory and counts: often enough that a mode growing
+/// by gigabytes a second passes the cap by little before it is stopped.
+const TICK: Duration = Duration::from_millis(5);
 
 /// Samples memory and counts every [`TICK`], one [`Second`] a second, until the duration ends
 /// or memory passes the cap.
@@ -294,6 +299,8 @@ fn one_second(t: u32, last: (Counts, u64), now: (Counts, u64), rss: u64, p99_ms:
 }
 
 /// The mode's report, from the ledger once the generator has stopped `ran_for` after the start.
+/// The rates count over the time the generator ran (to the memory cap, or the duration), so
+/// that they agree with the totals, which count every job it offered.
 fn summarize(
     cfg: &ModeConfig,
     description: String,
@@ -302,10 +309,7 @@ fn summarize(
     ledger: &Ledger,
     watched: Watched,
 ) -> ModeReport {
-    let elapsed = watched
-        .oom_at
-        .unwrap_or_else(|| ran_for.min(cfg.duration).as_secs_f64())
-        .max(0.001);
+    let elapsed = ran_for.min(cfg.duration).as_secs_f64().max(0.001);
     let counts = ledger.counts();
     ModeReport {
         mode: cfg.mode.as_str().to_owned(),
@@ -395,25 +399,32 @@ impl Generator {
 
 /// Offers jobs on `schedule`, whatever happens to them. When it falls behind it catches up
 /// without skipping any, and each job keeps its scheduled time, so a slow system shows up as
-/// latency, not as a lower rate.
+/// latency, not as a lower rate. It catches up [`CATCH_UP`] jobs at a time, re-reading the
+/// stop flag and the clock in between: at a rate it cannot keep up with, it would otherwise
+/// never stop, neither at the memory cap nor at the end of the schedule.
 fn generate(schedule: Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &AtomicBool) {
     let mut rng = SmallRng::seed_from_u64(schedule.seed);
     let mut gap = || Duration::from_secs_f64(-(1.0 - rng.random::<f64>()).ln() / schedule.rate);
     let mut next = schedule.start + gap();
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let now = Instant::now();
-        if now >= schedule.end {
+        if stop.load(Ordering::Relaxed) || now >= schedule.end {
             return;
         }
-        while next <= now && next < schedule.end {
+        let mut batch = 0;
+        while next <= now && batch < CATCH_UP {
             offer(runner, ledger, next, schedule.profile);
             next += gap();
+            batch += 1;
         }
         if next > now {
             std::thread::sleep((next - now).min(Duration::from_millis(1)));
         }
     }
 }
+
+/// Jobs the generator offers between two readings of its stop flag and the clock.
+const CATCH_UP: u32 = 256;
 
 /// Offers one job scheduled at `scheduled`, and counts it.
 fn offer(runner: &Runner, ledger: &Arc<Ledger>, scheduled: Instant, profile: Profile) {
@@ -430,10 +441,19 @@ fn offer(runner: &Runner, ledger: &Arc<Ledger>, scheduled: Instant, profile: Pro
 
 /// Measures what this machine completes per second for `profile` when nothing is shed: enough
 /// closed-loop workers to keep the CPUs busy, counted for `seconds` after a short warm-up.
-pub(crate) fn measure_capacity(profile: Profile, seconds: f64) -> anyhow::Result<f64> {
+/// The workers together hold at most half of `memory_cap`, and the measurement stops if
+/// memory passes the cap all the same.
+///
+/// # Errors
+///
+/// One job's memory is more than half the cap, or memory passed the cap.
+pub(crate) fn measure_capacity(
+    profile: Profile,
+    seconds: f64,
+    memory_cap: u64,
+) -> anyhow::Result<f64> {
+    let loops = calibration_loops(profile, memory_cap)?;
     let rt = runtime()?;
-    let job_s = profile.duration().as_secs_f64();
-    let loops = ((60_000.0 * job_s).ceil() as usize).clamp(64, 4_000);
     let done = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     for _ in 0..loops {
@@ -445,20 +465,74 @@ pub(crate) fn measure_capacity(profile: Profile, seconds: f64) -> anyhow::Result
             }
         });
     }
-    std::thread::sleep(Duration::from_millis(500));
-    let before = done.load(Ordering::Relaxed);
-    let start = Instant::now();
-    std::thread::sleep(Duration::from_secs_f64(seconds));
-    let counted = done.load(Ordering::Relaxed) - before;
-    let capacity = counted as f64 / start.elapsed().as_secs_f64();
+    let counted = count_within_cap(&done, seconds, memory_cap);
     stop.store(true, Ordering::Relaxed);
     rt.shutdown_background();
-    Ok(capacity)
+    counted
+}
+
+/// Closed-loop workers for the calibration: enough to keep the CPUs busy, no more than half
+/// the memory cap holds.
+pub(crate) fn calibration_loops(profile: Profile, memory_cap: u64) -> anyhow::Result<usize> {
+    let job_s = profile.duration().as_secs_f64();
+    let wanted = ((60_000.0 * job_s).ceil() as usize).clamp(64, 4_000);
+    let fit = usize::try_from(memory_cap / 2 / (profile.alloc.max(1) as u64)).unwrap_or(usize::MAX);
+    if fit == 0 {
+        return Err(crate::args::usage(format!(
+            "cannot measure the capacity: one job's --alloc-kib ({} KiB) is more than half \
+             --memory-cap ({} MiB); give --capacity, or a larger --memory-cap",
+            profile.alloc / 1024,
+            memory_cap >> 20
+        )));
+    }
+    Ok(wanted.min(fit))
+}
+
+/// Completions per second of the workers counting into `done`, over `seconds` after half a
+/// second of warm-up, reading memory every [`TICK`].
+fn count_within_cap(done: &AtomicU64, seconds: f64, memory_cap: u64) -> anyhow::Result<f64> {
+    let mut rss = Rss::of_self();
+    let warm = Instant::now() + Duration::from_millis(500);
+    let mut started: Option<(Instant, u64)> = None;
+    loop {
+        std::thread::sleep(TICK);
+        if let Some(bytes) = rss.read().filter(|b| *b > memory_cap) {
+            anyhow::bail!(
+                "cannot measure the capacity: memory reached {} MiB, past --memory-cap ({} MiB); \
+                 give --capacity, a larger --memory-cap or a smaller --alloc-kib",
+                bytes >> 20,
+                memory_cap >> 20
+            );
+        }
+        let now = Instant::now();
+        match started {
+            None if now >= warm => started = Some((now, done.load(Ordering::Relaxed))),
+            Some((from, before)) if now.duration_since(from).as_secs_f64() >= seconds => {
+                let counted = done.load(Ordering::Relaxed) - before;
+                return Ok(counted as f64 / now.duration_since(from).as_secs_f64());
+            }
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_calibration_runs_no_more_jobs_than_half_the_cap_holds() {
+        let job = |alloc| Profile {
+            wait: Duration::from_millis(20),
+            alloc,
+            cpu: Duration::ZERO,
+        };
+        // 60k/s * 20 ms = 1,200 loops when memory is no concern.
+        assert_eq!(calibration_loops(job(0), 64 << 20).unwrap(), 1_200);
+        assert_eq!(calibration_loops(job(16 << 20), 1 << 30).unwrap(), 32);
+        let err = calibration_loops(job(64 << 20), 64 << 20).unwrap_err();
+        assert!(err.to_string().contains("--memory-cap (64 MiB)"), "{err}");
+    }
 
     #[test]
     fn tuned_settings_follow_littles_law() {
