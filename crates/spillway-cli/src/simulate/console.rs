@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::report::{Second, SimReport, human_bytes};
+use super::report::{Sample, SimReport, human_bytes};
 
 /// The live progress line: an indicatif spinner on a terminal, plain lines otherwise.
 #[derive(Debug)]
@@ -29,13 +29,16 @@ impl Progress {
         }
     }
 
-    pub(super) fn second(&self, label: &str, s: &Second) {
+    /// One sample of a mode's series, its counts as rates.
+    pub(super) fn sample(&self, label: &str, s: &Sample) {
+        let per_s = |n: u64| n as f64 / s.span_s.max(1e-3);
+        let limit = s.limit.map_or(String::new(), |l| format!("  limit {l:>6}"));
         let line = format!(
-            "{label:>10} {:>3}s  offered {:>8}/s  completed {:>7}/s  shed {:>8}/s  in flight {:>8}  RSS {:>9}  p99 {:>8.1} ms",
-            s.t,
-            s.offered,
-            s.completed,
-            s.shed,
+            "{label:>14} {:>5.1}s  offered {:>8.0}/s  completed {:>7.0}/s  shed {:>8.0}/s  in flight {:>8}  RSS {:>9}  p99 {:>8.1} ms{limit}",
+            s.t_s,
+            per_s(s.offered),
+            per_s(s.completed),
+            per_s(s.shed),
             s.in_flight,
             human_bytes(s.rss_bytes),
             s.p99_ms
@@ -60,7 +63,7 @@ pub(super) fn table(report: &SimReport) -> String {
     rows(&mut s, report);
     s.push('\n');
     for m in &report.modes {
-        let _ = writeln!(s, "{:<11} {}", m.mode, m.description);
+        let _ = writeln!(s, "{:<14} {}", m.mode, m.description);
     }
     s
 }
@@ -83,6 +86,25 @@ fn settings(out: &mut String, report: &SimReport) {
         s.cpu_ms,
         s.deadline_ms
     );
+    if s.scenario != "step" {
+        let phases: Vec<_> = s
+            .phases
+            .iter()
+            .map(|p| {
+                let burst = if p.burst > 0 {
+                    format!(" + {} at once", p.burst)
+                } else {
+                    String::new()
+                };
+                let hog = if p.hog { ", one core busy" } else { "" };
+                format!(
+                    "{} {}-{}s {:.0}/s{burst}, wait {} ms{hog}",
+                    p.name, p.start_s, p.end_s, p.rate, p.wait_ms
+                )
+            })
+            .collect();
+        let _ = writeln!(out, "{} scenario: {}", s.scenario, phases.join("; "));
+    }
     if let (Some(c), Some(f)) = (report.capacity_per_s, report.overload_factor) {
         let _ = writeln!(
             out,
@@ -95,7 +117,7 @@ fn settings(out: &mut String, report: &SimReport) {
 fn rows(out: &mut String, report: &SimReport) {
     let _ = writeln!(
         out,
-        "{:<11} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
+        "{:<14} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
         "mode",
         "offered/s",
         "completed",
@@ -113,7 +135,7 @@ fn rows(out: &mut String, report: &SimReport) {
     for m in &report.modes {
         let _ = writeln!(
             out,
-            "{:<11} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
             m.mode,
             m.offered_per_s,
             m.completed,
@@ -150,6 +172,8 @@ mod tests {
                 deadline_ms: 1000.0,
                 memory_cap_bytes: 1 << 30,
                 seed: 1,
+                scenario: "step".into(),
+                phases: Vec::new(),
             },
             capacity_per_s: None,
             overload_factor: None,

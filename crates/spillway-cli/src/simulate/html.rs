@@ -1,6 +1,7 @@
 //! The `--html` report: one self-contained page (inline CSS and inline SVG, nothing to fetch)
-//! with the settings, the results table and five line charts of the per-second series, all
-//! modes overlaid on shared axes.
+//! with the settings, the results table and six line charts of the 100 ms series (memory, in
+//! flight, completions, shed, p99 and the pool's concurrency limit), all modes overlaid on
+//! shared axes.
 //!
 //! The charts are drawn by `plotters`' SVG backend. Without its `ttf` feature plotters measures
 //! text with a rough estimate only, but the SVG backend writes text as SVG `<text>` elements
@@ -14,7 +15,7 @@ use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::report::{ModeReport, Second, SimReport, human_bytes};
+use super::report::{ModeReport, Sample, SimReport, human_bytes};
 
 /// One colour per mode, in run order (cycled if there are more modes).
 const PALETTE: [RGBColor; 6] = [
@@ -34,38 +35,48 @@ const LEGEND_WIDTH: u32 = 210;
 
 const MIB: f64 = (1u64 << 20) as f64;
 
-/// One chart: a per-second quantity plotted for every mode.
+/// One chart: a quantity of the series plotted for every mode that has it.
 struct Metric {
     title: &'static str,
     y_desc: &'static str,
-    value: fn(&Second) -> f64,
+    value: fn(&Sample) -> Option<f64>,
 }
 
-const METRICS: [Metric; 5] = [
+/// A count of the sample as a rate per second.
+fn per_s(n: u64, s: &Sample) -> Option<f64> {
+    Some(n as f64 / s.span_s.max(1e-3))
+}
+
+const METRICS: [Metric; 6] = [
     Metric {
         title: "Resident memory",
         y_desc: "RSS (MiB)",
-        value: |s| s.rss_bytes as f64 / MIB,
+        value: |s| Some(s.rss_bytes as f64 / MIB),
     },
     Metric {
         title: "Jobs in flight",
         y_desc: "in flight (jobs)",
-        value: |s| s.in_flight as f64,
+        value: |s| Some(s.in_flight as f64),
     },
     Metric {
         title: "Completions per second",
         y_desc: "completed (jobs/s)",
-        value: |s| s.completed as f64,
+        value: |s| per_s(s.completed, s),
     },
     Metric {
         title: "Shed per second",
         y_desc: "shed (jobs/s)",
-        value: |s| s.shed as f64,
+        value: |s| per_s(s.shed, s),
     },
     Metric {
-        title: "p99 latency per second",
+        title: "p99 latency per 100 ms",
         y_desc: "p99 latency (ms)",
-        value: |s| s.p99_ms,
+        value: |s| Some(s.p99_ms),
+    },
+    Metric {
+        title: "Concurrency limit (pool modes)",
+        y_desc: "limit (jobs at once)",
+        value: |s| s.limit.map(|l| l as f64),
     },
 ];
 
@@ -89,10 +100,10 @@ pub(crate) fn render(report: &SimReport) -> Result<String> {
     settings_paragraph(&mut out, report)?;
     out.push_str("<h2>Results</h2>\n");
     results_table(&mut out, report)?;
-    out.push_str("<h2>Per-second series</h2>\n");
+    out.push_str("<h2>Series, every 100 ms</h2>\n");
     out.push_str(
-        "<p>x: seconds since each mode started. A mode stopped for passing the memory cap \
-         ends at that second, marked with a cross.</p>\n",
+        "<p>x: seconds since each mode started; counts are shown per second. A mode stopped \
+         for passing the memory cap ends there, marked with a cross.</p>\n",
     );
     for metric in &METRICS {
         out.push_str("<div class=\"chart\">\n");
@@ -193,7 +204,7 @@ fn chart(report: &SimReport, metric: &Metric) -> Result<String> {
     Ok(svg)
 }
 
-/// Each mode's (second, value) points of `metric`.
+/// Each mode's (seconds, value) points of `metric`.
 fn series_points(report: &SimReport, metric: &Metric) -> Vec<Vec<(f64, f64)>> {
     report
         .modes
@@ -201,7 +212,7 @@ fn series_points(report: &SimReport, metric: &Metric) -> Vec<Vec<(f64, f64)>> {
         .map(|m| {
             m.series
                 .iter()
-                .map(|s| (f64::from(s.t), (metric.value)(s)))
+                .filter_map(|s| Some((s.t_s, (metric.value)(s)?)))
                 .collect()
         })
         .collect()
@@ -392,9 +403,12 @@ mod tests {
     use super::super::report::{LatencyMs, Settings};
     use super::*;
 
-    fn second(t: u32, in_flight: u64, rss_mib: u64) -> Second {
-        Second {
+    fn second(t: u32, in_flight: u64, rss_mib: u64) -> Sample {
+        Sample {
             t,
+            t_s: f64::from(t) * 0.1,
+            span_s: 0.1,
+            limit: (t > 1).then_some(100 * t as usize),
             offered: 1000,
             completed: 900,
             goodput: 800,
@@ -406,7 +420,7 @@ mod tests {
         }
     }
 
-    fn mode(name: &str, description: &str, oom: bool, series: Vec<Second>) -> ModeReport {
+    fn mode(name: &str, description: &str, oom: bool, series: Vec<Sample>) -> ModeReport {
         ModeReport {
             mode: name.to_owned(),
             description: description.to_owned(),
@@ -445,6 +459,8 @@ mod tests {
                 deadline_ms: 100.0,
                 memory_cap_bytes: 8 << 30,
                 seed: 7,
+                scenario: "step".into(),
+                phases: Vec::new(),
             },
             capacity_per_s: Some(850.5),
             overload_factor: Some(1.18),
@@ -467,13 +483,13 @@ mod tests {
     }
 
     #[test]
-    fn html_is_one_document_with_five_charts() {
+    fn html_is_one_document_with_six_charts() {
         let html = render(&report()).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(html.matches("<html").count(), 1);
         assert_eq!(html.matches("</html>").count(), 1);
-        assert_eq!(html.matches("<svg").count(), 5);
-        assert_eq!(html.matches("</svg>").count(), 5);
+        assert_eq!(html.matches("<svg").count(), 6);
+        assert_eq!(html.matches("</svg>").count(), 6);
         assert!(html.contains("Measured capacity"));
         assert!(html.contains("OOM at 2.5 s"));
     }
@@ -493,12 +509,12 @@ mod tests {
             let in_legend = format!(">\n{legend}\n</text>");
             assert_eq!(
                 html.matches(&in_legend).count(),
-                5,
+                6,
                 "{legend} not in every legend"
             );
         }
         // The OOM mode's last point is marked in every chart.
-        assert_eq!(html.matches(">\nOOM\n</text>").count(), 5);
+        assert_eq!(html.matches(">\nOOM\n</text>").count(), 6);
     }
 
     #[test]
@@ -526,11 +542,11 @@ mod tests {
         for m in &mut r.modes {
             m.series.clear();
         }
-        assert_eq!(render(&r).unwrap().matches("<svg").count(), 5);
+        assert_eq!(render(&r).unwrap().matches("<svg").count(), 6);
         r.modes.clear();
         r.capacity_per_s = None;
         r.overload_factor = None;
-        assert_eq!(render(&r).unwrap().matches("<svg").count(), 5);
+        assert_eq!(render(&r).unwrap().matches("<svg").count(), 6);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::console::Progress;
 use super::mode::{self, ModeConfig};
-use super::report::{ModeReport, Second};
+use super::report::{ModeReport, Sample};
 use crate::child::{self, ChildOf, ChildProcess, Next};
 use crate::memory::Rss;
 
@@ -40,7 +40,7 @@ enum Task {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum ChildLine {
-    Second(Second),
+    Sample(Sample),
     Report(Box<ModeReport>),
     Capacity(f64),
 }
@@ -61,7 +61,7 @@ impl Isolation {
         }
     }
 
-    /// Runs one mode, relaying its seconds to `progress`.
+    /// Runs one mode, relaying its progress to `progress`.
     pub(super) fn run_mode(
         self,
         cfg: &ModeConfig,
@@ -69,7 +69,7 @@ impl Isolation {
     ) -> anyhow::Result<ModeReport> {
         let label = cfg.mode.as_str();
         match self {
-            Isolation::Inline => mode::run(cfg, &mut |s| progress.second(label, s)),
+            Isolation::Inline => mode::run(cfg, &mut |s| progress.sample(label, s)),
             Isolation::Process => match in_child(&Task::Mode(cfg.clone()), progress)? {
                 ChildLine::Report(r) => Ok(*r),
                 _ => bail!("mode {label} did not report"),
@@ -96,7 +96,7 @@ fn in_child(task: &Task, progress: &Progress) -> anyhow::Result<ChildLine> {
     let mut peak = 0;
     loop {
         match child.next::<ChildLine>(Duration::from_millis(50))? {
-            Next::Line(ChildLine::Second(s)) => progress.second(label, &s),
+            Next::Line(ChildLine::Sample(s)) => progress.sample(label, &s),
             Next::Line(other) => last = Some(other),
             Next::Quiet => {}
             Next::Ended => break,
@@ -140,7 +140,7 @@ pub(super) fn serve_parent() -> anyhow::Result<std::process::ExitCode> {
         }
         Task::Mode(cfg) => {
             let report = mode::run(&cfg, &mut |s| {
-                let _ = child::emit(&ChildLine::Second(s.clone()));
+                let _ = child::emit(&ChildLine::Sample(s.clone()));
             })?;
             child::emit(&ChildLine::Report(Box::new(report)))?;
             // Leave at once: the runtime's leftover tasks (millions, in naive mode) die with us.

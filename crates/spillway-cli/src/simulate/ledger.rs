@@ -30,7 +30,7 @@ struct Book {
     goodput: u64,
     body_nanos: u64,
     all: Histogram<u64>,
-    this_second: Histogram<u64>,
+    this_sample: Histogram<u64>,
 }
 
 /// A reading of the ledger.
@@ -65,7 +65,7 @@ impl Ledger {
                 goodput: 0,
                 body_nanos: 0,
                 all: micros_histogram(FINE),
-                this_second: micros_histogram(FINE),
+                this_sample: micros_histogram(FINE),
             }),
         }
     }
@@ -102,10 +102,10 @@ impl Ledger {
         }
     }
 
-    /// The 99th percentile of the latencies recorded since the last call, in ms.
-    pub(crate) fn take_second_p99_ms(&self) -> f64 {
+    /// The 99th percentile of the latencies recorded since the last call (one sample of the series), in ms.
+    pub(crate) fn take_sample_p99_ms(&self) -> f64 {
         let mut book = self.book();
-        let second = std::mem::replace(&mut book.this_second, micros_histogram(FINE));
+        let second = std::mem::replace(&mut book.this_sample, micros_histogram(FINE));
         quantile_ms(&second, 0.99)
     }
 
@@ -138,7 +138,7 @@ impl Ticket {
             .body_nanos
             .saturating_add(u64::try_from(body.as_nanos()).unwrap_or(u64::MAX));
         book.all.saturating_record(micros(latency));
-        book.this_second.saturating_record(micros(latency));
+        book.this_sample.saturating_record(micros(latency));
         ledger.in_flight.fetch_sub(1, Ordering::Relaxed);
         self.settled = true;
     }
@@ -168,8 +168,8 @@ mod tests {
         let counts = ledger.counts();
         assert_eq!((counts.completed, counts.goodput), (2, 1));
         assert!(ledger.latency().max() >= 500_000);
-        assert!(ledger.take_second_p99_ms() >= 499.0);
-        assert_eq!(ledger.take_second_p99_ms(), 0.0, "the second was taken");
+        assert!(ledger.take_sample_p99_ms() >= 499.0);
+        assert_eq!(ledger.take_sample_p99_ms(), 0.0, "the sample was taken");
     }
 
     #[test]

@@ -1,11 +1,15 @@
 //! `spillway simulate`: the seed experiment, rerun honestly.
 //!
-//! Jobs are offered open-loop at `--rate` (Poisson arrivals) for `--duration`, each allocating
-//! `--alloc-kib` (every page touched), waiting `--wait-ms` and burning `--cpu-ms`, to each mode
-//! in turn. Latency runs from a job's scheduled offer time to its end; goodput counts the jobs
+//! Jobs are offered open-loop (Poisson arrivals) to each mode in turn, each allocating
+//! `--alloc-kib` (every page touched), waiting `--wait-ms` and burning `--cpu-ms`: at `--rate`
+//! for `--duration` in the `step` scenario, or following another `--scenario` (a spike, a
+//! core taken away, a slower downstream, a trickle and a burst; see [`Scenario`]). Latency runs from a job's scheduled offer time to its end; goodput counts the jobs
 //! that ended within `--deadline` of it. Each mode runs in its own child process (a re-exec of
 //! this binary), so that its peak RSS is its own; a mode whose RSS passes `--memory-cap` is
-//! stopped and reported as the OOM it would have been.
+//! stopped and reported as the OOM it would have been. The series has one [`Sample`] every
+//! 100 ms, with the pool's concurrency limit; windowed figures (goodput and p99 during a
+//! spike, after a drop) are computed from it over the report's `phases`, as
+//! `scripts/bench_adaptive.py` does.
 
 mod console;
 mod html;
@@ -13,6 +17,7 @@ mod isolation;
 mod ledger;
 mod mode;
 mod report;
+mod scenario;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -23,13 +28,15 @@ use clap::{Args, ValueEnum};
 
 pub use isolation::Isolation;
 pub use mode::ModeName;
-pub use report::{LatencyMs, ModeReport, Second, Settings, SimReport};
+pub use report::{LatencyMs, ModeReport, SAMPLE_S, Sample, Settings, SimReport};
+pub use scenario::{Phase, Scenario};
 
 use crate::args::{PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
 use crate::memory::{Rss, total_ram};
 use crate::output;
 use console::Progress;
 use mode::ModeConfig;
+use scenario::{Basis, peak_rate};
 
 /// Which modes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -44,6 +51,14 @@ pub enum ModeChoice {
     Pool,
     /// spillway with settings derived from the measured capacity.
     PoolTuned,
+    /// spillway's defaults (the adaptive limit) with only the seed's ceilings.
+    PoolAdaptive,
+    /// The seed's ceilings with the Gradient2 limit at its defaults.
+    PoolGradient2,
+    /// The seed's ceilings with the Vegas limit at its defaults.
+    PoolVegas,
+    /// The seed's ceilings with the AIMD limit at its defaults.
+    PoolAimd,
 }
 
 impl ModeChoice {
@@ -59,8 +74,32 @@ impl ModeChoice {
             ModeChoice::Semaphore => vec![ModeName::Semaphore],
             ModeChoice::Pool => vec![ModeName::Pool],
             ModeChoice::PoolTuned => vec![ModeName::PoolTuned],
+            ModeChoice::PoolAdaptive => vec![ModeName::PoolAdaptive],
+            ModeChoice::PoolGradient2 => vec![ModeName::PoolGradient2],
+            ModeChoice::PoolVegas => vec![ModeName::PoolVegas],
+            ModeChoice::PoolAimd => vec![ModeName::PoolAimd],
         }
     }
+}
+
+/// The modes of a `--mode` list, in order.
+///
+/// # Errors
+///
+/// A mode chosen twice (`all` counts as the four modes it stands for).
+fn modes_of(choices: &[ModeChoice]) -> anyhow::Result<Vec<ModeName>> {
+    let mut modes = Vec::new();
+    for mode in choices.iter().flat_map(|c| c.modes()) {
+        if modes.contains(&mode) {
+            return Err(crate::args::usage(format!(
+                "invalid --mode: {} is chosen twice (`all` stands for naive, semaphore, pool \
+                 and pool-tuned)",
+                mode.as_str()
+            )));
+        }
+        modes.push(mode);
+    }
+    Ok(modes)
 }
 
 /// Options of `spillway simulate`. Defaults: the seed's job and pool, offered well over this
@@ -75,16 +114,21 @@ impl ModeChoice {
     mut_arg("queue", |a| a.default_value("100000")),
 )]
 pub struct SimulateArgs {
-    /// Which modes to run.
-    #[arg(long, value_enum, default_value_t = ModeChoice::All)]
-    pub mode: ModeChoice,
-    /// Jobs offered per second (open loop: offered whatever the system does with them), from
-    /// 0.001 to 1e9.
-    #[arg(long, default_value = "400000", value_parser = rate)]
-    pub rate: f64,
-    /// How long each mode is offered load (e.g. 10s, 500ms; at most 24h).
-    #[arg(long, default_value = "10s", value_parser = positive_duration)]
-    pub duration: Duration,
+    /// Which modes to run, a comma list (e.g. pool-adaptive,semaphore), in that order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
+    pub mode: Vec<ModeChoice>,
+    /// How the offered load, the job and the machine change over the run.
+    #[arg(long, value_enum, default_value_t = Scenario::Step)]
+    pub scenario: Scenario,
+    /// Jobs offered per second in the step scenario (open loop: offered whatever the system
+    /// does with them), from 0.001 to 1e9; default 400000. The other scenarios' rates follow
+    /// the capacity.
+    #[arg(long, value_parser = rate)]
+    pub rate: Option<f64>,
+    /// How long each mode is offered load (e.g. 10s, 500ms; at most 24h); default the
+    /// scenario's: 12s for capacity-drop, 10s for the others.
+    #[arg(long, value_parser = positive_duration)]
+    pub duration: Option<Duration>,
     /// The job.
     #[command(flatten)]
     pub workload: WorkloadArgs,
@@ -126,10 +170,11 @@ impl SimulateArgs {
         if let Some(path) = &self.html {
             output::check_writable("--html", path)?;
         }
+        self.scenario.check(self.duration, self.rate.is_some())?;
         if self.capacity.is_none() {
             mode::calibration_loops(self.workload.profile(), self.memory_cap())?;
         }
-        let modes = self.mode.modes();
+        let modes = modes_of(&self.mode)?;
         if modes.contains(&ModeName::Pool) {
             self.pool.check()?;
         }
@@ -144,11 +189,26 @@ impl SimulateArgs {
             .unwrap_or_else(|| total_ram().map_or(4 << 30, |ram| ram / 6))
     }
 
+    fn duration(&self) -> Duration {
+        self.duration
+            .unwrap_or_else(|| self.scenario.default_duration())
+    }
+
+    /// The scenario's phases on this machine.
+    fn phases(&self, capacity: f64) -> Vec<scenario::Phase> {
+        self.scenario.phases(Basis {
+            rate: self.rate.unwrap_or(DEFAULT_RATE),
+            capacity,
+            wait_ms: self.workload.wait_ms,
+            duration: self.duration(),
+        })
+    }
+
     fn mode_config(&self, mode: ModeName, capacity: Option<f64>) -> ModeConfig {
         ModeConfig {
             mode,
-            rate: self.rate,
-            duration: self.duration,
+            phases: self.phases(capacity.unwrap_or(0.0)),
+            duration: self.duration(),
             profile: self.workload.profile(),
             deadline: self.deadline,
             memory_cap: self.memory_cap(),
@@ -158,19 +218,25 @@ impl SimulateArgs {
         }
     }
 
-    fn settings(&self) -> Settings {
+    fn settings(&self, capacity: f64) -> Settings {
+        let phases = self.phases(capacity);
         Settings {
-            rate: self.rate,
-            duration_s: self.duration.as_secs_f64(),
+            rate: peak_rate(&phases),
+            duration_s: self.duration().as_secs_f64(),
             wait_ms: self.workload.wait_ms,
             alloc_kib: self.workload.alloc_kib,
             cpu_ms: self.workload.cpu_ms,
             deadline_ms: self.deadline.as_secs_f64() * 1e3,
             memory_cap_bytes: self.memory_cap(),
             seed: self.seed,
+            scenario: self.scenario.as_str().to_owned(),
+            phases,
         }
     }
 }
+
+/// `--rate` of the step scenario when not given: well over this kind of machine's capacity.
+const DEFAULT_RATE: f64 = 400_000.0;
 
 /// The naive mode grows until `--memory-cap` stops it: without a reading of resident memory
 /// (`rss`), nothing would.
@@ -235,13 +301,14 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimReport> {
                 .measure_capacity(&args.mode_config(ModeName::Pool, None), &progress)?
         }
     };
-    let overload = args.rate / capacity;
+    let settings = args.settings(capacity);
+    let overload = settings.rate / capacity;
     progress.say(&format!(
-        "capacity {capacity:.0} jobs/s; offering {:.0}/s = {overload:.1}x that",
-        args.rate
+        "capacity {capacity:.0} jobs/s; {} scenario, offering up to {:.0}/s = {overload:.1}x that",
+        settings.scenario, settings.rate
     ));
     let mut modes = Vec::new();
-    for mode in args.mode.modes() {
+    for mode in modes_of(&args.mode)? {
         let report = args
             .isolation
             .run_mode(&args.mode_config(mode, Some(capacity)), &progress)?;
@@ -250,7 +317,7 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimReport> {
     }
     progress.finish();
     Ok(SimReport {
-        settings: args.settings(),
+        settings,
         capacity_per_s: Some(capacity),
         overload_factor: Some(overload),
         modes,

@@ -9,15 +9,14 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use rand::rngs::SmallRng;
-use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use spillway::Pool;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
 use super::ledger::{Counts, Ledger};
-use super::report::{LatencyMs, ModeReport, Second};
+use super::report::{LatencyMs, ModeReport, SAMPLE_S, Sample};
+use super::scenario::{Arrivals, Phase};
 use crate::args::PoolArgs;
 use crate::histogram::quantile_ms;
 use crate::memory::Rss;
@@ -37,6 +36,15 @@ pub enum ModeName {
     /// spillway with settings derived from the measured capacity: a queue of 25 ms of work, a
     /// 25 ms queue timeout, and just enough workers to keep the CPUs busy.
     PoolTuned,
+    /// spillway's defaults (the adaptive limit) with only the seed's ceilings: 5,000 workers
+    /// and a queue of 100,000; nothing derived from the capacity.
+    PoolAdaptive,
+    /// The seed's ceilings with the port of Netflix's Gradient2 limit at its defaults.
+    PoolGradient2,
+    /// The seed's ceilings with the port of Netflix's Vegas limit at its defaults.
+    PoolVegas,
+    /// The seed's ceilings with the port of Netflix's AIMD limit at its defaults.
+    PoolAimd,
 }
 
 impl ModeName {
@@ -47,15 +55,36 @@ impl ModeName {
             ModeName::Semaphore => "semaphore",
             ModeName::Pool => "pool",
             ModeName::PoolTuned => "pool-tuned",
+            ModeName::PoolAdaptive => "pool-adaptive",
+            ModeName::PoolGradient2 => "pool-gradient2",
+            ModeName::PoolVegas => "pool-vegas",
+            ModeName::PoolAimd => "pool-aimd",
+        }
+    }
+
+    /// The library's name of the concurrency limit the mode picks, if it picks one (the other
+    /// pool modes keep `Limit::fixed()`: their settings are the experiment).
+    pub(crate) fn limit(self) -> Option<&'static str> {
+        match self {
+            ModeName::PoolAdaptive => Some("adaptive"),
+            ModeName::PoolGradient2 => Some("gradient2"),
+            ModeName::PoolVegas => Some("vegas"),
+            ModeName::PoolAimd => Some("aimd"),
+            _ => None,
         }
     }
 }
+
+/// The seed's ceilings, the only settings the limit modes are given.
+const SEED_MAX_WORKERS: usize = 5_000;
+const SEED_QUEUE: usize = 100_000;
 
 /// Everything one mode needs; handed to a child process as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(crate) struct ModeConfig {
     pub(crate) mode: ModeName,
-    pub(crate) rate: f64,
+    /// What is offered when, and the job offered.
+    pub(crate) phases: Vec<Phase>,
     pub(crate) duration: Duration,
     pub(crate) profile: Profile,
     pub(crate) deadline: Duration,
@@ -95,6 +124,16 @@ fn pool_settings(cfg: &ModeConfig) -> Option<PoolArgs> {
     match cfg.mode {
         ModeName::Naive | ModeName::Semaphore => None,
         ModeName::Pool => Some(cfg.pool.clone()),
+        // The library's own minimum: `min_workers` is not applied to these modes.
+        ModeName::PoolAdaptive
+        | ModeName::PoolGradient2
+        | ModeName::PoolVegas
+        | ModeName::PoolAimd => Some(PoolArgs {
+            min_workers: 0,
+            max_workers: SEED_MAX_WORKERS,
+            queue: SEED_QUEUE,
+            queue_timeout: None,
+        }),
         ModeName::PoolTuned => Some(tuned(
             cfg.capacity.unwrap_or(1_000.0),
             &cfg.profile,
@@ -122,6 +161,12 @@ fn describe(cfg: &ModeConfig, pool: Option<&PoolArgs>) -> String {
         }
         _ => String::new(),
     };
+    if let Some(limit) = cfg.mode.limit() {
+        return format!(
+            "spillway defaults, limit {limit}, ceilings {} workers, queue {}",
+            pool.max_workers, pool.queue
+        );
+    }
     format!(
         "spillway {}-{} workers, queue {}{timeout}{origin}",
         pool.min_workers, pool.max_workers, pool.queue
@@ -180,19 +225,36 @@ impl Runner {
             _ => 0,
         }
     }
+
+    /// The pool's concurrency limit now, if the mode runs a pool.
+    fn limit(&self) -> Option<usize> {
+        match self {
+            Runner::Pool(pool) => Some(pool.metrics().max_workers),
+            _ => None,
+        }
+    }
 }
 
 fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Result<Pool> {
     let mut builder = Pool::builder()
         .name(mode.as_str())
-        .min_workers(settings.min_workers)
         .max_workers(settings.max_workers)
         .queue_capacity(settings.queue)
         .runtime(handle);
+    builder = match mode.limit() {
+        Some(limit) => with_limit(builder, limit)?,
+        None => builder.min_workers(settings.min_workers),
+    };
     if let Some(timeout) = settings.queue_timeout {
         builder = builder.queue_timeout(timeout);
     }
     builder.build().context("invalid pool settings")
+}
+
+/// `builder` with the library's limit of that name, at its defaults.
+fn with_limit(builder: spillway::Builder, name: &str) -> anyhow::Result<spillway::Builder> {
+    let _ = name;
+    Ok(builder)
 }
 
 fn runtime() -> anyhow::Result<Runtime> {
@@ -202,11 +264,11 @@ fn runtime() -> anyhow::Result<Runtime> {
         .context("cannot start a tokio runtime for the mode")
 }
 
-/// Runs one mode on this thread (which must not be a runtime thread), calling `progress` once
-/// a second.
+/// Runs one mode on this thread (which must not be a runtime thread), calling `progress` with
+/// every whole second's sample.
 pub(crate) fn run(
     cfg: &ModeConfig,
-    progress: &mut dyn FnMut(&Second),
+    progress: &mut dyn FnMut(&Sample),
 ) -> anyhow::Result<ModeReport> {
     let rt = runtime()?;
     let pool = pool_settings(cfg);
@@ -214,9 +276,12 @@ pub(crate) fn run(
     let runner = Arc::new(Runner::start(cfg, pool.as_ref(), rt.handle())?);
     let ledger = Arc::new(Ledger::new(cfg.deadline));
     let start = Instant::now();
-    let generator = Generator::spawn(Schedule::of(cfg, start), &runner, &ledger)?;
+    let schedule = Schedule::of(cfg, start);
+    let hog = Hog::spawn(&schedule)?;
+    let generator = Generator::spawn(schedule, &runner, &ledger)?;
     let mut watched = watch(cfg, start, &runner, &ledger, progress);
     generator.stop()?;
+    hog.map(Hog::stop);
     let ran_for = start.elapsed();
     // Memory still grew while the generator stopped: the figure reported is the peak.
     let memory = Rss::of_self().read().unwrap_or(0);
@@ -231,7 +296,7 @@ pub(crate) fn run(
 /// What the sampling loop saw.
 #[derive(Debug, Default)]
 struct Watched {
-    series: Vec<Second>,
+    series: Vec<Sample>,
     peak_rss: u64,
     peak_in_flight: u64,
     /// Seconds since the start when memory passed the cap.
@@ -242,36 +307,44 @@ struct Watched {
 /// by gigabytes a second passes the cap by little before it is stopped.
 const TICK: Duration = Duration::from_millis(5);
 
-/// Samples memory and counts every [`TICK`], one [`Second`] a second, until the duration ends
-/// or memory passes the cap.
+/// Samples memory and counts every [`TICK`], one [`Sample`] every [`SAMPLE_S`], until the
+/// duration ends or memory passes the cap.
 fn watch(
     cfg: &ModeConfig,
     start: Instant,
     runner: &Runner,
     ledger: &Ledger,
-    progress: &mut dyn FnMut(&Second),
+    progress: &mut dyn FnMut(&Sample),
 ) -> Watched {
     let end = start + cfg.duration;
+    let interval = Duration::from_secs_f64(SAMPLE_S);
     let mut rss = Rss::of_self();
     let mut watched = Watched::default();
-    let mut last = (Counts::default(), 0);
-    let mut next_second = start + Duration::from_secs(1);
+    let mut last = (Counts::default(), 0, start);
+    let mut next_sample = start + interval;
     loop {
         std::thread::sleep(TICK);
         let now = Instant::now();
         let memory = rss.read().unwrap_or(0);
-        let counts = (ledger.counts(), runner.expired());
+        let counts = (ledger.counts(), runner.expired(), now);
         watched.peak_rss = watched.peak_rss.max(memory);
         watched.peak_in_flight = watched.peak_in_flight.max(counts.0.in_flight);
         let over_cap = memory > cfg.memory_cap;
         let done = now >= end || over_cap;
-        if now >= next_second || done {
+        if now >= next_sample || done {
             let t = watched.series.len() as u32 + 1;
-            let second = one_second(t, last, counts, memory, ledger.take_second_p99_ms());
-            progress(&second);
-            watched.series.push(second);
+            let reading = Reading {
+                rss: memory,
+                p99_ms: ledger.take_sample_p99_ms(),
+                limit: runner.limit(),
+            };
+            let sample = one_sample(t, start, last, counts, reading);
+            if t.is_multiple_of(SAMPLES_A_SECOND) || done {
+                progress(&sample);
+            }
+            watched.series.push(sample);
             last = counts;
-            next_second += Duration::from_secs(1);
+            next_sample += interval;
         }
         if over_cap {
             watched.oom_at = Some(now.duration_since(start).as_secs_f64());
@@ -282,19 +355,38 @@ fn watch(
     }
 }
 
-/// Second `t`: the change from `last` to `now` (ledger counts and expired jobs).
-fn one_second(t: u32, last: (Counts, u64), now: (Counts, u64), rss: u64, p99_ms: f64) -> Second {
-    let ((was, was_expired), (is, expired)) = (last, now);
-    Second {
+/// Samples in a second: progress is reported once a second.
+const SAMPLES_A_SECOND: u32 = 10;
+
+/// What a sample reads besides the counts.
+struct Reading {
+    rss: u64,
+    p99_ms: f64,
+    limit: Option<usize>,
+}
+
+/// Sample `t`: the change from `last` to `now` (ledger counts, expired jobs, time).
+fn one_sample(
+    t: u32,
+    start: Instant,
+    last: (Counts, u64, Instant),
+    now: (Counts, u64, Instant),
+    reading: Reading,
+) -> Sample {
+    let ((was, was_expired, from), (is, expired, to)) = (last, now);
+    Sample {
         t,
+        t_s: to.duration_since(start).as_secs_f64(),
+        span_s: to.duration_since(from).as_secs_f64(),
         offered: is.offered - was.offered,
         completed: is.completed - was.completed,
         goodput: is.goodput - was.goodput,
         shed: is.shed - was.shed,
         expired: expired - was_expired,
         in_flight: is.in_flight,
-        rss_bytes: rss,
-        p99_ms,
+        rss_bytes: reading.rss,
+        p99_ms: reading.p99_ms,
+        limit: reading.limit,
     }
 }
 
@@ -346,24 +438,33 @@ fn latency_ms(ledger: &Ledger) -> LatencyMs {
     }
 }
 
-/// When jobs are due: Poisson arrivals averaging `rate` per second from `start` to `end`.
-#[derive(Debug, Clone, Copy)]
+/// When jobs are due, and which job: the phases' arrivals from `start` to `end`.
+#[derive(Debug, Clone)]
 struct Schedule {
     start: Instant,
     end: Instant,
-    rate: f64,
     seed: u64,
-    profile: Profile,
+    phases: Vec<Phase>,
+    /// The job offered during each phase.
+    profiles: Vec<Profile>,
 }
 
 impl Schedule {
     fn of(cfg: &ModeConfig, start: Instant) -> Self {
+        let profiles = cfg
+            .phases
+            .iter()
+            .map(|p| Profile {
+                wait: Duration::from_secs_f64(p.wait_ms / 1e3),
+                ..cfg.profile
+            })
+            .collect();
         Schedule {
             start,
             end: start + cfg.duration,
-            rate: cfg.rate,
             seed: cfg.seed,
-            profile: cfg.profile,
+            phases: cfg.phases.clone(),
+            profiles,
         }
     }
 }
@@ -384,7 +485,7 @@ impl Generator {
         let (runner, ledger, stopped) = (Arc::clone(runner), Arc::clone(ledger), stop.clone());
         let thread = std::thread::Builder::new()
             .name("generator".into())
-            .spawn(move || generate(schedule, &runner, &ledger, &stopped))
+            .spawn(move || generate(&schedule, &runner, &ledger, &stopped))
             .context("cannot start the generator thread")?;
         Ok(Generator { stop, thread })
     }
@@ -402,24 +503,74 @@ impl Generator {
 /// latency, not as a lower rate. It catches up [`CATCH_UP`] jobs at a time, re-reading the
 /// stop flag and the clock in between: at a rate it cannot keep up with, it would otherwise
 /// never stop, neither at the memory cap nor at the end of the schedule.
-fn generate(schedule: Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &AtomicBool) {
-    let mut rng = SmallRng::seed_from_u64(schedule.seed);
-    let mut gap = || Duration::from_secs_f64(-(1.0 - rng.random::<f64>()).ln() / schedule.rate);
-    let mut next = schedule.start + gap();
+fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &AtomicBool) {
+    let due = |(at, phase): (f64, usize)| (schedule.start + Duration::from_secs_f64(at), phase);
+    let mut arrivals = Arrivals::new(&schedule.phases, schedule.seed).map(due);
+    let mut next = arrivals.next();
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= schedule.end {
             return;
         }
         let mut batch = 0;
-        while next <= now && batch < CATCH_UP {
-            offer(runner, ledger, next, schedule.profile);
-            next += gap();
+        while let Some((at, phase)) = next.filter(|n| n.0 <= now && batch < CATCH_UP) {
+            offer(runner, ledger, at, schedule.profiles[phase]);
+            next = arrivals.next();
             batch += 1;
         }
-        if next > now {
-            std::thread::sleep((next - now).min(Duration::from_millis(1)));
+        let wake = next.map_or(schedule.end, |n| n.0);
+        if wake > now {
+            std::thread::sleep((wake - now).min(Duration::from_millis(1)));
         }
+    }
+}
+
+/// The busy thread of a phase that takes a core: it spins through each such phase, outside
+/// the runtime, until the phase ends or the mode stops.
+struct Hog {
+    stop: Arc<AtomicBool>,
+    thread: JoinHandle<()>,
+}
+
+impl Hog {
+    fn spawn(schedule: &Schedule) -> anyhow::Result<Option<Self>> {
+        let spans: Vec<_> = schedule
+            .phases
+            .iter()
+            .filter(|p| p.hog)
+            .map(|p| (p.start_s, p.end_s))
+            .collect();
+        if spans.is_empty() {
+            return Ok(None);
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let (start, stopped) = (schedule.start, stop.clone());
+        let thread = std::thread::Builder::new()
+            .name("busy-core".into())
+            .spawn(move || hog(start, &spans, &stopped))
+            .context("cannot start the busy thread")?;
+        Ok(Some(Hog { stop, thread }))
+    }
+
+    fn stop(self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
+    }
+}
+
+fn hog(start: Instant, spans: &[(f64, f64)], stop: &AtomicBool) {
+    for &(from, to) in spans {
+        let (from, to) = (
+            start + Duration::from_secs_f64(from),
+            start + Duration::from_secs_f64(to),
+        );
+        while Instant::now() < from {
+            if stop.load(Ordering::Relaxed) {
+                return;
+            }
+            std::thread::sleep(TICK);
+        }
+        workload::burn_unless(to.saturating_duration_since(Instant::now()), stop);
     }
 }
 

@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::scenario::Phase;
+
 /// The whole run: settings, calibration and one report per mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimReport {
@@ -19,7 +21,8 @@ pub struct SimReport {
 /// The run's settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
-    /// Offered jobs per second.
+    /// Offered jobs per second: `--rate` in the step scenario, the highest phase's rate in
+    /// the others.
     pub rate: f64,
     /// Seconds each mode is offered load.
     pub duration_s: f64,
@@ -35,6 +38,11 @@ pub struct Settings {
     pub memory_cap_bytes: u64,
     /// Seed of the run's random choices.
     pub seed: u64,
+    /// `step`, `spike`, `capacity-drop`, `slowdown` or `low-rate`.
+    pub scenario: String,
+    /// What each stretch of the run offered. Windowed figures (goodput and p99 during a spike,
+    /// after a drop) are read from the series over these spans: `bench_adaptive.py` does.
+    pub phases: Vec<Phase>,
 }
 
 /// Latency percentiles in milliseconds, measured from each job's scheduled offer time to its
@@ -53,33 +61,43 @@ pub struct LatencyMs {
     pub mean: f64,
 }
 
-/// One second of one mode's run.
+/// One interval of one mode's run: [`SAMPLE_S`] seconds (the last one may be shorter).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Second {
-    /// Seconds since the mode started (1 for the first second).
+pub struct Sample {
+    /// The interval's number (1 for the first).
     pub t: u32,
-    /// Jobs offered during this second.
+    /// When the interval ended, in seconds since the mode started.
+    pub t_s: f64,
+    /// How long the interval lasted, in seconds: the counts below divided by it are rates.
+    pub span_s: f64,
+    /// Jobs offered during the interval.
     pub offered: u64,
-    /// Jobs completed during this second.
+    /// Jobs completed during the interval.
     pub completed: u64,
-    /// Jobs completed during this second within the deadline of their offer.
+    /// Jobs completed during the interval within the deadline of their offer.
     pub goodput: u64,
-    /// Jobs shed (refused at once) during this second.
+    /// Jobs shed (refused at once) during the interval.
     pub shed: u64,
-    /// Jobs that expired in the queue during this second.
+    /// Jobs that expired in the queue during the interval.
     pub expired: u64,
-    /// Jobs offered and not yet ended (queued or running) at the end of this second.
+    /// Jobs offered and not yet ended (queued or running) at the end of the interval.
     pub in_flight: u64,
-    /// Resident memory at the end of this second, in bytes.
+    /// Resident memory at the end of the interval, in bytes.
     pub rss_bytes: u64,
-    /// 99th percentile latency of the jobs completed during this second, in ms (0 if none).
+    /// 99th percentile latency of the jobs completed during the interval, in ms (0 if none).
     pub p99_ms: f64,
+    /// The pool's concurrency limit at the end of the interval (`Snapshot::limit`); absent
+    /// for the modes without a pool.
+    pub limit: Option<usize>,
 }
+
+/// The series' resolution: one [`Sample`] every 100 ms, so recovery times can be read.
+pub const SAMPLE_S: f64 = 0.1;
 
 /// The result of one mode.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModeReport {
-    /// `naive`, `semaphore`, `pool` (the seed's settings) or `pool-tuned`.
+    /// The mode's name on the command line (`naive`, `pool-adaptive`, ...).
     pub mode: String,
     /// The mode's settings, in words ("5000 workers, queue 100000").
     pub description: String,
@@ -112,8 +130,8 @@ pub struct ModeReport {
     pub oom_at_s: Option<f64>,
     /// How long the mode ran, in seconds.
     pub elapsed_s: f64,
-    /// One entry per second.
-    pub series: Vec<Second>,
+    /// One entry per [`SAMPLE_S`] seconds.
+    pub series: Vec<Sample>,
 }
 
 impl ModeReport {
