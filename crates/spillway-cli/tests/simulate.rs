@@ -253,7 +253,7 @@ async fn json_and_html_reports_are_written() {
 
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") || page.starts_with("<!doctype html>"));
-    assert_eq!(page.matches("<svg").count(), 5, "five charts");
+    assert_eq!(page.matches("<svg").count(), 6, "six charts");
     assert!(page.contains("semaphore"));
 }
 
@@ -276,7 +276,7 @@ fn bad_flags_are_clear_errors() {
     let e = parse_error(&["--mode", "bogus"]);
     assert!(
         e.contains("invalid value 'bogus' for '--mode <MODE>'")
-            && e.contains("naive, semaphore, pool, pool-tuned"),
+            && e.contains("naive, semaphore, pool, pool-tuned, pool-adaptive, pool-gradient2"),
         "{e}"
     );
     let e = parse_error(&["--memory-cap", "4 parsecs"]);
@@ -324,4 +324,111 @@ fn bad_flags_are_clear_errors() {
         "1000",
     ]);
     assert!(simulate::simulate(&only_semaphore).is_ok());
+}
+
+#[test]
+fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
+    let e = parse_error(&["--mode", "pool-adaptive,bogus"]);
+    assert!(
+        e.contains("invalid value 'bogus' for '--mode <MODE>'") && e.contains("pool-vegas"),
+        "{e}"
+    );
+    let e = parse_error(&["--scenario", "tsunami"]);
+    assert!(
+        e.contains("invalid value 'tsunami' for '--scenario <SCENARIO>'")
+            && e.contains("step, spike, capacity-drop, slowdown, low-rate"),
+        "{e}"
+    );
+    let usage = |extra: &[&str]| {
+        let err = simulate::simulate(&args(extra)).unwrap_err();
+        assert!(err.is::<spillway_cli::UsageError>(), "{err}");
+        err.to_string()
+    };
+    assert_eq!(
+        usage(&["--mode", "semaphore,pool-vegas,semaphore"]),
+        "invalid --mode: semaphore is chosen twice (`all` stands for naive, semaphore, pool \
+         and pool-tuned)"
+    );
+    assert!(usage(&["--mode", "all,pool"]).starts_with("invalid --mode: pool is chosen twice"));
+    assert_eq!(
+        usage(&["--scenario", "slowdown", "--duration", "3s"]),
+        "invalid --duration 3s: the slowdown scenario needs at least 6s (the slowdown at 5s \
+         and 1s after)"
+    );
+    assert!(
+        usage(&["--scenario", "spike", "--rate", "100"])
+            .starts_with("--rate sets the step scenario's rate only: the spike scenario's"),
+    );
+}
+
+/// A spike run of two modes: the series comes every 100 ms, the pool mode reports its limit
+/// in every sample and the semaphore none, and the JSON lists the phases the run offered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("spike.json");
+    let cli = Cli::try_parse_from([
+        "spillway",
+        "simulate",
+        "--isolation",
+        "inline",
+        "--scenario",
+        "spike",
+        "--mode",
+        "pool-adaptive,semaphore",
+        "--duration",
+        "3s",
+        "--capacity",
+        "200",
+        "--alloc-kib",
+        "16",
+        "--json",
+        json.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(
+        spillway_cli::run(cli).await.unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    let value: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let settings = &value["settings"];
+    assert_eq!(settings["scenario"], "spike");
+    let phases: Vec<_> = settings["phases"].as_array().unwrap().iter().collect();
+    assert_eq!(phases.len(), 3);
+    assert_eq!(phases[1]["name"], "spike");
+    assert_eq!(phases[1]["start_s"], 0.5);
+    assert_eq!(phases[1]["rate"], 280.0);
+    let modes = value["modes"].as_array().unwrap();
+    assert_eq!(modes.len(), 2);
+    assert_eq!(modes[0]["mode"], "pool-adaptive");
+    for mode in modes {
+        assert_every_job_accounted(mode);
+        let series = mode["series"].as_array().unwrap();
+        // 3 s at 100 ms; the sampler may run a tick late, never a sample short.
+        assert!(
+            (29..=31).contains(&series.len()),
+            "{} samples",
+            series.len()
+        );
+        let t: Vec<f64> = series.iter().map(|s| s["t_s"].as_f64().unwrap()).collect();
+        assert!((t[0] - 0.1).abs() < 0.05, "first sample at {}", t[0]);
+        assert!(t.windows(2).all(|w| w[1] - w[0] < 0.15), "{t:?}");
+        let offered: u64 = series.iter().map(|s| s["offered"].as_u64().unwrap()).sum();
+        assert_eq!(offered, mode["offered"].as_u64().unwrap());
+    }
+    let limits = |i: usize| -> Vec<serde_json::Value> {
+        modes[i]["series"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["limit"].clone())
+            .collect()
+    };
+    assert!(
+        limits(0).iter().all(|l| l.as_u64().is_some_and(|l| l >= 1)),
+        "{:?}",
+        limits(0)
+    );
+    assert!(limits(1).iter().all(serde_json::Value::is_null));
 }
