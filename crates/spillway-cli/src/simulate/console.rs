@@ -5,6 +5,7 @@ use std::io::IsTerminal;
 use std::time::Duration;
 
 use super::report::{Sample, SimReport, human_bytes};
+use super::scenario::describe_phases;
 
 /// The live progress line: an indicatif spinner on a terminal, plain lines otherwise.
 #[derive(Debug)]
@@ -87,23 +88,12 @@ fn settings(out: &mut String, report: &SimReport) {
         s.deadline_ms
     );
     if s.scenario != "step" {
-        let phases: Vec<_> = s
-            .phases
-            .iter()
-            .map(|p| {
-                let burst = if p.burst > 0 {
-                    format!(" + {} at once", p.burst)
-                } else {
-                    String::new()
-                };
-                let hog = if p.hog { ", one core busy" } else { "" };
-                format!(
-                    "{} {}-{}s {:.0}/s{burst}, wait {} ms{hog}",
-                    p.name, p.start_s, p.end_s, p.rate, p.wait_ms
-                )
-            })
-            .collect();
-        let _ = writeln!(out, "{} scenario: {}", s.scenario, phases.join("; "));
+        let _ = writeln!(
+            out,
+            "{} scenario: {}",
+            s.scenario,
+            describe_phases(&s.phases)
+        );
     }
     if let (Some(c), Some(f)) = (report.capacity_per_s, report.overload_factor) {
         let _ = writeln!(

@@ -16,6 +16,7 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::report::{ModeReport, Sample, SimReport, human_bytes};
+use super::scenario::describe_phases;
 
 /// One colour per mode, in run order (cycled if there are more modes).
 const PALETTE: [RGBColor; 6] = [
@@ -129,6 +130,14 @@ fn settings_paragraph(out: &mut String, report: &SimReport) -> Result<()> {
         human_bytes(s.memory_cap_bytes),
         s.seed,
     )?;
+    if s.scenario != "step" {
+        write!(
+            out,
+            " Scenario <b>{}</b>: {}.",
+            escape(&s.scenario),
+            escape(&describe_phases(&s.phases))
+        )?;
+    }
     if let Some(cap) = report.capacity_per_s {
         write!(out, " Measured capacity: <b>{} jobs/s</b>.", rate(cap))?;
     }

@@ -190,6 +190,23 @@ impl Scenario {
     }
 }
 
+/// The phases in words: "spike 4-6s 1400/s, wait 20 ms; ...".
+pub(crate) fn describe_phases(phases: &[Phase]) -> String {
+    let one = |p: &Phase| {
+        let burst = if p.burst > 0 {
+            format!(" + {} at once", p.burst)
+        } else {
+            String::new()
+        };
+        let hog = if p.hog { ", one core busy" } else { "" };
+        format!(
+            "{} {}-{}s {:.0}/s{burst}, wait {} ms{hog}",
+            p.name, p.start_s, p.end_s, p.rate, p.wait_ms
+        )
+    };
+    phases.iter().map(one).collect::<Vec<_>>().join("; ")
+}
+
 /// The highest rate any phase offers.
 pub(crate) fn peak_rate(phases: &[Phase]) -> f64 {
     phases.iter().map(|p| p.rate).fold(0.0, f64::max)
@@ -282,6 +299,11 @@ mod tests {
         let slow = Scenario::Slowdown.phases(basis(10));
         assert_eq!((slow[0].wait_ms, slow[1].wait_ms), (20.0, 200.0));
         assert_eq!(peak_rate(&slow), 300.0);
+        assert_eq!(
+            describe_phases(&Scenario::LowRate.phases(basis(10))[1..]),
+            "idle 3-8s 0/s, wait 20 ms; burst 8-10s 10/s + 1000 at once, wait 20 ms"
+        );
+        assert!(describe_phases(&drop).contains("drop 4-8s 2000/s, wait 20 ms, one core busy"));
     }
 
     #[test]
