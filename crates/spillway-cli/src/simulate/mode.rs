@@ -281,7 +281,9 @@ pub(crate) fn run(
     let generator = Generator::spawn(schedule, &runner, &ledger)?;
     let mut watched = watch(cfg, start, &runner, &ledger, progress);
     generator.stop()?;
-    hog.map(Hog::stop);
+    if let Some(hog) = hog {
+        hog.stop();
+    }
     let ran_for = start.elapsed();
     // Memory still grew while the generator stopped: the figure reported is the peak.
     let memory = Rss::of_self().read().unwrap_or(0);
