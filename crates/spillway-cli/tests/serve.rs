@@ -712,18 +712,31 @@ async fn a_long_cpu_request_does_not_stall_the_others() {
     }
 }
 
-/// Defect 14: an allocation the machine cannot hold answers an error; the server lives on.
+/// Defect 14: an allocation the machine cannot hold never reaches a job: the flag is refused at
+/// parse time naming its range (the runtime check behind it is unit-tested in `serve::job`), and
+/// the largest the query allows is refused per request as a 400, not an abort.
 #[tokio::test]
 async fn an_allocation_that_cannot_be_held_is_an_error_not_an_abort() {
     for mode in ["naive", "pool"] {
-        // 1 TiB: the most the flag allows, more than this machine holds.
-        let server = Running::start(&["--mode", mode, "--alloc-kib", "1073741824"]).await;
-        let work = server.get("/work?wait_ms=0").await;
-        assert_eq!(work.status, 500, "{mode}: {work:?}");
+        let argv = [
+            "spillway",
+            "serve",
+            "--mode",
+            mode,
+            "--alloc-kib",
+            "1073741824",
+        ];
+        let err = Cli::try_parse_from(argv).expect_err("1 TiB is past the flag's range");
+        let text = err.to_string();
         assert!(
-            work.body.starts_with("cannot allocate 1073741824 KiB"),
-            "{work:?}"
+            text.contains("--alloc-kib") && text.contains("1048576"),
+            "{text}"
         );
+
+        let server = Running::start(&["--mode", mode]).await;
+        let work = server.get("/work?wait_ms=0&alloc_kib=1073741824").await;
+        assert_eq!(work.status, 400, "{mode}: {work:?}");
+        assert!(work.body.contains("alloc_kib"), "{work:?}");
         assert_eq!(server.get("/healthz").await.status, 200);
         assert_eq!(
             server.get("/work?wait_ms=0&alloc_kib=4").await.status,

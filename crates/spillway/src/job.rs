@@ -271,7 +271,11 @@ impl<T> JobHandle<T> {
         }
     }
 
-    /// Whether the job has ended (its result may still be waiting in this handle).
+    /// Whether this handle has its result (it may still be waiting to be read).
+    ///
+    /// After [`abort`](Self::abort) this is `true` at once: the handle resolves to
+    /// [`JobError::Cancelled`] without waiting, while a job that was already running still holds
+    /// its worker until its next poll, where it stops.
     pub fn is_finished(&self) -> bool {
         self.settled || self.handoff.is_finished()
     }
