@@ -425,8 +425,11 @@ async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
             .map(|s| s["limit"].clone())
             .collect()
     };
+    // The pool's live limit, between one and the seed's ceiling of 5,000 workers.
     assert!(
-        limits(0).iter().all(|l| l.as_u64().is_some_and(|l| l >= 1)),
+        limits(0)
+            .iter()
+            .all(|l| l.as_u64().is_some_and(|l| (1..=5_000).contains(&l))),
         "{:?}",
         limits(0)
     );
