@@ -53,6 +53,9 @@ mod builder;
 mod cell;
 mod error;
 mod job;
+// Wired into the pool by the lead; until then only its tests and the public `Limit` use it.
+#[cfg_attr(not(test), allow(dead_code))]
+mod limit;
 mod metrics;
 mod pool;
 mod queue;
@@ -68,6 +71,7 @@ pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFutu
 pub use builder::Builder;
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
+pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
 pub use metrics::{Latency, Snapshot};
 pub use pool::{Pool, ShutdownReport};
 
