@@ -1,82 +1,89 @@
-//! The adaptive limit: spillway's default. Finds the concurrency past which more jobs in flight
-//! no longer bring more throughput, and keeps the queue short only while that is so.
+//! The adaptive limit, spillway's default: finds the concurrency past which more jobs in flight
+//! no longer bring more throughput, follows it as it moves, and keeps the queue short only while
+//! the pool is saturated.
 //!
 //! # What it observes
 //!
 //! An in-process pool knows, for every job, its run time `R` (start to end, excluding our own
-//! queue), its queue wait, and the number of jobs in flight `N` when it started. By Little's law
-//! the throughput is `X = N / R`. Samples are aggregated into windows of at least 10 ms, 16
-//! completed jobs and one mean run time, so each window holds jobs that started under about the
-//! same limit; the law below runs once per window, on the means of `N` and `R` over the jobs
-//! that completed in it (dropped jobs are counted, never averaged in: they did not run).
+//! queue), its queue wait, and the number in flight `N` when it started; by Little's law the
+//! throughput is `X = N / R`. Samples are summed into windows of at least 10 ms, 32 completed
+//! jobs and one mean run time (at most 1 s), so that a window holds jobs that started under
+//! about the same limit. The law runs once per window, on the means of `N` and `R` over the
+//! jobs that completed in it. Dropped jobs (expired, dropped at dequeue) are counted, never
+//! averaged in: they did not run, so their near-zero "latency" cannot pull `R` down.
 //!
 //! # The law
 //!
-//! A window *binds* when demand met the limit: a submission was shed, jobs waited in the queue
-//! (mean wait of 1 ms or more), or a job started with the limit fully in use. Only binding windows
-//! can say anything about the limit; the others teach the uncongested run time `R0` (an average
-//! over windows that did not bind) and leave the limit alone (no drift upward while app-limited).
+//! A window *binds* when demand met the limit: a submission was shed, a job was dropped, jobs
+//! waited in the queue (a mean wait of 1 ms or more), or a job started with the limit in use.
+//! Windows that do not bind leave the limit alone (no drift upward while app-limited) and, when
+//! two in a row saw about the same `N`, teach the uncongested run time `R0` (an average).
 //!
-//! In a binding window the question is causal: *did more concurrency make the jobs slower?*
-//! Between two consecutive binding windows whose `N` differs by 5% or more, the elasticity
-//! `e = dln R / dln N` answers it. `e` near 0: more jobs in flight ran as fast, so throughput
-//! grew with `N` (productive). `e` near 1: `R` followed `N`, so `X` stayed flat: a resource is
-//! saturated (the CPU, a downstream with a fixed number of permits). Then:
+//! A binding window is *settled* when its mean `N` is within 10% of the limit, i.e. its jobs
+//! started under the current limit; unsettled windows (just after a move, or while demand rises)
+//! only wait. Between two settled windows whose `N` differs, the elasticity
+//! `e = dln R / dln N` says whether concurrency caused the latency: `e` near 0, more jobs in
+//! flight ran as fast, so throughput grew with `N`; `e` near 1, `R` followed `N` and `X` stayed
+//! flat: a resource is saturated (the CPU, a downstream with a fixed number of permits). On a
+//! settled window:
 //!
-//! * `R <= (1 + tolerance) R0`: room to grow. Double the limit while no knee is known (or the
-//!   limit is far below it); near the last knee seen, grow by 10%.
-//! * `R` inflated and `e >= 0.5`: saturated. Shrink in proportion to the excess,
-//!   `L * (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease). The knee is noted.
-//!   If `R0` was never confirmed (cold start straight into overload: no uncongested window was
-//!   ever seen), step down by 30% per window instead, until a step down leaves `R` flat (`e <
-//!   0.5`): that `R` is the uncongested one, and the proportional rule takes over.
-//! * `R` inflated and `e < 0.5`: the rise was not caused by us (a slower downstream): `R0`
-//!   becomes the new `R`, the knee is forgotten, and the limit grows.
-//! * `R` inflated and `e` unknown (`N` did not move): probe by +25% so that the next windows can
-//!   tell; no second probe while the samples at the new limit are still in flight.
+//! 1. *Flat step* (`e < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so `R`
+//!    at this `N` is uncongested; `R0` becomes the lower `R` of the two windows (this is how a
+//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows.
+//! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): probe by +25%; if `R`
+//!    follows (`e >= 0.5`), step down by 40% per settled window until a step leaves `R` flat
+//!    (rule 1). No Envoy-style pinning to a tiny limit is needed.
+//! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
+//!    knee), by 10% near it.
+//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
+//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by +25% and
+//!    let the next settled window tell (rule 1 or 5).
+//! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
+//!    excess, `L (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease), and note the
+//!    knee.
 //!
 //! The limit settles where the run time is about `1 + tolerance` times the uncongested one: for
-//! a job bound by a downstream of `P` permits, at about `(1 + tolerance) P`; for the seed job on
-//! a saturated CPU, at `(1 + tolerance)` times the knee `X_max R0`.
+//! jobs bound by a downstream of `P` permits near `(1 + tolerance) P`, for the seed job on a
+//! saturated CPU near `1 + tolerance` times the knee `X_max R0`.
 //!
 //! # The queue
 //!
-//! While the pool is *saturated* (from a saturated verdict until a window that does not bind or a
-//! productive growth), the queue holds at most what the pool completes within `queue_target`
-//! (`L * target / R`, Little's law again), and a job that waited over twice the target is
-//! dropped when a worker takes it (CoDel's rule). Otherwise the queue is bounded only by
-//! `queue_capacity`: a slower downstream or a burst is absorbed while the limit grows, never shed.
-//! The default target is 5 ms, CoDel's: far below the seed job's 20 ms, so it adds little to
-//! admitted latency, yet enough jobs (`X * 5 ms`, 200 at 40k jobs/s) to keep every worker fed
-//! between two submissions.
+//! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind
+//! or a flat step), [`AdaptiveLimit::queue_bound`] is what the pool completes within
+//! `queue_target` (`L * target / R`, Little's law again) and a job that waited over twice the
+//! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_at_dequeue`]).
+//! Otherwise the queue is bounded only by `queue_capacity`: a slower downstream or a burst is
+//! absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
+//! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
+//! (200 at 40k jobs/s) keep every worker fed between two submissions.
 //!
 //! # Cold start
 //!
-//! The limit starts at `initial_limit` (1,000): a burst of that many jobs after idleness starts at
-//! once without shedding. A step overload from cold therefore puts at most `initial_limit` jobs in
-//! flight (plus one +25% probe) before the first verdict, which is the bound on the overshoot in
-//! memory; from there the limit descends to the knee in a few windows.
+//! The limit starts at `initial_limit` (1,000, capped by `max_workers`): a burst of that many jobs
+//! after idleness starts at once, nothing learned yet. A step overload from cold puts at most
+//! `1.25 * initial_limit` jobs in flight before the first verdict (the bound on the memory
+//! overshoot); from there rule 2 descends to the knee within a few windows. A smaller initial
+//! limit would shed the first jobs of every burst; a larger one would overshoot further.
 //!
 //! # Failure modes of the published limiters, and what this law does instead
 //!
-//! * *Creeping up under modest overload* (Gradient2's `+ queue_size` every sample): growth needs
-//!   `R <= (1 + tolerance) R0` or proof that more concurrency ran as fast; past the knee neither
-//!   holds.
-//! * *Growing to max while latency is flat* (every request timing out alike): dropped jobs are not
-//!   averaged into `R`, and growth past a known knee is 10% per window, undone by the next
-//!   saturated verdict.
-//! * *Dropped requests recording near-zero latency*: dropped samples only count as binding.
+//! * *Creeping up under modest overload* (Gradient2 adds `queue_size` on every sample): growth
+//!   needs `R <= (1 + tolerance) R0` or a flat step; past the knee neither holds.
+//! * *Growing to max while latency is flat* (every request timing out alike): dropped jobs are
+//!   not averaged into `R`, and a dropped or shed job makes the window bind, so the limit moves
+//!   only on the run times of jobs that ran.
+//! * *Dropped requests recording near-zero latency*: see above.
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
-//!   limit; they only refresh `R0`.
-//! * *Slow ramp-up from a small initial limit*: the limit starts high and doubles while growth is
-//!   productive.
-//! * *minRTT re-measurement bursts* (Envoy pins the limit to 3): `R0` is learned from windows that
-//!   do not bind, or from a step that proved productive; the limit is never pinned low.
-//! * *Baseline drift in long incidents* (failsafe-go): `R0` only moves on an uncongested window or
-//!   a causal verdict, never from windows where the limit binds and `R` follows `N`.
+//!   limit; means over at least 32 jobs are compared, not single samples.
+//! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 50% per
+//!   settled window while that proves productive.
+//! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
+//!   from windows that do not bind or from flat steps; the limit is never pinned low.
+//! * *Baseline drift in long incidents* (failsafe-go): while saturated, `R0` only moves down (a
+//!   settled mean below it) or on a flat step, never because `R` stays high.
 //! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
-//!   merely slowed down): a rise of `R` at constant `N` is not taken as overload; the limit probes
-//!   up and grows as long as `R` does not follow, and the queue does not shed until then.
+//!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
+//!   does not shed until the pool is proven saturated.
 
 use std::time::Duration;
 
@@ -234,20 +241,6 @@ impl AdaptiveLimit {
         let next = self
             .law
             .update(self.limit, &window, self.tolerance, bounds.1);
-        if std::env::var_os("LAWTRACE").is_some() {
-            eprintln!(
-                "t={:.3} w={:?} limit {:.0} -> {:.0} {:?} base={:?} conf={} sat={} knee={:?}",
-                now.as_secs_f64(),
-                window,
-                self.limit,
-                next,
-                self.law.reason,
-                self.law.baseline,
-                self.law.confirmed,
-                self.law.saturated,
-                self.law.knee
-            );
-        }
         self.limit = next.clamp(bounds.0, bounds.1);
     }
 }
@@ -370,7 +363,7 @@ impl Step {
     /// The step between two windows, when `N` moved enough to tell.
     pub(crate) fn between(prev: &Window, cur: &Window) -> Option<Step> {
         let positive = [prev.run, cur.run, prev.in_flight, cur.in_flight];
-        if positive.iter().any(|v| !(*v > 0.0)) {
+        if positive.iter().any(|v| v.is_nan() || *v <= 0.0) {
             return None;
         }
         let dln_n = (cur.in_flight / prev.in_flight).ln();
@@ -385,9 +378,10 @@ impl Step {
         })
     }
 
-    /// `R` did not follow a large enough move of `N`.
+    /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
+    /// `N` fell, means the conditions changed between the windows: no verdict.)
     fn is_flat(&self) -> bool {
-        self.e < FLAT_E && self.dln_n.abs() >= FLAT_DLN_N
+        self.e.abs() < FLAT_E && self.dln_n.abs() >= FLAT_DLN_N
     }
 }
 
@@ -398,7 +392,7 @@ fn same_n(a: &Window, b: &Window) -> bool {
 }
 
 /// Sums over the current window.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 struct Accumulator {
     start: Option<Duration>,
     completed: u32,
@@ -446,5 +440,264 @@ impl Accumulator {
             ..Accumulator::default()
         };
         Some(window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOL: f64 = 0.25;
+    const MAX: f64 = 5_000.0;
+
+    fn window(run_ms: f64, in_flight: f64, binding: bool) -> Window {
+        Window {
+            run: run_ms / 1_000.0,
+            in_flight,
+            binding,
+        }
+    }
+
+    /// A law that has learned `R0 = r0_ms` from two steady windows that did not bind.
+    fn learned(r0_ms: f64) -> Law {
+        let mut law = Law::new();
+        law.update(1_000.0, &window(r0_ms, 100.0, false), TOL, MAX);
+        law.update(1_000.0, &window(r0_ms, 110.0, false), TOL, MAX);
+        assert_eq!(law.baseline, Some(r0_ms / 1_000.0));
+        assert!(law.confirmed);
+        law
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn windows_that_do_not_bind_keep_the_limit_and_average_r0_when_steady() {
+        let mut law = Law::new();
+        assert_eq!(
+            law.update(500.0, &window(20.0, 10.0, false), TOL, MAX),
+            500.0
+        );
+        assert_eq!(law.baseline, None, "one window: N may still be moving");
+        law.update(500.0, &window(20.0, 11.0, false), TOL, MAX);
+        law.update(500.0, &window(30.0, 12.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.025));
+        // N tripled: not steady, R0 untouched
+        law.update(500.0, &window(90.0, 36.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.025));
+        assert_eq!(law.reason, Reason::NotBinding);
+    }
+
+    #[test]
+    fn unsettled_binding_window_waits() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(60.0, 700.0, true), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::Settling);
+    }
+
+    #[test]
+    fn room_grows_fast_without_a_knee_and_gently_near_one() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_500.0
+        );
+        assert_eq!(law.reason, Reason::Room);
+        law.knee = Some(1_050.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_100.0
+        );
+        law.knee = Some(3_000.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_500.0
+        );
+        law.knee = Some(1_300.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_300.0
+        );
+    }
+
+    #[test]
+    fn inflated_run_time_that_followed_n_shrinks_in_proportion_at_most_halving() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
+        // N 1000 -> 1200 and R 24 -> 30 ms: e = ln(1.25) / ln(1.2) > 0.5; inflation 1.5
+        let next = law.update(1_200.0, &window(30.0, 1_200.0, true), TOL, MAX);
+        assert!(close(next, 1_200.0 * 1.25 / 1.5), "{next}");
+        assert_eq!(law.reason, Reason::Saturated);
+        assert!(law.saturated);
+        assert_eq!(law.knee, Some(1_200.0));
+        // far worse at a lower N (conditions changed, no verdict), while saturated: halve, no more
+        let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
+        assert_eq!(next, 500.0);
+    }
+
+    #[test]
+    fn latency_rise_at_constant_n_probes_unless_saturated() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX),
+            1_250.0
+        );
+        assert_eq!(law.reason, Reason::Probe);
+        law.saturated = true;
+        let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
+        assert_eq!(next, 500.0);
+        assert_eq!(law.reason, Reason::Saturated);
+    }
+
+    #[test]
+    fn flat_step_raises_r0_to_the_slower_downstream_and_grows() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe
+        law.saturated = true;
+        let next = law.update(1_250.0, &window(202.0, 1_240.0, true), TOL, MAX);
+        assert_eq!(next, 1_875.0);
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(law.baseline, Some(0.2));
+        assert!(!law.saturated);
+    }
+
+    #[test]
+    fn small_moves_never_count_as_flat() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
+        // N +10%, R flat: too small a move to re-baseline; still inflated and not saturated
+        // with N unchanged? N moved, so it is a saturated verdict on inflation
+        law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX);
+        assert_eq!(law.baseline, Some(0.02));
+        assert_eq!(law.reason, Reason::Saturated);
+    }
+
+    #[test]
+    fn cold_start_probes_then_descends_until_a_step_is_flat() {
+        let mut law = Law::new();
+        assert_eq!(
+            law.update(1_000.0, &window(25.0, 1_000.0, true), TOL, MAX),
+            1_250.0
+        );
+        assert_eq!(law.reason, Reason::Probe);
+        assert_eq!(
+            law.update(1_250.0, &window(31.0, 1_250.0, true), TOL, MAX),
+            750.0
+        );
+        assert_eq!(law.reason, Reason::BlindDescent);
+        assert!(law.saturated);
+        assert_eq!(
+            law.update(750.0, &window(20.0, 750.0, true), TOL, MAX),
+            450.0
+        );
+        assert_eq!(law.reason, Reason::BlindDescent);
+        // 750 -> 450 left R at 20 ms: flat, R0 found; grow toward the knee
+        assert_eq!(
+            law.update(450.0, &window(20.0, 450.0, true), TOL, MAX),
+            675.0
+        );
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(law.baseline, Some(0.02));
+        assert!(law.confirmed);
+    }
+
+    #[test]
+    fn the_ceiling_caps_growth() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(4_000.0, &window(20.0, 4_000.0, true), TOL, MAX),
+            MAX
+        );
+        assert_eq!(law.update(MAX, &window(20.0, MAX, true), TOL, MAX), MAX);
+        assert_eq!(law.reason, Reason::Ceiling);
+    }
+
+    fn sample(run_ms: u64, wait_ms: u64, in_flight: usize, dropped: bool) -> Sample {
+        Sample {
+            run: Duration::from_millis(run_ms),
+            queue_wait: Duration::from_millis(wait_ms),
+            in_flight,
+            dropped,
+        }
+    }
+
+    fn adaptive() -> AdaptiveLimit {
+        AdaptiveLimit::new(&AdaptiveConfig::default(), Bounds { min: 1, max: 5_000 })
+    }
+
+    #[test]
+    fn window_closes_after_enough_jobs_and_time_and_ignores_dropped_run_times() {
+        let mut acc = Accumulator::default();
+        let at = Duration::from_millis;
+        assert_eq!(acc.close(at(0), 0.0), None);
+        for _ in 0..31 {
+            acc.add(&sample(20, 0, 10, false), 1_000);
+        }
+        acc.add(&sample(0, 50, 10, true), 1_000);
+        assert_eq!(acc.close(at(50), 0.0), None, "31 completed jobs");
+        acc.add(&sample(20, 0, 10, false), 1_000);
+        assert_eq!(acc.close(at(15), 0.020), None, "shorter than a run time");
+        let w = acc.close(at(25), 0.020).expect("closes");
+        assert!(close(w.run, 0.020));
+        assert_eq!(w.in_flight, 10.0);
+        assert!(w.binding, "a dropped job means demand met the limit");
+        assert_eq!(acc.completed, 0);
+    }
+
+    #[test]
+    fn waits_sheds_and_a_full_limit_each_make_a_window_bind() {
+        let at = Duration::from_millis;
+        let fill = |acc: &mut Accumulator, wait, in_flight| {
+            for _ in 0..32 {
+                acc.add(&sample(20, wait, in_flight, false), 100);
+            }
+        };
+        let mut acc = Accumulator::default();
+        acc.close(at(0), 0.0);
+        fill(&mut acc, 0, 10);
+        assert!(!acc.close(at(100), 0.0).unwrap().binding);
+        fill(&mut acc, 2, 10);
+        assert!(acc.close(at(200), 0.0).unwrap().binding);
+        fill(&mut acc, 0, 100);
+        assert!(acc.close(at(300), 0.0).unwrap().binding);
+        fill(&mut acc, 0, 10);
+        acc.shed = 1;
+        assert!(acc.close(at(400), 0.0).unwrap().binding);
+    }
+
+    #[test]
+    fn queue_is_bounded_by_the_target_only_while_saturated() {
+        let mut a = adaptive();
+        assert_eq!(a.queue_bound(100_000), 100_000);
+        assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
+        a.law.saturated = true;
+        a.law.last_run = 0.025;
+        // 1000 * 5 ms / 25 ms
+        assert_eq!(a.queue_bound(100_000), 200);
+        assert_eq!(a.queue_bound(50), 50);
+        assert!(!a.drop_at_dequeue(Duration::from_millis(10)));
+        assert!(a.drop_at_dequeue(Duration::from_millis(11)));
+    }
+
+    #[test]
+    fn samples_drive_the_law_through_windows() {
+        let mut a = adaptive();
+        assert_eq!(a.limit(), 1_000);
+        assert_eq!(a.reason(), Reason::Initial);
+        let mut now = Duration::ZERO;
+        // a cold overload: every job starts with the limit full and runs 25 ms
+        for _ in 0..200 {
+            now += Duration::from_millis(1);
+            a.on_sample(now, &sample(25, 3, 1_000, false));
+        }
+        // the first window probed; the later ones wait for jobs started at the new limit
+        assert_eq!(a.limit(), 1_250);
+        assert_eq!(a.reason(), Reason::Settling);
+        a.on_shed(now);
+        assert_eq!(a.acc.shed, 1);
     }
 }

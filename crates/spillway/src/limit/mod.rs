@@ -30,8 +30,11 @@ pub(crate) mod vegas;
 
 use std::time::Duration;
 
+pub(crate) use config::Kind;
 pub use config::{Adaptive, Aimd, Gradient2, Limit, Vegas};
-pub(crate) use config::{InvalidLimit, Kind};
+// The builder maps it into `BuildError` once the limit is wired in.
+#[allow(unused_imports)]
+pub(crate) use config::InvalidLimit;
 
 /// What the pool observed about one job when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

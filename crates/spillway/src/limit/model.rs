@@ -18,12 +18,17 @@ use std::time::Duration;
 use super::{LimitAlgorithm, Sample};
 
 /// A totally ordered `f64` for the heaps (times are never NaN here).
-#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
-struct T(f64);
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct T(f64);
 impl Eq for T {}
 impl Ord for T {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
         self.0.total_cmp(&other.0)
+    }
+}
+impl PartialOrd for T {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
     }
 }
 
@@ -37,8 +42,7 @@ pub(crate) struct Step {
 fn value_at(initial: f64, steps: &[Step], now: f64) -> f64 {
     steps
         .iter()
-        .filter(|s| s.at <= now)
-        .last()
+        .rfind(|s| s.at <= now)
         .map_or(initial, |s| s.value)
 }
 
@@ -331,12 +335,17 @@ impl Run {
 
     /// The 99th percentile of arrival-to-end latency, over jobs ending in `[from, to)`.
     pub(crate) fn p99(&self, from: f64, to: f64) -> f64 {
+        self.percentile(0.99, from, to)
+    }
+
+    /// The `q` quantile of arrival-to-end latency, over jobs ending in `[from, to)`.
+    pub(crate) fn percentile(&self, q: f64, from: f64, to: f64) -> f64 {
         let mut lat: Vec<f64> = self.done_in(from, to).map(|d| d.end - d.arrival).collect();
         if lat.is_empty() {
             return 0.0;
         }
         lat.sort_by(f64::total_cmp);
-        lat[((lat.len() as f64 * 0.99).ceil() as usize).clamp(1, lat.len()) - 1]
+        lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1]
     }
 
     /// The mean limit over `[from, to)`, sampled where recorded.

@@ -87,7 +87,13 @@ fn downstream_overload_settles_near_its_permits_and_keeps_latency_near_its_hold(
         (0.8 * permits..=1.5 * permits).contains(&limit),
         "limit {limit:.0}"
     );
-    assert!(run.p99(1.5, 3.0) <= 2.5 * HOLD, "p99 {}", run.p99(1.5, 3.0));
+    // the run time settles near (1 + tolerance) T; the queue adds up to the 5 ms target (twice
+    // that before a job is dropped at dequeue)
+    let target = 0.005;
+    let p50 = run.percentile(0.5, 1.5, 3.0);
+    assert!(p50 <= 1.5 * HOLD + target, "p50 {p50}");
+    let p99 = run.p99(1.5, 3.0);
+    assert!(p99 <= 2.0 * HOLD + 2.0 * target, "p99 {p99}");
     assert!(run.goodput(1.5, 3.0) >= 0.9 * permits / HOLD);
 }
 
