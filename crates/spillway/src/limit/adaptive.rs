@@ -617,12 +617,9 @@ mod tests {
     }
 
     fn sample(run_ms: u64, wait_ms: u64, in_flight: usize, dropped: bool) -> Sample {
-        Sample {
-            run: Duration::from_millis(run_ms),
-            queue_wait: Duration::from_millis(wait_ms),
-            in_flight,
-            dropped,
-        }
+        Sample::ran(run_ms, in_flight)
+            .with_wait(wait_ms)
+            .with_drop(dropped)
     }
 
     fn adaptive() -> AdaptiveLimit {

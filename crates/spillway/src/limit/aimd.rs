@@ -63,12 +63,7 @@ mod tests {
     }
 
     fn sample(run_ms: u64, in_flight: usize, dropped: bool) -> Sample {
-        Sample {
-            run: Duration::from_millis(run_ms),
-            queue_wait: Duration::ZERO,
-            in_flight,
-            dropped,
-        }
+        Sample::ran(run_ms, in_flight).with_drop(dropped)
     }
 
     #[test]

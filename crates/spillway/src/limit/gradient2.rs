@@ -76,8 +76,6 @@ impl Gradient2Limit {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn gradient2() -> Gradient2Limit {
@@ -85,12 +83,7 @@ mod tests {
     }
 
     fn sample(run_ms: u64, in_flight: usize) -> Sample {
-        Sample {
-            run: Duration::from_millis(run_ms),
-            queue_wait: Duration::ZERO,
-            in_flight,
-            dropped: false,
-        }
+        Sample::ran(run_ms, in_flight)
     }
 
     #[test]

@@ -51,6 +51,17 @@ pub(crate) fn log10_int(n: usize) -> usize {
     if n < 10 { 1 } else { n.ilog10() as usize }
 }
 
+/// One splitmix64 step on `state`: a uniform float in `(0, 1)`. Deterministic, so that runs
+/// repeat.
+pub(crate) fn splitmix_unit(state: &mut u64) -> f64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -77,5 +88,14 @@ mod tests {
         assert_eq!(log10_int(999), 2);
         assert_eq!(log10_int(1000), 3);
         assert_eq!(log10_int(usize::MAX), 19);
+    }
+
+    #[test]
+    fn splitmix_stays_inside_the_unit_interval() {
+        let mut state = 0;
+        let draws: Vec<f64> = (0..1_000).map(|_| splitmix_unit(&mut state)).collect();
+        assert!(draws.iter().all(|u| *u > 0.0 && *u < 1.0));
+        let mean = draws.iter().sum::<f64>() / 1_000.0;
+        assert!((mean - 0.5).abs() < 0.05, "{mean}");
     }
 }

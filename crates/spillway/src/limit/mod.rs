@@ -51,6 +51,30 @@ pub(crate) struct Sample {
     pub(crate) dropped: bool,
 }
 
+#[cfg(test)]
+impl Sample {
+    /// A job that ran `run_ms` and started with `in_flight` running, without queueing.
+    pub(crate) fn ran(run_ms: u64, in_flight: usize) -> Sample {
+        Sample {
+            run: Duration::from_millis(run_ms),
+            queue_wait: Duration::ZERO,
+            in_flight,
+            dropped: false,
+        }
+    }
+
+    pub(crate) fn with_wait(self, wait_ms: u64) -> Sample {
+        Sample {
+            queue_wait: Duration::from_millis(wait_ms),
+            ..self
+        }
+    }
+
+    pub(crate) fn with_drop(self, dropped: bool) -> Sample {
+        Sample { dropped, ..self }
+    }
+}
+
 /// The driver's hard range for the limit: `min_workers..=max_workers`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bounds {

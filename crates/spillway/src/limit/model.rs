@@ -15,6 +15,7 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
+use super::measure::splitmix_unit;
 use super::{LimitAlgorithm, Sample};
 
 /// A totally ordered `f64` for the heaps (times are never NaN here).
@@ -32,79 +33,165 @@ impl PartialOrd for T {
     }
 }
 
-/// A step change of a service parameter at a time.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Step {
-    pub(crate) at: f64,
-    pub(crate) value: f64,
+/// A parameter that steps to new values at given times.
+#[derive(Debug, Clone)]
+pub(crate) struct Param {
+    initial: f64,
+    /// `(at, value)`, in order.
+    steps: Vec<(f64, f64)>,
 }
 
-fn value_at(initial: f64, steps: &[Step], now: f64) -> f64 {
-    steps
-        .iter()
-        .rfind(|s| s.at <= now)
-        .map_or(initial, |s| s.value)
+impl Param {
+    fn new(initial: f64) -> Param {
+        Param {
+            initial,
+            steps: Vec::new(),
+        }
+    }
+
+    fn at(&self, now: f64) -> f64 {
+        self.steps
+            .iter()
+            .rfind(|s| s.0 <= now)
+            .map_or(self.initial, |s| s.1)
+    }
+
+    fn next_change(&self, now: f64) -> Option<f64> {
+        self.steps.iter().map(|s| s.0).find(|&at| at > now)
+    }
+}
+
+/// A heap of `(time, job)`, earliest first.
+type Timers = BinaryHeap<Reverse<(T, usize)>>;
+
+/// Pops the earliest entry when it is at or before `limit`.
+fn pop_due(timers: &mut Timers, limit: f64) -> Option<(f64, usize)> {
+    let &Reverse((T(t), id)) = timers.peek()?;
+    (t <= limit).then(|| {
+        timers.pop();
+        (t, id)
+    })
+}
+
+/// Processor sharing on `cores`, then a fixed wait.
+#[derive(Debug)]
+pub(crate) struct Cpu {
+    cores: Param,
+    /// Mean CPU time per job.
+    cpu: f64,
+    wait: Param,
+    /// Virtual time of the processor-sharing phase: each job in it gets `min(1, cores / jobs)`.
+    virtual_now: f64,
+    cpu_jobs: Timers,
+    waiting: Timers,
+}
+
+impl Cpu {
+    fn rate(&self, now: f64) -> f64 {
+        match self.cpu_jobs.len() {
+            0 => 1.0,
+            jobs => (self.cores.at(now) / jobs as f64).min(1.0),
+        }
+    }
+
+    fn next_event(&self, now: f64) -> Option<f64> {
+        let rate = self.rate(now);
+        let cpu = self
+            .cpu_jobs
+            .peek()
+            .map(|Reverse((T(v), _))| now + (v - self.virtual_now).max(0.0) / rate);
+        let wait = self.waiting.peek().map(|Reverse((T(t), _))| *t);
+        [cpu, wait, self.cores.next_change(now)]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
+    }
+
+    fn advance(&mut self, now: f64, to: f64, done: &mut Vec<usize>) {
+        self.virtual_now += (to - now) * self.rate(now);
+        while let Some((_, id)) = pop_due(&mut self.cpu_jobs, self.virtual_now + 1e-12) {
+            let end = to + self.wait.at(to);
+            self.waiting.push(Reverse((T(end), id)));
+        }
+        while let Some((_, id)) = pop_due(&mut self.waiting, to) {
+            done.push(id);
+        }
+    }
+}
+
+/// A downstream semaphore: `free` permits, each held for `hold`, handed out FIFO.
+#[derive(Debug)]
+pub(crate) struct Permits {
+    free: usize,
+    hold: Param,
+    waiters: VecDeque<usize>,
+    holding: Timers,
+}
+
+impl Permits {
+    fn start(&mut self, id: usize, now: f64) {
+        if self.free > 0 {
+            self.free -= 1;
+            self.holding.push(Reverse((T(now + self.hold.at(now)), id)));
+        } else {
+            self.waiters.push_back(id);
+        }
+    }
+
+    fn advance(&mut self, to: f64, done: &mut Vec<usize>) {
+        while let Some((_, id)) = pop_due(&mut self.holding, to) {
+            done.push(id);
+            match self.waiters.pop_front() {
+                Some(next) => {
+                    let end = to + self.hold.at(to);
+                    self.holding.push(Reverse((T(end), next)));
+                }
+                None => self.free += 1,
+            }
+        }
+    }
 }
 
 #[derive(Debug)]
 pub(crate) enum Service {
-    Cpu {
-        cores: f64,
-        core_steps: Vec<Step>,
-        cpu: f64,
-        wait: f64,
-        wait_steps: Vec<Step>,
-        /// Virtual time of the processor-sharing phase.
-        virtual_now: f64,
-        cpu_jobs: BinaryHeap<Reverse<(T, usize)>>,
-        waiting: BinaryHeap<Reverse<(T, usize)>>,
-    },
-    Permits {
-        free: usize,
-        hold: f64,
-        hold_steps: Vec<Step>,
-        waiters: VecDeque<usize>,
-        holding: BinaryHeap<Reverse<(T, usize)>>,
-    },
+    Cpu(Cpu),
+    Permits(Permits),
 }
 
 impl Service {
     pub(crate) fn cpu(cores: f64, cpu: f64, wait: f64) -> Service {
-        Service::Cpu {
-            cores,
-            core_steps: Vec::new(),
+        Service::Cpu(Cpu {
+            cores: Param::new(cores),
             cpu,
-            wait,
-            wait_steps: Vec::new(),
+            wait: Param::new(wait),
             virtual_now: 0.0,
-            cpu_jobs: BinaryHeap::new(),
-            waiting: BinaryHeap::new(),
-        }
+            cpu_jobs: Timers::new(),
+            waiting: Timers::new(),
+        })
     }
 
     pub(crate) fn permits(permits: usize, hold: f64) -> Service {
-        Service::Permits {
+        Service::Permits(Permits {
             free: permits,
-            hold,
-            hold_steps: Vec::new(),
+            hold: Param::new(hold),
             waiters: VecDeque::new(),
-            holding: BinaryHeap::new(),
-        }
+            holding: Timers::new(),
+        })
     }
 
     /// The job's wait (CPU model) or hold (permits) becomes `value` from `at` on.
     pub(crate) fn slow_down(mut self, at: f64, value: f64) -> Service {
         match &mut self {
-            Service::Cpu { wait_steps, .. } => wait_steps.push(Step { at, value }),
-            Service::Permits { hold_steps, .. } => hold_steps.push(Step { at, value }),
+            Service::Cpu(cpu) => cpu.wait.steps.push((at, value)),
+            Service::Permits(permits) => permits.hold.steps.push((at, value)),
         }
         self
     }
 
     /// The CPU model's cores become `value` from `at` on.
     pub(crate) fn cores_at(mut self, at: f64, value: f64) -> Service {
-        if let Service::Cpu { core_steps, .. } = &mut self {
-            core_steps.push(Step { at, value });
+        if let Service::Cpu(cpu) = &mut self {
+            cpu.cores.steps.push((at, value));
         }
         self
     }
@@ -112,115 +199,28 @@ impl Service {
     /// Starts job `id`; `unit` is uniform in `(0, 1)` and draws its CPU time (exponential).
     fn start(&mut self, id: usize, now: f64, unit: f64) {
         match self {
-            Service::Cpu {
-                cpu,
-                virtual_now,
-                cpu_jobs,
-                ..
-            } => cpu_jobs.push(Reverse((T(*virtual_now - *cpu * unit.ln()), id))),
-            Service::Permits {
-                free,
-                hold,
-                hold_steps,
-                waiters,
-                holding,
-            } => {
-                if *free > 0 {
-                    *free -= 1;
-                    let end = now + value_at(*hold, hold_steps, now);
-                    holding.push(Reverse((T(end), id)));
-                } else {
-                    waiters.push_back(id);
-                }
+            Service::Cpu(c) => {
+                let finish = c.virtual_now - c.cpu * unit.ln();
+                c.cpu_jobs.push(Reverse((T(finish), id)));
             }
+            Service::Permits(p) => p.start(id, now),
         }
     }
 
     /// The time of the next internal event, if any.
     fn next_event(&self, now: f64) -> Option<f64> {
         match self {
-            Service::Cpu {
-                cores,
-                core_steps,
-                virtual_now,
-                cpu_jobs,
-                waiting,
-                ..
-            } => {
-                let rate = ps_rate(value_at(*cores, core_steps, now), cpu_jobs.len());
-                let cpu = cpu_jobs
-                    .peek()
-                    .map(|Reverse((T(v), _))| now + (v - virtual_now).max(0.0) / rate);
-                let wait = waiting.peek().map(|Reverse((T(t), _))| *t);
-                let change = core_steps.iter().map(|s| s.at).find(|&at| at > now);
-                [cpu, wait, change].into_iter().flatten().reduce(f64::min)
-            }
-            Service::Permits { holding, .. } => holding.peek().map(|Reverse((T(t), _))| *t),
+            Service::Cpu(c) => c.next_event(now),
+            Service::Permits(p) => p.holding.peek().map(|Reverse((T(t), _))| *t),
         }
     }
 
-    /// Advances from `now` to `to` (no event strictly inside) and returns the jobs that finished.
+    /// Advances from `now` to `to` (no event strictly inside), collecting the jobs that finished.
     fn advance(&mut self, now: f64, to: f64, done: &mut Vec<usize>) {
         match self {
-            Service::Cpu {
-                cores,
-                core_steps,
-                wait,
-                wait_steps,
-                virtual_now,
-                cpu_jobs,
-                waiting,
-                ..
-            } => {
-                let rate = ps_rate(value_at(*cores, core_steps, now), cpu_jobs.len());
-                *virtual_now += (to - now) * rate;
-                while let Some(Reverse((T(v), id))) = cpu_jobs.peek().copied() {
-                    if v > *virtual_now + 1e-12 {
-                        break;
-                    }
-                    cpu_jobs.pop();
-                    let end = to + value_at(*wait, wait_steps, to);
-                    waiting.push(Reverse((T(end), id)));
-                }
-                while let Some(Reverse((T(t), id))) = waiting.peek().copied() {
-                    if t > to {
-                        break;
-                    }
-                    waiting.pop();
-                    done.push(id);
-                }
-            }
-            Service::Permits {
-                free,
-                hold,
-                hold_steps,
-                waiters,
-                holding,
-            } => {
-                while let Some(Reverse((T(t), id))) = holding.peek().copied() {
-                    if t > to {
-                        break;
-                    }
-                    holding.pop();
-                    done.push(id);
-                    match waiters.pop_front() {
-                        Some(next) => {
-                            let end = to + value_at(*hold, hold_steps, to);
-                            holding.push(Reverse((T(end), next)));
-                        }
-                        None => *free += 1,
-                    }
-                }
-            }
+            Service::Cpu(c) => c.advance(now, to, done),
+            Service::Permits(p) => p.advance(to, done),
         }
-    }
-}
-
-fn ps_rate(cores: f64, jobs: usize) -> f64 {
-    if jobs == 0 {
-        1.0
-    } else {
-        (cores / jobs as f64).min(1.0)
     }
 }
 
@@ -282,18 +282,13 @@ impl Load {
     }
 }
 
-/// splitmix64.
+/// The model's random source.
 #[derive(Debug)]
 pub(crate) struct Rng(u64);
 
 impl Rng {
     pub(crate) fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        ((z >> 11) as f64 + 0.5) / (1u64 << 53) as f64
+        splitmix_unit(&mut self.0)
     }
 
     fn exp(&mut self, rate: f64) -> f64 {

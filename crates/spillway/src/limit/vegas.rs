@@ -25,7 +25,7 @@
 
 use std::time::Duration;
 
-use super::measure::log10_int;
+use super::measure::{log10_int, splitmix_unit};
 use super::{Bounds, Sample};
 use crate::limit::config::VegasConfig;
 
@@ -106,15 +106,9 @@ impl VegasLimit {
         }
     }
 
-    /// A new jitter in `[0.5, 1)` from a splitmix64 step.
+    /// A new jitter in `[0.5, 1)`, as Java's `nextDouble(0.5, 1)`.
     fn reset_probe_jitter(&mut self) {
-        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let unit = (z >> 11) as f64 / (1u64 << 53) as f64;
-        self.probe_jitter = 0.5 + 0.5 * unit;
+        self.probe_jitter = 0.5 + 0.5 * splitmix_unit(&mut self.rng);
     }
 }
 
@@ -129,12 +123,7 @@ mod tests {
     }
 
     fn sample(run_ms: u64, in_flight: usize, dropped: bool) -> Sample {
-        Sample {
-            run: Duration::from_millis(run_ms),
-            queue_wait: Duration::ZERO,
-            in_flight,
-            dropped,
-        }
+        Sample::ran(run_ms, in_flight).with_drop(dropped)
     }
 
     #[test]
