@@ -6,10 +6,12 @@
 //!
 //! An in-process pool knows, for every job, its run time `R` (start to end, excluding our own
 //! queue), its queue wait, and the number in flight `N` when it started; by Little's law the
-//! throughput is `X = N / R`. Samples are summed into windows of at least 10 ms, 32 completed
-//! jobs and one mean run time (at most 1 s), so that a window holds jobs that started under
-//! about the same limit. The law runs once per window, on the means of `N` and `R` over the
-//! jobs that completed in it. Dropped jobs (expired, dropped at dequeue) are counted, never
+//! throughput is `X = N / R`. Samples are summed into windows of at least 10 ms, 64 completed
+//! jobs and one mean run time, so that a window holds jobs that started under about the same
+//! limit; a window in which the limit binds (below) also stays open until its mean run time is
+//! known within 5% (one standard error; at most 1 s), so that two of them can be compared even
+//! for jobs whose run times vary a lot. The law runs once per window, on the means of `N` and `R`
+//! over the jobs that completed in it. Dropped jobs (expired, dropped at dequeue) are counted, never
 //! averaged in: they did not run, so their near-zero "latency" cannot pull `R` down.
 //!
 //! # The law
@@ -27,14 +29,20 @@
 //! flat: a resource is saturated (the CPU, a downstream with a fixed number of permits). On a
 //! settled window:
 //!
-//! 1. *Flat step* (`e < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so `R`
-//!    at this `N` is uncongested; `R0` becomes the lower `R` of the two windows (this is how a
-//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows.
-//! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): probe by +25%; if `R`
-//!    follows (`e >= 0.5`), step down by 40% per settled window until a step leaves `R` flat
-//!    (rule 1). No Envoy-style pinning to a tiny limit is needed.
+//! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so
+//!    `R` at this `N` is uncongested; `R0` becomes the mean `R` of the two windows (this is how a
+//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows. (`e` clearly
+//!    negative, `R` up while `N` went down, means conditions changed: no verdict.)
+//! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
+//!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
+//!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
+//!    the descent is under way and `N` did not move, descend to where `R` would be
+//!    `1 + tolerance` times that fastest mean if throughput stays flat,
+//!    `N (1 + tolerance) R_fastest / R`, by at least 40% and at most fiftyfold per settled window,
+//!    until a step leaves `R` flat (rule 1). Otherwise probe by +25%. No Envoy-style pinning to a
+//!    tiny limit is needed.
 //! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
-//!    knee), by 10% near it.
+//!    knee), by 10% near it (by one job at least).
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
 //!    slowed (more concurrency would help) or capacity fell (it would not). Probe by +25% and
 //!    let the next settled window tell (rule 1 or 5).
@@ -42,14 +50,17 @@
 //!    excess, `L (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease), and note the
 //!    knee.
 //!
-//! The limit settles where the run time is about `1 + tolerance` times the uncongested one: for
-//! jobs bound by a downstream of `P` permits near `(1 + tolerance) P`, for the seed job on a
-//! saturated CPU near `1 + tolerance` times the knee `X_max R0`.
+//! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
+//! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
+//! where the run time is about `1 + tolerance` times the uncongested one: for jobs bound by a
+//! downstream of `P` permits near `(1 + tolerance) P`, for the seed job on a saturated CPU near
+//! `1 + tolerance` times the knee `X_max R0`. It is kept as a float and rounded (a knee of two
+//! jobs gives 1.6, i.e. 2).
 //!
 //! # The queue
 //!
-//! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind
-//! or a flat step), [`AdaptiveLimit::queue_bound`] is what the pool completes within
+//! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind,
+//! or a flat step past the last knee), [`AdaptiveLimit::queue_bound`] is what the pool completes within
 //! `queue_target` (`L * target / R`, Little's law again) and a job that waited over twice the
 //! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_at_dequeue`]).
 //! Otherwise the queue is bounded only by `queue_capacity`: a slower downstream or a burst is
@@ -63,7 +74,11 @@
 //! after idleness starts at once, nothing learned yet. A step overload from cold puts at most
 //! `1.25 * initial_limit` jobs in flight before the first verdict (the bound on the memory
 //! overshoot); from there rule 2 descends to the knee within a few windows. A smaller initial
-//! limit would shed the first jobs of every burst; a larger one would overshoot further.
+//! limit would shed the first jobs of every burst; a larger one would overshoot further. The
+//! cost falls on CPU-bound jobs: a thousand of them on two cores run for half a second each
+//! before the first verdict (in the model at 3x overload: p99 near a second for the first second,
+//! under 100 ms after it, and the limit within a few jobs of the cores after about 3 s); set a
+//! smaller `initial_limit` for a pool that only computes.
 //!
 //! # Failure modes of the published limiters, and what this law does instead
 //!
@@ -74,13 +89,14 @@
 //!   only on the run times of jobs that ran.
 //! * *Dropped requests recording near-zero latency*: see above.
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
-//!   limit; means over at least 32 jobs are compared, not single samples.
+//!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
 //! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 50% per
 //!   settled window while that proves productive.
 //! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
 //!   from windows that do not bind or from flat steps; the limit is never pinned low.
-//! * *Baseline drift in long incidents* (failsafe-go): while saturated, `R0` only moves down (a
-//!   settled mean below it) or on a flat step, never because `R` stays high.
+//! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
+//!   down (slowly, toward a settled mean below it) or on a flat step, never because `R` stays
+//!   high. In the model, 20 s at 5x overload: the limit's per-second means stay within 3%.
 //! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
 //!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
 //!   does not shed until the pool is proven saturated.
@@ -93,9 +109,12 @@ use super::{Bounds, Sample};
 /// A window closes after at least this long...
 const MIN_WINDOW: Duration = Duration::from_millis(10);
 /// ...and this many completed jobs...
-const MIN_SAMPLES: u32 = 32;
-/// ...and one mean run time of the previous window, at most this long.
+const MIN_SAMPLES: u32 = 64;
+/// ...and one mean run time of the previous window, at most this long...
 const MAX_WINDOW: Duration = Duration::from_secs(1);
+/// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
+/// it reached `MAX_WINDOW`.
+const MAX_RELATIVE_ERROR: f64 = 0.05;
 /// A mean queue wait at least this long means the limit binds.
 const BINDING_WAIT: f64 = 0.001;
 /// `N` must move by this much (in ln) between windows for `e` to be measured.
@@ -112,6 +131,9 @@ const FAST_GROWTH: f64 = 1.5;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
+const MAX_BLIND_DESCENT: f64 = 0.02;
+/// Weight of a settled mean below `R0`.
+const R0_DECAY: f64 = 0.1;
 
 /// What one window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -161,6 +183,8 @@ pub(crate) struct Law {
     pub(crate) measured: Option<Window>,
     /// The window before this one.
     pub(crate) last: Option<Window>,
+    /// The window with the lowest mean run time (an upper bound on `R0`).
+    pub(crate) fastest: Option<Window>,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -176,6 +200,7 @@ impl Law {
             confirmed: false,
             measured: None,
             last: None,
+            fastest: None,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -196,8 +221,10 @@ impl AdaptiveLimit {
         }
     }
 
+    /// The limit, rounded to the nearest count (not truncated as in the Netflix ports: at a knee of
+    /// two jobs, 1.6 means 2).
     pub(crate) fn limit(&self) -> usize {
-        self.bounds.clamp(self.limit)
+        self.bounds.clamp(self.limit.round())
     }
 
     /// Why the limit last moved or held.
@@ -250,12 +277,19 @@ impl Law {
     /// the highest allowed.
     pub(crate) fn update(&mut self, limit: f64, w: &Window, tolerance: f64, max: f64) -> f64 {
         let last = self.last.replace(*w);
+        if w.run > 0.0 && self.fastest.is_none_or(|f| w.run < f.run) {
+            self.fastest = Some(*w);
+        }
         let next = if !w.binding {
             self.not_binding(limit, w, last)
-        } else if (w.in_flight / limit).ln().abs() <= SETTLED_DLN_N {
+        } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
             self.measured = Some(*w);
             next
+        } else if !self.confirmed && !self.saturated {
+            // Cold start: demand met the limit for the first time. If R grew with N since the
+            // fastest window, descend now rather than after the ramp settles.
+            self.unconfirmed(limit, w, None, tolerance, Reason::Settling)
         } else {
             // Most jobs in this window started before the last move (or before demand rose).
             self.reason = Reason::Settling;
@@ -289,11 +323,12 @@ impl Law {
             return self.productive(limit, w, step);
         }
         if let Some(r0) = self.baseline.filter(|&r0| w.run < r0) {
-            self.baseline = Some(w.run.min(r0)); // a mean below R0 proves R0 too high
+            // A mean below R0 says R0 is too high; follow slowly, as one window is noisy.
+            self.baseline = Some(r0 + R0_DECAY * (w.run - r0));
         }
         let inflation = match self.baseline {
             Some(r0) if self.confirmed => w.run / r0,
-            _ => return self.unconfirmed(limit, step),
+            _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
         match step {
             _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room),
@@ -310,40 +345,66 @@ impl Law {
     }
 
     /// No uncongested run time seen yet (cold start straight into overload).
-    fn unconfirmed(&mut self, limit: f64, step: Option<Step>) -> f64 {
+    /// Without a step from the last settled window, the window with the fastest mean serves:
+    /// if `R` grew with `N` since then, the pool is past its knee already.
+    /// Otherwise: `otherwise` (probe or wait).
+    fn unconfirmed(
+        &mut self,
+        limit: f64,
+        w: &Window,
+        step: Option<Step>,
+        tol: f64,
+        otherwise: Reason,
+    ) -> f64 {
+        let step = step.or_else(|| Step::between(&self.fastest?, w));
+        let descend = match step {
+            Some(step) => step.e >= SATURATED_E,
+            None => self.saturated, // N did not move: keep descending
+        };
         match step {
-            Some(step) if step.e >= SATURATED_E => {
-                self.knee = Some(step.low_n);
+            _ if descend => {
+                self.knee = Some(step.map_or(w.in_flight, |s| s.low_n));
                 self.saturated = true;
                 self.reason = Reason::BlindDescent;
-                limit * BLIND_DESCENT
+                // Where R would be (1 + tol) times the fastest mean seen, if X stays flat; at
+                // least a 40% step, at most a fiftyfold one.
+                let fastest = self.fastest.map_or(w.run, |f| f.run);
+                let estimate = w.in_flight * (1.0 + tol) * fastest / w.run;
+                (limit * BLIND_DESCENT)
+                    .min(estimate)
+                    .max(limit * MAX_BLIND_DESCENT)
             }
-            _ => self.probe(limit),
+            _ if otherwise == Reason::Probe => self.probe(limit),
+            _ => {
+                self.reason = otherwise;
+                limit
+            }
         }
     }
 
     fn probe(&mut self, limit: f64) -> f64 {
         self.reason = Reason::Probe;
-        limit * PROBE
+        (limit * PROBE).max(limit + 1.0)
     }
 
     /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
     fn productive(&mut self, limit: f64, w: &Window, step: Step) -> f64 {
-        self.baseline = Some(step.low_run);
+        self.baseline = Some(step.mean_run);
         self.confirmed = true;
-        self.saturated = false;
         if self.knee.is_some_and(|knee| w.in_flight > knee) {
             self.knee = None; // productive past the old knee: it moved
         }
+        // Growing back toward a known knee, the queue stays short; past it, it opens.
+        self.saturated &= self.knee.is_some();
         self.grow(limit, Reason::Productive)
     }
 
     fn grow(&mut self, limit: f64, reason: Reason) -> f64 {
         self.reason = reason;
         match self.knee {
-            Some(knee) if limit * GENTLE_GROWTH >= knee => limit * GENTLE_GROWTH,
+            Some(knee) if limit * GENTLE_GROWTH >= knee => (limit * GENTLE_GROWTH).max(limit + 1.0),
             Some(knee) => (limit * FAST_GROWTH).min(knee),
-            None => limit * FAST_GROWTH,
+            None => (limit * FAST_GROWTH).max(limit + 1.0),
         }
     }
 }
@@ -354,9 +415,10 @@ pub(crate) struct Step {
     /// `dln R / dln N`.
     pub(crate) e: f64,
     pub(crate) dln_n: f64,
-    /// The lower of the two `N`, and of the two `R`.
+    /// The lower of the two `N`.
     pub(crate) low_n: f64,
-    pub(crate) low_run: f64,
+    /// The mean of the two `R` (for a flat step, both are uncongested).
+    pub(crate) mean_run: f64,
 }
 
 impl Step {
@@ -374,7 +436,7 @@ impl Step {
             e: (cur.run / prev.run).ln() / dln_n,
             dln_n,
             low_n: prev.in_flight.min(cur.in_flight),
-            low_run: prev.run.min(cur.run),
+            mean_run: (prev.run + cur.run) / 2.0,
         })
     }
 
@@ -397,6 +459,7 @@ struct Accumulator {
     start: Option<Duration>,
     completed: u32,
     run_sum: f64,
+    run_sq_sum: f64,
     in_flight_sum: f64,
     wait_sum: f64,
     full: bool,
@@ -411,10 +474,23 @@ impl Accumulator {
             return;
         }
         self.completed = self.completed.saturating_add(1);
-        self.run_sum += sample.run.as_secs_f64();
+        let run = sample.run.as_secs_f64();
+        self.run_sum += run;
+        self.run_sq_sum += run * run;
         self.in_flight_sum += sample.in_flight as f64;
         self.wait_sum += sample.queue_wait.as_secs_f64();
         self.full |= sample.in_flight >= limit;
+    }
+
+    /// The standard error of the mean run time, relative to it.
+    fn relative_error(&self, n: f64) -> f64 {
+        let mean = self.run_sum / n;
+        let variance = (self.run_sq_sum / n - mean * mean).max(0.0);
+        if mean > 0.0 {
+            (variance / n).sqrt() / mean
+        } else {
+            0.0
+        }
     }
 
     /// The window, if it is long and full enough to close at `now`; then starts the next one.
@@ -424,16 +500,20 @@ impl Accumulator {
         let min_len = MIN_WINDOW
             .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
             .min(MAX_WINDOW);
-        let enough = self.completed >= MIN_SAMPLES || (elapsed >= MAX_WINDOW && self.completed > 0);
+        let n = f64::from(self.completed);
+        let binding = self.shed > 0 || self.dropped > 0 || self.wait_sum / n >= BINDING_WAIT;
+        let binding = binding || self.full;
+        // Only binding windows are compared with each other, so only they need precision.
+        let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
+        let precise = precise && self.completed >= MIN_SAMPLES;
+        let enough = precise || (elapsed >= MAX_WINDOW && self.completed >= MIN_SAMPLES);
         if elapsed < min_len || !enough {
             return None;
         }
-        let n = f64::from(self.completed);
-        let wait = self.wait_sum / n;
         let window = Window {
             run: self.run_sum / n,
             in_flight: self.in_flight_sum / n,
-            binding: self.shed > 0 || self.dropped > 0 || wait >= BINDING_WAIT || self.full,
+            binding,
         };
         *self = Accumulator {
             start: Some(now),
@@ -561,7 +641,10 @@ mod tests {
         let next = law.update(1_250.0, &window(202.0, 1_240.0, true), TOL, MAX);
         assert_eq!(next, 1_875.0);
         assert_eq!(law.reason, Reason::Productive);
-        assert_eq!(law.baseline, Some(0.2));
+        assert!(
+            close(law.baseline.unwrap(), 0.201),
+            "the mean of both windows"
+        );
         assert!(!law.saturated);
     }
 
@@ -631,11 +714,11 @@ mod tests {
         let mut acc = Accumulator::default();
         let at = Duration::from_millis;
         assert_eq!(acc.close(at(0), 0.0), None);
-        for _ in 0..31 {
+        for _ in 1..MIN_SAMPLES {
             acc.add(&sample(20, 0, 10, false), 1_000);
         }
         acc.add(&sample(0, 50, 10, true), 1_000);
-        assert_eq!(acc.close(at(50), 0.0), None, "31 completed jobs");
+        assert_eq!(acc.close(at(50), 0.0), None, "one completed job short");
         acc.add(&sample(20, 0, 10, false), 1_000);
         assert_eq!(acc.close(at(15), 0.020), None, "shorter than a run time");
         let w = acc.close(at(25), 0.020).expect("closes");
@@ -646,10 +729,45 @@ mod tests {
     }
 
     #[test]
+    fn a_binding_window_stays_open_until_its_mean_is_precise() {
+        let mut acc = Accumulator::default();
+        let at = Duration::from_millis;
+        acc.close(at(0), 0.0);
+        // run times of 1 and 39 ms alternate: mean 20, standard deviation 19
+        let mut add = |acc: &mut Accumulator, n: u32| {
+            for i in 0..n {
+                let run = if i % 2 == 0 { 1 } else { 39 };
+                acc.add(&sample(run, 5, 10, false), 1_000);
+            }
+        };
+        add(&mut acc, MIN_SAMPLES);
+        assert_eq!(
+            acc.close(at(100), 0.0),
+            None,
+            "19 / 20 / sqrt(64) = 12% error"
+        );
+        // (19 / 20) / sqrt(n) <= 5% from n = 361 on
+        add(&mut acc, 360 - MIN_SAMPLES);
+        assert_eq!(acc.close(at(200), 0.0), None);
+        add(&mut acc, 2);
+        let w = acc.close(at(300), 0.0).expect("precise enough");
+        assert!(w.binding);
+        assert!(close(w.run, 0.020));
+        // the same spread without binding closes at once: only binding windows are compared
+        let mut quiet = Accumulator::default();
+        quiet.close(at(0), 0.0);
+        for i in 0..MIN_SAMPLES {
+            let run = if i % 2 == 0 { 1 } else { 39 };
+            quiet.add(&sample(run, 0, 10, false), 1_000);
+        }
+        assert!(!quiet.close(at(100), 0.0).expect("closes").binding);
+    }
+
+    #[test]
     fn waits_sheds_and_a_full_limit_each_make_a_window_bind() {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
-            for _ in 0..32 {
+            for _ in 0..MIN_SAMPLES {
                 acc.add(&sample(20, wait, in_flight, false), 100);
             }
         };

@@ -52,6 +52,8 @@ fn limit() -> impl Strategy<Value = Limit> {
 }
 
 proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
     #[test]
     fn limit_stays_within_bounds(
         limit in limit(),

@@ -109,7 +109,8 @@ fn slower_downstream_at_low_load_sheds_nothing() {
 /// about the peers.
 #[test]
 fn peers_in_the_model() {
-    let names = ["adaptive", "gradient2", "vegas", "aimd", "fixed"];
+    // `fixed` (5,000 in flight, a 100,000-job queue) is left out: it is slow to model.
+    let names = ["adaptive", "gradient2", "vegas", "aimd"];
     println!("scenario        limit      goodput/cap  p99 ms  shed%  mean-limit  max-in-flight");
     for (scenario, service, load, window, capacity) in scenarios() {
         for name in names {
