@@ -734,7 +734,7 @@ mod tests {
         let at = Duration::from_millis;
         acc.close(at(0), 0.0);
         // run times of 1 and 39 ms alternate: mean 20, standard deviation 19
-        let mut add = |acc: &mut Accumulator, n: u32| {
+        let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
                 acc.add(&sample(run, 5, 10, false), 1_000);
