@@ -31,7 +31,8 @@
 //!
 //! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so
 //!    `R` at this `N` is uncongested; `R0` becomes the mean `R` of the two windows (this is how a
-//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows. (`e` clearly
+//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows (doubles after
+//!    two flat steps in a row, while no knee is known). (`e` clearly
 //!    negative, `R` up while `N` went down, means conditions changed: no verdict.)
 //! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
 //!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
@@ -44,8 +45,9 @@
 //! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
 //!    knee), by 10% near it (by one job at least).
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
-//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by +25% and
-//!    let the next settled window tell (rule 1 or 5).
+//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
+//!    `R / ((1 + tolerance) R0)`, between +25% and doubling, and let the next settled window tell
+//!    (rule 1 or 5).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease), and note the
 //!    knee.
@@ -185,6 +187,8 @@ pub(crate) struct Law {
     pub(crate) last: Option<Window>,
     /// The window with the lowest mean run time (an upper bound on `R0`).
     pub(crate) fastest: Option<Window>,
+    /// Whether the last verdict was a flat step.
+    pub(crate) streak: bool,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -201,6 +205,7 @@ impl Law {
             measured: None,
             last: None,
             fastest: None,
+            streak: false,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -331,13 +336,17 @@ impl Law {
             _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
         match step {
-            _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room),
+            _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
             // Unless already saturated, move N to find out.
-            None if !self.saturated => self.probe(limit),
+            None if !self.saturated => {
+                // The more R rose, the larger the probe (up to doubling).
+                self.probe(limit, (inflation / (1.0 + tolerance)).clamp(PROBE, 2.0))
+            }
             _ => {
                 self.knee = Some(w.in_flight);
                 self.saturated = true;
+                self.streak = false;
                 self.reason = Reason::Saturated;
                 limit * ((1.0 + tolerance) / inflation).max(0.5)
             }
@@ -365,6 +374,7 @@ impl Law {
             _ if descend => {
                 self.knee = Some(step.map_or(w.in_flight, |s| s.low_n));
                 self.saturated = true;
+                self.streak = false;
                 self.reason = Reason::BlindDescent;
                 // Where R would be (1 + tol) times the fastest mean seen, if X stays flat; at
                 // least a 40% step, at most a fiftyfold one.
@@ -374,7 +384,7 @@ impl Law {
                     .min(estimate)
                     .max(limit * MAX_BLIND_DESCENT)
             }
-            _ if otherwise == Reason::Probe => self.probe(limit),
+            _ if otherwise == Reason::Probe => self.probe(limit, PROBE),
             _ => {
                 self.reason = otherwise;
                 limit
@@ -382,9 +392,10 @@ impl Law {
         }
     }
 
-    fn probe(&mut self, limit: f64) -> f64 {
+    fn probe(&mut self, limit: f64, factor: f64) -> f64 {
         self.reason = Reason::Probe;
-        (limit * PROBE).max(limit + 1.0)
+        self.streak = false;
+        (limit * factor).max(limit + 1.0)
     }
 
     /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
@@ -396,16 +407,23 @@ impl Law {
         }
         // Growing back toward a known knee, the queue stays short; past it, it opens.
         self.saturated &= self.knee.is_some();
-        self.grow(limit, Reason::Productive)
+        // Two flat steps in a row: far from any knee, double.
+        let factor = if self.streak { 2.0 } else { FAST_GROWTH };
+        let next = self.grow(limit, Reason::Productive, factor);
+        self.streak = true;
+        next
     }
 
-    fn grow(&mut self, limit: f64, reason: Reason) -> f64 {
+    /// Grows by `fast` (by 10% near the last knee, and not past it otherwise).
+    fn grow(&mut self, limit: f64, reason: Reason, fast: f64) -> f64 {
         self.reason = reason;
-        match self.knee {
-            Some(knee) if limit * GENTLE_GROWTH >= knee => (limit * GENTLE_GROWTH).max(limit + 1.0),
-            Some(knee) => (limit * FAST_GROWTH).min(knee),
-            None => (limit * FAST_GROWTH).max(limit + 1.0),
-        }
+        self.streak = false;
+        let next = match self.knee {
+            Some(knee) if limit * GENTLE_GROWTH >= knee => limit * GENTLE_GROWTH,
+            Some(knee) => (limit * fast).min(knee),
+            None => limit * fast,
+        };
+        next.max(limit + 1.0)
     }
 }
 
@@ -622,11 +640,18 @@ mod tests {
     #[test]
     fn latency_rise_at_constant_n_probes_unless_saturated() {
         let mut law = learned(20.0);
+        // 10x slower: the probe doubles N
         assert_eq!(
             law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX),
-            1_250.0
+            2_000.0
         );
         assert_eq!(law.reason, Reason::Probe);
+        // 1.5x slower: the probe is +25%
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX),
+            1_250.0
+        );
         law.saturated = true;
         let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
         assert_eq!(next, 500.0);
@@ -646,14 +671,17 @@ mod tests {
             "the mean of both windows"
         );
         assert!(!law.saturated);
+        // a second flat step in a row doubles
+        let next = law.update(1_875.0, &window(200.0, 1_875.0, true), TOL, MAX);
+        assert_eq!(next, 3_750.0);
     }
 
     #[test]
     fn small_moves_never_count_as_flat() {
         let mut law = learned(20.0);
         law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
-        // N +10%, R flat: too small a move to re-baseline; still inflated and not saturated
-        // with N unchanged? N moved, so it is a saturated verdict on inflation
+        // N +10% and R flat: too small a move to re-baseline; R is inflated and N moved, so it
+        // is a saturated verdict
         law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX);
         assert_eq!(law.baseline, Some(0.02));
         assert_eq!(law.reason, Reason::Saturated);

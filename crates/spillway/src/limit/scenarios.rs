@@ -105,6 +105,33 @@ fn slower_downstream_at_low_load_sheds_nothing() {
     assert_eq!((run.shed, run.expired), (0, 0));
 }
 
+#[test]
+fn cpu_bound_jobs_bring_the_limit_down_to_the_cores() {
+    // 1 ms of CPU and nothing else, on 2 cores: capacity 2,000 jobs/s, knee 2 jobs
+    let service = Service::cpu(CORES, 0.001, 0.0);
+    let run = run(adaptive(), service, &Load::constant(3.0 * 2_000.0, 5.0));
+    let limit = run.mean_limit(4.0, 5.0);
+    assert!((1.5..=8.0).contains(&limit), "limit {limit}");
+    assert!(run.goodput(4.0, 5.0) >= 0.9 * 2_000.0);
+    assert!(run.p99(4.0, 5.0) <= 0.05, "p99 {}", run.p99(4.0, 5.0));
+}
+
+#[test]
+fn sustained_overload_does_not_drift() {
+    let run = run(adaptive(), seed_job(), &Load::constant(5.0 * CAPACITY, 5.0));
+    let per_second: Vec<f64> = (1..5)
+        .map(|s| run.mean_limit(f64::from(s), f64::from(s + 1)))
+        .collect();
+    let mean = per_second.iter().sum::<f64>() / per_second.len() as f64;
+    assert!(
+        per_second.iter().all(|l| (l / mean - 1.0).abs() <= 0.1),
+        "{per_second:?}"
+    );
+    let first = run.goodput(1.0, 2.0);
+    let last = run.goodput(4.0, 5.0);
+    assert!((last / first - 1.0).abs() <= 0.05, "{first} {last}");
+}
+
 /// Every algorithm through every scenario; prints a table (`--nocapture`), asserts nothing
 /// about the peers.
 #[test]
