@@ -162,6 +162,23 @@ pub(crate) enum Reason {
     Ceiling,
 }
 
+impl Reason {
+    /// A short lowercase name for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Initial => "initial",
+            Reason::NotBinding => "not binding",
+            Reason::Room => "room to grow",
+            Reason::Saturated => "saturated",
+            Reason::BlindDescent => "cold-start descent",
+            Reason::Productive => "flat step",
+            Reason::Probe => "probe",
+            Reason::Settling => "settling",
+            Reason::Ceiling => "at the ceiling",
+        }
+    }
+}
+
 /// The state of one adaptive limit.
 #[derive(Debug, Clone)]
 pub(crate) struct AdaptiveLimit {

@@ -137,6 +137,15 @@ impl LimitAlgorithm {
         }
     }
 
+    /// Why the adaptive limit last moved or held, for the driver's debug log (`None` for the
+    /// other algorithms, whose rules are documented in their modules).
+    pub(crate) fn reason(&self) -> Option<&'static str> {
+        match self {
+            LimitAlgorithm::Adaptive(a) => Some(a.reason().as_str()),
+            _ => None,
+        }
+    }
+
     /// Feeds the sample of a job that ended at `now`; returns the new limit when it changed.
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) -> Option<usize> {
         let before = self.limit();
@@ -178,5 +187,50 @@ impl LimitAlgorithm {
             LimitAlgorithm::Adaptive(a) => a.drop_at_dequeue(waited),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_narrow_within_the_driver_range_and_clamp_any_float() {
+        let driver = Bounds { min: 1, max: 100 };
+        assert_eq!(driver.narrowed(20, 200), Bounds { min: 20, max: 100 });
+        assert_eq!(driver.narrowed(300, 400), Bounds { min: 100, max: 100 });
+        let tight = Bounds { min: 50, max: 100 };
+        assert_eq!(tight.narrowed(20, 30), Bounds { min: 50, max: 50 });
+        assert_eq!(driver.clamp(f64::NAN), 1);
+        assert_eq!(driver.clamp(f64::INFINITY), 100);
+        assert_eq!(driver.clamp(-5.0), 1);
+        assert_eq!(driver.clamp(42.9), 42);
+    }
+
+    #[test]
+    fn dispatch_reports_changes_only() {
+        let bounds = Bounds { min: 1, max: 5_000 };
+        let mut fixed = LimitAlgorithm::new(&Limit::fixed(), bounds);
+        assert_eq!(fixed.limit(), 5_000);
+        assert_eq!(
+            fixed.on_sample(Duration::ZERO, &Sample::ran(10, 5_000)),
+            None
+        );
+        assert_eq!(fixed.queue_bound(77), 77);
+        assert_eq!(fixed.reason(), None);
+        let mut aimd = LimitAlgorithm::new(&Limit::aimd().into(), bounds);
+        assert_eq!(
+            aimd.on_sample(Duration::ZERO, &Sample::ran(10, 20)),
+            Some(21)
+        );
+        assert_eq!(
+            aimd.queue_bound(77),
+            0,
+            "Netflix's SimpleLimiter has no queue"
+        );
+        assert!(!aimd.drop_at_dequeue(Duration::MAX));
+        let adaptive = LimitAlgorithm::new(&Limit::default(), bounds);
+        assert_eq!(adaptive.limit(), 1_000);
+        assert_eq!(adaptive.reason(), Some("initial"));
     }
 }
