@@ -19,7 +19,8 @@
 //! A window *binds* when demand met the limit: a submission was shed, a job was dropped, jobs
 //! waited in the queue (a mean wait of 1 ms or more), or a job started with the limit in use.
 //! Windows that do not bind leave the limit alone (no drift upward while app-limited) and, when
-//! two in a row saw about the same `N`, teach the uncongested run time `R0` (an average).
+//! two in a row saw about the same `N` and `R` (within 10%: not a ramp), teach the uncongested
+//! run time `R0` (an average).
 //!
 //! A binding window is *settled* when its mean `N` is within 10% of the limit, i.e. its jobs
 //! started under the current limit; unsettled windows (just after a move, or while demand rises)
@@ -271,7 +272,7 @@ impl AdaptiveLimit {
         }
         let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / self.law.last_run;
         // `as` saturates; at least one job may wait so a worker never idles between submissions.
-        (drained.ceil() as usize).clamp(1, capacity.max(1))
+        (drained.ceil() as usize).max(1).min(capacity)
     }
 
     /// See the module docs, "The queue".
@@ -327,8 +328,7 @@ impl Law {
         self.saturated = false;
         self.measured = None;
         self.reason = Reason::NotBinding;
-        let steady = last.is_some_and(|l| !l.binding && same_n(&l, w));
-        if steady && w.run > 0.0 {
+        if last.is_some_and(|l| !l.binding && steady(&l, w)) {
             self.baseline = Some(match self.baseline.filter(|_| self.confirmed) {
                 Some(r0) => r0 + 0.5 * (w.run - r0),
                 None => w.run,
@@ -482,10 +482,12 @@ impl Step {
     }
 }
 
-/// Whether two windows saw about the same number in flight.
-fn same_n(a: &Window, b: &Window) -> bool {
+/// Whether two windows saw about the same number in flight (within 10%, or one job) and the
+/// same mean run time (within 10%): demand and the service were steady, not ramping.
+fn steady(a: &Window, b: &Window) -> bool {
     let (lo, hi) = (a.in_flight.min(b.in_flight), a.in_flight.max(b.in_flight));
-    hi <= 1.25 * lo + 1.0
+    let same_run = a.run > 0.0 && b.run > 0.0 && (a.run / b.run).ln().abs() <= 0.1;
+    hi <= 1.1 * lo + 1.0 && same_run
 }
 
 /// Sums over the current window.
@@ -596,11 +598,15 @@ mod tests {
         );
         assert_eq!(law.baseline, None, "one window: N may still be moving");
         law.update(500.0, &window(20.0, 11.0, false), TOL, MAX);
-        law.update(500.0, &window(30.0, 12.0, false), TOL, MAX);
-        assert!(close(law.baseline.unwrap(), 0.025));
-        // N tripled: not steady, R0 untouched
-        law.update(500.0, &window(90.0, 36.0, false), TOL, MAX);
-        assert!(close(law.baseline.unwrap(), 0.025));
+        assert!(close(law.baseline.unwrap(), 0.020));
+        law.update(500.0, &window(22.0, 12.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021), "averaged");
+        // N tripled (a ramp): R0 untouched
+        law.update(500.0, &window(22.0, 36.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021));
+        // R doubled at the same N (still moving): untouched
+        law.update(500.0, &window(44.0, 36.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021));
         assert_eq!(law.reason, Reason::NotBinding);
     }
 
