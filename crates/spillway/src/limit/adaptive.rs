@@ -18,9 +18,11 @@
 //!
 //! A window *binds* when demand met the limit: a submission was shed, a job was dropped, jobs
 //! waited in the queue (a mean wait of 1 ms or more), or a job started with the limit in use.
-//! Windows that do not bind leave the limit alone (no drift upward while app-limited) and, when
-//! two in a row saw about the same `N` and `R` (within 10%: not a ramp), teach the uncongested
-//! run time `R0` (an average).
+//! Windows that do not bind never raise the limit (no drift upward while app-limited); a limit
+//! above twice the demand they saw relaxes toward it by at most 20% per window, never below
+//! `initial_limit` (so a limit grown for a slower downstream does not stay high after it, ready to
+//! let a later overload put that many jobs in flight at once). Two in a row that saw about the
+//! same `N` and `R` (within 10%: not a ramp) teach the uncongested run time `R0` (an average).
 //!
 //! A binding window is *settled* when its mean `N` is within 10% of the limit, i.e. its jobs
 //! started under the current limit; unsettled windows (just after a move, or while demand rises)
@@ -135,6 +137,8 @@ const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
 const MAX_BLIND_DESCENT: f64 = 0.02;
+/// Per window that does not bind, a limit above twice the demand falls at most this much.
+const RELAX: f64 = 0.8;
 /// Weight of a settled mean below `R0`.
 const R0_DECAY: f64 = 0.1;
 
@@ -154,6 +158,7 @@ pub(crate) struct Window {
 pub(crate) enum Reason {
     Initial,
     NotBinding,
+    Relax,
     Room,
     Saturated,
     BlindDescent,
@@ -169,6 +174,7 @@ impl Reason {
         match self {
             Reason::Initial => "initial",
             Reason::NotBinding => "not binding",
+            Reason::Relax => "relaxing toward demand",
             Reason::Room => "room to grow",
             Reason::Saturated => "saturated",
             Reason::BlindDescent => "cold-start descent",
@@ -205,6 +211,8 @@ pub(crate) struct Law {
     pub(crate) last: Option<Window>,
     /// The window with the lowest mean run time (an upper bound on `R0`).
     pub(crate) fastest: Option<Window>,
+    /// The initial limit: while the limit does not bind, it relaxes no lower.
+    pub(crate) floor: f64,
     /// Whether the last verdict was a flat step.
     pub(crate) streak: bool,
     /// Lowest `N` of the last saturated verdict.
@@ -216,8 +224,10 @@ pub(crate) struct Law {
 }
 
 impl Law {
-    fn new() -> Law {
+    /// A law that relaxes no lower than `floor` (the initial limit) while the limit does not bind.
+    fn new(floor: f64) -> Law {
         Law {
+            floor,
             baseline: None,
             confirmed: false,
             measured: None,
@@ -240,7 +250,7 @@ impl AdaptiveLimit {
             tolerance: config.tolerance,
             queue_target: config.queue_target,
             acc: Accumulator::default(),
-            law: Law::new(),
+            law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
         }
     }
 
@@ -334,6 +344,13 @@ impl Law {
                 None => w.run,
             });
             self.confirmed = true;
+        }
+        // A limit far above demand would let a later overload put that many jobs in flight at
+        // once: relax toward twice the demand seen, never below the initial limit.
+        let headroom = (2.0 * w.in_flight).max(self.floor);
+        if limit > headroom {
+            self.reason = Reason::Relax;
+            return headroom.max(limit * RELAX);
         }
         limit
     }
@@ -577,7 +594,7 @@ mod tests {
 
     /// A law that has learned `R0 = r0_ms` from two steady windows that did not bind.
     fn learned(r0_ms: f64) -> Law {
-        let mut law = Law::new();
+        let mut law = Law::new(1_000.0);
         law.update(1_000.0, &window(r0_ms, 100.0, false), TOL, MAX);
         law.update(1_000.0, &window(r0_ms, 110.0, false), TOL, MAX);
         assert_eq!(law.baseline, Some(r0_ms / 1_000.0));
@@ -591,7 +608,7 @@ mod tests {
 
     #[test]
     fn windows_that_do_not_bind_keep_the_limit_and_average_r0_when_steady() {
-        let mut law = Law::new();
+        let mut law = Law::new(1_000.0);
         assert_eq!(
             law.update(500.0, &window(20.0, 10.0, false), TOL, MAX),
             500.0
@@ -608,6 +625,31 @@ mod tests {
         law.update(500.0, &window(44.0, 36.0, false), TOL, MAX);
         assert!(close(law.baseline.unwrap(), 0.021));
         assert_eq!(law.reason, Reason::NotBinding);
+    }
+
+    #[test]
+    fn a_limit_far_above_demand_relaxes_toward_it_but_not_below_the_initial_limit() {
+        let mut law = Law::new(1_000.0);
+        assert_eq!(
+            law.update(5_000.0, &window(200.0, 2_400.0, false), TOL, MAX),
+            4_800.0
+        );
+        assert_eq!(law.reason, Reason::Relax);
+        assert_eq!(
+            law.update(4_800.0, &window(20.0, 300.0, false), TOL, MAX),
+            3_840.0
+        );
+        assert_eq!(
+            law.update(1_100.0, &window(20.0, 10.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(
+            law.update(1_000.0, &window(20.0, 10.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::NotBinding);
+        // a learned limit below the initial one is never raised by idleness
+        assert_eq!(law.update(3.0, &window(1.0, 1.0, false), TOL, MAX), 3.0);
     }
 
     #[test]
@@ -712,7 +754,7 @@ mod tests {
 
     #[test]
     fn cold_start_probes_then_descends_until_a_step_is_flat() {
-        let mut law = Law::new();
+        let mut law = Law::new(1_000.0);
         assert_eq!(
             law.update(1_000.0, &window(25.0, 1_000.0, true), TOL, MAX),
             1_250.0
