@@ -55,8 +55,6 @@ mod config;
 mod error;
 mod handoff;
 mod job;
-// Wired into the pool by the lead; until then only its tests and the public `Limit` use it.
-#[cfg_attr(not(test), allow(dead_code))]
 mod limit;
 mod metrics;
 mod pool;

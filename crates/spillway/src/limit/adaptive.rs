@@ -67,7 +67,7 @@
 //! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind,
 //! or a flat step past the last knee), [`AdaptiveLimit::queue_bound`] is what the pool completes within
 //! `queue_target` (`L * target / R`, Little's law again) and a job that waited over twice the
-//! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_at_dequeue`]).
+//! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_after`]).
 //! Otherwise the queue is bounded only by `queue_capacity`: a slower downstream or a burst is
 //! absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
 //! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
@@ -285,7 +285,16 @@ impl AdaptiveLimit {
         (drained.ceil() as usize).max(1).min(capacity)
     }
 
+    /// The queue wait past which a job is dropped at dequeue, while saturated (module docs,
+    /// "The queue").
+    pub(crate) fn drop_after(&self) -> Option<Duration> {
+        self.law
+            .saturated
+            .then(|| self.queue_target.saturating_mul(2))
+    }
+
     /// See the module docs, "The queue".
+    #[cfg(test)]
     pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
         self.law.saturated && waited > self.queue_target.saturating_mul(2)
     }

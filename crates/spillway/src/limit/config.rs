@@ -90,6 +90,15 @@ impl Limit {
         }
     }
 
+    /// The adaptive limit with its queue target set to `target`; `None` for the other kinds,
+    /// which have no target.
+    pub(crate) fn with_queue_target(&self, target: Duration) -> Option<Limit> {
+        match &self.0 {
+            Kind::Adaptive(c) => Some(c.clone().queue_target(target).into()),
+            _ => None,
+        }
+    }
+
     pub(crate) fn kind(&self) -> &Kind {
         &self.0
     }

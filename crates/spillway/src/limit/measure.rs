@@ -35,6 +35,7 @@ impl ExpAvg {
         self.value
     }
 
+    #[cfg(test)]
     pub(crate) fn get(&self) -> f64 {
         self.value
     }

@@ -30,11 +30,9 @@ pub(crate) mod vegas;
 
 use std::time::Duration;
 
+pub(crate) use config::InvalidLimit;
 pub(crate) use config::Kind;
 pub use config::{Adaptive, Aimd, Gradient2, Limit, Vegas};
-// The builder maps it into `BuildError` once the limit is wired in.
-#[allow(unused_imports)]
-pub(crate) use config::InvalidLimit;
 
 /// What the pool observed about one job when it ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,8 +178,17 @@ impl LimitAlgorithm {
         }
     }
 
-    /// Whether a job that waited `waited` in the queue should be dropped when a worker takes it
-    /// (and reported as a dropped [`Sample`]). Only the adaptive law drops, CoDel-style.
+    /// The queue wait past which a job is dropped when a worker takes it (and reported as a
+    /// dropped [`Sample`]), if any now. Only the adaptive law drops, CoDel-style.
+    pub(crate) fn drop_after(&self) -> Option<Duration> {
+        match self {
+            LimitAlgorithm::Adaptive(a) => a.drop_after(),
+            _ => None,
+        }
+    }
+
+    /// Whether a job that waited `waited` in the queue should be dropped when a worker takes it.
+    #[cfg(test)]
     pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
         match self {
             LimitAlgorithm::Adaptive(a) => a.drop_at_dequeue(waited),

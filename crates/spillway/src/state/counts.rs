@@ -151,12 +151,33 @@ impl<T> Counts<T> {
 
     // ---- workers ----
 
-    /// Takes the oldest job and counts its worker busy ("busy before release").
-    pub(crate) fn take_next(&self) -> Option<T> {
+    /// Takes the oldest job and counts its worker busy ("busy before release"). Also returns the
+    /// number busy with it, itself included.
+    pub(crate) fn take_next(&self) -> Option<(T, usize)> {
         let item = self.queue.pop()?;
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
         self.queue.release();
-        Some(item)
+        Some((item, busy))
+    }
+
+    /// [`take_next`](Self::take_next) under a concurrency limit: the worker counts itself busy
+    /// first, only while fewer than `limit` are, then pops (and uncounts itself if the queue was
+    /// empty). So at most `limit` jobs run at once, and a job still counts as queued until its
+    /// worker counts as busy.
+    pub(crate) fn take_next_within(&self, limit: usize) -> Option<(T, usize)> {
+        let busy = self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b < limit).then_some(b + 1)
+            })
+            .ok()?
+            + 1;
+        let Some(item) = self.queue.pop() else {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        };
+        self.queue.release();
+        Some((item, busy))
     }
 
     /// A job taken with [`take_next`](Self::take_next) ended, however it ended.
@@ -275,7 +296,7 @@ mod tests {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
         assert!(!counts.push(permit, 1).wake, "nobody parked: no wake-up");
-        assert_eq!(counts.take_next(), Some(1));
+        assert_eq!(counts.take_next(), Some((1, 1)));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
         assert_eq!(counts.busy(), 0);
@@ -355,12 +376,12 @@ mod loom_tests {
                 let (counts, work) = (counts.clone(), work.clone());
                 thread::spawn(move || {
                     loop {
-                        if let Some(job) = counts.take_next() {
+                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
                             counts.end_job();
                             return job;
                         }
                         let parked = counts.park();
-                        if let Some(job) = counts.take_next() {
+                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
                             drop(parked);
                             counts.end_job();
                             return job;
@@ -594,7 +615,7 @@ mod loom_tests {
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {
-                    let taken = counts.take_next();
+                    let taken = counts.take_next().map(|(job, _)| job);
                     if taken.is_some() {
                         assert_eq!(counts.busy(), 1);
                         counts.end_job();
