@@ -9,6 +9,7 @@ use anyhow::bail;
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 use serde::{Deserialize, Serialize};
+use spillway::Limit;
 
 use crate::workload::{MAX_ALLOC_KIB, Profile};
 
@@ -108,6 +109,11 @@ pub(crate) fn millis(s: &str) -> Result<f64, String> {
             "must be a number of milliseconds from 0 to {MAX_MILLIS}"
         )),
     }
+}
+
+/// A concurrency limit by name, with the library's defaults for its parameters.
+pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
+    Limit::by_name(s).ok_or_else(|| "must be one of adaptive, fixed, gradient2, vegas, aimd".into())
 }
 
 pub(crate) fn positive_duration(s: &str) -> Result<Duration, String> {

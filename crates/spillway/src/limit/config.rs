@@ -6,7 +6,10 @@ use std::time::Duration;
 /// How the pool chooses how many jobs run at once.
 ///
 /// The pool's `max_workers` and `queue_capacity` stay hard ceilings whatever the choice; the
-/// limit moves between `min_workers` and `max_workers`.
+/// limit moves between `min_workers` (or 1, if that is 0) and `max_workers`. Choose it with
+/// [`Builder::limit`](crate::Builder::limit); the pool reports it in
+/// [`Snapshot::limit`](crate::Snapshot::limit) and logs each move with its reason at `tracing`'s
+/// debug level.
 ///
 /// * [`Limit::adaptive`] (the default): finds the concurrency past which more jobs in flight no
 ///   longer bring more throughput, follows it as it moves, and keeps the queue short.
