@@ -242,8 +242,8 @@ fn round_trip(c: &mut Criterion) {
     let mut group = c.benchmark_group("round_trip");
     configure(&mut group);
     for name in [
-        "spillway",
         "spillway_fixed",
+        "spillway",
         "tokio_spawn",
         "semaphore_spawn",
     ] {

@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::JobError;
 use crate::job::{BoxJob, Outcome, drop_quietly};
 use crate::scaler;
-use crate::state::{Ended, Shared, Taken};
+use crate::state::{Ended, Samples, Shared, Taken};
 
 /// Counts the worker out when the task ends, however it ends: return, abort, or abort before its
 /// first poll (it is created outside the task's future and moved into it for that), or the drop
@@ -53,7 +53,7 @@ impl Drop for Running<'_> {
 impl Running<'_> {
     /// Runs the job to its end and counts it; returns when it ended. `started` is now, or the
     /// end of the job this worker finished just before (no clock read needed).
-    async fn run(mut self, started: Instant) -> Instant {
+    async fn run(mut self, started: Instant, samples: &mut Samples) -> Instant {
         let shared = self.shared;
         let job = self
             .job
@@ -78,13 +78,14 @@ impl Running<'_> {
             // A job body's destructor may panic too; it must not take the worker down.
             drop_quietly(job);
         }
-        shared.job_ended(&Ended {
+        let end = Ended {
             outcome,
             at: ended,
             queue_wait,
             run: ran.then(|| ended.saturating_duration_since(started)),
             in_flight: self.in_flight,
-        });
+        };
+        shared.job_ended(&end, samples);
         ended
     }
 }
@@ -126,6 +127,8 @@ async fn work(mut alive: Alive) {
     let mut idle = pin!(idle);
     // When the previous job just ended, its end is the next one's start.
     let mut now = None;
+    // This worker's samples for the concurrency limit, handed over in batches.
+    let mut samples = Samples::default();
     loop {
         let (job, started) = match shared.take_next() {
             Some(job) => (job, now.unwrap_or_else(Instant::now)),
@@ -151,7 +154,7 @@ async fn work(mut alive: Alive) {
             job: Some(job.job),
             in_flight: job.in_flight,
         };
-        last_active = running.run(started).await;
+        last_active = running.run(started, &mut samples).await;
         now = Some(last_active);
     }
 }

@@ -177,3 +177,27 @@ async fn a_tenfold_slower_downstream_at_low_load_sheds_nothing() {
     let (p99, _) = quantile_since(&done, start + Duration::from_secs(3), 0.99);
     assert!(p99 <= HOLD * 10 + Duration::from_millis(5), "p99 {p99:?}");
 }
+
+/// Under a peer's limit (no queue), a submitter waiting for room is woken by a job's end, not
+/// only by a job leaving the queue.
+#[tokio::test(start_paused = true)]
+async fn a_waiting_submitter_is_admitted_when_a_job_under_the_limit_ends() {
+    let pool = Pool::builder()
+        .limit(spillway::Limit::aimd().initial_limit(1).min_limit(1))
+        .build()
+        .unwrap();
+    let first = pool
+        .try_submit(tokio::time::sleep(Duration::from_millis(10)))
+        .expect("room for one");
+    tokio::task::yield_now().await;
+    assert!(
+        pool.try_submit(async {}).is_err(),
+        "the limit (1) is in use and there is no queue"
+    );
+    let second = tokio::time::timeout(Duration::from_secs(1), pool.submit(async { 2 }))
+        .await
+        .expect("woken when the first job ended")
+        .expect("admitted");
+    assert_eq!(first.await, Ok(()));
+    assert_eq!(second.await, Ok(2));
+}

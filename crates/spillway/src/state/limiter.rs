@@ -11,11 +11,17 @@
 //!
 //! # Cost
 //!
-//! A job's end already reads the clock once; the driver adds one `try_lock` of an uncontended
-//! mutex and the algorithm's few additions (its law runs once per window). When another worker
-//! holds the lock, the sample is skipped: the algorithm works on window means over at least 64
-//! jobs, so a lost sample under contention changes nothing it decides on. A shed submission only
-//! increments an atomic; the next sample delivers it.
+//! A job's end already reads the clock once. Each worker keeps its samples in its own
+//! [`Samples`] batch and hands them to the algorithm (one lock, the algorithm's few additions per
+//! sample, its law once per window) when the batch is full or its oldest sample is
+//! [`MAX_BATCH_AGE`] old. So at a high rate a job's end costs a few stores into memory of its
+//! own, and the shared lock and the algorithm's state move between cores once per batch, not once
+//! per job (handing over at every park would undo that: at a moderate rate a worker parks after
+//! every job); at a low rate, where jobs end more than a millisecond apart, every sample is
+//! handed over as it comes. The samples of a worker's last jobs before it parks wait for its next
+//! job: a pool whose workers park is not saturated, so they hold nothing the law is waiting for,
+//! and its windows last at least 10 ms anyway. A shed submission only increments an atomic; the
+//! next batch delivers it.
 //!
 //! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
 
@@ -23,19 +29,57 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
+
 use crate::limit::{Bounds, Limit, LimitAlgorithm, Sample};
+
+/// Samples a worker keeps before it hands them to the algorithm.
+const BATCH: usize = 16;
+
+/// The oldest a kept sample may get before the batch is handed over.
+pub(crate) const MAX_BATCH_AGE: Duration = Duration::from_millis(1);
+
+/// One worker's samples not yet handed to the algorithm, each with its job's end (since the
+/// pool's epoch).
+#[derive(Debug)]
+pub(crate) struct Samples {
+    kept: [(Duration, Sample); BATCH],
+    len: usize,
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        let none = Sample {
+            run: Duration::ZERO,
+            queue_wait: Duration::ZERO,
+            in_flight: 0,
+            dropped: false,
+        };
+        Samples {
+            kept: [(Duration::ZERO, none); BATCH],
+            len: 0,
+        }
+    }
+}
+
+impl Samples {
+    fn is_due(&self, now: Duration) -> bool {
+        self.len == BATCH || now.saturating_sub(self.kept[0].0) >= MAX_BATCH_AGE
+    }
+}
 
 /// The driver: the algorithm behind a lock, its verdicts in atomics.
 pub(crate) struct Limiter {
-    /// `None` for [`Limit::fixed`].
-    algorithm: Option<Mutex<LimitAlgorithm>>,
+    /// `None` for [`Limit::fixed`]. Padded: the workers write its lock on every sample, the
+    /// submitters read the atomics below on every admission.
+    algorithm: Option<CachePadded<Mutex<LimitAlgorithm>>>,
     capacity: usize,
     limit: AtomicUsize,
     queue_bound: AtomicUsize,
     /// Nanoseconds a queued job may wait before a worker drops it; `u64::MAX` for never.
     drop_after: AtomicU64,
     /// Submissions shed since the algorithm last heard of it.
-    shed: AtomicU64,
+    shed: CachePadded<AtomicU64>,
 }
 
 impl Limiter {
@@ -46,10 +90,10 @@ impl Limiter {
             limit: AtomicUsize::new(algorithm.limit()),
             queue_bound: AtomicUsize::new(algorithm.queue_bound(capacity)),
             drop_after: AtomicU64::new(u64::MAX),
-            shed: AtomicU64::new(0),
+            shed: CachePadded::new(AtomicU64::new(0)),
             algorithm: match algorithm {
                 LimitAlgorithm::Fixed(_) => None,
-                other => Some(Mutex::new(other)),
+                other => Some(CachePadded::new(Mutex::new(other))),
             },
         };
         tracing::debug!(
@@ -92,45 +136,62 @@ impl Limiter {
         }
     }
 
-    /// Feeds the sample of a job that ended `now` (since the pool's epoch). Returns `true` if the
-    /// limit rose, so parked workers may now take queued jobs.
-    pub(crate) fn on_sample(&self, now: Duration, sample: &Sample) -> bool {
+    /// Keeps the sample of a job that ended `now` (since the pool's epoch) in `batch`, and
+    /// hands the batch over when it is due (see "Cost"). Returns `true` if the limit rose, so
+    /// parked workers may now take queued jobs.
+    pub(crate) fn on_sample(&self, batch: &mut Samples, now: Duration, sample: &Sample) -> bool {
+        if self.is_fixed() {
+            return false;
+        }
+        batch.kept[batch.len] = (now, *sample);
+        batch.len += 1;
+        batch.is_due(now) && self.flush(batch)
+    }
+
+    /// Hands `batch` to the algorithm and empties it. Returns `true` if the limit rose.
+    pub(crate) fn flush(&self, batch: &mut Samples) -> bool {
         let Some(algorithm) = &self.algorithm else {
             return false;
         };
-        let Ok(mut algorithm) = algorithm.try_lock() else {
-            return false; // another worker is feeding it: skip this sample (see "Cost")
-        };
-        if self.shed.load(Ordering::Relaxed) > 0 {
-            self.shed.store(0, Ordering::Relaxed);
-            algorithm.on_shed(now);
+        let kept = std::mem::take(&mut batch.len);
+        if kept == 0 {
+            return false;
+        }
+        let mut algorithm = crate::sync::lock_std(algorithm);
+        if self.shed.swap(0, Ordering::Relaxed) > 0 {
+            algorithm.on_shed(batch.kept[0].0);
         }
         let before = self.limit();
-        let changed = algorithm.on_sample(now, sample);
-        self.publish(&algorithm);
-        match changed {
-            Some(after) => {
+        for (now, sample) in &batch.kept[..kept] {
+            if let Some(after) = algorithm.on_sample(*now, sample) {
                 tracing::debug!(
-                    before,
                     after,
-                    reason = algorithm.reason().unwrap_or("algorithm rule"),
+                    reason = algorithm.reason().unwrap_or("the algorithm's rule"),
                     "concurrency limit moved"
                 );
-                after > before
             }
-            None => false,
         }
+        self.publish(&algorithm);
+        algorithm.limit() > before
     }
 
-    /// Stores the algorithm's verdicts where the hot paths read them.
+    /// Stores the algorithm's verdicts where the hot paths read them; only those that changed,
+    /// so that the submitters' cached copies stay valid between two moves.
     fn publish(&self, algorithm: &LimitAlgorithm) {
-        self.limit.store(algorithm.limit(), Ordering::Relaxed);
-        self.queue_bound
-            .store(algorithm.queue_bound(self.capacity), Ordering::Relaxed);
         let drop_after = algorithm.drop_after().map_or(u64::MAX, |after| {
             u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1)
         });
-        self.drop_after.store(drop_after, Ordering::Relaxed);
+        store_if_changed(&self.limit, algorithm.limit());
+        store_if_changed(&self.queue_bound, algorithm.queue_bound(self.capacity));
+        if self.drop_after.load(Ordering::Relaxed) != drop_after {
+            self.drop_after.store(drop_after, Ordering::Relaxed);
+        }
+    }
+}
+
+fn store_if_changed(cell: &AtomicUsize, value: usize) {
+    if cell.load(Ordering::Relaxed) != value {
+        cell.store(value, Ordering::Relaxed);
     }
 }
 
@@ -155,7 +216,9 @@ mod tests {
         assert!(limiter.has_room(8, 99));
         assert!(!limiter.has_room(8, 100));
         assert!(!limiter.drop_at_dequeue(Duration::MAX));
-        assert!(!limiter.on_sample(Duration::ZERO, &Sample::ran(1, 1)));
+        let mut batch = Samples::default();
+        assert!(!limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(1, 1)));
+        assert_eq!(batch.len, 0);
     }
 
     #[test]
@@ -167,7 +230,28 @@ mod tests {
             !limiter.has_room(start, 0),
             "no queue for Netflix's limiters"
         );
-        assert!(limiter.on_sample(Duration::ZERO, &Sample::ran(10, start)));
+        let mut batch = Samples::default();
+        assert!(
+            !limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, start)),
+            "kept: the batch is fresh and not full"
+        );
+        assert_eq!(limiter.limit(), start);
+        assert!(
+            limiter.flush(&mut batch),
+            "handed over at the worker's park"
+        );
         assert_eq!(limiter.limit(), start + 1);
+        for i in 0..BATCH as u64 {
+            let rose = limiter.on_sample(&mut batch, Duration::from_micros(i), &Sample::ran(10, 1));
+            assert_eq!(
+                batch.len == 0,
+                i + 1 == BATCH as u64,
+                "handed over when full"
+            );
+            assert!(!rose, "at most half used: AIMD holds");
+        }
+        limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, 1));
+        limiter.on_sample(&mut batch, MAX_BATCH_AGE, &Sample::ran(10, 1));
+        assert_eq!(batch.len, 0, "handed over when the oldest is old enough");
     }
 }

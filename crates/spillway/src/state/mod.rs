@@ -46,6 +46,7 @@ use tokio::time::Instant;
 
 use self::counts::{Counts, ParkedCount};
 use self::limiter::Limiter;
+pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
 use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue, drop_quietly};
@@ -382,12 +383,16 @@ impl Shared {
     /// records its timings (`run_time` is `None` when its body did not finish). The one place
     /// where a job's queue wait and run time are observed, and where the concurrency limit
     /// learns from them (a job that expired is a dropped sample; a cancelled one says nothing).
-    pub(crate) fn job_ended(&self, ended: &Ended) {
+    pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
         self.metrics
             .record(ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
         if self.limiter.is_fixed() {
             return;
+        }
+        // Under a limit, a job's end makes room for a submitter too (`limit + queue bound`).
+        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
         }
         let dropped = ended.outcome == Outcome::Expired;
         if ended.run.is_none() && !dropped {
@@ -400,7 +405,7 @@ impl Shared {
             dropped,
         };
         let now = ended.at.saturating_duration_since(self.epoch);
-        if self.limiter.on_sample(now, &sample) {
+        if self.limiter.on_sample(samples, now, &sample) {
             // Workers parked at the old limit may take queued jobs now.
             self.work.notify_waiters();
         }
