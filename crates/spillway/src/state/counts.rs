@@ -6,6 +6,9 @@
 //!
 //! * **Busy before release** ([`Counts::take_next`]): a taken job counts as busy before its queue
 //!   slot is given back, so it is counted as queued, busy, or (briefly) both, never neither.
+//!   Under a concurrency limit ([`Counts::take_next_within`]) the worker counts itself busy
+//!   first, with a compare-and-swap bounded by the limit, and only then pops (uncounting itself
+//!   if the queue was empty): so at most `limit` ever run at once, and the order is the same.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
 //!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
 //!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
@@ -365,6 +368,37 @@ mod loom_tests {
 
     use crate::scaler::{self, Decision, Policy};
 
+    /// Two workers race for two queued jobs under a limit of one: at most one runs at a time,
+    /// a worker that finds the limit in use takes nothing and leaves `busy` as it was, and every
+    /// job is either taken or still queued.
+    #[test]
+    fn loom_take_within_a_limit_never_runs_more() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(2, 0, 2));
+            for job in [1, 2] {
+                let _ = counts.push(counts.try_reserve().expect("room"), job);
+            }
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let counts = counts.clone();
+                    thread::spawn(move || {
+                        let taken = counts.take_next_within(1);
+                        if let Some((_, busy)) = taken {
+                            assert_eq!(busy, 1, "alone under the limit");
+                            assert!(counts.busy() <= 1);
+                            counts.end_job();
+                        }
+                        usize::from(taken.is_some())
+                    })
+                })
+                .collect();
+            let taken: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+            assert!(taken >= 1, "the first to count itself busy takes a job");
+            assert_eq!(counts.queued() + taken, 2);
+            assert_eq!(counts.busy(), 0);
+        });
+    }
+
     /// A worker goes idle while a submitter pushes a job: the worker either finds the job in its
     /// last look or is woken for it. Never stranded.
     #[test]
@@ -514,7 +548,7 @@ mod loom_tests {
             loom::model(move || {
                 let counts = Arc::new(Counts::new(2, 0, 1));
                 assert_eq!(counts.claim_workers(1), 1);
-                assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+                assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
                 let pusher = {
                     let counts = counts.clone();
                     thread::spawn(move || match counts.try_reserve() {
@@ -560,7 +594,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 0, 1));
             let tasks = Arc::new(crate::sync::Mutex::new(0usize)); // workers started
-            assert!(!counts.push(counts.try_reserve().expect("room"), 1));
+            assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
             counts.close();
             let grower = {
                 let (counts, tasks) = (counts.clone(), tasks.clone());
