@@ -560,6 +560,9 @@ impl Accumulator {
     fn close(&mut self, now: Duration, last_run: f64) -> Option<Window> {
         let start = *self.start.get_or_insert(now);
         let elapsed = now.saturating_sub(start);
+        if elapsed < MIN_WINDOW {
+            return None; // the common case, decided before any arithmetic (min_len >= MIN_WINDOW)
+        }
         let min_len = MIN_WINDOW
             .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
             .min(MAX_WINDOW);

@@ -26,7 +26,7 @@
 //! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
 
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -76,6 +76,8 @@ pub(crate) struct Limiter {
     capacity: usize,
     limit: AtomicUsize,
     queue_bound: AtomicUsize,
+    /// `queue_bound < capacity`: otherwise the queue's own capacity is the whole check.
+    queue_bounded: AtomicBool,
     /// Nanoseconds a queued job may wait before a worker drops it; `u64::MAX` for never.
     drop_after: AtomicU64,
     /// Submissions shed since the algorithm last heard of it.
@@ -89,6 +91,10 @@ impl Limiter {
             capacity,
             limit: AtomicUsize::new(algorithm.limit()),
             queue_bound: AtomicUsize::new(algorithm.queue_bound(capacity)),
+            queue_bounded: AtomicBool::new(
+                !matches!(algorithm, LimitAlgorithm::Fixed(_))
+                    && algorithm.queue_bound(capacity) < capacity,
+            ),
             drop_after: AtomicU64::new(u64::MAX),
             shed: CachePadded::new(AtomicU64::new(0)),
             algorithm: match algorithm {
@@ -111,6 +117,13 @@ impl Limiter {
     /// The current concurrency limit.
     pub(crate) fn limit(&self) -> usize {
         self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether admission must check [`has_room`](Self::has_room): the algorithm bounds the queue
+    /// below its capacity (never for [`Limit::fixed`]). Otherwise, as at most `limit` run, the
+    /// queue's capacity alone decides.
+    pub(crate) fn bounds_queue(&self) -> bool {
+        self.queue_bounded.load(Ordering::Relaxed)
     }
 
     /// Whether one more job may be admitted when `busy` run and `queued` wait: fewer than
@@ -182,7 +195,12 @@ impl Limiter {
             u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1)
         });
         store_if_changed(&self.limit, algorithm.limit());
-        store_if_changed(&self.queue_bound, algorithm.queue_bound(self.capacity));
+        let queue_bound = algorithm.queue_bound(self.capacity);
+        store_if_changed(&self.queue_bound, queue_bound);
+        let bounded = queue_bound < self.capacity;
+        if self.queue_bounded.load(Ordering::Relaxed) != bounded {
+            self.queue_bounded.store(bounded, Ordering::Relaxed);
+        }
         if self.drop_after.load(Ordering::Relaxed) != drop_after {
             self.drop_after.store(drop_after, Ordering::Relaxed);
         }
@@ -212,6 +230,7 @@ mod tests {
     fn fixed_has_no_algorithm_and_the_full_room() {
         let limiter = Limiter::new(&Limit::fixed(), Bounds { min: 1, max: 8 }, 100);
         assert!(limiter.is_fixed());
+        assert!(!limiter.bounds_queue());
         assert_eq!(limiter.limit(), 8);
         assert!(limiter.has_room(8, 99));
         assert!(!limiter.has_room(8, 100));
@@ -225,6 +244,7 @@ mod tests {
     fn a_peer_admits_only_up_to_its_limit_and_publishes_its_moves() {
         let limiter = Limiter::new(&Limit::aimd().into(), Bounds { min: 1, max: 1_000 }, 100);
         let start = limiter.limit();
+        assert!(limiter.bounds_queue());
         assert!(limiter.has_room(start - 1, 0));
         assert!(
             !limiter.has_room(start, 0),

@@ -190,7 +190,7 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        if !self.limiter.is_fixed()
+        if self.limiter.bounds_queue()
             && !self
                 .limiter
                 .has_room(self.counts.busy(), self.counts.queued())
