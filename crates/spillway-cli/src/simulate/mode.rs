@@ -12,7 +12,7 @@ use anyhow::Context as _;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
-use spillway::Pool;
+use spillway::{Limit, Pool};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
@@ -183,8 +183,11 @@ impl Runner {
 }
 
 fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Result<Pool> {
+    // The existing pool modes keep the settings they were given as the limit; the adaptive
+    // default gets modes of its own (issue 10's `pool-adaptive`).
     let mut builder = Pool::builder()
         .name(mode.as_str())
+        .limit(Limit::fixed())
         .min_workers(settings.min_workers)
         .max_workers(settings.max_workers)
         .queue_capacity(settings.queue)
