@@ -8,6 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 use serde::{Deserialize, Serialize};
+use spillway::Limit;
 
 use crate::workload::{MAX_ALLOC_KIB, Profile};
 
@@ -141,6 +142,11 @@ pub(crate) fn millis(s: &str) -> Result<f64, String> {
             "must be a number of milliseconds from 0 to {MAX_MILLIS}"
         )),
     }
+}
+
+/// A concurrency limit by name, with the library's defaults for its parameters.
+pub(crate) fn parse_limit(s: &str) -> Result<Limit, String> {
+    Limit::by_name(s).ok_or_else(|| "must be one of adaptive, fixed, gradient2, vegas, aimd".into())
 }
 
 /// Longest duration any flag takes: one day (every timer and schedule stays far from

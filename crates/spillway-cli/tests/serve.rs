@@ -384,6 +384,7 @@ async fn metrics_export_the_pool_and_the_server_series() {
     for series in [
         r#"spillway_workers_max{pool="serve"} 1000"#,
         r#"spillway_queue_capacity{pool="serve"} 1000"#,
+        r#"spillway_limit{pool="serve"} "#,
         r#"spillway_jobs_submitted_total{pool="serve"} 1"#,
         r#"spillway_jobs_ended_total{pool="serve",outcome="completed"} 1"#,
         r#"spillway_job_total_seconds_count{pool="serve"} 1"#,
@@ -603,6 +604,61 @@ async fn bad_settings_name_the_flag() {
         "{message}"
     );
     taken.drain().await;
+}
+
+#[tokio::test]
+async fn the_limit_flag_selects_the_pool_limit() {
+    for (limit, extra) in [("fixed", None), ("vegas", None), ("adaptive", Some("2ms"))] {
+        let mut flags = vec!["--mode", "pool", "--wait-ms", "1", "--limit", limit];
+        if let Some(target) = extra {
+            flags.extend(["--queue-target", target]);
+        }
+        let server = Running::start(&flags).await;
+        for _ in 0..3 {
+            assert_eq!(server.get("/work").await.status, 200, "{limit}");
+        }
+        let now = server.metric(r#"spillway_limit{pool="serve"}"#).await;
+        match limit {
+            "fixed" => assert_eq!(now, 1000.0, "fixed: the limit is --max-workers"),
+            _ => assert!((1.0..=1000.0).contains(&now), "{limit}: limit {now}"),
+        }
+        let index = server.get("/").await;
+        assert!(index.body.contains(&format!("{limit} limit")), "{index:?}");
+        let report = server.drain().await;
+        assert_eq!(report.abandoned, 0);
+    }
+}
+
+#[tokio::test]
+async fn bad_limit_settings_name_the_flag() {
+    for (argv, flag, says) in [
+        (
+            ["--limit", "bogus"],
+            "--limit",
+            "must be one of adaptive, fixed, gradient2, vegas, aimd",
+        ),
+        (
+            ["--queue-target", "0s"],
+            "--queue-target",
+            "longer than zero",
+        ),
+        (["--queue-target", "soon"], "--queue-target", "e.g. 10s"),
+    ] {
+        let err = Cli::try_parse_from(["spillway", "serve"].into_iter().chain(argv)).unwrap_err();
+        assert_eq!(err.exit_code(), 2, "{err}");
+        let err = err.to_string();
+        assert!(err.contains(flag) && err.contains(says), "{err}");
+    }
+    // A queue target is the adaptive limit's: refused with another, naming the flag.
+    let err = Server::bind(&args(&["--limit", "fixed", "--queue-target", "2ms"]))
+        .await
+        .unwrap_err();
+    let message = format!("{err:#}");
+    assert!(
+        message.contains("applies to the adaptive limit only")
+            && message.contains("--queue-target"),
+        "{message}"
+    );
 }
 
 // Regression tests of issue 18's serve defects (numbered as in the issue).

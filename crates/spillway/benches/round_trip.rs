@@ -13,6 +13,9 @@
 //!
 //! * `round_trip`: one empty job at a time is submitted, run and awaited before the next one
 //!   (`spillway`, `tokio_spawn`, `semaphore_spawn`). This is the fixed cost a pool adds to a job.
+//!   `spillway` is the default pool (the adaptive limit), `spillway_fixed` the same pool with
+//!   `Limit::fixed()`: their ratio is what the adaptive bookkeeping costs per job (goal: at most
+//!   1.10).
 //! * `batched`: 1,000 empty jobs are submitted, then all 1,000 results awaited, by one producer
 //!   task or by two producer tasks at once (500 each). Criterion reports the time per batch and,
 //!   through `Throughput::Elements(1000)`, jobs per second; the time per job is the batch time
@@ -49,7 +52,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use spillway::{JobHandle, Pool, TrySubmitError};
+use spillway::{JobHandle, Limit, Pool, TrySubmitError};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -69,10 +72,15 @@ fn runtime() -> Runtime {
         .expect("tokio runtime")
 }
 
-/// The pool the `round_trip` and `batched` groups use, started on `rt`.
+/// The pool the `round_trip` and `batched` groups use, started on `rt`: the default limit.
 fn pool(rt: &Runtime) -> Pool {
+    pool_with(rt, Limit::default())
+}
+
+fn pool_with(rt: &Runtime, limit: Limit) -> Pool {
     Pool::builder()
         .name("bench")
+        .limit(limit)
         .max_workers(THREADS)
         .queue_capacity(CAPACITY)
         .runtime(rt.handle().clone())
@@ -230,10 +238,19 @@ async fn measure_batches(runner: Runner, producers: usize, rounds: u64) -> Durat
 fn round_trip(c: &mut Criterion) {
     let rt = runtime();
     let pool = pool(&rt);
+    let fixed = pool_with(&rt, Limit::fixed());
     let mut group = c.benchmark_group("round_trip");
     configure(&mut group);
-    for name in Runner::NAMES {
-        let runner = Runner::new(name, &pool);
+    for name in [
+        "spillway_fixed",
+        "spillway",
+        "tokio_spawn",
+        "semaphore_spawn",
+    ] {
+        let runner = match name {
+            "spillway_fixed" => Runner::Spillway(fixed.clone()),
+            other => Runner::new(other, &pool),
+        };
         group.bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let runner = runner.clone();
@@ -247,6 +264,7 @@ fn round_trip(c: &mut Criterion) {
     }
     group.finish();
     rt.block_on(pool.shutdown(Duration::from_secs(5)));
+    rt.block_on(fixed.shutdown(Duration::from_secs(5)));
 }
 
 fn batched(c: &mut Criterion) {

@@ -6,6 +6,7 @@ use tokio::runtime::Handle;
 
 use crate::config::Config;
 use crate::error::BuildError;
+use crate::limit::{InvalidLimit, Limit};
 use crate::pool::Pool;
 use crate::queue::MAX_CAPACITY;
 use crate::scaler::Policy;
@@ -19,13 +20,24 @@ use crate::scaler::Policy;
 /// megabytes. It is far above what a pool of tasks on one machine can keep busy.
 pub const MAX_WORKERS: usize = 100_000;
 
+/// The default `max_workers` under a moving limit: a ceiling, not a target (see [`Builder`]).
+const DEFAULT_MAX_WORKERS: usize = 10_000;
+
+/// The default `queue_capacity` under a moving limit.
+const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+
+/// The default `queue_capacity` with [`Limit::fixed`] (spillway's default before limits existed).
+const FIXED_QUEUE_CAPACITY: usize = 1_000;
+
 /// Configures and builds a [`Pool`]. Start from [`Pool::builder`].
 ///
 /// | setting | default | allowed |
 /// |---|---|---|
+/// | [`limit`](Self::limit) | [`Limit::adaptive`] | a [`Limit`] with valid parameters |
+/// | [`queue_target`](Self::queue_target) | 5 ms | more than zero; adaptive limit only |
 /// | [`min_workers`](Self::min_workers) | 1 | `0..=max_workers` |
-/// | [`max_workers`](Self::max_workers) | available parallelism | `1..=`[`MAX_WORKERS`] |
-/// | [`queue_capacity`](Self::queue_capacity) | 1000 | `1..=usize::MAX / 4` |
+/// | [`max_workers`](Self::max_workers) | 10,000 (fixed: available parallelism) | `1..=`[`MAX_WORKERS`] |
+/// | [`queue_capacity`](Self::queue_capacity) | 10,000 (fixed: 1,000) | `1..=usize::MAX / 4` |
 /// | [`scale_up_threshold`](Self::scale_up_threshold) | 0.7 | `0.0..=1.0` |
 /// | [`scale_up_cooldown`](Self::scale_up_cooldown) | zero | any |
 /// | [`idle_timeout`](Self::idle_timeout) | 30 s | more than zero |
@@ -35,6 +47,26 @@ pub const MAX_WORKERS: usize = 100_000;
 ///
 /// Nothing is checked until [`build`](Self::build), which reports the first invalid setting by
 /// name; no setter panics.
+///
+/// # Ceilings and the limit
+///
+/// By default the number of jobs running at once is a [`Limit::adaptive`] concurrency limit that
+/// the pool finds and follows by itself, between `min_workers` and `max_workers`; jobs beyond
+/// what it completes within [`queue_target`](Self::queue_target) are shed while it is
+/// saturated. `max_workers` and `queue_capacity` are then only ceilings, for memory safety, and
+/// their defaults are generous so that no job profile needs them set:
+///
+/// * `max_workers` 10,000: a worker is a tokio task of about a kilobyte, and only as many start
+///   as the limit lets run. An I/O-bound job of 20 ms can then reach 500,000 jobs/s; a CPU-bound
+///   job never gets that many, because the limit stops where run times start to follow the
+///   number in flight.
+/// * `queue_capacity` 10,000: what waits while the pool is *not* saturated (a burst, a slower
+///   downstream that the limit is still growing for). Each queued job holds only its boxed
+///   future (typically well under a kilobyte before it runs), so about 10 MiB at worst.
+///
+/// With [`Limit::fixed`] the limit is `max_workers` and nothing moves (spillway's behaviour
+/// before limits existed), so the defaults are the previous ones: the available parallelism
+/// and a queue of 1,000.
 ///
 /// # Examples
 ///
@@ -62,7 +94,9 @@ pub struct Builder {
     name: String,
     min_workers: usize,
     max_workers: Option<usize>,
-    queue_capacity: usize,
+    queue_capacity: Option<usize>,
+    limit: Limit,
+    queue_target: Option<Duration>,
     scale_up_threshold: f64,
     scale_up_cooldown: Duration,
     idle_timeout: Duration,
@@ -76,7 +110,9 @@ impl Default for Builder {
             name: "default".to_owned(),
             min_workers: 1,
             max_workers: None,
-            queue_capacity: 1000,
+            queue_capacity: None,
+            limit: Limit::default(),
+            queue_target: None,
             scale_up_threshold: 0.7,
             scale_up_cooldown: Duration::ZERO,
             idle_timeout: Duration::from_secs(30),
@@ -99,17 +135,80 @@ impl Builder {
         self
     }
 
-    /// Most jobs running at once. Default: the machine's available parallelism. At most
-    /// [`MAX_WORKERS`].
+    /// Most jobs running at once: a hard ceiling for the concurrency limit. Default 10,000 (with
+    /// [`Limit::fixed`]: the machine's available parallelism); see "Ceilings and the limit".
+    /// At most [`MAX_WORKERS`].
     pub fn max_workers(mut self, n: usize) -> Self {
         self.max_workers = Some(n);
         self
     }
 
-    /// Most jobs waiting for a worker. A submission beyond it is refused (`try_submit`) or waits
-    /// (`submit`). Default 1000.
+    /// Most jobs waiting for a worker, a hard ceiling. A submission beyond it is refused
+    /// (`try_submit`) or waits (`submit`). Default 10,000 (with [`Limit::fixed`]: 1,000).
     pub fn queue_capacity(mut self, n: usize) -> Self {
-        self.queue_capacity = n;
+        self.queue_capacity = Some(n);
+        self
+    }
+
+    /// How the pool chooses how many jobs run at once. Default [`Limit::adaptive`]; see
+    /// [`Limit`] for the others.
+    ///
+    /// Under any limit but [`Limit::fixed`], a worker only takes a queued job while fewer than
+    /// the limit run (workers above it park, and retire after `idle_timeout`), and a submission
+    /// is refused as full ([`TrySubmitError::Full`](crate::TrySubmitError::Full), counted in
+    /// `shed_full`) once `limit + queue bound` jobs are in flight, the queue bound being the
+    /// algorithm's (see [`queue_target`](Self::queue_target)).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use spillway::{Limit, Pool};
+    ///
+    /// let adaptive = Pool::builder().build().unwrap();
+    /// assert!(adaptive.metrics().limit <= adaptive.metrics().max_workers);
+    ///
+    /// let fixed = Pool::builder().limit(Limit::fixed()).max_workers(8).build().unwrap();
+    /// assert_eq!(fixed.metrics().limit, 8);
+    ///
+    /// let vegas = Pool::builder().limit(Limit::vegas().max_limit(500)).build().unwrap();
+    /// assert!(vegas.metrics().limit <= 500);
+    /// # }
+    /// ```
+    pub fn limit(mut self, limit: impl Into<Limit>) -> Self {
+        self.limit = limit.into();
+        self
+    }
+
+    /// The queue wait the adaptive limit aims at while the pool is saturated: it then admits
+    /// only what the pool completes within this time (`limit * target / run time` queued), and a
+    /// worker drops a job that waited more than twice as long (it ends as
+    /// [`JobError::Expired`](crate::JobError::Expired)). While not saturated only
+    /// `queue_capacity` bounds the queue. Default 5 ms, CoDel's target: small against the
+    /// run time of a typical I/O-bound job (20 ms), so admitted latency stays near the job's own,
+    /// yet long enough that at tens of thousands of jobs per second hundreds are queued and no
+    /// worker idles between two submissions. Only for [`Limit::adaptive`] (the default):
+    /// [`build`](Self::build) refuses it with another limit. Same as
+    /// [`Adaptive::queue_target`](crate::Adaptive::queue_target).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use spillway::{Limit, Pool};
+    ///
+    /// let pool = Pool::builder().queue_target(Duration::from_millis(2)).build();
+    /// assert!(pool.is_ok());
+    ///
+    /// let err = Pool::builder()
+    ///     .limit(Limit::fixed())
+    ///     .queue_target(Duration::from_millis(2))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.setting(), "queue_target");
+    /// # }
+    /// ```
+    pub fn queue_target(mut self, target: Duration) -> Self {
+        self.queue_target = Some(target);
         self
     }
 
@@ -199,22 +298,33 @@ impl Builder {
         if self.name.is_empty() {
             return Err(BuildError::invalid("name", "\"\"", "must not be empty"));
         }
-        if self.queue_capacity == 0 {
+        let limit = self.validate_limit()?;
+        let fixed = limit == Limit::fixed();
+        let queue_capacity = self.queue_capacity.unwrap_or(if fixed {
+            FIXED_QUEUE_CAPACITY
+        } else {
+            DEFAULT_QUEUE_CAPACITY
+        });
+        if queue_capacity == 0 {
             return Err(BuildError::invalid(
                 "queue_capacity",
                 0,
                 "must be at least 1",
             ));
         }
-        if self.queue_capacity > MAX_CAPACITY {
+        if queue_capacity > MAX_CAPACITY {
             return Err(BuildError::invalid(
                 "queue_capacity",
-                self.queue_capacity,
+                queue_capacity,
                 format!("must be at most {MAX_CAPACITY}"),
             ));
         }
         let max_workers = self.max_workers.unwrap_or_else(|| {
-            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+            if fixed {
+                std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_WORKERS))
+            } else {
+                DEFAULT_MAX_WORKERS
+            }
         });
         if !(1..=MAX_WORKERS).contains(&max_workers) {
             return Err(BuildError::invalid(
@@ -253,7 +363,8 @@ impl Builder {
         }
         Ok(Config {
             name: self.name.clone(),
-            queue_capacity: self.queue_capacity,
+            limit,
+            queue_capacity,
             queue_timeout: self.queue_timeout,
             policy: Policy {
                 min_workers: self.min_workers,
@@ -263,6 +374,40 @@ impl Builder {
                 idle_timeout: self.idle_timeout,
             },
         })
+    }
+}
+
+impl Builder {
+    /// The limit with the queue target applied, its parameters checked.
+    fn validate_limit(&self) -> Result<Limit, BuildError> {
+        let limit = match self.queue_target {
+            None => self.limit.clone(),
+            Some(target) if target.is_zero() => {
+                return Err(BuildError::invalid(
+                    "queue_target",
+                    "0s",
+                    "must be greater than zero",
+                ));
+            }
+            Some(target) => self.limit.with_queue_target(target).ok_or_else(|| {
+                BuildError::invalid(
+                    "queue_target",
+                    format!("{target:?}"),
+                    format!(
+                        "applies to the adaptive limit only (this pool's is {})",
+                        self.limit.name()
+                    ),
+                )
+            })?,
+        };
+        limit.validate().map_err(
+            |InvalidLimit {
+                 setting,
+                 value,
+                 allowed,
+             }| BuildError::invalid(setting, value, allowed),
+        )?;
+        Ok(limit)
     }
 }
 
@@ -307,12 +452,30 @@ mod tests {
         assert!(err(b().queue_timeout(Duration::ZERO)).starts_with("invalid queue_timeout = 0s"));
         assert_eq!(err(b().name("")), "invalid name = \"\": must not be empty");
         assert!(err(b().queue_capacity(usize::MAX)).starts_with("invalid queue_capacity"));
+        assert_eq!(
+            err(b().queue_target(Duration::ZERO)),
+            "invalid queue_target = 0s: must be greater than zero"
+        );
+        assert_eq!(
+            err(b()
+                .limit(Limit::vegas())
+                .queue_target(Duration::from_millis(3))),
+            "invalid queue_target = 3ms: applies to the adaptive limit only (this pool's is vegas)"
+        );
+        assert!(
+            err(b().limit(Limit::vegas().smoothing(7.0))).starts_with("invalid vegas.smoothing")
+        );
     }
 
     #[test]
     fn defaults_are_valid() {
         let config = Builder::new().validate().unwrap();
-        assert_eq!(config.queue_capacity, 1000);
+        assert_eq!(config.queue_capacity, 10_000);
+        assert_eq!(config.policy.max_workers, 10_000);
+        assert_eq!(config.limit, Limit::default());
+        let fixed = Builder::new().limit(Limit::fixed()).validate().unwrap();
+        assert_eq!(fixed.queue_capacity, 1000);
+        assert!(fixed.policy.max_workers <= MAX_WORKERS);
         assert_eq!(config.policy.min_workers, 1);
         assert!(config.policy.max_workers >= 1);
         assert_eq!(config.queue_timeout, None);

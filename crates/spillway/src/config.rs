@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::limit::Limit;
 use crate::scaler::Policy;
 
 /// Validated settings.
@@ -11,4 +12,5 @@ pub(crate) struct Config {
     pub(crate) queue_capacity: usize,
     pub(crate) queue_timeout: Option<Duration>,
     pub(crate) policy: Policy,
+    pub(crate) limit: Limit,
 }

@@ -6,8 +6,17 @@
 //! is refused at once (or waits, with a deadline if you like) and the job is handed back to you.
 //!
 //! * **Bounded**: at most `queue_capacity` jobs wait and at most `max_workers` run.
-//! * **Adaptive**: workers start as soon as queued jobs find none idle, and retire after
-//!   `idle_timeout`; the scaling policy is a pure function ([`Builder::scale_up_threshold`]).
+//! * **Adaptive limit** (the default, [`Limit::adaptive`]): the pool finds by itself how many
+//!   jobs may run at once, the point past which more in flight no longer bring more throughput,
+//!   and follows it as the machine and the services downstream change; while saturated it keeps
+//!   the queue to what completes within [`Builder::queue_target`] (5 ms) and sheds the rest as
+//!   `Full`. `max_workers` (default 10,000) and `queue_capacity` (default 10,000) are then only
+//!   memory-safety ceilings, so `Pool::builder().build()` suits I/O-bound and CPU-bound jobs
+//!   alike; [`Limit::fixed`] keeps `max_workers` as the limit. The limit is in
+//!   [`Snapshot::limit`].
+//! * **Adaptive workers**: workers start as soon as queued jobs find none idle (never more than
+//!   the limit lets run), and retire after `idle_timeout`; the scaling policy is a pure function
+//!   ([`Builder::scale_up_threshold`]).
 //! * **Explicit backpressure**: [`Pool::try_submit`] fails fast without allocating, and never while
 //!   there is room; [`Pool::submit`] and [`Pool::submit_timeout`] wait.
 //! * **Typed results and cancellation**: a [`JobHandle`] resolves to the job's value or a
@@ -55,6 +64,7 @@ mod config;
 mod error;
 mod handoff;
 mod job;
+mod limit;
 mod metrics;
 mod pool;
 #[cfg(feature = "prometheus")]
@@ -73,6 +83,7 @@ pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFutu
 pub use builder::{Builder, MAX_WORKERS};
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
+pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
 pub use metrics::{Latency, Snapshot};
 pub use pool::{Pool, ShutdownReport};
 #[cfg(feature = "prometheus")]

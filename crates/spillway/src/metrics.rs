@@ -233,6 +233,10 @@ pub struct Snapshot {
     pub queue_capacity: usize,
     /// Upper bound on workers.
     pub max_workers: usize,
+    /// The concurrency limit now: at most this many jobs run at once. It moves within
+    /// `min_workers..=max_workers`, and is at least 1 (see [`Limit`](crate::Limit));
+    /// `max_workers` for [`Limit::fixed`](crate::Limit::fixed).
+    pub limit: usize,
     /// Jobs admitted.
     pub submitted: u64,
     /// Jobs that returned a value.

@@ -31,7 +31,7 @@ const BUCKETS: [f64; 16] = [
 type Read = fn(&Snapshot) -> usize;
 
 /// The gauges: name, help, reading.
-const GAUGES: [(&str, &str, Read); 5] = [
+const GAUGES: [(&str, &str, Read); 6] = [
     ("spillway_workers", "Worker tasks alive.", |s| s.workers),
     ("spillway_workers_busy", "Workers running a job.", |s| {
         s.busy
@@ -45,6 +45,11 @@ const GAUGES: [(&str, &str, Read); 5] = [
     ("spillway_queue_capacity", "Most jobs that can wait.", |s| {
         s.queue_capacity
     }),
+    (
+        "spillway_limit",
+        "The concurrency limit: most jobs running at once now.",
+        |s| s.limit,
+    ),
 ];
 
 /// The Prometheus metrics of a set of pools, exported through one `prometheus-client` registry:
@@ -56,7 +61,7 @@ const GAUGES: [(&str, &str, Read); 5] = [
 /// series disappear. For a registry with a single pool, [`Pool::register_metrics`] is a shortcut.
 ///
 /// Series: `spillway_workers`, `spillway_workers_busy`, `spillway_workers_max`,
-/// `spillway_queue_depth`, `spillway_queue_capacity` (gauges, saturating at `i64::MAX`);
+/// `spillway_queue_depth`, `spillway_queue_capacity`, `spillway_limit` (gauges, saturating at `i64::MAX`);
 /// `spillway_jobs_submitted_total`, `spillway_jobs_ended_total{outcome}`,
 /// `spillway_jobs_shed_total{reason}` (counters); `spillway_job_queue_wait_seconds`,
 /// `spillway_job_run_seconds`, `spillway_job_total_seconds` (histograms).

@@ -13,7 +13,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::JobError;
 use crate::job::{BoxJob, Outcome, drop_quietly};
 use crate::scaler;
-use crate::state::Shared;
+use crate::state::{Ended, Samples, Shared, Taken};
 
 /// Counts the worker out when the task ends, however it ends: return, abort, or abort before its
 /// first poll (it is created outside the task's future and moved into it for that), or the drop
@@ -37,6 +37,8 @@ impl Drop for Alive {
 struct Running<'a> {
     shared: &'a Shared,
     job: Option<BoxJob>,
+    /// Jobs running when it started, itself included.
+    in_flight: usize,
 }
 
 impl Drop for Running<'_> {
@@ -51,18 +53,18 @@ impl Drop for Running<'_> {
 impl Running<'_> {
     /// Runs the job to its end and counts it; returns when it ended. `started` is now, or the
     /// end of the job this worker finished just before (no clock read needed).
-    async fn run(mut self, started: Instant) -> Instant {
+    async fn run(mut self, started: Instant, samples: &mut Samples) -> Instant {
         let shared = self.shared;
         let job = self
             .job
             .as_mut()
             .expect("a running job is present until it ends");
         let queue_wait = started.saturating_duration_since(job.admitted_at());
-        let (outcome, ran) = if shared
+        let too_late = shared
             .config()
             .queue_timeout
-            .is_some_and(|t| queue_wait > t)
-        {
+            .is_some_and(|t| queue_wait > t);
+        let (outcome, ran) = if too_late || shared.drop_at_dequeue(queue_wait) {
             (
                 job.as_mut().fail(JobError::Expired, Outcome::Expired),
                 false,
@@ -76,8 +78,14 @@ impl Running<'_> {
             // A job body's destructor may panic too; it must not take the worker down.
             drop_quietly(job);
         }
-        let run_time = ran.then(|| ended.saturating_duration_since(started));
-        shared.job_ended(outcome, queue_wait, run_time);
+        let end = Ended {
+            outcome,
+            at: ended,
+            queue_wait,
+            run: ran.then(|| ended.saturating_duration_since(started)),
+            in_flight: self.in_flight,
+        };
+        shared.job_ended(&end, samples);
         ended
     }
 }
@@ -101,7 +109,7 @@ pub(crate) fn run(shared: Arc<Shared>) -> impl Future<Output = ()> + Send + 'sta
 /// What an idle worker found.
 enum Idle {
     /// A job arrived just before it parked.
-    Job(BoxJob),
+    Job(Taken),
     /// Woken, or its idle timer moved on: look again.
     LookAgain,
     /// It retired: it no longer counts and exits.
@@ -119,6 +127,8 @@ async fn work(mut alive: Alive) {
     let mut idle = pin!(idle);
     // When the previous job just ended, its end is the next one's start.
     let mut now = None;
+    // This worker's samples for the concurrency limit, handed over in batches.
+    let mut samples = Samples::default();
     loop {
         let (job, started) = match shared.take_next() {
             Some(job) => (job, now.unwrap_or_else(Instant::now)),
@@ -141,9 +151,10 @@ async fn work(mut alive: Alive) {
         };
         let running = Running {
             shared: &shared,
-            job: Some(job),
+            job: Some(job.job),
+            in_flight: job.in_flight,
         };
-        last_active = running.run(started).await;
+        last_active = running.run(started, &mut samples).await;
         now = Some(last_active);
     }
 }

@@ -1,6 +1,7 @@
-//! Property: whatever callers do, every admitted job ends in exactly one counted outcome.
+//! Property: whatever callers do, every admitted job ends in exactly one counted outcome, and
+//! the concurrency limit stays within its range.
 //!
-//! Random pools (sizes, queue timeout, scale-up threshold and cooldown) run random sequences of
+//! Random pools (sizes, concurrency limit, queue timeout, scale-up threshold and cooldown) run random sequences of
 //! submit / try_submit / submit_timeout, handle drops, aborts and detaches, panicking, slow,
 //! never-ending jobs and jobs that panic when dropped, closes and shutdowns: on a paused-clock
 //! runtime (so time-dependent paths run without real waiting), and on a multi-threaded runtime
@@ -11,7 +12,10 @@
 //! * every handle still held resolves (no job is lost), to a result its job could produce;
 //! * the outcome counted for each job is the one its handle reports: per outcome, the counter is
 //!   at least the number of held handles reporting it, exactly that when no handle was let go;
-//! * no worker task is left.
+//! * no worker task is left;
+//! * after every operation, whatever the limit algorithm observed, the limit is within
+//!   `max(min_workers, 1)..=max_workers` (`Limit::fixed`: exactly `max_workers`), and no more
+//!   jobs run than it allows plus those started before it fell.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -20,7 +24,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spillway::{JobError, JobHandle, Pool};
+use spillway::{JobError, JobHandle, Limit, Pool};
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -85,6 +89,23 @@ struct Settings {
     queue_timeout: Option<u64>,
     scale_up_threshold: f64,
     scale_up_cooldown: Option<u64>,
+    limit: Limit,
+}
+
+/// Every algorithm, the adaptive one also with tiny initial limits and queue targets so that it
+/// moves within a short case.
+fn limit() -> impl Strategy<Value = Limit> {
+    prop_oneof![
+        Just(Limit::fixed()),
+        Just(Limit::default()),
+        (1usize..4, 1u64..10).prop_map(|(initial, target)| Limit::adaptive()
+            .initial_limit(initial)
+            .queue_target(Duration::from_millis(target))
+            .into()),
+        Just(Limit::gradient2().into()),
+        Just(Limit::vegas().into()),
+        Just(Limit::aimd().into()),
+    ]
 }
 
 fn settings() -> impl Strategy<Value = Settings> {
@@ -93,15 +114,19 @@ fn settings() -> impl Strategy<Value = Settings> {
         proptest::option::of(1u64..25),
         prop_oneof![Just(0.0), Just(0.5), Just(0.7), Just(1.0)],
         proptest::option::of(1u64..30),
+        limit(),
     )
         .prop_map(
-            |((max_workers, min, queue_capacity), queue_timeout, threshold, cooldown)| Settings {
-                min_workers: min.min(max_workers),
-                max_workers,
-                queue_capacity,
-                queue_timeout,
-                scale_up_threshold: threshold,
-                scale_up_cooldown: cooldown,
+            |((max_workers, min, queue_capacity), queue_timeout, threshold, cooldown, limit)| {
+                Settings {
+                    min_workers: min.min(max_workers),
+                    max_workers,
+                    queue_capacity,
+                    queue_timeout,
+                    scale_up_threshold: threshold,
+                    scale_up_cooldown: cooldown,
+                    limit,
+                }
             },
         )
 }
@@ -260,6 +285,7 @@ impl Held {
 
 async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestCaseError> {
     let mut builder = Pool::builder()
+        .limit(settings.limit.clone())
         .min_workers(settings.min_workers)
         .max_workers(settings.max_workers)
         .queue_capacity(settings.queue_capacity)
@@ -304,8 +330,10 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
                 // Gave up waiting: never admitted, and not counted as shed either.
                 let slot = Slot::default();
                 let wait = tokio::time::timeout(clock.ms(50), pool.submit(job(k, clock, &slot)));
-                let mut wait = std::pin::pin!(wait);
+                let mut wait = Box::pin(wait);
                 let waited = std::future::poll_fn(|cx| given_back(|| wait.as_mut().poll(cx))).await;
+                // A wait given up still holds the job: the caller's to drop.
+                drop_given_back(wait);
                 if let Ok(result) = waited {
                     admit(result.map_err(drop_given_back), k, slot, &mut held);
                 }
@@ -343,6 +371,7 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
             }
             Op::Drop(_) | Op::Abort(_) | Op::Detach(_) => {}
         }
+        check_limit(&settings, &pool.metrics())?;
     }
 
     let report = pool.shutdown(clock.ms(20)).await;
@@ -385,6 +414,22 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         if let_go == 0 {
             prop_assert_eq!(counted[i], reported[i], "{} counted vs reported", name);
         }
+    }
+    Ok(())
+}
+
+/// The limit is within its range (see the module docs).
+fn check_limit(settings: &Settings, m: &spillway::Snapshot) -> Result<(), TestCaseError> {
+    let low = settings.min_workers.max(1);
+    prop_assert!(
+        (low..=settings.max_workers).contains(&m.limit),
+        "limit {} outside {}..={}",
+        m.limit,
+        low,
+        settings.max_workers
+    );
+    if settings.limit == Limit::fixed() {
+        prop_assert_eq!(m.limit, settings.max_workers);
     }
     Ok(())
 }

@@ -218,7 +218,9 @@ async fn sizes_beyond_the_documented_maximum_are_refused_by_name() {
 
 #[tokio::test]
 async fn the_largest_pool_accepted_starts_and_shuts_down() {
+    // Fixed: a moving limit would start only as many as it lets run.
     let pool = Pool::builder()
+        .limit(spillway::Limit::fixed())
         .min_workers(0)
         .max_workers(spillway::MAX_WORKERS)
         .scale_up_threshold(0.0)

@@ -487,7 +487,7 @@ async fn prometheus_export_is_registered_and_labelled() {
         r#"spillway_jobs_ended_total{pool="checkout",outcome="completed"} 3"#,
         r#"spillway_jobs_ended_total{pool="checkout",outcome="panicked"} 1"#,
         r#"spillway_jobs_shed_total{pool="checkout",reason="full"} 0"#,
-        r#"spillway_queue_capacity{pool="checkout"} 1000"#,
+        r#"spillway_queue_capacity{pool="checkout"} 10000"#,
         r#"spillway_workers_max{pool="checkout"} 2"#,
         r#"spillway_job_total_seconds_count{pool="checkout"} 4"#,
         r#"spillway_job_total_seconds_bucket{le="+Inf",pool="checkout"} 4"#,
@@ -799,9 +799,10 @@ async fn two_pools_in_one_registry_share_each_family() {
     encode(&mut text, &registry).unwrap();
 
     let families = strict_exposition_check(&text);
-    assert_eq!(families.len(), 11, "{text}");
+    assert_eq!(families.len(), 12, "{text}");
     for line in [
         r#"spillway_workers_max{pool="api"} 2"#,
+        r#"spillway_limit{pool="api"} 2"#,
         r#"spillway_workers_max{pool="batch"} 3"#,
         r#"spillway_jobs_ended_total{pool="api",outcome="completed"} 1"#,
         r#"spillway_jobs_ended_total{pool="batch",outcome="completed"} 0"#,
@@ -813,9 +814,9 @@ async fn two_pools_in_one_registry_share_each_family() {
     metrics.add(&late);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
-    assert_eq!(strict_exposition_check(&text).len(), 11);
+    assert_eq!(strict_exposition_check(&text).len(), 12);
     assert!(
-        text.contains(r#"spillway_queue_capacity{pool="late"} 1000"#),
+        text.contains(r#"spillway_queue_capacity{pool="late"} 10000"#),
         "{text}"
     );
 }

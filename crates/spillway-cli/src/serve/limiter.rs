@@ -57,8 +57,11 @@ impl Limiter {
                 format!("{} permits, unbounded wait", args.pool.max_workers)
             }
             Limiter::Pool { .. } => format!(
-                "pool of up to {} workers and a queue of {}, the rest answered 503",
-                args.pool.max_workers, args.pool.queue
+                "pool of up to {} workers and a queue of {} under the {} limit, the rest \
+                 answered 503",
+                args.pool.max_workers,
+                args.pool.queue,
+                args.limit.name()
             ),
         }
     }
@@ -71,7 +74,11 @@ fn build_pool(args: &ServeArgs) -> anyhow::Result<Limiter> {
         .name("serve")
         .min_workers(settings.min_workers)
         .max_workers(settings.max_workers)
-        .queue_capacity(settings.queue);
+        .queue_capacity(settings.queue)
+        .limit(args.limit.clone());
+    if let Some(target) = args.queue_target {
+        builder = builder.queue_target(target);
+    }
     if let Some(timeout) = settings.queue_timeout {
         builder = builder.queue_timeout(timeout);
     }

@@ -27,7 +27,11 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use tokio::sync::oneshot;
 
-use crate::args::{PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, positive_duration};
+use spillway::Limit;
+
+use crate::args::{
+    PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, parse_limit, positive_duration,
+};
 
 pub use server::{DrainReport, Server};
 
@@ -98,6 +102,15 @@ pub struct ServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024)
     )]
     pub pool_threads: usize,
+    /// The pool's concurrency limit (pool mode): adaptive (the library's default: finds how
+    /// many jobs may run at once, within --min-workers..=--max-workers, and keeps the queue
+    /// short), fixed (always --max-workers), or Netflix's gradient2, vegas or aimd.
+    #[arg(long, default_value = "adaptive", value_parser = parse_limit)]
+    pub limit: Limit,
+    /// The queue wait the adaptive limit aims at while the pool is saturated (pool mode,
+    /// adaptive limit only; the library's default, 5ms, when not given).
+    #[arg(long, value_parser = positive_duration)]
+    pub queue_target: Option<Duration>,
     /// Wait up to this long for a queue slot before shedding, instead of failing fast (pool
     /// mode).
     #[arg(long, value_parser = positive_duration)]
@@ -156,8 +169,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<ExitCode> {
         args.pool.max_workers,
         if args.mode == Mode::Pool {
             format!(
-                " queue={} pool_threads={}",
-                args.pool.queue, args.pool_threads
+                " queue={} limit={} pool_threads={}",
+                args.pool.queue,
+                args.limit.name(),
+                args.pool_threads
             )
         } else {
             String::new()

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use spillway::Pool;
+use spillway::{Limit, Pool};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
@@ -229,7 +229,7 @@ impl Runner {
     /// The pool's concurrency limit now, if the mode runs a pool.
     fn limit(&self) -> Option<usize> {
         match self {
-            Runner::Pool(pool) => Some(pool.metrics().max_workers),
+            Runner::Pool(pool) => Some(pool.metrics().limit),
             _ => None,
         }
     }
@@ -243,7 +243,10 @@ fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Re
         .runtime(handle);
     builder = match mode.limit() {
         Some(limit) => with_limit(builder, limit)?,
-        None => builder.min_workers(settings.min_workers),
+        // The existing pool modes keep the settings they were given as the limit.
+        None => builder
+            .limit(Limit::fixed())
+            .min_workers(settings.min_workers),
     };
     if let Some(timeout) = settings.queue_timeout {
         builder = builder.queue_timeout(timeout);
@@ -253,8 +256,9 @@ fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Re
 
 /// `builder` with the library's limit of that name, at its defaults.
 fn with_limit(builder: spillway::Builder, name: &str) -> anyhow::Result<spillway::Builder> {
-    let _ = name;
-    Ok(builder)
+    let limit =
+        Limit::by_name(name).with_context(|| format!("spillway has no limit named {name}"))?;
+    Ok(builder.limit(limit))
 }
 
 fn runtime() -> anyhow::Result<Runtime> {

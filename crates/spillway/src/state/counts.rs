@@ -6,6 +6,9 @@
 //!
 //! * **Busy before release** ([`Counts::take_next`]): a taken job counts as busy before its queue
 //!   slot is given back, so it is counted as queued, busy, or (briefly) both, never neither.
+//!   Under a concurrency limit ([`Counts::take_next_within`]) the worker counts itself busy
+//!   first, with a compare-and-swap bounded by the limit, and only then pops (uncounting itself
+//!   if the queue was empty): so at most `limit` ever run at once, and the order is the same.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
 //!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
 //!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
@@ -151,12 +154,33 @@ impl<T> Counts<T> {
 
     // ---- workers ----
 
-    /// Takes the oldest job and counts its worker busy ("busy before release").
-    pub(crate) fn take_next(&self) -> Option<T> {
+    /// Takes the oldest job and counts its worker busy ("busy before release"). Also returns the
+    /// number busy with it, itself included.
+    pub(crate) fn take_next(&self) -> Option<(T, usize)> {
         let item = self.queue.pop()?;
-        self.busy.fetch_add(1, Ordering::SeqCst);
+        let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
         self.queue.release();
-        Some(item)
+        Some((item, busy))
+    }
+
+    /// [`take_next`](Self::take_next) under a concurrency limit: the worker counts itself busy
+    /// first, only while fewer than `limit` are, then pops (and uncounts itself if the queue was
+    /// empty). So at most `limit` jobs run at once, and a job still counts as queued until its
+    /// worker counts as busy.
+    pub(crate) fn take_next_within(&self, limit: usize) -> Option<(T, usize)> {
+        let busy = self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b < limit).then_some(b + 1)
+            })
+            .ok()?
+            + 1;
+        let Some(item) = self.queue.pop() else {
+            self.busy.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        };
+        self.queue.release();
+        Some((item, busy))
     }
 
     /// A job taken with [`take_next`](Self::take_next) ended, however it ended.
@@ -275,7 +299,7 @@ mod tests {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
         assert!(!counts.push(permit, 1).wake, "nobody parked: no wake-up");
-        assert_eq!(counts.take_next(), Some(1));
+        assert_eq!(counts.take_next(), Some((1, 1)));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
         assert_eq!(counts.busy(), 0);
@@ -344,6 +368,37 @@ mod loom_tests {
 
     use crate::scaler::{self, Decision, Policy};
 
+    /// Two workers race for two queued jobs under a limit of one: at most one runs at a time,
+    /// a worker that finds the limit in use takes nothing and leaves `busy` as it was, and every
+    /// job is either taken or still queued.
+    #[test]
+    fn loom_take_within_a_limit_never_runs_more() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(2, 0, 2));
+            for job in [1, 2] {
+                let _ = counts.push(counts.try_reserve().expect("room"), job);
+            }
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    let counts = counts.clone();
+                    thread::spawn(move || {
+                        let taken = counts.take_next_within(1);
+                        if let Some((_, busy)) = taken {
+                            assert_eq!(busy, 1, "alone under the limit");
+                            assert!(counts.busy() <= 1);
+                            counts.end_job();
+                        }
+                        usize::from(taken.is_some())
+                    })
+                })
+                .collect();
+            let taken: usize = workers.into_iter().map(|w| w.join().unwrap()).sum();
+            assert!(taken >= 1, "the first to count itself busy takes a job");
+            assert_eq!(counts.queued() + taken, 2);
+            assert_eq!(counts.busy(), 0);
+        });
+    }
+
     /// A worker goes idle while a submitter pushes a job: the worker either finds the job in its
     /// last look or is woken for it. Never stranded.
     #[test]
@@ -355,12 +410,12 @@ mod loom_tests {
                 let (counts, work) = (counts.clone(), work.clone());
                 thread::spawn(move || {
                     loop {
-                        if let Some(job) = counts.take_next() {
+                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
                             counts.end_job();
                             return job;
                         }
                         let parked = counts.park();
-                        if let Some(job) = counts.take_next() {
+                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
                             drop(parked);
                             counts.end_job();
                             return job;
@@ -594,7 +649,7 @@ mod loom_tests {
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {
-                    let taken = counts.take_next();
+                    let taken = counts.take_next().map(|(job, _)| job);
                     if taken.is_some() {
                         assert_eq!(counts.busy(), 1);
                         counts.end_job();

@@ -28,6 +28,7 @@
 //!   reads the other's, as in "parked before the last look", so one of them sees the job.
 
 mod counts;
+mod limiter;
 
 use std::future::Future;
 use std::pin::{Pin, pin};
@@ -44,9 +45,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::counts::{Counts, ParkedCount};
+use self::limiter::Limiter;
+pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
 use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue, drop_quietly};
+use crate::limit::{Bounds, Sample};
 use crate::metrics::{Latency, Metrics, Snapshot};
 use crate::queue::{Refused, Ticket};
 use crate::scaler::{self, Decision};
@@ -60,6 +64,7 @@ pub(crate) type StartWorker = fn(&mut JoinSet<()>, Arc<Shared>, &Handle);
 pub(crate) struct Shared {
     config: Config,
     counts: Counts<BoxJob>,
+    limiter: Limiter,
     metrics: Metrics,
     /// Wakes parked workers: a job was queued, or nothing more can arrive.
     work: Notify,
@@ -92,6 +97,15 @@ impl Shared {
                 config.queue_capacity,
                 policy.min_workers,
                 policy.max_workers,
+            ),
+            limiter: Limiter::new(
+                &config.limit,
+                // At least one job may run, even with `min_workers = 0`.
+                Bounds {
+                    min: policy.min_workers.max(1),
+                    max: policy.max_workers,
+                },
+                config.queue_capacity,
             ),
             config,
             metrics: Metrics::new(),
@@ -169,12 +183,25 @@ impl Shared {
     }
 
     /// The admission check: reserves a slot (nothing is allocated for a refused job), queues the
-    /// job, wakes a parked worker if one waits, and lets the scaling policy start workers.
+    /// job, wakes a parked worker if one waits, and lets the scaling policy start workers. Under a
+    /// concurrency limit, a job beyond `limit + queue bound` in flight is refused as full first.
     fn admit<F>(self: &Arc<Self>, job: F) -> Result<JobHandle<F::Output>, (Refused, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        if self.limiter.bounds_queue()
+            && !self
+                .limiter
+                .has_room(self.counts.busy(), self.counts.queued())
+        {
+            let refused = if self.counts.is_closed() {
+                Refused::Closed
+            } else {
+                Refused::Full
+            };
+            return Err((refused, job));
+        }
         let permit = match self.counts.try_reserve() {
             Ok(permit) => permit,
             Err(refused) => return Err((refused, job)),
@@ -196,7 +223,10 @@ impl Shared {
 
     fn count_shed(&self, refused: Refused) {
         match refused {
-            Refused::Full => self.metrics.shed_full.inc(),
+            Refused::Full => {
+                self.metrics.shed_full.inc();
+                self.limiter.shed();
+            }
             Refused::Closed => self.metrics.shed_closed.inc(),
         }
     }
@@ -207,10 +237,19 @@ impl Shared {
     fn maybe_grow(self: &Arc<Self>) {
         let observation = self.counts.observe(self.since_last_growth());
         if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy)
-            && self.grow(n) > 0
+            && self.grow(self.within_limit(n, observation.workers)) > 0
         {
             self.record_growth();
         }
+    }
+
+    /// `n` more workers, fewer if the concurrency limit has no use for them (beyond the first
+    /// `min_workers`, which always start).
+    fn within_limit(&self, n: usize, workers: usize) -> usize {
+        if self.limiter.is_fixed() || workers < self.config.policy.min_workers {
+            return n;
+        }
+        n.min(self.limiter.limit().saturating_sub(workers))
     }
 
     /// Starts the cooldown, when one is configured.
@@ -296,12 +335,23 @@ impl Shared {
 
     // ---- workers: jobs ----
 
-    /// Takes the next job and marks its worker busy. The job counts as queued until it counts as
-    /// busy, never as neither.
-    pub(crate) fn take_next(&self) -> Option<BoxJob> {
-        let job = self.counts.take_next()?;
+    /// Takes the next job and marks its worker busy, unless the concurrency limit is reached
+    /// (the worker then parks; a rise of the limit wakes it). The job counts as queued until it
+    /// counts as busy, never as neither.
+    pub(crate) fn take_next(&self) -> Option<Taken> {
+        let (job, in_flight) = if self.limiter.is_fixed() {
+            self.counts.take_next()?
+        } else {
+            self.counts.take_next_within(self.limiter.limit())?
+        };
         self.left_queue();
-        Some(job)
+        Some(Taken { job, in_flight })
+    }
+
+    /// Whether a job that waited `waited` is dropped when a worker takes it (the limit's CoDel
+    /// rule); it then ends as expired.
+    pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
+        self.limiter.drop_at_dequeue(waited)
     }
 
     /// A job left the queue (taken or removed): wakes whoever waits for that.
@@ -329,12 +379,36 @@ impl Shared {
         self.counts.is_drained()
     }
 
-    /// A job taken with [`take_next`](Self::take_next) ended: counts its outcome and records its
-    /// timings (`run_time` is `None` when its body did not finish). The one place where a job's
-    /// queue wait and run time are observed.
-    pub(crate) fn job_ended(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
-        self.metrics.record(outcome, queue_wait, run);
+    /// A job taken with [`take_next`](Self::take_next) ended at `ended`: counts its outcome and
+    /// records its timings (`run_time` is `None` when its body did not finish). The one place
+    /// where a job's queue wait and run time are observed, and where the concurrency limit
+    /// learns from them (a job that expired is a dropped sample; a cancelled one says nothing).
+    pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
+        self.metrics
+            .record(ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
+        if self.limiter.is_fixed() {
+            return;
+        }
+        // Under a limit, a job's end makes room for a submitter too (`limit + queue bound`).
+        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
+        let dropped = ended.outcome == Outcome::Expired;
+        if ended.run.is_none() && !dropped {
+            return;
+        }
+        let sample = Sample {
+            run: ended.run.unwrap_or_default(),
+            queue_wait: ended.queue_wait,
+            in_flight: ended.in_flight,
+            dropped,
+        };
+        let now = ended.at.saturating_duration_since(self.epoch);
+        if self.limiter.on_sample(samples, now, &sample) {
+            // Workers parked at the old limit may take queued jobs now.
+            self.work.notify_waiters();
+        }
     }
 
     /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline).
@@ -471,6 +545,7 @@ impl Shared {
             queued,
             queue_capacity: self.counts.capacity(),
             max_workers: self.config.policy.max_workers,
+            limit: self.limiter.limit(),
             submitted,
             completed,
             panicked,
@@ -529,7 +604,7 @@ pin_project! {
 
 impl Parked<'_> {
     /// Registers for a wake-up, counts the worker parked, and takes the next job if one arrived.
-    pub(crate) fn last_look(self: Pin<&mut Self>) -> Option<BoxJob> {
+    pub(crate) fn last_look(self: Pin<&mut Self>) -> Option<Taken> {
         let mut this = self.project();
         this.wake.as_mut().enable();
         if this.count.is_none() {
@@ -545,6 +620,24 @@ impl Future for Parked<'_> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         self.project().wake.poll(cx)
     }
+}
+
+/// A job a worker took, and the number running with it (itself included) when it started.
+pub(crate) struct Taken {
+    pub(crate) job: BoxJob,
+    pub(crate) in_flight: usize,
+}
+
+/// How a taken job ended, as [`Shared::job_ended`] records it.
+pub(crate) struct Ended {
+    pub(crate) outcome: Outcome,
+    /// When it ended (the worker's one clock read).
+    pub(crate) at: Instant,
+    pub(crate) queue_wait: Duration,
+    /// `None` when its body did not finish.
+    pub(crate) run: Option<Duration>,
+    /// From [`Taken::in_flight`].
+    pub(crate) in_flight: usize,
 }
 
 /// Counts a submitter waiting for room while it waits.

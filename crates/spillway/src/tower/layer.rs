@@ -12,7 +12,9 @@ use crate::pool::Pool;
 ///
 /// By default a request that finds the queue full is shed at once ([`new`](Self::new)); with
 /// [`wait`](Self::wait) it waits up to a timeout for a slot. Every service the layer makes shares
-/// the one pool, so its `max_workers` and `queue_capacity` bound the whole stack.
+/// the one pool, so its `max_workers` and `queue_capacity` bound the whole stack, and its
+/// concurrency limit ([`Limit::adaptive`](crate::Limit::adaptive) by default) decides how many
+/// requests run at once and how long the queue may grow while it is saturated.
 ///
 /// # Examples
 ///

@@ -4,8 +4,8 @@
 //! [`PoolLayer`](crate::PoolLayer) wraps any `tower` service (an axum `Router`, a hyper service,
 //! a tonic server...) in a [`PoolService`](crate::PoolService). Each request is handed to the
 //! inner service on the caller's task, and the future it returns becomes a pool job: at most
-//! `max_workers` requests run and at most `queue_capacity` wait in the queue, whatever the
-//! traffic. (In [`wait`](crate::PoolLayer::wait) mode, requests waiting for a queue slot are
+//! the pool's concurrency limit (adaptive by default, never above `max_workers`) run and at most
+//! `queue_capacity` wait in the queue, whatever the traffic. (In [`wait`](crate::PoolLayer::wait) mode, requests waiting for a queue slot are
 //! outside the queue: they are bounded only by the callers and connections.)
 //!
 //! * **Backpressure in `poll_ready`**: it is the inner service's, passed through.

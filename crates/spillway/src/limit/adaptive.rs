@@ -1,0 +1,923 @@
+//! The adaptive limit, spillway's default: finds the concurrency past which more jobs in flight
+//! no longer bring more throughput, follows it as it moves, and keeps the queue short only while
+//! the pool is saturated.
+//!
+//! # What it observes
+//!
+//! An in-process pool knows, for every job, its run time `R` (start to end, excluding our own
+//! queue), its queue wait, and the number in flight `N` when it started; by Little's law the
+//! throughput is `X = N / R`. Samples are summed into windows of at least 10 ms, 64 completed
+//! jobs and one mean run time, so that a window holds jobs that started under about the same
+//! limit; a window in which the limit binds (below) also stays open until its mean run time is
+//! known within 5% (one standard error; at most 1 s), so that two of them can be compared even
+//! for jobs whose run times vary a lot. The law runs once per window, on the means of `N` and `R`
+//! over the jobs that completed in it. Dropped jobs (expired, dropped at dequeue) are counted, never
+//! averaged in: they did not run, so their near-zero "latency" cannot pull `R` down.
+//!
+//! # The law
+//!
+//! A window *binds* when demand met the limit: a submission was shed, a job was dropped, jobs
+//! waited in the queue (a mean wait of 1 ms or more), or a job started with the limit in use.
+//! Windows that do not bind never raise the limit (no drift upward while app-limited); a limit
+//! above twice the demand they saw relaxes toward it by at most 20% per window, never below
+//! `initial_limit` (so a limit grown for a slower downstream does not stay high after it, ready to
+//! let a later overload put that many jobs in flight at once). Two in a row that saw about the
+//! same `N` and `R` (within 10%: not a ramp) teach the uncongested run time `R0` (an average).
+//!
+//! A binding window is *settled* when its mean `N` is within 10% of the limit, i.e. its jobs
+//! started under the current limit; unsettled windows (just after a move, or while demand rises)
+//! only wait. Between two settled windows whose `N` differs, the elasticity
+//! `e = dln R / dln N` says whether concurrency caused the latency: `e` near 0, more jobs in
+//! flight ran as fast, so throughput grew with `N`; `e` near 1, `R` followed `N` and `X` stayed
+//! flat: a resource is saturated (the CPU, a downstream with a fixed number of permits). On a
+//! settled window:
+//!
+//! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so
+//!    `R` at this `N` is uncongested; `R0` becomes the mean `R` of the two windows (this is how a
+//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows (doubles after
+//!    two flat steps in a row, while no knee is known). (`e` clearly
+//!    negative, `R` up while `N` went down, means conditions changed: no verdict.)
+//! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
+//!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
+//!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
+//!    the descent is under way and `N` did not move, descend to where `R` would be
+//!    `1 + tolerance` times that fastest mean if throughput stays flat,
+//!    `N (1 + tolerance) R_fastest / R`, by at least 40% and at most fiftyfold per settled window,
+//!    until a step leaves `R` flat (rule 1). Otherwise probe by +25%. No Envoy-style pinning to a
+//!    tiny limit is needed.
+//! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
+//!    knee), by 10% near it (by one job at least).
+//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
+//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
+//!    `R / ((1 + tolerance) R0)`, between +25% and doubling, and let the next settled window tell
+//!    (rule 1 or 5).
+//! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
+//!    excess, `L (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease), and note the
+//!    knee.
+//!
+//! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
+//! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
+//! where the run time is about `1 + tolerance` times the uncongested one: for jobs bound by a
+//! downstream of `P` permits near `(1 + tolerance) P`, for the seed job on a saturated CPU near
+//! `1 + tolerance` times the knee `X_max R0`. It is kept as a float and rounded (a knee of two
+//! jobs gives 1.6, i.e. 2).
+//!
+//! # The queue
+//!
+//! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind,
+//! or a flat step past the last knee), [`AdaptiveLimit::queue_bound`] is what the pool completes within
+//! `queue_target` (`L * target / R`, Little's law again) and a job that waited over twice the
+//! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_after`]).
+//! Otherwise the queue is bounded only by `queue_capacity`: a slower downstream or a burst is
+//! absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
+//! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
+//! (200 at 40k jobs/s) keep every worker fed between two submissions.
+//!
+//! # Cold start
+//!
+//! The limit starts at `initial_limit` (1,000, capped by `max_workers`): a burst of that many jobs
+//! after idleness starts at once, nothing learned yet. A step overload from cold puts at most
+//! `1.25 * initial_limit` jobs in flight before the first verdict (the bound on the memory
+//! overshoot); from there rule 2 descends to the knee within a few windows. A smaller initial
+//! limit would shed the first jobs of every burst; a larger one would overshoot further. The
+//! cost falls on CPU-bound jobs: a thousand of them on two cores run for half a second each
+//! before the first verdict (in the model at 3x overload: p99 near a second for the first second,
+//! under 100 ms after it, and the limit within a few jobs of the cores after about 3 s); set a
+//! smaller `initial_limit` for a pool that only computes.
+//!
+//! # Failure modes of the published limiters, and what this law does instead
+//!
+//! * *Creeping up under modest overload* (Gradient2 adds `queue_size` on every sample): growth
+//!   needs `R <= (1 + tolerance) R0` or a flat step; past the knee neither holds.
+//! * *Growing to max while latency is flat* (every request timing out alike): dropped jobs are
+//!   not averaged into `R`, and a dropped or shed job makes the window bind, so the limit moves
+//!   only on the run times of jobs that ran.
+//! * *Dropped requests recording near-zero latency*: see above.
+//! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
+//!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
+//! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 50% per
+//!   settled window while that proves productive.
+//! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
+//!   from windows that do not bind or from flat steps; the limit is never pinned low.
+//! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
+//!   down (slowly, toward a settled mean below it) or on a flat step, never because `R` stays
+//!   high. In the model, 20 s at 5x overload: the limit's per-second means stay within 3%.
+//! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
+//!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
+//!   does not shed until the pool is proven saturated.
+
+use std::time::Duration;
+
+use super::config::AdaptiveConfig;
+use super::{Bounds, Sample};
+
+/// A window closes after at least this long...
+const MIN_WINDOW: Duration = Duration::from_millis(10);
+/// ...and this many completed jobs...
+const MIN_SAMPLES: u32 = 64;
+/// ...and one mean run time of the previous window, at most this long...
+const MAX_WINDOW: Duration = Duration::from_secs(1);
+/// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
+/// it reached `MAX_WINDOW`.
+const MAX_RELATIVE_ERROR: f64 = 0.05;
+/// A mean queue wait at least this long means the limit binds.
+const BINDING_WAIT: f64 = 0.001;
+/// `N` must move by this much (in ln) between windows for `e` to be measured.
+const MIN_DLN_N: f64 = 0.05;
+/// A binding window is settled (its jobs started under the current limit) when its mean `N` is
+/// within this (in ln) of the limit.
+const SETTLED_DLN_N: f64 = 0.1;
+/// At or above this elasticity, `R` follows `N`.
+const SATURATED_E: f64 = 0.5;
+/// Below this elasticity, over a move of `N` of at least `FLAT_DLN_N`, `R` did not follow `N`.
+const FLAT_E: f64 = 0.25;
+const FLAT_DLN_N: f64 = 0.15;
+const FAST_GROWTH: f64 = 1.5;
+const GENTLE_GROWTH: f64 = 1.1;
+const PROBE: f64 = 1.25;
+const BLIND_DESCENT: f64 = 0.6;
+const MAX_BLIND_DESCENT: f64 = 0.02;
+/// Per window that does not bind, a limit above twice the demand falls at most this much.
+const RELAX: f64 = 0.8;
+/// Weight of a settled mean below `R0`.
+const R0_DECAY: f64 = 0.1;
+
+/// What one window saw.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Window {
+    /// Mean run time of the completed jobs, in seconds.
+    pub(crate) run: f64,
+    /// Mean number in flight when they started.
+    pub(crate) in_flight: f64,
+    /// Whether demand met the limit during the window.
+    pub(crate) binding: bool,
+}
+
+/// Why the limit last moved (or did not), for debug logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    Initial,
+    NotBinding,
+    Relax,
+    Room,
+    Saturated,
+    BlindDescent,
+    Productive,
+    Probe,
+    Settling,
+    Ceiling,
+}
+
+impl Reason {
+    /// A short lowercase name for logs.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::Initial => "initial",
+            Reason::NotBinding => "not binding",
+            Reason::Relax => "relaxing toward demand",
+            Reason::Room => "room to grow",
+            Reason::Saturated => "saturated",
+            Reason::BlindDescent => "cold-start descent",
+            Reason::Productive => "flat step",
+            Reason::Probe => "probe",
+            Reason::Settling => "settling",
+            Reason::Ceiling => "at the ceiling",
+        }
+    }
+}
+
+/// The state of one adaptive limit.
+#[derive(Debug, Clone)]
+pub(crate) struct AdaptiveLimit {
+    limit: f64,
+    bounds: Bounds,
+    tolerance: f64,
+    queue_target: Duration,
+    acc: Accumulator,
+    law: Law,
+}
+
+/// The control law's memory between windows.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Law {
+    /// Uncongested run time `R0`, seconds.
+    pub(crate) baseline: Option<f64>,
+    /// Whether `R0` was seen uncongested (a steady window that did not bind, or a step that left
+    /// `R` flat), not just assumed.
+    pub(crate) confirmed: bool,
+    /// The last settled binding window: the point the next one is compared with.
+    pub(crate) measured: Option<Window>,
+    /// The window before this one.
+    pub(crate) last: Option<Window>,
+    /// The window with the lowest mean run time (an upper bound on `R0`).
+    pub(crate) fastest: Option<Window>,
+    /// The initial limit: while the limit does not bind, it relaxes no lower.
+    pub(crate) floor: f64,
+    /// Whether the last verdict was a flat step.
+    pub(crate) streak: bool,
+    /// Lowest `N` of the last saturated verdict.
+    pub(crate) knee: Option<f64>,
+    pub(crate) saturated: bool,
+    /// Mean run time of the last window, seconds (for the queue bound and the window length).
+    pub(crate) last_run: f64,
+    pub(crate) reason: Reason,
+}
+
+impl Law {
+    /// A law that relaxes no lower than `floor` (the initial limit) while the limit does not bind.
+    fn new(floor: f64) -> Law {
+        Law {
+            floor,
+            baseline: None,
+            confirmed: false,
+            measured: None,
+            last: None,
+            fastest: None,
+            streak: false,
+            knee: None,
+            saturated: false,
+            last_run: 0.0,
+            reason: Reason::Initial,
+        }
+    }
+}
+
+impl AdaptiveLimit {
+    pub(crate) fn new(config: &AdaptiveConfig, bounds: Bounds) -> AdaptiveLimit {
+        AdaptiveLimit {
+            limit: config.initial_limit.clamp(bounds.min, bounds.max) as f64,
+            bounds,
+            tolerance: config.tolerance,
+            queue_target: config.queue_target,
+            acc: Accumulator::default(),
+            law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
+        }
+    }
+
+    /// The limit, rounded to the nearest count (not truncated as in the Netflix ports: at a knee of
+    /// two jobs, 1.6 means 2).
+    pub(crate) fn limit(&self) -> usize {
+        self.bounds.clamp(self.limit.round())
+    }
+
+    /// Why the limit last moved or held.
+    pub(crate) fn reason(&self) -> Reason {
+        self.law.reason
+    }
+
+    pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
+        self.acc.add(sample, self.limit());
+        self.maybe_close(now);
+    }
+
+    pub(crate) fn on_shed(&mut self, now: Duration) {
+        self.acc.shed = self.acc.shed.saturating_add(1);
+        self.maybe_close(now);
+    }
+
+    /// See the module docs, "The queue".
+    pub(crate) fn queue_bound(&self, capacity: usize) -> usize {
+        if !self.law.saturated || self.law.last_run <= 0.0 {
+            return capacity;
+        }
+        let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / self.law.last_run;
+        // `as` saturates; at least one job may wait so a worker never idles between submissions.
+        (drained.ceil() as usize).max(1).min(capacity)
+    }
+
+    /// The queue wait past which a job is dropped at dequeue, while saturated (module docs,
+    /// "The queue").
+    pub(crate) fn drop_after(&self) -> Option<Duration> {
+        self.law
+            .saturated
+            .then(|| self.queue_target.saturating_mul(2))
+    }
+
+    /// See the module docs, "The queue".
+    #[cfg(test)]
+    pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
+        self.law.saturated && waited > self.queue_target.saturating_mul(2)
+    }
+
+    fn maybe_close(&mut self, now: Duration) {
+        let Some(window) = self.acc.close(now, self.law.last_run) else {
+            return;
+        };
+        if window.run > 0.0 {
+            self.law.last_run = window.run;
+        }
+        let bounds = (self.bounds.min as f64, self.bounds.max as f64);
+        let next = self
+            .law
+            .update(self.limit, &window, self.tolerance, bounds.1);
+        self.limit = next.clamp(bounds.0, bounds.1);
+    }
+}
+
+impl Law {
+    /// One step of the control law: the limit after `window`, given the limit during it and
+    /// the highest allowed.
+    pub(crate) fn update(&mut self, limit: f64, w: &Window, tolerance: f64, max: f64) -> f64 {
+        let last = self.last.replace(*w);
+        if w.run > 0.0 && self.fastest.is_none_or(|f| w.run < f.run) {
+            self.fastest = Some(*w);
+        }
+        let next = if !w.binding {
+            self.not_binding(limit, w, last)
+        } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
+            let next = self.settled(limit, w, tolerance);
+            self.measured = Some(*w);
+            next
+        } else if !self.confirmed && !self.saturated {
+            // Cold start: demand met the limit for the first time. If R grew with N since the
+            // fastest window, descend now rather than after the ramp settles.
+            self.unconfirmed(limit, w, None, tolerance, Reason::Settling)
+        } else {
+            // Most jobs in this window started before the last move (or before demand rose).
+            self.reason = Reason::Settling;
+            limit
+        };
+        if next > limit && limit >= max {
+            self.reason = Reason::Ceiling;
+        }
+        next.clamp(1.0, max.max(1.0))
+    }
+
+    fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>) -> f64 {
+        self.saturated = false;
+        self.measured = None;
+        self.reason = Reason::NotBinding;
+        if last.is_some_and(|l| !l.binding && steady(&l, w)) {
+            self.baseline = Some(match self.baseline.filter(|_| self.confirmed) {
+                Some(r0) => r0 + 0.5 * (w.run - r0),
+                None => w.run,
+            });
+            self.confirmed = true;
+        }
+        // A limit far above demand would let a later overload put that many jobs in flight at
+        // once: relax toward twice the demand seen, never below the initial limit.
+        let headroom = (2.0 * w.in_flight).max(self.floor);
+        if limit > headroom {
+            self.reason = Reason::Relax;
+            return headroom.max(limit * RELAX);
+        }
+        limit
+    }
+
+    /// A binding window whose jobs started under the current limit.
+    fn settled(&mut self, limit: f64, w: &Window, tolerance: f64) -> f64 {
+        let step = self.measured.and_then(|m| Step::between(&m, w));
+        if let Some(step) = step.filter(|s| s.is_flat()) {
+            return self.productive(limit, w, step);
+        }
+        if let Some(r0) = self.baseline.filter(|&r0| w.run < r0) {
+            // A mean below R0 says R0 is too high; follow slowly, as one window is noisy.
+            self.baseline = Some(r0 + R0_DECAY * (w.run - r0));
+        }
+        let inflation = match self.baseline {
+            Some(r0) if self.confirmed => w.run / r0,
+            _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
+        };
+        match step {
+            _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
+            // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
+            // Unless already saturated, move N to find out.
+            None if !self.saturated => {
+                // The more R rose, the larger the probe (up to doubling).
+                self.probe(limit, (inflation / (1.0 + tolerance)).clamp(PROBE, 2.0))
+            }
+            _ => {
+                self.knee = Some(w.in_flight);
+                self.saturated = true;
+                self.streak = false;
+                self.reason = Reason::Saturated;
+                limit * ((1.0 + tolerance) / inflation).max(0.5)
+            }
+        }
+    }
+
+    /// No uncongested run time seen yet (cold start straight into overload).
+    /// Without a step from the last settled window, the window with the fastest mean serves:
+    /// if `R` grew with `N` since then, the pool is past its knee already.
+    /// Otherwise: `otherwise` (probe or wait).
+    fn unconfirmed(
+        &mut self,
+        limit: f64,
+        w: &Window,
+        step: Option<Step>,
+        tol: f64,
+        otherwise: Reason,
+    ) -> f64 {
+        let step = step.or_else(|| Step::between(&self.fastest?, w));
+        let descend = match step {
+            Some(step) => step.e >= SATURATED_E,
+            None => self.saturated, // N did not move: keep descending
+        };
+        match step {
+            _ if descend => {
+                self.knee = Some(step.map_or(w.in_flight, |s| s.low_n));
+                self.saturated = true;
+                self.streak = false;
+                self.reason = Reason::BlindDescent;
+                // Where R would be (1 + tol) times the fastest mean seen, if X stays flat; at
+                // least a 40% step, at most a fiftyfold one.
+                let fastest = self.fastest.map_or(w.run, |f| f.run);
+                let estimate = w.in_flight * (1.0 + tol) * fastest / w.run;
+                (limit * BLIND_DESCENT)
+                    .min(estimate)
+                    .max(limit * MAX_BLIND_DESCENT)
+            }
+            _ if otherwise == Reason::Probe => self.probe(limit, PROBE),
+            _ => {
+                self.reason = otherwise;
+                limit
+            }
+        }
+    }
+
+    fn probe(&mut self, limit: f64, factor: f64) -> f64 {
+        self.reason = Reason::Probe;
+        self.streak = false;
+        (limit * factor).max(limit + 1.0)
+    }
+
+    /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
+    fn productive(&mut self, limit: f64, w: &Window, step: Step) -> f64 {
+        self.baseline = Some(step.mean_run);
+        self.confirmed = true;
+        if self.knee.is_some_and(|knee| w.in_flight > knee) {
+            self.knee = None; // productive past the old knee: it moved
+        }
+        // Growing back toward a known knee, the queue stays short; past it, it opens.
+        self.saturated &= self.knee.is_some();
+        // Two flat steps in a row: far from any knee, double.
+        let factor = if self.streak { 2.0 } else { FAST_GROWTH };
+        let next = self.grow(limit, Reason::Productive, factor);
+        self.streak = true;
+        next
+    }
+
+    /// Grows by `fast` (by 10% near the last knee, and not past it otherwise).
+    fn grow(&mut self, limit: f64, reason: Reason, fast: f64) -> f64 {
+        self.reason = reason;
+        self.streak = false;
+        let next = match self.knee {
+            Some(knee) if limit * GENTLE_GROWTH >= knee => limit * GENTLE_GROWTH,
+            Some(knee) => (limit * fast).min(knee),
+            None => limit * fast,
+        };
+        next.max(limit + 1.0)
+    }
+}
+
+/// What moving from one settled window to the next showed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Step {
+    /// `dln R / dln N`.
+    pub(crate) e: f64,
+    pub(crate) dln_n: f64,
+    /// The lower of the two `N`.
+    pub(crate) low_n: f64,
+    /// The mean of the two `R` (for a flat step, both are uncongested).
+    pub(crate) mean_run: f64,
+}
+
+impl Step {
+    /// The step between two windows, when `N` moved enough to tell.
+    pub(crate) fn between(prev: &Window, cur: &Window) -> Option<Step> {
+        let positive = [prev.run, cur.run, prev.in_flight, cur.in_flight];
+        if positive.iter().any(|v| v.is_nan() || *v <= 0.0) {
+            return None;
+        }
+        let dln_n = (cur.in_flight / prev.in_flight).ln();
+        if dln_n.abs() < MIN_DLN_N {
+            return None;
+        }
+        Some(Step {
+            e: (cur.run / prev.run).ln() / dln_n,
+            dln_n,
+            low_n: prev.in_flight.min(cur.in_flight),
+            mean_run: (prev.run + cur.run) / 2.0,
+        })
+    }
+
+    /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
+    /// `N` fell, means the conditions changed between the windows: no verdict.)
+    fn is_flat(&self) -> bool {
+        self.e.abs() < FLAT_E && self.dln_n.abs() >= FLAT_DLN_N
+    }
+}
+
+/// Whether two windows saw about the same number in flight (within 10%, or one job) and the
+/// same mean run time (within 10%): demand and the service were steady, not ramping.
+fn steady(a: &Window, b: &Window) -> bool {
+    let (lo, hi) = (a.in_flight.min(b.in_flight), a.in_flight.max(b.in_flight));
+    let same_run = a.run > 0.0 && b.run > 0.0 && (a.run / b.run).ln().abs() <= 0.1;
+    hi <= 1.1 * lo + 1.0 && same_run
+}
+
+/// Sums over the current window.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Accumulator {
+    start: Option<Duration>,
+    completed: u32,
+    run_sum: f64,
+    run_sq_sum: f64,
+    in_flight_sum: f64,
+    wait_sum: f64,
+    full: bool,
+    dropped: u32,
+    shed: u32,
+}
+
+impl Accumulator {
+    fn add(&mut self, sample: &Sample, limit: usize) {
+        if sample.dropped {
+            self.dropped = self.dropped.saturating_add(1);
+            return;
+        }
+        self.completed = self.completed.saturating_add(1);
+        let run = sample.run.as_secs_f64();
+        self.run_sum += run;
+        self.run_sq_sum += run * run;
+        self.in_flight_sum += sample.in_flight as f64;
+        self.wait_sum += sample.queue_wait.as_secs_f64();
+        self.full |= sample.in_flight >= limit;
+    }
+
+    /// The standard error of the mean run time, relative to it.
+    fn relative_error(&self, n: f64) -> f64 {
+        let mean = self.run_sum / n;
+        let variance = (self.run_sq_sum / n - mean * mean).max(0.0);
+        if mean > 0.0 {
+            (variance / n).sqrt() / mean
+        } else {
+            0.0
+        }
+    }
+
+    /// The window, if it is long and full enough to close at `now`; then starts the next one.
+    fn close(&mut self, now: Duration, last_run: f64) -> Option<Window> {
+        let start = *self.start.get_or_insert(now);
+        let elapsed = now.saturating_sub(start);
+        if elapsed < MIN_WINDOW {
+            return None; // the common case, decided before any arithmetic (min_len >= MIN_WINDOW)
+        }
+        let min_len = MIN_WINDOW
+            .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
+            .min(MAX_WINDOW);
+        let n = f64::from(self.completed);
+        let binding = self.shed > 0 || self.dropped > 0 || self.wait_sum / n >= BINDING_WAIT;
+        let binding = binding || self.full;
+        // Only binding windows are compared with each other, so only they need precision.
+        let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
+        let precise = precise && self.completed >= MIN_SAMPLES;
+        let enough = precise || (elapsed >= MAX_WINDOW && self.completed >= MIN_SAMPLES);
+        if elapsed < min_len || !enough {
+            return None;
+        }
+        let window = Window {
+            run: self.run_sum / n,
+            in_flight: self.in_flight_sum / n,
+            binding,
+        };
+        *self = Accumulator {
+            start: Some(now),
+            ..Accumulator::default()
+        };
+        Some(window)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOL: f64 = 0.25;
+    const MAX: f64 = 5_000.0;
+
+    fn window(run_ms: f64, in_flight: f64, binding: bool) -> Window {
+        Window {
+            run: run_ms / 1_000.0,
+            in_flight,
+            binding,
+        }
+    }
+
+    /// A law that has learned `R0 = r0_ms` from two steady windows that did not bind.
+    fn learned(r0_ms: f64) -> Law {
+        let mut law = Law::new(1_000.0);
+        law.update(1_000.0, &window(r0_ms, 100.0, false), TOL, MAX);
+        law.update(1_000.0, &window(r0_ms, 110.0, false), TOL, MAX);
+        assert_eq!(law.baseline, Some(r0_ms / 1_000.0));
+        assert!(law.confirmed);
+        law
+    }
+
+    fn close(a: f64, b: f64) -> bool {
+        (a - b).abs() < 1e-6
+    }
+
+    #[test]
+    fn windows_that_do_not_bind_keep_the_limit_and_average_r0_when_steady() {
+        let mut law = Law::new(1_000.0);
+        assert_eq!(
+            law.update(500.0, &window(20.0, 10.0, false), TOL, MAX),
+            500.0
+        );
+        assert_eq!(law.baseline, None, "one window: N may still be moving");
+        law.update(500.0, &window(20.0, 11.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.020));
+        law.update(500.0, &window(22.0, 12.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021), "averaged");
+        // N tripled (a ramp): R0 untouched
+        law.update(500.0, &window(22.0, 36.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021));
+        // R doubled at the same N (still moving): untouched
+        law.update(500.0, &window(44.0, 36.0, false), TOL, MAX);
+        assert!(close(law.baseline.unwrap(), 0.021));
+        assert_eq!(law.reason, Reason::NotBinding);
+    }
+
+    #[test]
+    fn a_limit_far_above_demand_relaxes_toward_it_but_not_below_the_initial_limit() {
+        let mut law = Law::new(1_000.0);
+        assert_eq!(
+            law.update(5_000.0, &window(200.0, 2_400.0, false), TOL, MAX),
+            4_800.0
+        );
+        assert_eq!(law.reason, Reason::Relax);
+        assert_eq!(
+            law.update(4_800.0, &window(20.0, 300.0, false), TOL, MAX),
+            3_840.0
+        );
+        assert_eq!(
+            law.update(1_100.0, &window(20.0, 10.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(
+            law.update(1_000.0, &window(20.0, 10.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::NotBinding);
+        // a learned limit below the initial one is never raised by idleness
+        assert_eq!(law.update(3.0, &window(1.0, 1.0, false), TOL, MAX), 3.0);
+    }
+
+    #[test]
+    fn unsettled_binding_window_waits() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(60.0, 700.0, true), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::Settling);
+    }
+
+    #[test]
+    fn room_grows_fast_without_a_knee_and_gently_near_one() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_500.0
+        );
+        assert_eq!(law.reason, Reason::Room);
+        law.knee = Some(1_050.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_100.0
+        );
+        law.knee = Some(3_000.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_500.0
+        );
+        law.knee = Some(1_300.0);
+        assert_eq!(
+            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            1_300.0
+        );
+    }
+
+    #[test]
+    fn inflated_run_time_that_followed_n_shrinks_in_proportion_at_most_halving() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
+        // N 1000 -> 1200 and R 24 -> 30 ms: e = ln(1.25) / ln(1.2) > 0.5; inflation 1.5
+        let next = law.update(1_200.0, &window(30.0, 1_200.0, true), TOL, MAX);
+        assert!(close(next, 1_200.0 * 1.25 / 1.5), "{next}");
+        assert_eq!(law.reason, Reason::Saturated);
+        assert!(law.saturated);
+        assert_eq!(law.knee, Some(1_200.0));
+        // far worse at a lower N (conditions changed, no verdict), while saturated: halve, no more
+        let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
+        assert_eq!(next, 500.0);
+    }
+
+    #[test]
+    fn latency_rise_at_constant_n_probes_unless_saturated() {
+        let mut law = learned(20.0);
+        // 10x slower: the probe doubles N
+        assert_eq!(
+            law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX),
+            2_000.0
+        );
+        assert_eq!(law.reason, Reason::Probe);
+        // 1.5x slower: the probe is +25%
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX),
+            1_250.0
+        );
+        law.saturated = true;
+        let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
+        assert_eq!(next, 500.0);
+        assert_eq!(law.reason, Reason::Saturated);
+    }
+
+    #[test]
+    fn flat_step_raises_r0_to_the_slower_downstream_and_grows() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe
+        law.saturated = true;
+        let next = law.update(1_250.0, &window(202.0, 1_240.0, true), TOL, MAX);
+        assert_eq!(next, 1_875.0);
+        assert_eq!(law.reason, Reason::Productive);
+        assert!(
+            close(law.baseline.unwrap(), 0.201),
+            "the mean of both windows"
+        );
+        assert!(!law.saturated);
+        // a second flat step in a row doubles
+        let next = law.update(1_875.0, &window(200.0, 1_875.0, true), TOL, MAX);
+        assert_eq!(next, 3_750.0);
+    }
+
+    #[test]
+    fn small_moves_never_count_as_flat() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
+        // N +10% and R flat: too small a move to re-baseline; R is inflated and N moved, so it
+        // is a saturated verdict
+        law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX);
+        assert_eq!(law.baseline, Some(0.02));
+        assert_eq!(law.reason, Reason::Saturated);
+    }
+
+    #[test]
+    fn cold_start_probes_then_descends_until_a_step_is_flat() {
+        let mut law = Law::new(1_000.0);
+        assert_eq!(
+            law.update(1_000.0, &window(25.0, 1_000.0, true), TOL, MAX),
+            1_250.0
+        );
+        assert_eq!(law.reason, Reason::Probe);
+        assert_eq!(
+            law.update(1_250.0, &window(31.0, 1_250.0, true), TOL, MAX),
+            750.0
+        );
+        assert_eq!(law.reason, Reason::BlindDescent);
+        assert!(law.saturated);
+        assert_eq!(
+            law.update(750.0, &window(20.0, 750.0, true), TOL, MAX),
+            450.0
+        );
+        assert_eq!(law.reason, Reason::BlindDescent);
+        // 750 -> 450 left R at 20 ms: flat, R0 found; grow toward the knee
+        assert_eq!(
+            law.update(450.0, &window(20.0, 450.0, true), TOL, MAX),
+            675.0
+        );
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(law.baseline, Some(0.02));
+        assert!(law.confirmed);
+    }
+
+    #[test]
+    fn the_ceiling_caps_growth() {
+        let mut law = learned(20.0);
+        assert_eq!(
+            law.update(4_000.0, &window(20.0, 4_000.0, true), TOL, MAX),
+            MAX
+        );
+        assert_eq!(law.update(MAX, &window(20.0, MAX, true), TOL, MAX), MAX);
+        assert_eq!(law.reason, Reason::Ceiling);
+    }
+
+    fn sample(run_ms: u64, wait_ms: u64, in_flight: usize, dropped: bool) -> Sample {
+        Sample::ran(run_ms, in_flight)
+            .with_wait(wait_ms)
+            .with_drop(dropped)
+    }
+
+    fn adaptive() -> AdaptiveLimit {
+        AdaptiveLimit::new(&AdaptiveConfig::default(), Bounds { min: 1, max: 5_000 })
+    }
+
+    #[test]
+    fn window_closes_after_enough_jobs_and_time_and_ignores_dropped_run_times() {
+        let mut acc = Accumulator::default();
+        let at = Duration::from_millis;
+        assert_eq!(acc.close(at(0), 0.0), None);
+        for _ in 1..MIN_SAMPLES {
+            acc.add(&sample(20, 0, 10, false), 1_000);
+        }
+        acc.add(&sample(0, 50, 10, true), 1_000);
+        assert_eq!(acc.close(at(50), 0.0), None, "one completed job short");
+        acc.add(&sample(20, 0, 10, false), 1_000);
+        assert_eq!(acc.close(at(15), 0.020), None, "shorter than a run time");
+        let w = acc.close(at(25), 0.020).expect("closes");
+        assert!(close(w.run, 0.020));
+        assert_eq!(w.in_flight, 10.0);
+        assert!(w.binding, "a dropped job means demand met the limit");
+        assert_eq!(acc.completed, 0);
+    }
+
+    #[test]
+    fn a_binding_window_stays_open_until_its_mean_is_precise() {
+        let mut acc = Accumulator::default();
+        let at = Duration::from_millis;
+        acc.close(at(0), 0.0);
+        // run times of 1 and 39 ms alternate: mean 20, standard deviation 19
+        let add = |acc: &mut Accumulator, n: u32| {
+            for i in 0..n {
+                let run = if i % 2 == 0 { 1 } else { 39 };
+                acc.add(&sample(run, 5, 10, false), 1_000);
+            }
+        };
+        add(&mut acc, MIN_SAMPLES);
+        assert_eq!(
+            acc.close(at(100), 0.0),
+            None,
+            "19 / 20 / sqrt(64) = 12% error"
+        );
+        // (19 / 20) / sqrt(n) <= 5% from n = 361 on
+        add(&mut acc, 360 - MIN_SAMPLES);
+        assert_eq!(acc.close(at(200), 0.0), None);
+        add(&mut acc, 2);
+        let w = acc.close(at(300), 0.0).expect("precise enough");
+        assert!(w.binding);
+        assert!(close(w.run, 0.020));
+        // the same spread without binding closes at once: only binding windows are compared
+        let mut quiet = Accumulator::default();
+        quiet.close(at(0), 0.0);
+        for i in 0..MIN_SAMPLES {
+            let run = if i % 2 == 0 { 1 } else { 39 };
+            quiet.add(&sample(run, 0, 10, false), 1_000);
+        }
+        assert!(!quiet.close(at(100), 0.0).expect("closes").binding);
+    }
+
+    #[test]
+    fn waits_sheds_and_a_full_limit_each_make_a_window_bind() {
+        let at = Duration::from_millis;
+        let fill = |acc: &mut Accumulator, wait, in_flight| {
+            for _ in 0..MIN_SAMPLES {
+                acc.add(&sample(20, wait, in_flight, false), 100);
+            }
+        };
+        let mut acc = Accumulator::default();
+        acc.close(at(0), 0.0);
+        fill(&mut acc, 0, 10);
+        assert!(!acc.close(at(100), 0.0).unwrap().binding);
+        fill(&mut acc, 2, 10);
+        assert!(acc.close(at(200), 0.0).unwrap().binding);
+        fill(&mut acc, 0, 100);
+        assert!(acc.close(at(300), 0.0).unwrap().binding);
+        fill(&mut acc, 0, 10);
+        acc.shed = 1;
+        assert!(acc.close(at(400), 0.0).unwrap().binding);
+    }
+
+    #[test]
+    fn queue_is_bounded_by_the_target_only_while_saturated() {
+        let mut a = adaptive();
+        assert_eq!(a.queue_bound(100_000), 100_000);
+        assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
+        a.law.saturated = true;
+        a.law.last_run = 0.025;
+        // 1000 * 5 ms / 25 ms
+        assert_eq!(a.queue_bound(100_000), 200);
+        assert_eq!(a.queue_bound(50), 50);
+        assert!(!a.drop_at_dequeue(Duration::from_millis(10)));
+        assert!(a.drop_at_dequeue(Duration::from_millis(11)));
+    }
+
+    #[test]
+    fn samples_drive_the_law_through_windows() {
+        let mut a = adaptive();
+        assert_eq!(a.limit(), 1_000);
+        assert_eq!(a.reason(), Reason::Initial);
+        let mut now = Duration::ZERO;
+        // a cold overload: every job starts with the limit full and runs 25 ms
+        for _ in 0..200 {
+            now += Duration::from_millis(1);
+            a.on_sample(now, &sample(25, 3, 1_000, false));
+        }
+        // the first window probed; the later ones wait for jobs started at the new limit
+        assert_eq!(a.limit(), 1_250);
+        assert_eq!(a.reason(), Reason::Settling);
+        a.on_shed(now);
+        assert_eq!(a.acc.shed, 1);
+    }
+}

@@ -1,0 +1,222 @@
+//! The scenarios in the discrete-event model, with the seed's ceilings (5,000 workers,
+//! a 100,000-job queue): assertions for the adaptive default, a printed table for the peers.
+
+use super::model::{Load, Run, Service, Sim};
+use super::{Bounds, Limit, LimitAlgorithm};
+
+const CEILINGS: Bounds = Bounds { min: 1, max: 5_000 };
+const QUEUE: usize = 100_000;
+
+/// The seed job on 2 cores: 50 us of CPU then 20 ms of downstream wait.
+const CORES: f64 = 2.0;
+const CPU: f64 = 50e-6;
+const WAIT: f64 = 0.020;
+/// Jobs per second the CPU model completes at most.
+const CAPACITY: f64 = CORES / CPU;
+/// Past this many in flight, the CPU is the bottleneck.
+const KNEE: f64 = CAPACITY * (WAIT + CPU);
+
+fn seed_job() -> Service {
+    Service::cpu(CORES, CPU, WAIT)
+}
+
+fn run(limit: Limit, service: Service, load: &Load) -> Run {
+    Sim::new(LimitAlgorithm::new(&limit, CEILINGS), service, QUEUE).run(load, 7)
+}
+
+fn adaptive() -> Limit {
+    Limit::default()
+}
+
+#[test]
+fn step_overload_from_cold_settles_near_the_knee_without_overshoot() {
+    let load = Load::constant(10.0 * CAPACITY, 2.0);
+    let run = run(adaptive(), seed_job(), &load);
+    let limit = run.mean_limit(1.0, 2.0);
+    assert!(
+        (0.8 * KNEE..=1.6 * KNEE).contains(&limit),
+        "limit {limit:.0}, knee {KNEE:.0}"
+    );
+    assert!(
+        run.max_in_flight as f64 <= 2.0 * KNEE,
+        "{}",
+        run.max_in_flight
+    );
+    assert!(
+        run.goodput(1.0, 2.0) >= 0.9 * CAPACITY,
+        "{}",
+        run.goodput(1.0, 2.0)
+    );
+    assert!(run.p99(1.0, 2.0) <= 0.1, "p99 {}", run.p99(1.0, 2.0));
+}
+
+#[test]
+fn slowdown_at_low_load_sheds_nothing() {
+    let load = Load::constant(0.3 * CAPACITY, 5.0);
+    let run = run(adaptive(), seed_job().slow_down(2.0, 0.200), &load);
+    assert_eq!((run.shed, run.expired), (0, 0));
+    // in flight grew about tenfold with the wait, and the limit followed
+    assert!(run.max_in_flight as f64 >= 0.3 * CAPACITY * 0.2 * 0.9);
+    assert!(run.goodput(3.0, 5.0) >= 0.29 * CAPACITY);
+}
+
+#[test]
+fn burst_after_idle_starts_at_once() {
+    let load = Load::constant(10.0, 5.0).burst(5.0, 1_000).then(10.0, 6.0);
+    let run = run(adaptive(), seed_job(), &load);
+    assert_eq!((run.shed, run.expired), (0, 0));
+    let mut waits: Vec<f64> = run.done.iter().map(|d| d.start - d.arrival).collect();
+    waits.sort_by(f64::total_cmp);
+    // The burst is exactly the initial limit: a background job in flight at that moment can keep
+    // one burst job waiting for a run time, so the bound is on the 99th percentile.
+    let p99 = waits[waits.len() * 99 / 100];
+    assert!(p99 <= 0.005, "waited {p99}");
+}
+
+/// A downstream of 100 permits held 10 ms: capacity 10k jobs/s.
+const PERMITS: usize = 100;
+const HOLD: f64 = 0.010;
+
+#[test]
+fn downstream_overload_settles_near_its_permits_and_keeps_latency_near_its_hold() {
+    let load = Load::constant(3.0 * PERMITS as f64 / HOLD, 3.0);
+    let run = run(adaptive(), Service::permits(PERMITS, HOLD), &load);
+    let limit = run.mean_limit(1.5, 3.0);
+    let permits = PERMITS as f64;
+    assert!(
+        (0.8 * permits..=1.5 * permits).contains(&limit),
+        "limit {limit:.0}"
+    );
+    // the run time settles near (1 + tolerance) T; the queue adds up to the 5 ms target (twice
+    // that before a job is dropped at dequeue)
+    let target = 0.005;
+    let p50 = run.percentile(0.5, 1.5, 3.0);
+    assert!(p50 <= 1.5 * HOLD + target, "p50 {p50}");
+    let p99 = run.p99(1.5, 3.0);
+    assert!(p99 <= 2.0 * HOLD + 2.0 * target, "p99 {p99}");
+    assert!(run.goodput(1.5, 3.0) >= 0.9 * permits / HOLD);
+}
+
+#[test]
+fn slower_downstream_at_low_load_sheds_nothing() {
+    // 1,000 permits: at 3k jobs/s a hold of 100 ms still leaves room; it is not an overload.
+    let service = Service::permits(1_000, HOLD).slow_down(1.0, 10.0 * HOLD);
+    let run = run(adaptive(), service, &Load::constant(3_000.0, 4.0));
+    assert_eq!((run.shed, run.expired), (0, 0));
+}
+
+#[test]
+fn cpu_bound_jobs_bring_the_limit_down_to_the_cores() {
+    // 1 ms of CPU and nothing else, on 2 cores: capacity 2,000 jobs/s, knee 2 jobs
+    let service = Service::cpu(CORES, 0.001, 0.0);
+    let run = run(adaptive(), service, &Load::constant(3.0 * 2_000.0, 5.0));
+    let limit = run.mean_limit(4.0, 5.0);
+    assert!((1.5..=8.0).contains(&limit), "limit {limit}");
+    assert!(run.goodput(4.0, 5.0) >= 0.9 * 2_000.0);
+    assert!(run.p99(4.0, 5.0) <= 0.05, "p99 {}", run.p99(4.0, 5.0));
+}
+
+#[test]
+fn sustained_overload_does_not_drift() {
+    let run = run(adaptive(), seed_job(), &Load::constant(5.0 * CAPACITY, 5.0));
+    let per_second: Vec<f64> = (1..5)
+        .map(|s| run.mean_limit(f64::from(s), f64::from(s + 1)))
+        .collect();
+    let mean = per_second.iter().sum::<f64>() / per_second.len() as f64;
+    assert!(
+        per_second.iter().all(|l| (l / mean - 1.0).abs() <= 0.1),
+        "{per_second:?}"
+    );
+    let first = run.goodput(1.0, 2.0);
+    let last = run.goodput(4.0, 5.0);
+    assert!((last / first - 1.0).abs() <= 0.05, "{first} {last}");
+}
+
+/// Every algorithm through every scenario; prints a table (`--nocapture`), asserts nothing
+/// about the peers.
+#[test]
+fn peers_in_the_model() {
+    // `fixed` (5,000 in flight, a 100,000-job queue) is left out: it is slow to model.
+    let names = ["adaptive", "gradient2", "vegas", "aimd"];
+    println!("scenario        limit      goodput/cap  p99 ms  shed%  mean-limit  max-in-flight");
+    for (scenario, service, load, window, capacity) in scenarios() {
+        for name in names {
+            let limit = Limit::by_name(name).expect("known");
+            let run = run(limit, service(), &load);
+            let (from, to) = window;
+            println!(
+                "{scenario:<15} {name:<10} {:>11.2} {:>7.1} {:>6.2} {:>11.0} {:>14}",
+                run.goodput(from, to) / capacity,
+                run.p99(from, to) * 1e3,
+                run.shed_fraction() * 100.0,
+                run.mean_limit(from, to),
+                run.max_in_flight,
+            );
+        }
+    }
+    // the table is the output; the one assertion: every run offered the same load
+    let offered: Vec<usize> = names
+        .iter()
+        .map(|name| {
+            run(
+                Limit::by_name(name).expect("known"),
+                seed_job(),
+                &Load::constant(100.0, 0.5),
+            )
+            .offered
+        })
+        .collect();
+    assert!(offered.windows(2).all(|w| w[0] == w[1]), "{offered:?}");
+}
+
+/// Name, service, load, the interval reported, and the capacity during it (jobs/s).
+type Scenario = (&'static str, fn() -> Service, Load, (f64, f64), f64);
+
+fn scenarios() -> Vec<Scenario> {
+    vec![
+        (
+            "step 10x",
+            seed_job,
+            Load::constant(10.0 * CAPACITY, 2.0),
+            (1.0, 2.0),
+            CAPACITY,
+        ),
+        (
+            "spike 1.4x",
+            seed_job,
+            Load::constant(0.7 * CAPACITY, 1.0)
+                .then(1.4 * CAPACITY, 3.0)
+                .then(0.7 * CAPACITY, 4.0),
+            (1.0, 3.0),
+            CAPACITY,
+        ),
+        (
+            "capacity-drop",
+            || seed_job().cores_at(1.0, 1.0).cores_at(2.0, 2.0),
+            Load::constant(2.0 * CAPACITY, 3.0),
+            (1.0, 2.0),
+            CAPACITY / 2.0,
+        ),
+        (
+            "slowdown",
+            || seed_job().slow_down(1.0, 0.200),
+            Load::constant(0.3 * CAPACITY, 3.0),
+            (2.0, 3.0),
+            0.3 * CAPACITY,
+        ),
+        (
+            "low-rate burst",
+            seed_job,
+            Load::constant(10.0, 5.0).burst(5.0, 1_000).then(10.0, 6.0),
+            (5.0, 6.0),
+            1_000.0,
+        ),
+        (
+            "permits 3x",
+            || Service::permits(PERMITS, HOLD),
+            Load::constant(3.0 * PERMITS as f64 / HOLD, 3.0),
+            (1.5, 3.0),
+            PERMITS as f64 / HOLD,
+        ),
+    ]
+}

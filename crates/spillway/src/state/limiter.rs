@@ -1,0 +1,277 @@
+//! [`Limiter`]: the driver of the pool's concurrency limit. It owns the pure algorithm of
+//! [`crate::limit`], feeds it one [`Sample`] per ended job, and publishes what admission and the
+//! workers read on their hot paths in atomics, so that they never lock:
+//!
+//! * the **limit** (at most that many jobs run at once: [`Counts::take_next_within`]);
+//! * the **queue bound** (how many may wait beyond the running ones: [`Limiter::has_room`]);
+//! * the **drop age** (a queued job older than this is dropped when a worker takes it, CoDel).
+//!
+//! With [`Limit::fixed`] there is no algorithm at all: the limit is `max_workers`, the queue is
+//! bounded by `queue_capacity` alone, and the hot paths take the pool's original branch.
+//!
+//! # Cost
+//!
+//! A job's end already reads the clock once. Each worker keeps its samples in its own
+//! [`Samples`] batch and hands them to the algorithm (one lock, the algorithm's few additions per
+//! sample, its law once per window) when the batch is full or its oldest sample is
+//! [`MAX_BATCH_AGE`] old. So at a high rate a job's end costs a few stores into memory of its
+//! own, and the shared lock and the algorithm's state move between cores once per batch, not once
+//! per job (handing over at every park would undo that: at a moderate rate a worker parks after
+//! every job); at a low rate, where jobs end more than a millisecond apart, every sample is
+//! handed over as it comes. The samples of a worker's last jobs before it parks wait for its next
+//! job: a pool whose workers park is not saturated, so they hold nothing the law is waiting for,
+//! and its windows last at least 10 ms anyway. A shed submission only increments an atomic; the
+//! next batch delivers it.
+//!
+//! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use crossbeam_utils::CachePadded;
+
+use crate::limit::{Bounds, Limit, LimitAlgorithm, Sample};
+
+/// Samples a worker keeps before it hands them to the algorithm.
+const BATCH: usize = 16;
+
+/// The oldest a kept sample may get before the batch is handed over.
+pub(crate) const MAX_BATCH_AGE: Duration = Duration::from_millis(1);
+
+/// One worker's samples not yet handed to the algorithm, each with its job's end (since the
+/// pool's epoch).
+#[derive(Debug)]
+pub(crate) struct Samples {
+    kept: [(Duration, Sample); BATCH],
+    len: usize,
+}
+
+impl Default for Samples {
+    fn default() -> Samples {
+        let none = Sample {
+            run: Duration::ZERO,
+            queue_wait: Duration::ZERO,
+            in_flight: 0,
+            dropped: false,
+        };
+        Samples {
+            kept: [(Duration::ZERO, none); BATCH],
+            len: 0,
+        }
+    }
+}
+
+impl Samples {
+    fn is_due(&self, now: Duration) -> bool {
+        self.len == BATCH || now.saturating_sub(self.kept[0].0) >= MAX_BATCH_AGE
+    }
+}
+
+/// The driver: the algorithm behind a lock, its verdicts in atomics.
+pub(crate) struct Limiter {
+    /// `None` for [`Limit::fixed`]. Padded: the workers write its lock on every sample, the
+    /// submitters read the atomics below on every admission.
+    algorithm: Option<CachePadded<Mutex<LimitAlgorithm>>>,
+    capacity: usize,
+    limit: AtomicUsize,
+    queue_bound: AtomicUsize,
+    /// `queue_bound < capacity`: otherwise the queue's own capacity is the whole check.
+    queue_bounded: AtomicBool,
+    /// Nanoseconds a queued job may wait before a worker drops it; `u64::MAX` for never.
+    drop_after: AtomicU64,
+    /// Submissions shed since the algorithm last heard of it.
+    shed: CachePadded<AtomicU64>,
+}
+
+impl Limiter {
+    pub(crate) fn new(limit: &Limit, bounds: Bounds, capacity: usize) -> Limiter {
+        let algorithm = LimitAlgorithm::new(limit, bounds);
+        let limiter = Limiter {
+            capacity,
+            limit: AtomicUsize::new(algorithm.limit()),
+            queue_bound: AtomicUsize::new(algorithm.queue_bound(capacity)),
+            queue_bounded: AtomicBool::new(
+                !matches!(algorithm, LimitAlgorithm::Fixed(_))
+                    && algorithm.queue_bound(capacity) < capacity,
+            ),
+            drop_after: AtomicU64::new(u64::MAX),
+            shed: CachePadded::new(AtomicU64::new(0)),
+            algorithm: match algorithm {
+                LimitAlgorithm::Fixed(_) => None,
+                other => Some(CachePadded::new(Mutex::new(other))),
+            },
+        };
+        tracing::debug!(
+            limit = limiter.limit(),
+            algorithm = limit.name(),
+            "initial limit"
+        );
+        limiter
+    }
+
+    pub(crate) fn is_fixed(&self) -> bool {
+        self.algorithm.is_none()
+    }
+
+    /// The current concurrency limit.
+    pub(crate) fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// Whether admission must check [`has_room`](Self::has_room): the algorithm bounds the queue
+    /// below its capacity (never for [`Limit::fixed`]). Otherwise, as at most `limit` run, the
+    /// queue's capacity alone decides.
+    pub(crate) fn bounds_queue(&self) -> bool {
+        self.queue_bounded.load(Ordering::Relaxed)
+    }
+
+    /// Whether one more job may be admitted when `busy` run and `queued` wait: fewer than
+    /// `limit + queue bound` in flight. (Read without a lock, so racing submitters may pass
+    /// together; `queue_capacity` stays the hard ceiling.)
+    pub(crate) fn has_room(&self, busy: usize, queued: usize) -> bool {
+        let room = self
+            .limit()
+            .saturating_add(self.queue_bound.load(Ordering::Relaxed));
+        busy.saturating_add(queued) < room
+    }
+
+    /// Whether a job that waited `waited` must be dropped at dequeue (CoDel's rule).
+    pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
+        let after = self.drop_after.load(Ordering::Relaxed);
+        after != u64::MAX && u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX) > after
+    }
+
+    /// A submission was shed (the limit's bound or the queue was full).
+    pub(crate) fn shed(&self) {
+        if !self.is_fixed() {
+            self.shed.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Keeps the sample of a job that ended `now` (since the pool's epoch) in `batch`, and
+    /// hands the batch over when it is due (see "Cost"). Returns `true` if the limit rose, so
+    /// parked workers may now take queued jobs.
+    pub(crate) fn on_sample(&self, batch: &mut Samples, now: Duration, sample: &Sample) -> bool {
+        if self.is_fixed() {
+            return false;
+        }
+        batch.kept[batch.len] = (now, *sample);
+        batch.len += 1;
+        batch.is_due(now) && self.flush(batch)
+    }
+
+    /// Hands `batch` to the algorithm and empties it. Returns `true` if the limit rose.
+    pub(crate) fn flush(&self, batch: &mut Samples) -> bool {
+        let Some(algorithm) = &self.algorithm else {
+            return false;
+        };
+        let kept = std::mem::take(&mut batch.len);
+        if kept == 0 {
+            return false;
+        }
+        let mut algorithm = crate::sync::lock_std(algorithm);
+        if self.shed.swap(0, Ordering::Relaxed) > 0 {
+            algorithm.on_shed(batch.kept[0].0);
+        }
+        let before = self.limit();
+        for (now, sample) in &batch.kept[..kept] {
+            if let Some(after) = algorithm.on_sample(*now, sample) {
+                tracing::debug!(
+                    after,
+                    reason = algorithm.reason().unwrap_or("the algorithm's rule"),
+                    "concurrency limit moved"
+                );
+            }
+        }
+        self.publish(&algorithm);
+        algorithm.limit() > before
+    }
+
+    /// Stores the algorithm's verdicts where the hot paths read them; only those that changed,
+    /// so that the submitters' cached copies stay valid between two moves.
+    fn publish(&self, algorithm: &LimitAlgorithm) {
+        let drop_after = algorithm.drop_after().map_or(u64::MAX, |after| {
+            u64::try_from(after.as_nanos()).unwrap_or(u64::MAX - 1)
+        });
+        store_if_changed(&self.limit, algorithm.limit());
+        let queue_bound = algorithm.queue_bound(self.capacity);
+        store_if_changed(&self.queue_bound, queue_bound);
+        let bounded = queue_bound < self.capacity;
+        if self.queue_bounded.load(Ordering::Relaxed) != bounded {
+            self.queue_bounded.store(bounded, Ordering::Relaxed);
+        }
+        if self.drop_after.load(Ordering::Relaxed) != drop_after {
+            self.drop_after.store(drop_after, Ordering::Relaxed);
+        }
+    }
+}
+
+fn store_if_changed(cell: &AtomicUsize, value: usize) {
+    if cell.load(Ordering::Relaxed) != value {
+        cell.store(value, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("limit", &self.limit())
+            .field("queue_bound", &self.queue_bound.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_has_no_algorithm_and_the_full_room() {
+        let limiter = Limiter::new(&Limit::fixed(), Bounds { min: 1, max: 8 }, 100);
+        assert!(limiter.is_fixed());
+        assert!(!limiter.bounds_queue());
+        assert_eq!(limiter.limit(), 8);
+        assert!(limiter.has_room(8, 99));
+        assert!(!limiter.has_room(8, 100));
+        assert!(!limiter.drop_at_dequeue(Duration::MAX));
+        let mut batch = Samples::default();
+        assert!(!limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(1, 1)));
+        assert_eq!(batch.len, 0);
+    }
+
+    #[test]
+    fn a_peer_admits_only_up_to_its_limit_and_publishes_its_moves() {
+        let limiter = Limiter::new(&Limit::aimd().into(), Bounds { min: 1, max: 1_000 }, 100);
+        let start = limiter.limit();
+        assert!(limiter.bounds_queue());
+        assert!(limiter.has_room(start - 1, 0));
+        assert!(
+            !limiter.has_room(start, 0),
+            "no queue for Netflix's limiters"
+        );
+        let mut batch = Samples::default();
+        assert!(
+            !limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, start)),
+            "kept: the batch is fresh and not full"
+        );
+        assert_eq!(limiter.limit(), start);
+        assert!(
+            limiter.flush(&mut batch),
+            "handed over at the worker's park"
+        );
+        assert_eq!(limiter.limit(), start + 1);
+        for i in 0..BATCH as u64 {
+            let rose = limiter.on_sample(&mut batch, Duration::from_micros(i), &Sample::ran(10, 1));
+            assert_eq!(
+                batch.len == 0,
+                i + 1 == BATCH as u64,
+                "handed over when full"
+            );
+            assert!(!rose, "at most half used: AIMD holds");
+        }
+        limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, 1));
+        limiter.on_sample(&mut batch, MAX_BATCH_AGE, &Sample::ran(10, 1));
+        assert_eq!(batch.len, 0, "handed over when the oldest is old enough");
+    }
+}
