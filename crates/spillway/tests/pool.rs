@@ -51,8 +51,10 @@ async fn try_submit_admits_exactly_the_capacity_and_returns_the_rest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn never_rejects_while_there_is_room_under_contention() {
-    // Capacity is large enough for every submission: any refusal would be spurious.
+    // Capacity is large enough for every submission: any refusal would be spurious. A fixed
+    // limit: the queue's own capacity is what is tested, not an adaptive bound below it.
     let pool = Pool::builder()
+        .limit(spillway::Limit::fixed())
         .max_workers(2)
         .queue_capacity(40_000)
         .build()
