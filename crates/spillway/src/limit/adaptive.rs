@@ -141,6 +141,8 @@ const MAX_BLIND_DESCENT: f64 = 0.02;
 const RELAX: f64 = 0.8;
 /// Weight of a settled mean below `R0`.
 const R0_DECAY: f64 = 0.1;
+/// Before the first run time is known, the queue bound assumes a job runs this many targets.
+const COLD_RUNS: f64 = 4.0;
 
 /// What one window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -277,10 +279,16 @@ impl AdaptiveLimit {
 
     /// See the module docs, "The queue".
     pub(crate) fn queue_bound(&self, capacity: usize) -> usize {
-        if !self.law.saturated || self.law.last_run <= 0.0 {
+        let cold = !self.law.confirmed;
+        if !self.law.saturated && !cold {
             return capacity;
         }
-        let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / self.law.last_run;
+        // Before any run time is known, assume a job runs four targets (the seed job's 20 ms).
+        let run = match self.law.last_run {
+            run if run > 0.0 => run,
+            _ => COLD_RUNS * self.queue_target.as_secs_f64(),
+        };
+        let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / run;
         // `as` saturates; at least one job may wait so a worker never idles between submissions.
         (drained.ceil() as usize).max(1).min(capacity)
     }
@@ -427,7 +435,14 @@ impl Law {
                     .min(estimate)
                     .max(limit * MAX_BLIND_DESCENT)
             }
-            _ if otherwise == Reason::Probe => self.probe(limit, PROBE),
+            // Nothing known: step down, not up (a step up from cold would put more jobs in
+            // flight, and hold more memory, before the first verdict); the next settled window
+            // tells whether R followed.
+            _ if otherwise == Reason::Probe => {
+                self.reason = Reason::Probe;
+                self.streak = false;
+                limit / PROBE
+            }
             _ => {
                 self.reason = otherwise;
                 limit
@@ -765,28 +780,25 @@ mod tests {
     }
 
     #[test]
-    fn cold_start_probes_then_descends_until_a_step_is_flat() {
+    fn cold_start_probes_down_then_descends_until_a_step_is_flat() {
         let mut law = Law::new(1_000.0);
         assert_eq!(
             law.update(1_000.0, &window(25.0, 1_000.0, true), TOL, MAX),
-            1_250.0
+            800.0,
+            "nothing known: a step down, never up"
         );
         assert_eq!(law.reason, Reason::Probe);
+        // R fell with N (e = 1): past the knee; descend
         assert_eq!(
-            law.update(1_250.0, &window(31.0, 1_250.0, true), TOL, MAX),
-            750.0
+            law.update(800.0, &window(20.0, 800.0, true), TOL, MAX),
+            480.0
         );
         assert_eq!(law.reason, Reason::BlindDescent);
         assert!(law.saturated);
+        // 800 -> 480 left R at 20 ms: flat, R0 found; grow back toward the knee
         assert_eq!(
-            law.update(750.0, &window(20.0, 750.0, true), TOL, MAX),
-            450.0
-        );
-        assert_eq!(law.reason, Reason::BlindDescent);
-        // 750 -> 450 left R at 20 ms: flat, R0 found; grow toward the knee
-        assert_eq!(
-            law.update(450.0, &window(20.0, 450.0, true), TOL, MAX),
-            675.0
+            law.update(480.0, &window(20.0, 480.0, true), TOL, MAX),
+            720.0
         );
         assert_eq!(law.reason, Reason::Productive);
         assert_eq!(law.baseline, Some(0.02));
@@ -890,8 +902,13 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_by_the_target_only_while_saturated() {
+    fn queue_is_bounded_by_the_target_while_cold_or_saturated() {
         let mut a = adaptive();
+        // nothing learned: 1000 * 5 ms / (4 * 5 ms)
+        assert_eq!(a.queue_bound(100_000), 250);
+        a.law.last_run = 0.050;
+        assert_eq!(a.queue_bound(100_000), 100);
+        a.law.confirmed = true;
         assert_eq!(a.queue_bound(100_000), 100_000);
         assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
         a.law.saturated = true;
@@ -914,8 +931,8 @@ mod tests {
             now += Duration::from_millis(1);
             a.on_sample(now, &sample(25, 3, 1_000, false));
         }
-        // the first window probed; the later ones wait for jobs started at the new limit
-        assert_eq!(a.limit(), 1_250);
+        // the first window probed down; the later ones wait for jobs started at the new limit
+        assert_eq!(a.limit(), 800);
         assert_eq!(a.reason(), Reason::Settling);
         a.on_shed(now);
         assert_eq!(a.acc.shed, 1);

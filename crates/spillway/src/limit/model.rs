@@ -314,6 +314,8 @@ pub(crate) struct Run {
     /// `(time, limit)` every millisecond of model time at which something happened.
     pub(crate) limits: Vec<(f64, usize)>,
     pub(crate) max_in_flight: usize,
+    /// The most jobs admitted at once: running plus queued.
+    pub(crate) max_admitted: usize,
 }
 
 impl Run {
@@ -441,6 +443,8 @@ impl Sim {
             self.start(id);
         } else if self.queue.len() < self.algorithm.queue_bound(self.queue_capacity) {
             self.queue.push_back(id);
+            let admitted = self.in_flight + self.queue.len();
+            self.run.max_admitted = self.run.max_admitted.max(admitted);
         } else {
             self.run.shed += 1;
             self.algorithm.on_shed(dur(self.now));
@@ -452,6 +456,8 @@ impl Sim {
     fn start(&mut self, id: usize) {
         self.in_flight += 1;
         self.run.max_in_flight = self.run.max_in_flight.max(self.in_flight);
+        let admitted = self.in_flight + self.queue.len();
+        self.run.max_admitted = self.run.max_admitted.max(admitted);
         let job = &mut self.jobs[id];
         job.start = self.now;
         job.in_flight = self.in_flight;
