@@ -132,6 +132,9 @@ const SATURATED_E: f64 = 0.5;
 /// Below this elasticity, over a move of `N` of at least `FLAT_DLN_N`, `R` did not follow `N`.
 const FLAT_E: f64 = 0.25;
 const FLAT_DLN_N: f64 = 0.15;
+/// ...and the counted completion rate followed `N` at least this much (`dln X / dln N`): a
+/// flat `R` measured on noise, with the completions flat, is no evidence.
+const MIN_GAIN: f64 = 0.5;
 const FAST_GROWTH: f64 = 1.5;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
@@ -153,6 +156,8 @@ pub(crate) struct Window {
     pub(crate) in_flight: f64,
     /// Whether demand met the limit during the window.
     pub(crate) binding: bool,
+    /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
+    pub(crate) rate: f64,
 }
 
 /// Why the limit last moved (or did not), for debug logs.
@@ -495,6 +500,9 @@ pub(crate) struct Step {
     pub(crate) low_n: f64,
     /// The mean of the two `R` (for a flat step, both are uncongested).
     pub(crate) mean_run: f64,
+    /// `dln X / dln N`, `X` the counted completion rate (1 when more in flight brought
+    /// proportionally more completions, 0 when none).
+    pub(crate) gain: f64,
 }
 
 impl Step {
@@ -508,7 +516,12 @@ impl Step {
         if dln_n.abs() < MIN_DLN_N {
             return None;
         }
+        let gain = match (prev.rate, cur.rate) {
+            (a, b) if a > 0.0 && b > 0.0 => (b / a).ln() / dln_n,
+            _ => 0.0,
+        };
         Some(Step {
+            gain,
             e: (cur.run / prev.run).ln() / dln_n,
             dln_n,
             low_n: prev.in_flight.min(cur.in_flight),
@@ -519,7 +532,7 @@ impl Step {
     /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
     /// `N` fell, means the conditions changed between the windows: no verdict.)
     fn is_flat(&self) -> bool {
-        self.e.abs() < FLAT_E && self.dln_n.abs() >= FLAT_DLN_N
+        self.e.abs() < FLAT_E && self.dln_n.abs() >= FLAT_DLN_N && self.gain >= MIN_GAIN
     }
 }
 
@@ -595,6 +608,7 @@ impl Accumulator {
             run: self.run_sum / n,
             in_flight: self.in_flight_sum / n,
             binding,
+            rate: n / elapsed.as_secs_f64(),
         };
         *self = Accumulator {
             start: Some(now),
@@ -611,11 +625,13 @@ mod tests {
     const TOL: f64 = 0.25;
     const MAX: f64 = 5_000.0;
 
+    /// A window whose completion rate is what Little's law gives, `N / R`.
     fn window(run_ms: f64, in_flight: f64, binding: bool) -> Window {
         Window {
             run: run_ms / 1_000.0,
             in_flight,
             binding,
+            rate: in_flight * 1_000.0 / run_ms,
         }
     }
 
@@ -766,6 +782,21 @@ mod tests {
         // a second flat step in a row doubles
         let next = law.update(1_875.0, &window(200.0, 1_875.0, true), TOL, MAX);
         assert_eq!(next, 3_750.0);
+    }
+
+    #[test]
+    fn a_flat_run_time_without_more_completions_is_no_flat_step() {
+        // The soak's creep: at the knee, a step whose mean R came out flat on noise raised R0
+        // and with it the limit. The counted completions did not grow: no evidence.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX); // probe to 1,250
+        let noisy = Window {
+            rate: 1_000.0 * 1_000.0 / 30.0,
+            ..window(30.0, 1_200.0, true)
+        };
+        law.update(1_250.0, &noisy, TOL, MAX);
+        assert_eq!(law.reason, Reason::Saturated);
+        assert_eq!(law.baseline, Some(0.02));
     }
 
     #[test]
