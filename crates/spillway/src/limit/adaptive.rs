@@ -200,6 +200,8 @@ pub(crate) struct AdaptiveLimit {
     queue_target: Duration,
     acc: Accumulator,
     law: Law,
+    /// When the limit last bound: a submission shed, a job dropped or started at the limit.
+    last_bound: Duration,
 }
 
 /// The control law's memory between windows.
@@ -256,6 +258,7 @@ impl AdaptiveLimit {
             queue_target: config.queue_target,
             acc: Accumulator::default(),
             law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
+            last_bound: Duration::ZERO,
         }
     }
 
@@ -271,11 +274,18 @@ impl AdaptiveLimit {
     }
 
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
-        self.acc.add(sample, self.limit());
+        let limit = self.limit();
+        if sample.dropped || sample.in_flight >= limit {
+            self.last_bound = now;
+        } else if self.law.saturated && now.saturating_sub(self.last_bound) >= MAX_WINDOW {
+            self.law.idle();
+        }
+        self.acc.add(sample, limit);
         self.maybe_close(now);
     }
 
     pub(crate) fn on_shed(&mut self, now: Duration) {
+        self.last_bound = now;
         self.acc.shed = self.acc.shed.saturating_add(1);
         self.maybe_close(now);
     }
@@ -326,6 +336,13 @@ impl AdaptiveLimit {
 }
 
 impl Law {
+    /// The limit has not bound for a whole `MAX_WINDOW`: whatever saturated the pool is gone,
+    /// even if too few jobs came to close a window (module docs, "The queue").
+    fn idle(&mut self) {
+        self.saturated = false;
+        self.reason = Reason::NotBinding;
+    }
+
     /// One step of the control law: the limit after `window`, given the limit during it and
     /// the highest allowed.
     pub(crate) fn update(&mut self, limit: f64, w: &Window, tolerance: f64, max: f64) -> f64 {

@@ -85,6 +85,29 @@ fn burst_after_idle_starts_at_once() {
     assert!(p99 <= 0.005, "waited {p99}");
 }
 
+#[test]
+fn burst_after_an_overload_and_idleness_is_admitted_whole() {
+    // The limit learns a low knee on a quarter of the cores, then the pool idles at 10 jobs/s on
+    // all of them (too few to close a window), then 1,000 jobs come at once.
+    let service = seed_job().cores_at(0.0, 0.5).cores_at(2.0, 2.0);
+    let load = Load::constant(3.0 * CAPACITY / 4.0, 2.0)
+        .then(10.0, 5.0)
+        .burst(5.0, 1_000)
+        .then(10.0, 6.0);
+    let run = run(adaptive(), service, &load);
+    assert!(run.mean_limit(4.0, 5.0) < 500.0, "a low limit was learned");
+    let mut waits: Vec<f64> = run
+        .done
+        .iter()
+        .filter(|d| d.arrival == 5.0)
+        .map(|d| d.start - d.arrival)
+        .collect();
+    assert_eq!(waits.len(), 1_000, "no burst job shed or dropped");
+    waits.sort_by(f64::total_cmp);
+    // queued behind the learned limit while it grows, within a few run times
+    assert!(waits[989] <= 0.1, "waited {}", waits[989]);
+}
+
 /// A downstream of 100 permits held 10 ms: capacity 10k jobs/s.
 const PERMITS: usize = 100;
 const HOLD: f64 = 0.010;
