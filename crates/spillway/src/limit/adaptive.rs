@@ -142,8 +142,6 @@ const MAX_BLIND_DESCENT: f64 = 0.02;
 const RELAX: f64 = 0.8;
 /// Weight of a settled mean below `R0`.
 const R0_DECAY: f64 = 0.1;
-/// Before the first run time is known, the queue bound assumes a job runs this many targets.
-const COLD_RUNS: f64 = 4.0;
 
 /// What one window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -202,6 +200,8 @@ pub(crate) struct AdaptiveLimit {
     law: Law,
     /// When the limit last bound: a submission shed, a job dropped or started at the limit.
     last_bound: Duration,
+    /// The queue bound until `R0` is known: `initial_limit`, even above `max_workers`.
+    cold_queue: usize,
 }
 
 /// The control law's memory between windows.
@@ -259,6 +259,7 @@ impl AdaptiveLimit {
             acc: Accumulator::default(),
             law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
             last_bound: Duration::ZERO,
+            cold_queue: config.initial_limit,
         }
     }
 
@@ -275,8 +276,9 @@ impl AdaptiveLimit {
 
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
         let limit = self.limit();
+        // Batches from different workers arrive out of order: the latest time counts.
         if sample.dropped || sample.in_flight >= limit {
-            self.last_bound = now;
+            self.last_bound = self.last_bound.max(now);
         } else if self.law.saturated && now.saturating_sub(self.last_bound) >= MAX_WINDOW {
             self.law.idle();
         }
@@ -285,23 +287,22 @@ impl AdaptiveLimit {
     }
 
     pub(crate) fn on_shed(&mut self, now: Duration) {
-        self.last_bound = now;
+        self.last_bound = self.last_bound.max(now);
         self.acc.shed = self.acc.shed.saturating_add(1);
         self.maybe_close(now);
     }
 
     /// See the module docs, "The queue".
     pub(crate) fn queue_bound(&self, capacity: usize) -> usize {
-        let cold = !self.law.confirmed;
-        if !self.law.saturated && !cold {
+        if !self.law.confirmed && !self.law.saturated {
+            // Cold: nothing learned to size the queue by, so as many may wait as may run at
+            // first (`initial_limit`, whatever `max_workers` is).
+            return self.cold_queue.min(capacity);
+        }
+        if !self.law.saturated || self.law.last_run <= 0.0 {
             return capacity;
         }
-        // Before any run time is known, assume a job runs four targets (the seed job's 20 ms).
-        let run = match self.law.last_run {
-            run if run > 0.0 => run,
-            _ => COLD_RUNS * self.queue_target.as_secs_f64(),
-        };
-        let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / run;
+        let drained = self.limit() as f64 * self.queue_target.as_secs_f64() / self.law.last_run;
         // `as` saturates; at least one job may wait so a worker never idles between submissions.
         (drained.ceil() as usize).max(1).min(capacity)
     }
@@ -951,12 +952,13 @@ mod tests {
     }
 
     #[test]
-    fn queue_is_bounded_by_the_target_while_cold_or_saturated() {
+    fn queue_is_bounded_by_the_initial_limit_while_cold_and_by_the_target_while_saturated() {
+        // nothing learned: as many may wait as may run at first, even past max_workers
+        let mut a = AdaptiveLimit::new(&AdaptiveConfig::default(), Bounds { min: 1, max: 8 });
+        assert_eq!(a.queue_bound(100_000), 1_000);
+        assert_eq!(a.queue_bound(5), 5);
         let mut a = adaptive();
-        // nothing learned: 1000 * 5 ms / (4 * 5 ms)
-        assert_eq!(a.queue_bound(100_000), 250);
-        a.law.last_run = 0.050;
-        assert_eq!(a.queue_bound(100_000), 100);
+        assert_eq!(a.queue_bound(100_000), 1_000);
         a.law.confirmed = true;
         assert_eq!(a.queue_bound(100_000), 100_000);
         assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
