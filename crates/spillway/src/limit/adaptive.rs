@@ -954,7 +954,7 @@ mod tests {
     #[test]
     fn queue_is_bounded_by_the_initial_limit_while_cold_and_by_the_target_while_saturated() {
         // nothing learned: as many may wait as may run at first, even past max_workers
-        let mut a = AdaptiveLimit::new(&AdaptiveConfig::default(), Bounds { min: 1, max: 8 });
+        let a = AdaptiveLimit::new(&AdaptiveConfig::default(), Bounds { min: 1, max: 8 });
         assert_eq!(a.queue_bound(100_000), 1_000);
         assert_eq!(a.queue_bound(5), 5);
         let mut a = adaptive();
