@@ -11,13 +11,16 @@
 //! limit; a window in which the limit binds (below) also stays open until its mean run time is
 //! known within 5% (one standard error; at most 1 s), so that two of them can be compared even
 //! for jobs whose run times vary a lot. The law runs once per window, on the means of `N` and `R`
-//! over the jobs that completed in it. Dropped jobs (expired, dropped at dequeue) are counted, never
+//! over the jobs that completed in it, and on the completions it counted per second (`X` as
+//! measured, not as `N / R` computes it from a possibly noisy mean). Dropped jobs (expired, dropped at dequeue) are counted, never
 //! averaged in: they did not run, so their near-zero "latency" cannot pull `R` down.
 //!
 //! # The law
 //!
-//! A window *binds* when demand met the limit: a submission was shed, a job was dropped, jobs
-//! waited in the queue (a mean wait of 1 ms or more), or a job started with the limit in use.
+//! A window *binds* when demand met the limit: a submission was shed, a job was dropped, or a job
+//! started with the limit in use. A queue wait alone does not count: below the limit a job waits
+//! only for a worker to take it (a wake-up on a busy machine), and reading that as the limit
+//! binding made a pool at 0.3x load descend to a quarter of what it later needed.
 //! Windows that do not bind never raise the limit (no drift upward while app-limited); a limit
 //! above twice the demand they saw relaxes toward it by at most 20% per window, never below
 //! `initial_limit` (so a limit grown for a slower downstream does not stay high after it, ready to
@@ -32,8 +35,9 @@
 //! flat: a resource is saturated (the CPU, a downstream with a fixed number of permits). On a
 //! settled window:
 //!
-//! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more): `R` did not follow `N`, so
-//!    `R` at this `N` is uncongested; `R0` becomes the mean `R` of the two windows (this is how a
+//! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more, and the counted completion
+//!    rate followed `N`: `dln X / dln N >= 0.5`): `R` did not follow `N`, so `R` at this `N` is
+//!    uncongested; `R0` becomes the mean `R` of the two windows (this is how a
 //!    slower downstream raises `R0`: by proof, not by drift), and the limit grows (doubles after
 //!    two flat steps in a row, while no knee is known). (`e` clearly
 //!    negative, `R` up while `N` went down, means conditions changed: no verdict.)
@@ -43,8 +47,10 @@
 //!    the descent is under way and `N` did not move, descend to where `R` would be
 //!    `1 + tolerance` times that fastest mean if throughput stays flat,
 //!    `N (1 + tolerance) R_fastest / R`, by at least 40% and at most fiftyfold per settled window,
-//!    until a step leaves `R` flat (rule 1). Otherwise probe by +25%. No Envoy-style pinning to a
-//!    tiny limit is needed.
+//!    until a step leaves `R` flat (rule 1). Otherwise step *down* by 20%: with nothing known a
+//!    step up would put more jobs in flight (and more memory) before the first verdict, and the
+//!    next settled window says as much either way (`R` fell with `N`: descend; flat: rule 1).
+//!    No Envoy-style pinning to a tiny limit is needed.
 //! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
 //!    knee), by 10% near it (by one job at least).
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
@@ -65,11 +71,16 @@
 //! # The queue
 //!
 //! While the pool is saturated (from rule 2's descent or rule 5 until a window that does not bind,
-//! or a flat step past the last knee), [`AdaptiveLimit::queue_bound`] is what the pool completes within
+//! a flat step past the last knee, or a whole `MAX_WINDOW` (1 s) in which the limit never bound),
+//! [`AdaptiveLimit::queue_bound`] is what the pool completes within
 //! `queue_target` (`L * target / R`, Little's law again) and a job that waited over twice the
 //! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_after`]).
-//! Otherwise the queue is bounded only by `queue_capacity`: a slower downstream or a burst is
-//! absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
+//! The 1 s rule matters at low rates: a pool idling at 10 jobs/s after an overload closes no
+//! window for seconds (64 jobs), and without it stayed saturated and shed most of a burst.
+//! Before `R0` is known (cold) the queue holds at most `initial_limit` jobs: nothing is learned
+//! to size it by, and unbounded it let a step overload from idle queue 20,000 jobs (model, 10x)
+//! before the first verdict. Otherwise the queue is bounded only by `queue_capacity`: a slower
+//! downstream or a burst is absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
 //! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
 //! (200 at 40k jobs/s) keep every worker fed between two submissions.
 //!
@@ -77,8 +88,9 @@
 //!
 //! The limit starts at `initial_limit` (1,000, capped by `max_workers`): a burst of that many jobs
 //! after idleness starts at once, nothing learned yet. A step overload from cold puts at most
-//! `1.25 * initial_limit` jobs in flight before the first verdict (the bound on the memory
-//! overshoot); from there rule 2 descends to the knee within a few windows. A smaller initial
+//! `initial_limit` jobs in flight and as many in the queue before the first verdict (the bound
+//! on the memory overshoot: queued jobs hold no more than their closure); the first verdict
+//! steps down, and rule 2 descends to the knee within a few windows. A smaller initial
 //! limit would shed the first jobs of every burst; a larger one would overshoot further. The
 //! cost falls on CPU-bound jobs: a thousand of them on two cores run for half a second each
 //! before the first verdict (in the model at 3x overload: p99 near a second for the first second,
@@ -101,7 +113,13 @@
 //!   from windows that do not bind or from flat steps; the limit is never pinned low.
 //! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
 //!   down (slowly, toward a settled mean below it) or on a flat step, never because `R` stays
-//!   high. In the model, 20 s at 5x overload: the limit's per-second means stay within 3%.
+//!   high. A flat step also needs the counted completions to have grown with `N`: at the knee a
+//!   mean `R` that comes out flat on noise (the 10-minute soak's creep, 770 to 1,430) is no
+//!   evidence, as `X` cannot grow there. In the model, 20 s at 5x overload: the limit's
+//!   per-second means stay within 3%.
+//! * *A stale verdict at a low rate*: the saturated state (short queue, CoDel drops) ends after
+//!   a second in which the limit never bound, however few jobs completed; the limit itself does
+//!   not decay while it does not bind.
 //! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
 //!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
 //!   does not shed until the pool is proven saturated.

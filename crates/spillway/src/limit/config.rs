@@ -186,7 +186,9 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 /// | [`queue_target`](Self::queue_target) | 5 ms | more than zero |
 ///
 /// The limit starts at `initial_limit` (capped by `max_workers`): a burst of that many jobs
-/// starts at once, from cold, with nothing learned yet. Past the concurrency where the jobs'
+/// starts at once, from cold, with nothing learned yet, and until the pool has seen its jobs'
+/// uncongested run time at most `initial_limit` more wait in the queue (within
+/// `queue_capacity`). Past the concurrency where the jobs'
 /// run time starts to follow the number in flight, the limit settles where the run time is
 /// `1 + tolerance` times its uncongested value. While the pool is saturated, jobs that would
 /// wait in the queue longer than `queue_target` are shed.
@@ -221,7 +223,8 @@ impl Default for Adaptive {
 }
 
 impl Adaptive {
-    /// The limit before anything is learned (capped by `max_workers`). Default 1,000.
+    /// The limit before anything is learned (capped by `max_workers`), and the most jobs that
+    /// may wait in the queue until then (capped by `queue_capacity`). Default 1,000.
     pub fn initial_limit(mut self, limit: usize) -> Adaptive {
         self.initial_limit = limit;
         self
