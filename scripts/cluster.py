@@ -51,6 +51,9 @@ WAIT_MS = 20
 WORKERS = 12
 INSTANCE_NAMES = ("s1", "s2", "s3")
 S3_DURATION = 13.0
+S4_WORKERS = 4
+# The variant scenarios 3 and 4 run with, the best of scenarios 1 and 2.
+BEST = "rr+retry"
 
 
 class Refused(Exception):
@@ -178,6 +181,7 @@ class Cluster:
         self.net = net
         self.procs = procs
         self.instances = {}
+        self.workers = {}
         self.balancer = None
         self.stats_file = None
 
@@ -204,26 +208,30 @@ class Cluster:
                 "--queue", str(workers), "--limit", "fixed", "--drain-timeout", "5s"]
         proc = self.procs.start(name, self.net.exec(name, argv))
         self.instances[name] = proc
+        self.workers[name] = workers
         self.wait_up(f"http://{addr}:{PORT}/healthz", f"instance {name}")
         return proc
 
-    def start_balancer(self, kind, variant, names):
+    def start_balancer(self, kind, variant, names, label):
         conf_dir = tempfile.mkdtemp(prefix=f"{kind}-", dir=self.procs.workdir)
         os.makedirs(os.path.join(conf_dir, "tmp"))
         if kind == "haproxy":
-            conf = render(os.path.join(DEPLOY, "haproxy.cfg"), haproxy_edits(variant, names))
+            conf = render(os.path.join(DEPLOY, "haproxy.cfg"), haproxy_edits(variant, self.workers_of(names)))
             path = write(conf_dir, "haproxy.cfg", conf)
             argv = ["haproxy", "-f", path, "-db"]
         else:
-            conf = render(os.path.join(DEPLOY, "nginx.conf"), nginx_edits(variant, names))
+            conf = render(os.path.join(DEPLOY, "nginx.conf"), nginx_edits(variant, self.workers_of(names)))
             path = write(conf_dir, "nginx.conf", conf)
             argv = ["nginx", "-p", conf_dir + "/", "-c", path, "-g", "daemon off;"]
-        self.balancer = self.procs.start(f"{kind}-{variant}", self.net.exec("lb", argv),
+        self.balancer = self.procs.start(f"balancer-{label}", self.net.exec("lb", argv),
                                          cwd=conf_dir)
         self.balancer.kind = kind
         self.balancer.access_log = os.path.join(conf_dir, "access.log")
         self.wait_up(f"http://{LB_ADDR}:{PORT}/healthz", kind)
         time.sleep(1.2)  # HAProxy's first health checks (rise 2, inter 500ms)
+
+    def workers_of(self, names):
+        return {n: self.workers[n] for n in names}
 
     def load(self, url, rate, duration, name):
         out = os.path.join(self.procs.workdir, f"{name}.json")
@@ -283,34 +291,41 @@ def render(template, edits):
     return "\n".join(out) + "\n"
 
 
-# Variants: the balancing rule and whether a 503 is retried on another instance.
+# Variants: the balancing rule, whether a 503 is retried once on another instance, and
+# whether the balancer itself holds each instance to as many requests at once as it has workers
+# (HAProxy's per-server maxconn, its queue timed out after 50 ms with its own 503).
 VARIANTS = {
-    "rr": ("roundrobin", False),
-    "rr+retry": ("roundrobin", True),
-    "leastconn": ("leastconn", False),
-    "leastconn+retry": ("leastconn", True),
+    "rr": ("roundrobin", False, False),
+    "rr+retry": ("roundrobin", True, False),
+    "leastconn": ("leastconn", False, False),
+    "leastconn+retry": ("leastconn", True, False),
+    "leastconn+maxconn": ("leastconn", False, True),
 }
 
 
-def haproxy_edits(variant, names):
-    balance, retry = VARIANTS[variant]
+def haproxy_edits(variant, workers):
+    balance, retry, maxconn = VARIANTS[variant]
+    cap = lambda n: f" maxconn {workers[n]}" if maxconn else ""
     return {
         "balance": [f"balance {balance}"],
         "retry": ["retry-on conn-failure empty-response 503" if retry else "retry-on none"],
         "retries": ["retries 1" if retry else "retries 0"],
         "redispatch": ["option redispatch 1" if retry else "no option redispatch"],
-        "servers": [f"server {n} {instance_addr(n)}:{PORT}" for n in names],
+        "queue": ["timeout queue 50ms"],
+        "servers": [f"server {n} {instance_addr(n)}:{PORT}{cap(n)}" for n in workers],
     }
 
 
-def nginx_edits(variant, names):
-    balance, retry = VARIANTS[variant]
+def nginx_edits(variant, workers):
+    balance, retry, maxconn = VARIANTS[variant]
+    if maxconn:
+        raise ValueError("open-source nginx has no queue for max_conns: HAProxy only")
     return {
         "balance": ["least_conn;" if balance == "leastconn" else "# round robin"],
         "retry": ["proxy_next_upstream error timeout http_503;" if retry
                   else "proxy_next_upstream off;"],
         "retries": [f"proxy_next_upstream_tries {2 if retry else 1};"],
-        "servers": [f"server {instance_addr(n)}:{PORT} max_fails=0;" for n in names],
+        "servers": [f"server {instance_addr(n)}:{PORT} max_fails=0;" for n in workers],
     }
 
 
@@ -325,7 +340,6 @@ def summarize(load_json, counts, duration):
     shed = st.get(503, 0)
     failed = sum(st.values()) - ok - shed + rep["connect_errors"] + rep["timeouts"] \
         + rep["other_errors"]
-    answered = sum(st.values())
     attempts = sum(sum(c.values()) for c in counts.values())
     inst_ok = sum(c.get("2xx", 0) for c in counts.values())
     return {
@@ -335,7 +349,7 @@ def summarize(load_json, counts, duration):
         "errors": rep["connect_errors"] + rep["other_errors"],
         "p99_ok_ms": rep["latency"]["2xx"].get("p99_ms"),
         "instance_attempts": attempts, "instance_ok": inst_ok,
-        "retries_per_request": round(max(0, attempts - answered) / max(1, answered), 3),
+        "instance_attempts_per_request": round(attempts / max(1, rep["scheduled"]), 3),
         "per_instance": counts, "series": rep.get("series", []),
         "unaccounted": rep["scheduled"] - ok - shed - failed,
         "elapsed_s": round(rep["elapsed_s"], 2), "send_lag_p99_ms": rep["send_lag_p99_ms"],
@@ -359,7 +373,8 @@ def balancer_retries(balancer):
                     retries += int(parts[1].lstrip("+") or 0)
     except OSError:
         pass
-    return {"balancer_logged": requests, "balancer_retries": retries}
+    return {"balancer_logged": requests, "balancer_retries": retries,
+            "retries_per_request": round(retries / max(1, requests), 3)}
 
 
 # ---- scenarios ----
@@ -399,7 +414,7 @@ class Experiment:
         does and may return the victims' counts read just before their signals."""
         if self.c.balancer is not None:
             self.c.procs.stop(self.c.balancer)
-        self.c.start_balancer(kind, variant, names)
+        self.c.start_balancer(kind, variant, names, label)
         seen = self.c.instance_seen()
         before = {n: self.c.work_counts(n) for n in names}
         dur = duration or self.args.duration
@@ -417,12 +432,15 @@ class Experiment:
         row.update(extra, instance_seen_through_balancer=seen)
         return row
 
+    def variants(self, kind):
+        return [v for v in self.args.s1_variants if kind == "haproxy" or not VARIANTS[v][2]]
+
     def scenario1(self, kind, names):
         workers = {n: WORKERS for n in names}
         self.instances(workers)
         caps = {n: self.capacity(n, w) for n, w in workers.items()}
         total = sum(caps.values())
-        for variant in self.args.s1_variants:
+        for variant in self.variants(kind):
             row = self.through(kind, variant, names, 3 * total, f"s1-{kind}-{variant}")
             row.update(scenario=1, balancer=kind, variant=variant, capacities=caps,
                        capacity_sum=total,
@@ -434,10 +452,12 @@ class Experiment:
         self.instances(workers)
         caps = {n: self.capacity(n, w) for n, w in workers.items()}
         total = sum(caps.values())
-        for variant in VARIANTS:
-            row = self.through(kind, variant, list(workers), 3 * total, f"s2-{kind}-{variant}")
+        for times, variant in ((t, v) for t in self.args.s2_overloads
+                               for v in self.variants(kind)):
+            row = self.through(kind, variant, list(workers), times * total,
+                               f"s2-{kind}-{variant}-{times}x")
             row.update(scenario=2, balancer=kind, variant=variant, capacities=caps,
-                       capacity_sum=total,
+                       capacity_sum=total, offered_x=times,
                        goodput_of_sum=round(row["goodput_per_s"] / total, 3))
             self.record(row)
 
@@ -446,9 +466,9 @@ class Experiment:
         self.instances({n: WORKERS for n in names})
         nominal = len(names) * WORKERS * 1000 / WAIT_MS
         rate = round(0.8 * nominal)
-        row = self.through(kind, "leastconn+retry", names, rate, f"s3-{kind}",
+        row = self.through(kind, BEST, names, rate, f"s3-{kind}",
                            events=self.kill_and_restart, duration=S3_DURATION)
-        row.update(scenario=3, balancer=kind, variant="leastconn+retry")
+        row.update(scenario=3, balancer=kind, variant=BEST)
         row["recovery_s"] = recovery(row["series"], row["events"])
         self.record(row)
 
@@ -471,12 +491,16 @@ class Experiment:
         return {"events": events, "pre_signal": pre}
 
     def scenario4(self, kind, names):
-        nominal = len(names) * WORKERS * 1000 / WAIT_MS
+        """Jobs that burn CPU too, and few enough workers that the pools fit the machine: the
+        instances share its cores, as hosts would not."""
+        workers = S4_WORKERS
+        nominal = len(names) * workers * 1000 / (WAIT_MS + self.args.cpu_ms)
         for mode in ("pool", "naive"):
-            self.instances({n: WORKERS for n in names}, mode, cpu_ms=self.args.cpu_ms)
-            row = self.through(kind, "leastconn+retry", names, 3 * nominal, f"s4-{kind}-{mode}")
-            row.update(scenario=4, balancer=kind, variant="leastconn+retry", mode=mode,
-                       cpu_ms=self.args.cpu_ms)
+            self.instances({n: workers for n in names}, mode, cpu_ms=self.args.cpu_ms)
+            row = self.through(kind, BEST, names, 3 * nominal, f"s4-{kind}-{mode}")
+            row.update(scenario=4, balancer=kind, variant=BEST, mode=mode,
+                       cpu_ms=self.args.cpu_ms, workers=workers, nominal_sum=round(nominal),
+                       goodput_of_sum=round(row["goodput_per_s"] / nominal, 3))
             self.record(row)
 
 
@@ -532,6 +556,8 @@ def parse_args():
                    help="seconds of load to measure each instance alone")
     p.add_argument("--cpu-ms", type=float, default=1.0,
                    help="CPU each job burns in scenario 4")
+    p.add_argument("--variants", help="comma list of the variants scenarios 1 and 2 run: "
+                   + ", ".join(VARIANTS) + " (default: all; nginx skips leastconn+maxconn)")
     p.add_argument("--quick", action="store_true",
                    help="the test suite's run: scenario 1, two instances, HAProxy, short")
     p.add_argument("--install", action="store_true",
@@ -540,11 +566,14 @@ def parse_args():
     args = p.parse_args()
     if not 1 <= args.duration <= 60 or not 1 <= args.capacity_duration <= 60:
         p.error("--duration and --capacity-duration must be from 1 to 60 seconds")
-    args.s1_variants = ["leastconn+retry", "rr"]
+    args.s1_variants = ["rr", "rr+retry", "leastconn+retry", "leastconn+maxconn"]
+    args.s2_overloads = [1, 3]
+    if args.variants:
+        args.s1_variants = args.variants.split(",")
     if args.quick:
         args.balancer, args.scenario = "haproxy", "1"
         args.duration, args.capacity_duration = 3.0, 2.0
-        args.s1_variants = ["leastconn+retry"]
+        args.s1_variants = ["rr+retry"]
     return args
 
 
