@@ -17,12 +17,13 @@ Scenarios (every instance: `--mode pool --limit fixed`, W workers, a queue of W,
 standing for a downstream call, so its capacity is about W / 20 ms):
   1. three equal instances, offered 3x the sum of their capacities (each measured alone
      first): cluster goodput against that sum;
-  2. unequal instances (s3 has a quarter of the workers), offered 3x their sum: round robin
-     or least connections, with and without retrying 503 elsewhere; retries per request;
+  2. unequal instances (s3 has a quarter of the workers), offered 1x and 3x their sum:
+     each variant (round robin or least connections, with or without one retry of a 503
+     elsewhere, or HAProxy's per-server maxconn); retries per request;
   3. s1 gets SIGTERM (drain) and s2 SIGKILL during the run, each restarted 2 s later:
      requests lost, the client's counts against the instances' /metrics, time to recover;
-  4. naive mode (no bound) against pool mode in the same cluster, with jobs that also burn
-     CPU, offered the same 3x.
+  4. naive mode (no bound) against pool mode (4 workers each) in the same cluster, with jobs
+     that also burn CPU, offered 3x the pools' nominal capacity.
 
 Every run is bounded in time (--duration) and rate. Everything made is removed at the end,
 also on Ctrl-C or failure. Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2's
