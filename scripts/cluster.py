@@ -68,14 +68,14 @@ def run(argv, check=True, **kw):
 
 # ---- the machine: privileges and packages ----
 
-PACKAGES = {"ip": "iproute2", "haproxy": "haproxy", "nginx": "nginx-light"}
+PACKAGES = {"ip": "iproute2", "curl": "curl", "haproxy": "haproxy", "nginx": "nginx-light"}
 
 
 def check_machine(balancers, install):
     """Refuses, saying how to fix it, without root, `ip netns` or the balancers' packages."""
     if os.geteuid() != 0:
         raise Refused("network namespaces need root: run `sudo python3 scripts/cluster.py ...`")
-    missing = [cmd for cmd in ["ip", *balancers] if not shutil.which(cmd)]
+    missing = [cmd for cmd in ["ip", "curl", *balancers] if not shutil.which(cmd)]
     if missing and install:
         pkgs = [PACKAGES[m] for m in missing]
         print(f"installing {' '.join(pkgs)} with apt-get", file=sys.stderr)
@@ -570,6 +570,11 @@ def parse_args():
     args = p.parse_args()
     if not 1 <= args.duration <= 60 or not 1 <= args.capacity_duration <= 60:
         p.error("--duration and --capacity-duration must be from 1 to 60 seconds")
+    scenarios = args.scenario.split(",")
+    if any(s not in ("1", "2", "3", "4") for s in scenarios):
+        p.error(f"--scenario {args.scenario!r}: a comma list of 1, 2, 3 and 4")
+    if args.variants and any(v not in VARIANTS for v in args.variants.split(",")):
+        p.error(f"--variants {args.variants!r}: a comma list of {', '.join(VARIANTS)}")
     args.s1_variants = ["rr", "rr+retry", "leastconn+retry", "leastconn+maxconn"]
     args.s2_overloads = [1, 3]
     if args.variants:
@@ -579,6 +584,11 @@ def parse_args():
         args.duration, args.capacity_duration = 3.0, 2.0
         args.s1_variants = ["rr+retry"]
     return args
+
+
+def interrupted(_signum, _frame):
+    """SIGTERM ends the run as Ctrl-C does: through the teardown."""
+    raise KeyboardInterrupt
 
 
 def main():
@@ -596,8 +606,7 @@ def main():
     names = list(INSTANCE_NAMES[:2] if args.quick else INSTANCE_NAMES)
     workdir = tempfile.mkdtemp(prefix="spillway-cluster-")
     net, procs = Network(), Processes(workdir)
-    stop = lambda *_: (_ for _ in ()).throw(KeyboardInterrupt())
-    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGTERM, interrupted)
     exp = None
     try:
         net.up({"client": CLIENT_ADDR, "lb": LB_ADDR,
