@@ -17,6 +17,17 @@ echo "== clippy (all targets, all features, warnings are errors)"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 cargo clippy -p spillway --no-default-features --locked -- -D warnings
 
+echo "== HAProxy for the cluster test (scripts/cluster.py --quick), installed only when missing"
+if ! command -v haproxy >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y --no-install-recommends haproxy >/dev/null ||
+      { apt-get update >/dev/null && apt-get install -y --no-install-recommends haproxy >/dev/null; }
+  else
+    echo "haproxy is missing and this is not root with apt-get: the cluster test will skip"
+  fi
+fi
+
 echo "== tests: unit, integration, property and doc tests"
 cargo test --workspace --all-features --locked
 

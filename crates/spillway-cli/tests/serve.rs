@@ -977,3 +977,22 @@ fn serve_exits_at_once_on_a_second_signal() {
     let status = child.wait_at_most(PATIENCE);
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+#[tokio::test]
+async fn an_instance_name_is_on_every_response_and_in_the_metrics() {
+    let server = Running::start(&["--instance", "web-2", "--wait-ms", "1"]).await;
+    for path in ["/work", "/healthz", "/metrics"] {
+        let response = server.get(path).await;
+        assert_eq!(
+            response.header("x-spillway-instance"),
+            Some("web-2"),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        server
+            .metric(r#"spillway_instance_info{instance="web-2"}"#)
+            .await,
+        1.0
+    );
+}

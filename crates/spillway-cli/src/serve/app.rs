@@ -19,6 +19,7 @@ use spillway::{BoxError, JobError, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
+use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
 use super::job::CpuLane;
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
@@ -36,7 +37,9 @@ pub(crate) struct App {
     pub(crate) body_limit: u64,
     /// How long a client may take to send its headers, and then its body.
     pub(crate) header_timeout: Duration,
-    pub(crate) retry_after: HeaderValue,
+    pub(crate) retry_after: RetryAfter,
+    /// `--instance`, sent on every response.
+    pub(crate) instance: Option<HeaderValue>,
     /// What `/` says is running.
     pub(crate) summary: String,
     /// SIGINT/SIGTERM arrived: `/healthz` answers 503 so balancers stop sending.
@@ -59,6 +62,9 @@ impl App {
         if let Some(pool) = limiter.pool() {
             pool.register_metrics(&mut registry);
         }
+        if let Some(name) = &args.instance {
+            balancer::register_instance(name, &mut registry);
+        }
         let w = &args.workload;
         let summary = format!(
             "mode <b>{}</b>: /work waits {} ms, allocates {} KiB, burns {} ms of CPU; {}",
@@ -79,7 +85,12 @@ impl App {
             registry,
             body_limit: args.body_limit,
             header_timeout: args.header_timeout,
-            retry_after: HeaderValue::from(args.retry_after),
+            retry_after: RetryAfter::new(args.retry_after),
+            instance: args
+                .instance
+                .as_deref()
+                .map(balancer::instance_header)
+                .transpose()?,
             summary,
             draining: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
@@ -146,9 +157,10 @@ fn pool_error(app: &App, err: &BoxError) -> Response {
             format!("overloaded: {}; retry later\n", overloaded.reason()),
         )
             .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, app.retry_after.clone());
+        if let Some(pool) = app.limiter.pool() {
+            let value = app.retry_after.value(pool);
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         return response;
     }
     let message = match err.downcast_ref::<JobError>() {
@@ -207,7 +219,7 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
     let started = Instant::now();
     let is_work = req.uri().path() == "/work";
     let mut flight = InFlight::start(&app);
-    let response = 'respond: {
+    let mut response = 'respond: {
         req = match limit_body(req, app.body_limit, app.header_timeout).await {
             Ok(req) => req,
             Err(response) => break 'respond response,
@@ -226,6 +238,9 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
         next.run(req).await
     };
     flight.responded(response.status().as_u16(), started.elapsed(), is_work);
+    if let Some(name) = &app.instance {
+        response.headers_mut().insert(INSTANCE_HEADER, name.clone());
+    }
     response
 }
 

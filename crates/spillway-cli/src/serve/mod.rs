@@ -12,6 +12,7 @@
 //! optional connection limit and a graceful drain.
 
 mod app;
+mod balancer;
 mod job;
 mod limiter;
 mod limits;
@@ -115,9 +116,15 @@ pub struct ServeArgs {
     /// mode).
     #[arg(long, value_parser = positive_duration)]
     pub admission_wait: Option<Duration>,
-    /// Seconds a shed client is told to wait, in `Retry-After`.
+    /// Least seconds a shed client is told to wait, in `Retry-After`; it says more when the
+    /// jobs queued and running would take longer to get through (their count, at the pool's
+    /// mean run time, divided by its limit; rounded up, at most 60).
     #[arg(long, default_value_t = 1)]
     pub retry_after: u32,
+    /// This instance's name, for a load balancer's pool of several: sent on every response as
+    /// `x-spillway-instance` and exported as `spillway_instance_info{instance="NAME"}`.
+    #[arg(long, value_name = "NAME")]
+    pub instance: Option<String>,
     /// Drop a connection whose first request head (first line and headers, or the HTTP/2
     /// preface and first request) has not all arrived within this of the accept (slowloris);
     /// a later request on a keep-alive connection gets as long from the previous response, and
