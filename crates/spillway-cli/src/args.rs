@@ -227,6 +227,20 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Smallest `--max-header-bytes`: hyper's smallest read buffer.
+pub(crate) const MIN_HEADER_BYTES: u64 = 8 << 10;
+/// Largest `--max-header-bytes`.
+pub(crate) const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// `--max-header-bytes`: a size from 8 KiB to 16 MiB.
+pub(crate) fn parse_header_bytes(s: &str) -> Result<u32, String> {
+    match parse_bytes(s)? {
+        // At most 16 MiB, so it fits.
+        bytes if (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&bytes) => Ok(bytes as u32),
+        _ => Err("must be a size from 8KiB to 16MiB".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +270,22 @@ mod tests {
             parse_bytes("0.5")
                 .unwrap_err()
                 .contains("at least one byte")
+        );
+    }
+
+    #[test]
+    fn header_limits_stay_within_what_hyper_takes() {
+        assert_eq!(parse_header_bytes("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_header_bytes("8KiB"), Ok(8 << 10));
+        assert!(
+            parse_header_bytes("8000")
+                .unwrap_err()
+                .contains("8KiB to 16MiB")
+        );
+        assert!(
+            parse_header_bytes("17MiB")
+                .unwrap_err()
+                .contains("8KiB to 16MiB")
         );
     }
 
