@@ -24,7 +24,7 @@ pub mod simulate;
 mod status;
 mod workload;
 
-pub use args::{PoolArgs, UsageError, WorkloadArgs};
+pub use args::{FaultArgs, PoolArgs, UsageError, WorkloadArgs};
 pub use child::ChildOf;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.

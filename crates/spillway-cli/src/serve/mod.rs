@@ -30,8 +30,8 @@ use tokio::sync::oneshot;
 use spillway::Limit;
 
 use crate::args::{
-    PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, parse_header_bytes, parse_limit,
-    positive_duration,
+    FaultArgs, PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, parse_header_bytes,
+    parse_limit, positive_duration,
 };
 
 pub use server::{DrainReport, Server};
@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// override it.
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Faults injected into a fraction of the `/work` jobs (a panic is answered 500 in pool
+    /// mode, and closes the connection in the others).
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// The pool (pool mode); `--max-workers` is the semaphore's permits too.
     #[command(flatten)]
     pub pool: PoolArgs,

@@ -126,6 +126,7 @@ impl Server {
     ///
     /// Invalid settings (naming the flag), or an address that cannot be bound.
     pub async fn bind(args: &ServeArgs) -> anyhow::Result<Server> {
+        args.faults.check()?;
         let app = Arc::new(App::new(args)?);
         let router = app::router(Arc::clone(&app));
         let listener =
