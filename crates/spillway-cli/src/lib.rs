@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod child;
+#[doc(hidden)]
+pub mod fuzzing;
 mod histogram;
 pub mod load;
 mod memory;

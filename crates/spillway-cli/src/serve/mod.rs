@@ -34,6 +34,7 @@ use crate::args::{
     parse_limit, positive_duration,
 };
 
+pub(crate) use app::profile_from_query;
 pub use server::{DrainReport, Server};
 
 /// How `/work` bounds its concurrency.
