@@ -128,3 +128,50 @@ fn metric(text: &str, series: &str) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {series} in {text}"))
 }
+
+/// Runs `spillway simulate` (the pool mode, in a child process of its own, jobs of 50 MB held
+/// for a second) under an address-space limit of `kib`; returns its exit code, stdout, stderr.
+fn simulate_under_memory_limit(kib: u64, memory_cap: &str) -> (Option<i32>, String, String) {
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            &format!("ulimit -v {kib} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_spillway"),
+            "simulate",
+            "--mode",
+            "pool",
+            "--duration",
+            "3s",
+            "--rate",
+            "100",
+            "--wait-ms",
+            "1000",
+            "--alloc-kib",
+            "50000",
+            "--capacity",
+            "1000",
+            "--memory-cap",
+            memory_cap,
+        ])
+        .output()
+        .expect("bash starts");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn under_a_memory_limit_simulate_stops_a_mode_at_its_cap_or_reports_its_abort() {
+    // The cap below the limit: the mode is stopped at the cap and reported as OOM.
+    let (code, stdout, stderr) = simulate_under_memory_limit(2_000_000, "256MiB");
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("OOM at"), "{stdout}");
+    // The limit below the cap: the mode's process aborts at its first allocation past the
+    // limit, and simulate says which mode and why, and fails.
+    let (code, stdout, stderr) = simulate_under_memory_limit(1_000_000, "4GiB");
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("mode pool failed")
+            && stderr.contains("memory allocation of 51200000 bytes failed"),
+        "{stderr}"
+    );
+}
