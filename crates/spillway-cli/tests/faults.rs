@@ -3,18 +3,11 @@
 
 mod support;
 
-use std::time::Duration;
-
 use clap::Parser;
-use spillway_cli::serve::Server;
 use spillway_cli::simulate;
 use spillway_cli::{Cli, Command};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
-use support::{Reply, assert_every_job_accounted, get_request};
-
-const PATIENCE: Duration = Duration::from_secs(10);
+use support::{InProcess, assert_every_job_accounted};
 
 fn command(argv: &[&str]) -> Command {
     Cli::try_parse_from(argv).expect("valid arguments").command
@@ -71,34 +64,17 @@ fn fault_fractions_are_checked() {
 
 #[tokio::test]
 async fn a_pool_answers_a_panicked_job_500_and_goes_on_serving() {
-    let Command::Serve(args) = command(&[
-        "spillway",
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--wait-ms",
-        "0",
-        "--fault-panic",
-        "1",
-    ]) else {
-        panic!("not serve")
-    };
-    let server = Server::bind(&args).await.unwrap();
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = InProcess::start(&["--wait-ms", "0", "--fault-panic", "1"]).await;
     for _ in 0..20 {
-        let work = get(addr, "/work").await;
+        let work = server.get("/work").await;
         assert_eq!(work.status, 500, "{work:?}");
         assert_eq!(
             work.body,
             "the job panicked: injected fault (--fault-panic)\n"
         );
     }
-    assert_eq!(get(addr, "/healthz").await.status, 200);
-    let metrics = get(addr, "/metrics").await.body;
+    assert_eq!(server.get("/healthz").await.status, 200);
+    let metrics = server.get("/metrics").await.body;
     assert!(
         metrics.contains(r#"spillway_http_responses_total{status="500"} 20"#),
         "{metrics}"
@@ -107,25 +83,5 @@ async fn a_pool_answers_a_panicked_job_500_and_goes_on_serving() {
         metrics.contains(r#"spillway_jobs_ended_total{pool="serve",outcome="panicked"} 20"#),
         "{metrics}"
     );
-    let _ = stop.send(());
-    let report = tokio::time::timeout(PATIENCE, task)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
-    assert_eq!(report.abandoned, 0);
-}
-
-async fn get(addr: std::net::SocketAddr, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(get_request(path).as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-        .await
-        .expect("answered in time")
-        .unwrap();
-    Reply::parse(&raw)
+    assert_eq!(server.stop().await.abandoned, 0);
 }

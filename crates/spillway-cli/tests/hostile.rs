@@ -10,15 +10,10 @@ mod support;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
-use spillway_cli::serve::{DrainReport, Server};
-use spillway_cli::{Cli, Command};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use support::{Reply, get_request};
+use support::{InProcess, Reply, get_request};
 
 /// Longest any single step of a test may take before it fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -27,77 +22,14 @@ const PATIENCE: Duration = Duration::from_secs(10);
 /// takes on a busy shared machine, far below a server that is stuck or starved.
 const NORMAL: Duration = Duration::from_secs(2);
 
-/// A server on an ephemeral port, stopped by [`Attacked::stop`].
-struct Attacked {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<anyhow::Result<DrainReport>>,
-}
-
-impl Attacked {
-    async fn start(extra: &[&str]) -> Attacked {
-        let mut argv = vec![
-            "spillway",
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--wait-ms",
-            "0",
-        ];
-        argv.extend_from_slice(extra);
-        let Command::Serve(args) = Cli::try_parse_from(argv).expect("valid arguments").command
-        else {
-            panic!("not parsed as serve")
-        };
-        let server = Server::bind(&args).await.expect("server binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Attacked { addr, stop, task }
-    }
-
-    /// Asserts that a fresh client gets `/healthz` and a `/work` job answered 200 within
-    /// [`NORMAL`] each.
-    async fn serves_others(&self) {
-        for path in ["/healthz", "/work"] {
-            let reply = tokio::time::timeout(NORMAL, exchange(self.addr, &get_request(path)))
-                .await
-                .unwrap_or_else(|_| panic!("{path} not answered within {NORMAL:?}"));
-            assert_eq!(Reply::parse(&reply).status, 200, "{path}");
-        }
-    }
-
-    /// The value of one `/metrics` series.
-    async fn metric(&self, series: &str) -> f64 {
-        let raw = exchange(self.addr, &get_request("/metrics")).await;
-        let text = Reply::parse(&raw).body;
-        text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
-            .and_then(|v| v.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no series {series}"))
-    }
-
-    /// Polls `/metrics` until `series` reaches `want` (bounded by [`PATIENCE`]).
-    async fn wait_metric(&self, series: &str, want: f64) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        while self.metric(series).await != want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} never reached {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn stop(self) -> DrainReport {
-        let _ = self.stop.send(());
-        tokio::time::timeout(PATIENCE * 2, self.task)
+/// Asserts that a fresh client gets `/healthz` and a `/work` job answered 200 within
+/// [`NORMAL`] each.
+async fn serves_others(server: &InProcess) {
+    for path in ["/healthz", "/work"] {
+        let reply = tokio::time::timeout(NORMAL, exchange(server.addr, &get_request(path)))
             .await
-            .expect("the drain ends")
-            .expect("no panic")
-            .expect("a report")
+            .unwrap_or_else(|_| panic!("{path} not answered within {NORMAL:?}"));
+        assert_eq!(Reply::parse(&reply).status, 200, "{path}");
     }
 }
 
@@ -136,7 +68,7 @@ fn big_head(bytes: usize) -> String {
 
 #[tokio::test]
 async fn oversized_http1_headers_get_431_past_the_limit() {
-    let server = Attacked::start(&[]).await;
+    let server = InProcess::start(&["--wait-ms", "0"]).await;
     let fits = exchange(server.addr, &big_head(60 << 10)).await;
     assert_eq!(Reply::parse(&fits).status, 200, "60 KiB is within 64 KiB");
     for bytes in [70 << 10, 500 << 10] {
@@ -147,10 +79,10 @@ async fn oversized_http1_headers_get_431_past_the_limit() {
             String::from_utf8_lossy(&refused[..refused.len().min(80)])
         );
     }
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 
-    let strict = Attacked::start(&["--max-header-bytes", "16KiB"]).await;
+    let strict = InProcess::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
     let refused = exchange(strict.addr, &big_head(20 << 10)).await;
     assert!(refused.starts_with(b"HTTP/1.1 431"), "{refused:?}");
     let fits = exchange(strict.addr, &big_head(10 << 10)).await;
@@ -160,18 +92,18 @@ async fn oversized_http1_headers_get_431_past_the_limit() {
 
 #[tokio::test]
 async fn too_many_header_fields_get_431() {
-    let server = Attacked::start(&[]).await;
+    let server = InProcess::start(&["--wait-ms", "0"]).await;
     let fields: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
     let head = format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{fields}Connection: close\r\n\r\n");
     let refused = exchange(server.addr, &head).await;
     assert!(refused.starts_with(b"HTTP/1.1 431"), "{refused:?}");
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn pipelined_http1_requests_are_answered_in_order() {
-    let server = Attacked::start(&[]).await;
+    let server = InProcess::start(&["--wait-ms", "0"]).await;
     let mut batch: String = (0..99)
         .map(|i| format!("GET /work?wait_ms={} HTTP/1.1\r\nHost: t\r\n\r\n", i % 3))
         .collect();
@@ -180,13 +112,13 @@ async fn pipelined_http1_requests_are_answered_in_order() {
     assert_eq!(replies.matches("HTTP/1.1 200 OK").count(), 100, "{replies}");
     // The /work answers come first, then the last request's.
     assert_eq!(replies.matches("ok\n").count(), 100);
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn slowloris_on_headers_is_closed_while_others_are_served() {
-    let server = Attacked::start(&["--header-timeout", "500ms"]).await;
+    let server = InProcess::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -200,7 +132,7 @@ async fn slowloris_on_headers_is_closed_while_others_are_served() {
     for stream in &mut slow {
         let _ = stream.write_all(b"X").await;
     }
-    server.serves_others().await;
+    serves_others(&server).await;
     for stream in &mut slow {
         let got = read_until_closed(stream).await;
         assert!(
@@ -211,22 +143,22 @@ async fn slowloris_on_headers_is_closed_while_others_are_served() {
     server
         .wait_metric("spillway_http_connections_open", 1.0)
         .await; // the scrape's own
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn slowloris_on_a_body_gets_408() {
-    let server = Attacked::start(&["--header-timeout", "500ms"]).await;
+    let server = InProcess::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"POST /work HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
         .await
         .unwrap();
-    server.serves_others().await;
+    serves_others(&server).await;
     let got = read_until_closed(&mut stream).await;
     assert_eq!(Reply::parse(&got).status, 408, "{got:?}");
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
@@ -318,7 +250,7 @@ async fn flood(stream: &mut TcpStream, chunk: &[u8], most: usize) -> usize {
 
 #[tokio::test]
 async fn http2_rapid_reset_ends_in_enhance_your_calm() {
-    let server = Attacked::start(&["--wait-ms", "1000"]).await;
+    let server = InProcess::start(&["--wait-ms", "0", "--wait-ms", "1000"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     // Batches of 100 streams opened and cancelled at once, up to 100,000 in all.
     for batch in 0..1000u32 {
@@ -335,7 +267,7 @@ async fn http2_rapid_reset_ends_in_enhance_your_calm() {
     }
     let raw = read_until_closed(&mut stream).await;
     assert_eq!(h2::goaway(&raw), Some(h2::ENHANCE_YOUR_CALM));
-    server.serves_others().await;
+    serves_others(&server).await;
     server
         .wait_metric("spillway_http_requests_in_flight", 1.0)
         .await; // the scrape itself
@@ -344,7 +276,7 @@ async fn http2_rapid_reset_ends_in_enhance_your_calm() {
 
 #[tokio::test]
 async fn http2_continuation_flood_is_cut_off() {
-    let server = Attacked::start(&[]).await;
+    let server = InProcess::start(&["--wait-ms", "0"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     let mut first = h2::get("/healthz");
     // x-a: 8000 bytes, a literal without indexing and a new name; repeated in each frame.
@@ -374,7 +306,7 @@ async fn http2_continuation_flood_is_cut_off() {
             .any(|f| f.0 == h2::GOAWAY || f.0 == h2::RST_STREAM || f.0 == h2::HEADERS),
         "the server said nothing: {frames:?}"
     );
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
@@ -391,7 +323,7 @@ fn rss() -> u64 {
 
 #[tokio::test]
 async fn http2_ping_and_settings_floods_that_never_read_hold_no_memory() {
-    let server = Attacked::start(&[]).await;
+    let server = InProcess::start(&["--wait-ms", "0"]).await;
     let before = rss();
     for (kind, payload) in [
         (h2::PING, vec![0u8; 8]),
@@ -406,7 +338,7 @@ async fn http2_ping_and_settings_floods_that_never_read_hold_no_memory() {
             (stream, sent)
         });
         tokio::time::sleep(Duration::from_millis(500)).await;
-        server.serves_others().await;
+        serves_others(&server).await;
         let (_stream, sent) = tokio::time::timeout(PATIENCE * 3, attack)
             .await
             .expect("the flood ends")
@@ -420,13 +352,13 @@ async fn http2_ping_and_settings_floods_that_never_read_hold_no_memory() {
     }
     let grown = rss().saturating_sub(before);
     assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn http2_window_update_stall_is_closed_by_the_keep_alive_ping() {
-    let server = Attacked::start(&["--h2-keep-alive", "500ms"]).await;
+    let server = InProcess::start(&["--wait-ms", "0", "--h2-keep-alive", "500ms"]).await;
     // A window of zero: no response body can be sent until the client opens it, which it never
     // does; and it never reads, so the server's pings go unanswered.
     let mut stream = h2::connect(server.addr, &[(0x4, 0)]).await;
@@ -436,7 +368,7 @@ async fn http2_window_update_stall_is_closed_by_the_keep_alive_ping() {
         requests.extend(h2::frame(h2::HEADERS, end, 2 * i + 1, &h2::get("/work")));
     }
     stream.write_all(&requests).await.unwrap();
-    server.serves_others().await;
+    serves_others(&server).await;
     let raw = read_until_closed(&mut stream).await;
     assert!(
         !h2::frames(&raw)
@@ -447,13 +379,13 @@ async fn http2_window_update_stall_is_closed_by_the_keep_alive_ping() {
     server
         .wait_metric("spillway_http_requests_in_flight", 1.0)
         .await; // the scrape itself
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
 #[tokio::test]
 async fn oversized_http2_headers_get_431() {
-    let server = Attacked::start(&["--max-header-bytes", "16KiB"]).await;
+    let server = InProcess::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     let mut block = h2::get("/healthz");
     // x-a: 20000 bytes, in one HEADERS and one CONTINUATION frame.
@@ -484,7 +416,7 @@ async fn oversized_http2_headers_get_431() {
         .find(|f| f.0 == h2::HEADERS && f.2 == 1)
         .unwrap();
     assert!(is_status_431(&answer.3), "{:?}", answer.3);
-    server.serves_others().await;
+    serves_others(&server).await;
     server.stop().await;
 }
 
