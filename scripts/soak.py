@@ -170,6 +170,15 @@ def svg(samples, path):
         f.write("\n".join(parts))
 
 
+def finish(lines, results, out):
+    """Writes and prints `lines` and the checks; exits 1 if any failed."""
+    lines = lines + [f"- {'ok ' if ok else 'FAILED'} {name}" for name, ok in results.items()]
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    sys.exit(0 if all(results.values()) else 1)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--minutes", type=float, default=10)
@@ -191,11 +200,7 @@ def main():
             "", f"statuses: {statuses}; timeouts {report['timeouts']}, "
             f"errors {report['other_errors']}", "", table(samples), "",
             f"![soak]({os.path.basename(chart)})", ""]
-    text += [f"- {'ok ' if ok else 'FAILED'} {name}" for name, ok in results.items()]
-    with open(args.out, "w") as f:
-        f.write("\n".join(text) + "\n")
-    print("\n".join(text))
-    sys.exit(0 if all(results.values()) else 1)
+    finish(text, results, args.out)
 
 
 if __name__ == "__main__":
