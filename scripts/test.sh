@@ -38,3 +38,6 @@ RUSTFLAGS="--cfg spillway_loom" CARGO_TARGET_DIR=target/loom \
 echo "== OpenMetrics exposition of two pools, read by the reference parser (Python prometheus_client)"
 python3 -m pip install --quiet --disable-pip-version-check prometheus-client
 cargo run --quiet --locked -p spillway --example openmetrics | python3 scripts/check_openmetrics.py
+
+echo "== fuzz smoke run: every target for 10 s (skipped, with a message, without nightly or cargo-fuzz)"
+bash scripts/fuzz.sh 10

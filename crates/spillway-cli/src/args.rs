@@ -10,7 +10,7 @@ use clap::builder::RangedU64ValueParser;
 use serde::{Deserialize, Serialize};
 use spillway::Limit;
 
-use crate::workload::{MAX_ALLOC_KIB, Profile};
+use crate::workload::{Fault, MAX_ALLOC_KIB, Profile};
 
 /// Most `--max-workers` (and `--min-workers`): a million jobs at once is far past what any
 /// one machine runs, and well within a tokio semaphore's permits.
@@ -95,6 +95,61 @@ impl WorkloadArgs {
             alloc: usize::try_from(self.alloc_kib * 1024).unwrap_or(usize::MAX),
             cpu: Duration::from_secs_f64(self.cpu_ms / 1e3),
         }
+    }
+}
+
+/// Faults injected into a fraction of the jobs, drawn independently for each job, to show
+/// what shedding does with jobs that misbehave. Off by default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Args, Serialize, Deserialize)]
+pub struct FaultArgs {
+    /// Fraction of jobs (0 to 1) that panic after their wait, holding their memory until then.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub fault_panic: f64,
+    /// Fraction of jobs (0 to 1) that never finish: after their wait they wait forever, holding
+    /// their memory and their worker until their caller leaves.
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub fault_hang: f64,
+    /// Fraction of jobs (0 to 1) that allocate 10x their memory (`--alloc-kib`).
+    #[arg(long, default_value_t = 0.0, value_parser = fraction)]
+    pub fault_alloc: f64,
+}
+
+impl FaultArgs {
+    /// Checks that the fractions, which split the jobs, add up to at most 1.
+    ///
+    /// # Errors
+    ///
+    /// Fractions that add up to more than 1, naming the flags.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        let sum = self.fault_panic + self.fault_hang + self.fault_alloc;
+        if sum > 1.0 {
+            return Err(usage(format!(
+                "invalid --fault-panic + --fault-hang + --fault-alloc = {sum}: the fractions \
+                 split the jobs, so they must add up to at most 1"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Which fault, if any, the job drawn `roll` (uniform in 0..1) gets.
+    pub(crate) fn draw(&self, roll: f64) -> Option<Fault> {
+        let panic = self.fault_panic;
+        let hang = panic + self.fault_hang;
+        let alloc = hang + self.fault_alloc;
+        match roll {
+            r if r < panic => Some(Fault::Panic),
+            r if r < hang => Some(Fault::Hang),
+            r if r < alloc => Some(Fault::Alloc),
+            _ => None,
+        }
+    }
+}
+
+/// `--fault-*`: a fraction from 0 to 1.
+pub(crate) fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err("must be a fraction of the jobs from 0 to 1, e.g. 0.01".into()),
     }
 }
 
@@ -227,6 +282,20 @@ pub(crate) fn parse_bytes(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// Smallest `--max-header-bytes`: hyper's smallest read buffer.
+pub(crate) const MIN_HEADER_BYTES: u64 = 8 << 10;
+/// Largest `--max-header-bytes`.
+pub(crate) const MAX_HEADER_BYTES: u64 = 16 << 20;
+
+/// `--max-header-bytes`: a size from 8 KiB to 16 MiB.
+pub(crate) fn parse_header_bytes(s: &str) -> Result<u32, String> {
+    match parse_bytes(s)? {
+        // At most 16 MiB, so it fits.
+        bytes if (MIN_HEADER_BYTES..=MAX_HEADER_BYTES).contains(&bytes) => Ok(bytes as u32),
+        _ => Err("must be a size from 8KiB to 16MiB".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -256,6 +325,22 @@ mod tests {
             parse_bytes("0.5")
                 .unwrap_err()
                 .contains("at least one byte")
+        );
+    }
+
+    #[test]
+    fn header_limits_stay_within_what_hyper_takes() {
+        assert_eq!(parse_header_bytes("64KiB"), Ok(64 << 10));
+        assert_eq!(parse_header_bytes("8KiB"), Ok(8 << 10));
+        assert!(
+            parse_header_bytes("8000")
+                .unwrap_err()
+                .contains("8KiB to 16MiB")
+        );
+        assert!(
+            parse_header_bytes("17MiB")
+                .unwrap_err()
+                .contains("8KiB to 16MiB")
         );
     }
 
@@ -299,6 +384,34 @@ mod tests {
                 .contains("longer than zero")
         );
         assert!(positive_duration("soon").is_err());
+    }
+
+    #[test]
+    fn faults_split_the_jobs_in_the_order_panic_hang_alloc() {
+        let faults = FaultArgs {
+            fault_panic: 0.1,
+            fault_hang: 0.2,
+            fault_alloc: 0.3,
+        };
+        assert!(faults.check().is_ok());
+        assert_eq!(faults.draw(0.05), Some(Fault::Panic));
+        assert_eq!(faults.draw(0.25), Some(Fault::Hang));
+        assert_eq!(faults.draw(0.55), Some(Fault::Alloc));
+        assert_eq!(faults.draw(0.65), None);
+        assert_eq!(FaultArgs::default().draw(0.0), None);
+        let too_many = FaultArgs {
+            fault_hang: 0.8,
+            ..faults
+        };
+        assert!(
+            too_many
+                .check()
+                .unwrap_err()
+                .to_string()
+                .contains("must add up to at most 1")
+        );
+        assert!(fraction("1.5").unwrap_err().contains("from 0 to 1"));
+        assert!(fraction("NaN").is_err());
     }
 
     #[test]

@@ -14,6 +14,8 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod child;
+#[doc(hidden)]
+pub mod fuzzing;
 mod histogram;
 pub mod load;
 mod memory;
@@ -24,7 +26,7 @@ pub mod simulate;
 mod status;
 mod workload;
 
-pub use args::{PoolArgs, UsageError, WorkloadArgs};
+pub use args::{FaultArgs, PoolArgs, UsageError, WorkloadArgs};
 pub use child::ChildOf;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.

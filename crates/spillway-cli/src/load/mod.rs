@@ -35,7 +35,8 @@ use report::Recorded;
 pub use report::{LoadReport, render};
 use stats::{EncodedTally, Shards, Tally};
 pub use stats::{Percentiles, SecondReport};
-use target::{Target, parse_source_addrs, parse_url};
+use target::Target;
+pub(crate) use target::{parse_source_addrs, parse_url};
 
 /// Options of `spillway load`.
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]

@@ -80,6 +80,7 @@ impl App {
             lane: CpuLane::new(
                 crate::memory::total_ram()
                     .map_or(usize::MAX, |b| usize::try_from(b).unwrap_or(usize::MAX)),
+                args.faults,
             ),
             metrics,
             registry,

@@ -7,7 +7,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::Semaphore;
 
-use crate::workload::{self, Profile};
+use crate::args::FaultArgs;
+use crate::workload::{self, Fault, Profile};
 
 /// Why a job could not run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,28 +35,40 @@ pub(crate) struct CpuLane {
     turns: Arc<Semaphore>,
     /// Most bytes one job may hold: the machine's memory.
     max_alloc: usize,
+    /// Faults injected into a fraction of the jobs.
+    faults: FaultArgs,
 }
 
 impl CpuLane {
-    /// A lane of one thread per core; jobs may hold at most `max_alloc` bytes each.
-    pub(crate) fn new(max_alloc: usize) -> CpuLane {
+    /// A lane of one thread per core; jobs may hold at most `max_alloc` bytes each, and a
+    /// fraction of them get the `faults`.
+    pub(crate) fn new(max_alloc: usize, faults: FaultArgs) -> CpuLane {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         CpuLane {
             turns: Arc::new(Semaphore::new(cores)),
             max_alloc,
+            faults,
         }
     }
 
-    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU.
+    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU;
+    /// or, for a fraction of the jobs, the fault drawn for it.
     ///
     /// # Errors
     ///
     /// When its memory cannot be allocated, or the lane is closed.
+    ///
+    /// # Panics
+    ///
+    /// When the job drew `--fault-panic`.
     pub(crate) async fn run(&self, profile: Profile) -> Result<(), JobFailure> {
+        let fault = self.faults.draw(workload::roll());
+        let profile = Fault::applied(fault, profile);
         let memory = self.hold(profile.alloc).await?;
         if !profile.wait.is_zero() {
             tokio::time::sleep(profile.wait).await;
         }
+        Fault::strike(fault).await;
         if !profile.cpu.is_zero() {
             self.on_lane(move |cancelled| workload::burn_unless(profile.cpu, cancelled))
                 .await?;
@@ -127,7 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn memory_past_the_machine_is_refused_without_trying() {
-        let lane = CpuLane::new(1 << 20);
+        let lane = CpuLane::new(1 << 20, FaultArgs::default());
         let err = lane
             .run(Profile {
                 alloc: 2 << 20,
@@ -148,7 +161,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dropped_job_stops_burning() {
-        let lane = CpuLane::new(usize::MAX);
+        let lane = CpuLane::new(usize::MAX, FaultArgs::default());
         let burn = Profile {
             cpu: Duration::from_secs(60),
             ..NOTHING

@@ -31,9 +31,11 @@ use tokio::sync::oneshot;
 use spillway::Limit;
 
 use crate::args::{
-    PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, parse_limit, positive_duration,
+    FaultArgs, PoolArgs, WorkloadArgs, duration_or_zero, parse_bytes, parse_header_bytes,
+    parse_limit, positive_duration,
 };
 
+pub(crate) use app::profile_from_query;
 pub use server::{DrainReport, Server};
 
 /// How `/work` bounds its concurrency.
@@ -91,6 +93,10 @@ pub struct ServeArgs {
     /// override it.
     #[command(flatten)]
     pub workload: WorkloadArgs,
+    /// Faults injected into a fraction of the `/work` jobs (a panic is answered 500 in pool
+    /// mode, and closes the connection in the others).
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// The pool (pool mode); `--max-workers` is the semaphore's permits too.
     #[command(flatten)]
     pub pool: PoolArgs,
@@ -131,6 +137,10 @@ pub struct ServeArgs {
     /// a request body must arrive within it too (else 408). At most 24h.
     #[arg(long, default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
+    /// Largest request head accepted (the HTTP/1.1 request line and headers, or the decoded
+    /// HTTP/2 header list), from 8KiB to 16MiB; larger ones get 431.
+    #[arg(long, default_value = "64KiB", value_parser = parse_header_bytes)]
+    pub max_header_bytes: u32,
     /// Largest request body accepted (e.g. 64KiB); larger ones get 413.
     #[arg(long, default_value = "64KiB", value_parser = parse_bytes)]
     pub body_limit: u64,
@@ -147,6 +157,10 @@ pub struct ServeArgs {
     /// Most concurrent streams per HTTP/2 connection.
     #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub h2_max_streams: u32,
+    /// How often an HTTP/2 connection is pinged, and how long it has to answer before it is
+    /// closed (a peer gone, or a client that stopped reading its responses); at most 24h.
+    #[arg(long, default_value = "20s", value_parser = positive_duration)]
+    pub h2_keep_alive: Duration,
     /// On SIGINT/SIGTERM, how long in-flight requests may take to finish before they are
     /// abandoned (0s to 24h); idle connections are closed at once. A second signal ends the
     /// drain at once, abandoning what is still in flight.

@@ -126,6 +126,7 @@ impl Server {
     ///
     /// Invalid settings (naming the flag), or an address that cannot be bound.
     pub async fn bind(args: &ServeArgs) -> anyhow::Result<Server> {
+        args.faults.check()?;
         let app = Arc::new(App::new(args)?);
         let router = app::router(Arc::clone(&app));
         let listener =
@@ -200,18 +201,57 @@ impl Server {
     }
 }
 
-/// The HTTP/1.1 and HTTP/2 connection settings.
+/// Most header fields in one HTTP/1.1 request head; more get 431 (hyper's default, 100, made
+/// explicit: the byte limit alone would let a head of 64 KiB carry thousands of tiny fields,
+/// each parsed and stored).
+const MAX_HEADER_FIELDS: usize = 100;
+
+/// HTTP/2 streams the client may reset before the server took them, per connection, before the
+/// connection is closed with `ENHANCE_YOUR_CALM` (rapid reset, CVE-2023-44487): each such stream
+/// costs the server a request it never answers. h2's default, 20, made explicit.
+const MAX_PENDING_RESETS: usize = 20;
+
+/// HTTP/2 streams the server may reset for a client's protocol errors, per connection, before it
+/// closes the connection (the "MadeYouReset" variant of rapid reset, CVE-2025-8671). hyper's
+/// default, made explicit.
+const MAX_ERROR_RESETS: usize = 1024;
+
+/// Bytes of responses buffered per HTTP/2 stream for a client that does not open its window
+/// (window-update stall): the handler's future waits instead of the buffer growing. hyper's
+/// default, made explicit.
+const MAX_SEND_BUFFER: usize = 400 << 10;
+
+/// The HTTP/1.1 and HTTP/2 connection settings, with each of hyper's protections against a
+/// hostile client set explicitly.
 fn connection_builder(args: &ServeArgs) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
+    let header_bytes = args.max_header_bytes;
     builder
         .http1()
         .timer(TokioTimer::new())
+        // Slowloris on headers: the whole head within the timeout, else the connection closes.
         .header_read_timeout(args.header_timeout)
-        .keep_alive(!args.no_keep_alive);
+        .keep_alive(!args.no_keep_alive)
+        // Oversized headers: the read buffer holds a whole head; past it hyper answers 431 and
+        // closes, instead of buffering a head of any size (hyper's own default is ~400 KiB).
+        .max_buf_size(usize::try_from(header_bytes).unwrap_or(usize::MAX))
+        .max_headers(MAX_HEADER_FIELDS);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(args.h2_max_streams);
+        // Many requests on one connection: each stream is a request in flight.
+        .max_concurrent_streams(args.h2_max_streams)
+        // Oversized headers: the decoded header list past the limit gets 431 (h2 answers it);
+        // this also caps the CONTINUATION frames of one header block (CONTINUATION flood).
+        .max_header_list_size(header_bytes)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(Some(MAX_ERROR_RESETS))
+        .max_send_buf_size(MAX_SEND_BUFFER)
+        // Idle and dead connections: a ping each interval; a connection that does not answer
+        // one within the same time (a peer gone, or a client that stopped reading) is closed,
+        // freeing its descriptor and its streams.
+        .keep_alive_interval(Some(args.h2_keep_alive))
+        .keep_alive_timeout(args.h2_keep_alive);
     match args.protocol {
         Protocol::Auto => builder,
         Protocol::Http1 => builder.http1_only(),

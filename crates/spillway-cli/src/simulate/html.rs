@@ -438,6 +438,7 @@ mod tests {
             completed: 2700,
             goodput_per_s: 800.0,
             shed: 150,
+            failed: 0,
             expired: 30,
             in_flight_at_end: 120,
             peak_rss_bytes: if oom { 9 << 30 } else { 412 << 20 },

@@ -17,6 +17,8 @@ pub(crate) struct Ledger {
     deadline: Duration,
     offered: AtomicU64,
     shed: AtomicU64,
+    /// Jobs whose ticket was dropped by a panic.
+    failed: AtomicU64,
     /// Jobs offered whose [`Ticket`] is still alive: queued or running.
     in_flight: AtomicU64,
     book: Mutex<Book>,
@@ -38,6 +40,7 @@ struct Book {
 pub(crate) struct Counts {
     pub(crate) offered: u64,
     pub(crate) shed: u64,
+    pub(crate) failed: u64,
     pub(crate) completed: u64,
     pub(crate) goodput: u64,
     pub(crate) in_flight: u64,
@@ -59,6 +62,7 @@ impl Ledger {
             deadline,
             offered: AtomicU64::new(0),
             shed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
             book: Mutex::new(Book {
                 completed: 0,
@@ -96,6 +100,7 @@ impl Ledger {
         Counts {
             offered: self.offered.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
             completed: book.completed,
             goodput: book.goodput,
             in_flight: self.in_flight.load(Ordering::Relaxed),
@@ -144,6 +149,17 @@ impl Ticket {
     }
 }
 
+impl Ticket {
+    /// The job panicked: it ended without completing.
+    pub(crate) fn failed(mut self) {
+        let ledger = &self.ledger;
+        let _book = ledger.book();
+        ledger.failed.fetch_add(1, Ordering::Relaxed);
+        ledger.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.settled = true;
+    }
+}
+
 impl Drop for Ticket {
     fn drop(&mut self) {
         if !self.settled {
@@ -170,6 +186,14 @@ mod tests {
         assert!(ledger.latency().max() >= 500_000);
         assert!(ledger.take_sample_p99_ms() >= 499.0);
         assert_eq!(ledger.take_sample_p99_ms(), 0.0, "the sample was taken");
+    }
+
+    #[test]
+    fn a_failed_job_leaves_flight_counted_failed() {
+        let ledger = Arc::new(Ledger::new(Duration::from_secs(1)));
+        ledger.offer(Instant::now()).failed();
+        let counts = ledger.counts();
+        assert_eq!((counts.offered, counts.failed, counts.in_flight), (1, 1, 0));
     }
 
     #[test]

@@ -31,7 +31,7 @@ pub use mode::ModeName;
 pub use report::{LatencyMs, ModeReport, SAMPLE_S, Sample, Settings, SimReport};
 pub use scenario::{Phase, Scenario};
 
-use crate::args::{PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
+use crate::args::{FaultArgs, PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
 use crate::memory::{Rss, total_ram};
 use crate::output;
 use console::Progress;
@@ -135,6 +135,10 @@ pub struct SimulateArgs {
     /// The seed-settings pool (`pool` mode); `--max-workers` is the semaphore's permits too.
     #[command(flatten)]
     pub pool: PoolArgs,
+    /// Faults injected into a fraction of the jobs (a panicking job is counted failed; one
+    /// that never finishes is still in flight at the end).
+    #[command(flatten)]
+    pub faults: FaultArgs,
     /// The latency a caller tolerates: later completions are not goodput (at most 24h).
     #[arg(long, default_value = "1s", value_parser = positive_duration)]
     pub deadline: Duration,
@@ -171,6 +175,7 @@ impl SimulateArgs {
             output::check_writable("--html", path)?;
         }
         self.scenario.check(self.duration, self.rate.is_some())?;
+        self.faults.check()?;
         if self.capacity.is_none() {
             mode::calibration_loops(self.workload.profile(), self.memory_cap())?;
         }
@@ -215,6 +220,7 @@ impl SimulateArgs {
             seed: self.seed,
             pool: self.pool.clone(),
             capacity,
+            faults: self.faults,
         }
     }
 

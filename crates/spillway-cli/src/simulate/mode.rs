@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 use super::ledger::{Counts, Ledger};
 use super::report::{LatencyMs, ModeReport, SAMPLE_S, Sample};
 use super::scenario::{Arrivals, Phase};
-use crate::args::PoolArgs;
+use crate::args::{FaultArgs, PoolArgs};
 use crate::histogram::quantile_ms;
 use crate::memory::Rss;
-use crate::workload::{self, Profile};
+use crate::workload::{self, Fault, Profile};
 
 /// The ways of running the jobs that the experiment compares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, clap::ValueEnum, Serialize, Deserialize)]
@@ -94,6 +94,9 @@ pub(crate) struct ModeConfig {
     pub(crate) pool: PoolArgs,
     /// Measured or given capacity, jobs/s; `pool-tuned` derives its settings from it.
     pub(crate) capacity: Option<f64>,
+    /// Faults injected into a fraction of the jobs.
+    #[serde(default)]
+    pub(crate) faults: FaultArgs,
 }
 
 /// Derives `pool-tuned`'s settings from the machine's capacity for this job. Pure.
@@ -417,6 +420,7 @@ fn summarize(
         completed: counts.completed,
         goodput_per_s: counts.goodput as f64 / elapsed,
         shed: counts.shed,
+        failed: counts.failed,
         expired: runner.expired(),
         in_flight_at_end: counts.in_flight,
         peak_rss_bytes: watched.peak_rss,
@@ -453,6 +457,7 @@ struct Schedule {
     phases: Vec<Phase>,
     /// The job offered during each phase.
     profiles: Vec<Profile>,
+    faults: FaultArgs,
 }
 
 impl Schedule {
@@ -471,6 +476,7 @@ impl Schedule {
             seed: cfg.seed,
             phases: cfg.phases.clone(),
             profiles,
+            faults: cfg.faults,
         }
     }
 }
@@ -520,7 +526,8 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
         }
         let mut batch = 0;
         while let Some((at, phase)) = next.filter(|n| n.0 <= now && batch < CATCH_UP) {
-            offer(runner, ledger, at, schedule.profiles[phase]);
+            let fault = schedule.faults.draw(workload::roll());
+            offer(runner, ledger, at, schedule.profiles[phase], fault);
             next = arrivals.next();
             batch += 1;
         }
@@ -583,13 +590,25 @@ fn hog(start: Instant, spans: &[(f64, f64)], stop: &AtomicBool) {
 /// Jobs the generator offers between two readings of its stop flag and the clock.
 const CATCH_UP: u32 = 256;
 
-/// Offers one job scheduled at `scheduled`, and counts it.
-fn offer(runner: &Runner, ledger: &Arc<Ledger>, scheduled: Instant, profile: Profile) {
+/// Offers one job scheduled at `scheduled`, with its fault if it drew one, and counts it.
+fn offer(
+    runner: &Runner,
+    ledger: &Arc<Ledger>,
+    scheduled: Instant,
+    profile: Profile,
+    fault: Option<Fault>,
+) {
     let ticket = ledger.offer(scheduled);
     let job = async move {
         let started = Instant::now();
-        workload::run(profile).await;
-        ticket.completed(started);
+        match workload::catch_panic(workload::run_with(profile, fault)).await {
+            Ok(()) => ticket.completed(started),
+            Err(panic) => {
+                ticket.failed();
+                // The runner sees the panic too (the pool counts it).
+                std::panic::resume_unwind(panic);
+            }
+        }
     };
     if !runner.offer(job) {
         ledger.shed();

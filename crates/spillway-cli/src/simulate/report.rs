@@ -111,10 +111,14 @@ pub struct ModeReport {
     pub goodput_per_s: f64,
     /// Jobs shed (refused at once).
     pub shed: u64,
+    /// Jobs that panicked (`--fault-panic`): ended, not completed.
+    #[serde(default)]
+    pub failed: u64,
     /// Jobs that waited too long in the queue and were not run.
     pub expired: u64,
     /// Jobs still in flight (queued or running) when the mode ended, counted as they came and
-    /// went: `offered == completed + shed + expired + in_flight_at_end` unless a job was lost.
+    /// went: `offered == completed + failed + shed + expired + in_flight_at_end` unless a job
+    /// was lost.
     pub in_flight_at_end: u64,
     /// Highest resident memory seen, in bytes.
     pub peak_rss_bytes: u64,
