@@ -165,6 +165,7 @@ where
                 // The shed job is dropped here: the inner future never ran.
                 Err(TrySubmitError::Full(_)) => ResponseFuture::shed(ShedReason::QueueFull),
                 Err(TrySubmitError::Closed(_)) => ResponseFuture::shed(ShedReason::Closed),
+                Err(TrySubmitError::Expired(_)) => ResponseFuture::shed(ShedReason::DeadlinePassed),
             },
             Some(timeout) => {
                 let pool = self.pool.clone();
