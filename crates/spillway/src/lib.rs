@@ -81,7 +81,9 @@ mod worker;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason};
+pub use self::tower::{
+    BoxError, Classify, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason,
+};
 pub use builder::{Builder, MAX_WORKERS};
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;

@@ -317,7 +317,7 @@ impl Pool {
     }
 
     /// Admits `job`, waiting for room until `deadline` (forever if `None`).
-    pub(crate) async fn submit_until<F>(
+    async fn submit_until<F>(
         &self,
         job: F,
         deadline: Option<Instant>,
@@ -330,7 +330,7 @@ impl Pool {
     }
 
     /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
-    async fn admit_with<F>(
+    pub(crate) async fn admit_with<F>(
         &self,
         job: F,
         opts: JobOptions,
