@@ -406,6 +406,68 @@ mod tests {
     }
 
     #[test]
+    fn displacement_takes_the_newest_of_the_lowest_lower_lane_and_keeps_the_count() {
+        let q = Queue::new(4);
+        for (item, lane) in [(10, 0), (11, 0), (20, 1), (30, 2)] {
+            q.try_reserve().expect("room").push(item, lane);
+        }
+        assert_eq!(q.try_reserve().err(), Some(Refused::Full));
+        let (_, displaced) = q.displace(3, || 40).expect("a lower item");
+        assert_eq!(
+            (displaced, q.len()),
+            (11, 4),
+            "the newest of lane 0; count unchanged"
+        );
+        assert_eq!(q.displace(3, || 41).map(|(_, d)| d), Ok(10));
+        assert_eq!(
+            q.displace(1, || unreachable!("nothing below lane 1")).err(),
+            Some(Refused::Full)
+        );
+        assert_eq!(q.displace(2, || 31).map(|(_, d)| d), Ok(20));
+        assert_eq!(q.stored_by_lane(), [0, 0, 2, 2]);
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
+        assert_eq!(
+            popped,
+            [40, 41, 30, 31],
+            "highest lane first, FIFO within a lane"
+        );
+    }
+
+    #[test]
+    fn a_closed_queue_displaces_nothing() {
+        let q = Queue::new(1);
+        q.try_reserve().expect("room").push(1, 0);
+        q.close();
+        assert_eq!(
+            q.displace(3, || unreachable!("closed")).err(),
+            Some(Refused::Closed)
+        );
+        assert_eq!(q.stored_by_lane(), [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn every_sixteenth_pop_serves_a_waiting_lower_lane_in_turn() {
+        let q = Queue::new(64);
+        for i in 0..40 {
+            q.try_reserve().expect("room").push(i, 3);
+        }
+        for (item, lane) in [(100, 0), (101, 0), (200, 1)] {
+            q.try_reserve().expect("room").push(item, lane);
+        }
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
+        let shared: Vec<_> = popped
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v >= 100)
+            .collect();
+        // Pops 16 and 32 (indices 15 and 31) go to the lanes below the top, in turn; the rest
+        // is strict priority.
+        assert_eq!(shared[..2], [(15, &100), (31, &200)]);
+        assert_eq!(popped[..15], (0..15).collect::<Vec<_>>()[..]);
+        assert_eq!(popped.len(), 43);
+    }
+
+    #[test]
     fn closed_wins_over_full() {
         let q = Queue::new(1);
         q.try_reserve().expect("room").push(1, NORMAL);
@@ -543,6 +605,45 @@ mod loom_tests {
             ended.sort_unstable();
             assert_eq!(ended, [1, 2], "an item was lost or ended twice");
             assert!(q.is_drained());
+        });
+    }
+
+    /// A higher-priority item displaces a lower one while a consumer pops: the lower item ends
+    /// once, popped or displaced; the new one is stored only if it displaced something, and the
+    /// count never moves for a displacement.
+    #[test]
+    fn loom_displacement_races_a_take() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new(1));
+            q.try_reserve().expect("room").push(1, 0);
+            let consumer = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let popped = q.pop();
+                    if popped.is_some() {
+                        q.release();
+                    }
+                    popped
+                })
+            };
+            let displaced = q.displace(3, || 2);
+            let popped = consumer.join().unwrap();
+            let mut ended: Vec<i32> = popped.into_iter().collect();
+            match displaced {
+                Ok((_, low)) => {
+                    ended.push(low);
+                    assert_ne!(popped, Some(1), "the low item was taken twice");
+                }
+                Err(refused) => assert_eq!(refused, Refused::Full, "nothing left to displace"),
+            }
+            while let Some(item) = q.pop() {
+                q.release();
+                ended.push(item);
+            }
+            ended.sort_unstable();
+            let expected: &[i32] = if displaced.is_ok() { &[1, 2] } else { &[1] };
+            assert_eq!(ended, expected, "an item was lost or ended twice");
+            assert_eq!(q.len(), 0);
         });
     }
 
