@@ -332,7 +332,7 @@ pub struct Snapshot {
     pub panicked: u64,
     /// Jobs whose handle was dropped or aborted first.
     pub cancelled: u64,
-    /// Jobs that waited longer than `queue_timeout` and were not run.
+    /// Jobs that waited longer than `queue_timeout`, or past their deadline, and were not run.
     pub expired: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,

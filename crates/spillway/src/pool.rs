@@ -146,7 +146,7 @@ impl Pool {
     /// [`JobError::Displaced`](crate::JobError::Displaced)); it never displaces a job of its own
     /// or a higher priority, and is refused as `Full` when there is none to displace. A job still
     /// queued at its deadline ends as [`JobError::Expired`](crate::JobError::Expired), unrun.
-    /// The design is in the crate docs, under "Priorities and deadlines".
+    /// The design is in the [crate docs](crate), under "Priorities and deadlines".
     ///
     /// # Errors
     ///

@@ -12,6 +12,12 @@
 //!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
 //!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
 //!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
+//! * **Priorities and deadlines** (in [`Shared::admit`]): a job whose deadline has passed is
+//!   refused before anything else; a job of a higher priority that finds no room displaces a
+//!   queued one of lower priority (`queue.rs` argues the rules), which ends as displaced, counted
+//!   once on its own priority. A queued job whose deadline passes ends as expired when a worker
+//!   reaches it, never run. Every counter is kept per priority (`metrics.rs`); the totals are
+//!   their sums.
 //! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
 //!   takes the job out at once (or finds a worker took it first: then the job sees the
 //!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
