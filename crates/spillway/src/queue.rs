@@ -77,13 +77,11 @@ use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 const CLOSED: usize = 1;
 const ONE: usize = 1 << 1;
 
-/// Why a reservation (or, for `Late`, a submission) was refused.
+/// Why a reservation was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     Full,
     Closed,
-    /// Not from the queue: the job's deadline had passed already.
-    Late,
 }
 
 /// The largest capacity the packed state word can count.
