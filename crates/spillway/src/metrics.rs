@@ -361,14 +361,9 @@ impl Snapshot {
         (self.queued + self.busy) as u64
     }
 
-    /// Jobs that ended, whatever the outcome.
+    /// Jobs that ended, whatever the outcome (the sum over the priorities).
     pub fn ended(&self) -> u64 {
-        self.completed
-            + self.panicked
-            + self.cancelled
-            + self.expired
-            + self.displaced
-            + self.abandoned
+        self.by_priority.iter().map(|(_, c)| c.ended()).sum()
     }
 
     /// Submissions shed (refused, never admitted), for any reason.

@@ -522,6 +522,18 @@ mod loom_tests {
 
     const NORMAL: usize = 1;
 
+    /// A consumer thread that pops one item (if any) and releases its slot.
+    fn pop_one(q: &Arc<Queue<i32>>) -> thread::JoinHandle<Option<i32>> {
+        let q = q.clone();
+        thread::spawn(move || {
+            let popped = q.pop();
+            if popped.is_some() {
+                q.release();
+            }
+            popped
+        })
+    }
+
     /// Two producers race for one slot while a consumer frees it: capacity is never exceeded, and
     /// a producer is refused only when the other one holds the slot at that moment.
     #[test]
@@ -585,16 +597,7 @@ mod loom_tests {
         loom::model(|| {
             let q = Arc::new(Queue::new(1));
             let ticket = q.try_reserve().expect("room").push(5, NORMAL);
-            let consumer = {
-                let q = q.clone();
-                thread::spawn(move || {
-                    let popped = q.pop();
-                    if popped.is_some() {
-                        q.release();
-                    }
-                    popped
-                })
-            };
+            let consumer = pop_one(&q);
             let removed = q.remove(ticket);
             if removed.is_some() {
                 q.release();
@@ -654,16 +657,7 @@ mod loom_tests {
         loom::model(|| {
             let q = Arc::new(Queue::new(1));
             q.try_reserve().expect("room").push(1, 0);
-            let consumer = {
-                let q = q.clone();
-                thread::spawn(move || {
-                    let popped = q.pop();
-                    if popped.is_some() {
-                        q.release();
-                    }
-                    popped
-                })
-            };
+            let consumer = pop_one(&q);
             let displaced = q.displace(3, || 2);
             let popped = consumer.join().unwrap();
             let mut ended: Vec<i32> = popped.into_iter().collect();
