@@ -28,8 +28,18 @@
 //!   and the total the caller waits); with the `prometheus` feature (default)
 //!   [`Pool::register_metrics`] (one pool) or [`PoolMetrics`] (several pools in one registry)
 //!   export them through `prometheus-client`.
+//! * **Priorities and deadlines**: [`Pool::try_submit_with`] and [`Pool::submit_with`] take
+//!   [`JobOptions`]: a [`Priority`] (`Critical`, `High`, `Normal`, `Low`) and a deadline. Under
+//!   overload higher priorities are served first and shed last: a full queue lets a job displace
+//!   the newest queued job of the lowest lower priority ([`JobError::Displaced`]); one dequeue in
+//!   16 goes to waiting lower work, so it is never starved; a job offered alone at one priority
+//!   has the whole capacity. A job still queued at its deadline ends as [`JobError::Expired`]
+//!   without running; one whose deadline has passed at submission is refused at once.
+//!   [`Snapshot::by_priority`] counts every outcome per priority. (The design and the failure
+//!   modes it is argued against are in the source, `queue.rs`.)
 //! * **Tower**: with the `tower` feature, `PoolLayer` runs a `tower` service's requests (axum,
-//!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error.
+//!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error;
+//!   `PoolLayer::classify` gives each request its priority and deadline.
 //!
 //! # Example
 //!
@@ -50,6 +60,7 @@
 //!     Ok(handle) => handle,
 //!     Err(TrySubmitError::Full(_job)) => return, // shed: answer "busy", retry later...
 //!     Err(TrySubmitError::Closed(_job)) => return,
+//!     Err(TrySubmitError::Expired(_job)) => return, // only with a deadline
 //! };
 //! assert_eq!(handle.await, Ok(4));
 //!
@@ -67,6 +78,7 @@ mod job;
 mod limit;
 mod metrics;
 mod pool;
+mod priority;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod queue;
@@ -79,13 +91,16 @@ mod worker;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason};
+pub use self::tower::{
+    BoxError, Classify, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason,
+};
 pub use builder::{Builder, MAX_WORKERS};
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
 pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
-pub use metrics::{Latency, Snapshot};
+pub use metrics::{ByPriority, Latency, PriorityCounts, Snapshot};
 pub use pool::{Pool, ShutdownReport};
+pub use priority::{JobOptions, ParsePriorityError, Priority};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use prometheus::PoolMetrics;

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::queue::{Permit, Queue, Refused, Ticket};
+use crate::queue::{LANES, Permit, Queue, Refused, Ticket};
 use crate::scaler::Observation;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
@@ -99,13 +99,20 @@ impl<T> Counts<T> {
 
     /// Stores an admitted item in its slot. Says whether a parked worker must be woken for it
     /// (read after the push: see "parked before the last look").
-    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> Pushed {
-        let ticket = permit.push(item);
+    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T, lane: usize) -> Pushed {
+        let ticket = permit.push(item, lane);
         fence(Ordering::SeqCst); // pairs with the fences in `park` and `retire`
         Pushed {
             ticket,
             wake: self.parked.load(Ordering::SeqCst) > 0,
         }
+    }
+
+    /// Takes the newest item of the lowest lane below `lane` out of a full queue and hands its
+    /// slot over ("displacement", in `queue.rs`): push the displacing item with the permit, after
+    /// the displaced one is counted. The queue count does not move.
+    pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
+        self.queue.displace(lane)
     }
 
     /// Takes a queued item back out ("removal") and ends it with `end` before its slot is
@@ -277,6 +284,11 @@ impl<T> Counts<T> {
         self.queue.len()
     }
 
+    /// Items stored per lane.
+    pub(crate) fn queued_by_lane(&self) -> [usize; LANES] {
+        self.queue.stored_by_lane()
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.queue.capacity()
     }
@@ -298,7 +310,7 @@ mod tests {
     fn a_taken_job_counts_busy_until_it_ends() {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
-        assert!(!counts.push(permit, 1).wake, "nobody parked: no wake-up");
+        assert!(!counts.push(permit, 1, 1).wake, "nobody parked: no wake-up");
         assert_eq!(counts.take_next(), Some((1, 1)));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
@@ -309,15 +321,15 @@ mod tests {
     fn a_push_wakes_only_when_someone_is_parked() {
         let counts = Counts::new(2, 0, 1);
         let parked = counts.park();
-        assert!(counts.push(counts.try_reserve().expect("room"), 1).wake);
+        assert!(counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
         drop(parked);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 2).wake);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 2, 1).wake);
     }
 
     #[test]
     fn a_removed_job_never_counts_busy() {
         let counts = Counts::new(1, 0, 1);
-        let pushed = counts.push(counts.try_reserve().expect("room"), 3);
+        let pushed = counts.push(counts.try_reserve().expect("room"), 3, 1);
         let mut ended = None;
         assert!(counts.remove(pushed.ticket, |job| ended = Some(job)));
         assert_eq!(ended, Some(3));
@@ -344,7 +356,7 @@ mod tests {
         assert!(counts.retire(), "above the minimum, nothing queued");
         assert!(!counts.retire(), "at the minimum");
         assert_eq!(counts.claim_workers(1), 1);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 7).wake);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 7, 1).wake);
         assert!(
             !counts.retire(),
             "a job is queued: the worker counts itself back in"
@@ -376,7 +388,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(2, 0, 2));
             for job in [1, 2] {
-                let _ = counts.push(counts.try_reserve().expect("room"), job);
+                let _ = counts.push(counts.try_reserve().expect("room"), job, 1);
             }
             let workers: Vec<_> = (0..2)
                 .map(|_| {
@@ -426,7 +438,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 42).wake {
+            if counts.push(permit, 42, 1).wake {
                 work.notify();
             }
             assert_eq!(worker.join().unwrap(), 42);
@@ -490,7 +502,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 7).wake {
+            if counts.push(permit, 7, 1).wake {
                 work.notify();
             }
             let policy = Policy {
@@ -548,12 +560,12 @@ mod loom_tests {
             loom::model(move || {
                 let counts = Arc::new(Counts::new(2, 0, 1));
                 assert_eq!(counts.claim_workers(1), 1);
-                assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
+                assert!(!counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
                 let pusher = {
                     let counts = counts.clone();
                     thread::spawn(move || match counts.try_reserve() {
                         Ok(permit) => {
-                            let _ = counts.push(permit, 2);
+                            let _ = counts.push(permit, 2, 1);
                             (1, abandon_if_orphaned(&counts))
                         }
                         Err(_) => (0, 0),
@@ -594,7 +606,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 0, 1));
             let tasks = Arc::new(crate::sync::Mutex::new(0usize)); // workers started
-            assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
+            assert!(!counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
             counts.close();
             let grower = {
                 let (counts, tasks) = (counts.clone(), tasks.clone());
@@ -639,13 +651,51 @@ mod loom_tests {
         });
     }
 
+    /// A job of higher priority displaces a queued one while a worker takes it: the low job
+    /// ends once (run or displaced), the high one is queued only if it displaced it, and the
+    /// queue count never moves for the displacement, so a reader never sees a job nowhere.
+    #[test]
+    fn loom_displacement_races_a_workers_take() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 1, 1));
+            let _ = counts.push(counts.try_reserve().expect("room"), 1, 0);
+            let worker = {
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    let taken = counts.take_next().map(|(job, _)| job);
+                    if taken.is_some() {
+                        counts.end_job();
+                    }
+                    taken
+                })
+            };
+            let displaced = match counts.displace(3) {
+                Ok((low, permit)) => {
+                    assert_eq!(counts.queued(), 1, "the slot is handed over, not freed");
+                    let _ = counts.push(permit, 2, 3);
+                    Some(low)
+                }
+                Err(refused) => {
+                    assert_eq!(refused, Refused::Full);
+                    None
+                }
+            };
+            let taken = worker.join().unwrap();
+            let mut ended: Vec<i32> = taken.into_iter().chain(displaced).collect();
+            ended.extend(counts.take_next().map(|(job, _)| job));
+            ended.sort_unstable();
+            let expected: &[i32] = if displaced.is_some() { &[1, 2] } else { &[1] };
+            assert_eq!(ended, expected, "a job was lost or ended twice");
+        });
+    }
+
     /// A handle removes its job while a worker takes it: the job ends once, by one of them; it
     /// counts busy only if the worker took it, and is counted queued, busy or ended throughout.
     #[test]
     fn loom_removal_races_a_workers_take() {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 1, 1));
-            let pushed = counts.push(counts.try_reserve().expect("room"), 9);
+            let pushed = counts.push(counts.try_reserve().expect("room"), 9, 1);
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {

@@ -12,6 +12,12 @@
 //!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
 //!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
 //!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
+//! * **Priorities and deadlines** (in [`Shared::admit`]): a job whose deadline has passed is
+//!   refused before anything else; a job of a higher priority that finds no room displaces a
+//!   queued one of lower priority (`queue.rs` argues the rules), which ends as displaced, counted
+//!   once on its own priority. A queued job whose deadline passes ends as expired when a worker
+//!   reaches it, never run. Every counter is kept per priority (`metrics.rs`); the totals are
+//!   their sums.
 //! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
 //!   takes the job out at once (or finds a worker took it first: then the job sees the
 //!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
@@ -49,10 +55,11 @@ use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
-use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue, drop_quietly};
+use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
 use crate::limit::{Bounds, Sample};
-use crate::metrics::{Latency, Metrics, Snapshot};
-use crate::queue::{Refused, Ticket};
+use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
+use crate::priority::{JobOptions, Priority};
+use crate::queue::{Permit, Refused, Ticket};
 use crate::scaler::{self, Decision};
 use crate::sync::lock_std;
 
@@ -79,6 +86,23 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
     last_growth: AtomicU64,
+}
+
+/// Why a submission was refused: the queue's reasons, or a deadline that had passed already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Closed,
+    Late,
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Full => Refusal::Full,
+            Refused::Closed => Refusal::Closed,
+        }
+    }
 }
 
 /// What a shutdown did, counted from its start.
@@ -130,45 +154,49 @@ impl Shared {
 
     // ---- admission ----
 
-    /// Admits `job` if there is room now; counts a refusal as shed.
+    /// Admits `job` with `opts` if there is room now; counts a refusal as shed.
     pub(crate) fn try_admit<F>(
         self: &Arc<Self>,
         job: F,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+        opts: JobOptions,
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.admit(job)
-            .inspect_err(|(refused, _)| self.count_shed(*refused))
+        let priority = opts.get_priority();
+        self.admit(job, opts)
+            .inspect_err(|(refused, _)| self.count_shed(*refused, priority))
     }
 
-    /// Admits `job`, waiting for room until `deadline` (forever if `None`). `Refused::Full` means
-    /// the deadline passed. Counts a refusal as shed, once.
+    /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
+    /// `Refusal::Full` means the wait timed out. Counts a refusal as shed, once.
     pub(crate) async fn admit_until<F>(
         self: &Arc<Self>,
         mut job: F,
-        deadline: Option<Instant>,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+        opts: JobOptions,
+        wait_until: Option<Instant>,
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let priority = opts.get_priority();
         loop {
             // Register interest before looking, so that a slot freed in between wakes us.
             let room = self.room.notified();
             let mut room = pin!(room);
             room.as_mut().enable();
             let _waiting = Waiting::new(&self.waiting_submitters);
-            match self.admit(job) {
+            match self.admit(job, opts) {
                 Ok(handle) => return Ok(handle),
-                Err((Refused::Closed, returned)) => {
-                    self.count_shed(Refused::Closed);
-                    return Err((Refused::Closed, returned));
+                Err((Refusal::Full, returned)) => job = returned,
+                Err((refused, returned)) => {
+                    self.count_shed(refused, priority);
+                    return Err((refused, returned));
                 }
-                Err((Refused::Full, returned)) => job = returned,
             }
-            let timed_out = match deadline {
+            let timed_out = match wait_until {
                 None => {
                     room.await;
                     false
@@ -176,58 +204,102 @@ impl Shared {
                 Some(deadline) => tokio::time::timeout_at(deadline, room).await.is_err(),
             };
             if timed_out {
-                self.count_shed(Refused::Full);
-                return Err((Refused::Full, job));
+                self.count_shed(Refusal::Full, priority);
+                return Err((Refusal::Full, job));
             }
         }
     }
 
-    /// The admission check: reserves a slot (nothing is allocated for a refused job), queues the
-    /// job, wakes a parked worker if one waits, and lets the scaling policy start workers. Under a
-    /// concurrency limit, a job beyond `limit + queue bound` in flight is refused as full first.
-    fn admit<F>(self: &Arc<Self>, job: F) -> Result<JobHandle<F::Output>, (Refused, F)>
+    /// The admission check: refuses a job whose deadline has passed, reserves a slot, or takes
+    /// the slot of a job of lower priority from a full queue (nothing is allocated for a refused
+    /// job), queues the job, wakes a parked worker if one waits, and lets the scaling policy
+    /// start workers.
+    fn admit<F>(
+        self: &Arc<Self>,
+        job: F,
+        opts: JobOptions,
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let deadline = opts.get_deadline().map(Instant::from_std);
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err((Refusal::Late, job));
+        }
+        let priority = opts.get_priority();
+        let permit = match self.reserve() {
+            Ok(permit) => permit,
+            Err(Refused::Full) if priority > Priority::Low => match self.displace(priority) {
+                Ok(permit) => permit,
+                Err(refused) => return Err((refused.into(), job)),
+            },
+            Err(refused) => return Err((refused.into(), job)),
+        };
+        self.metrics.lane(priority).submitted.inc();
+        let (job, mut handle) = job::new(job, meta(priority, deadline));
+        let pushed = self.counts.push(permit, job, priority.index());
+        if pushed.wake {
+            self.work.notify_one();
+        }
+        self.maybe_grow();
+        self.queued_at(&mut handle, pushed.ticket);
+        Ok(handle)
+    }
+
+    /// Reserves a queue slot. Under a concurrency limit, a job beyond `limit + queue bound` in
+    /// flight is refused as full first.
+    fn reserve(&self) -> Result<Permit<'_, BoxJob>, Refused> {
         if self.limiter.bounds_queue()
             && !self
                 .limiter
                 .has_room(self.counts.busy(), self.counts.queued())
         {
-            let refused = if self.counts.is_closed() {
+            return Err(if self.counts.is_closed() {
                 Refused::Closed
             } else {
                 Refused::Full
-            };
-            return Err((refused, job));
+            });
         }
-        let permit = match self.counts.try_reserve() {
-            Ok(permit) => permit,
-            Err(refused) => return Err((refused, job)),
-        };
-        self.metrics.submitted.inc();
-        let (job, mut handle) = job::new(job, Instant::now());
-        let pushed = self.counts.push(permit, job);
-        if pushed.wake {
-            self.work.notify_one();
-        }
-        self.maybe_grow();
-        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
-        let queue: Weak<Shared> = Arc::downgrade(self);
-        handle.queued_at(queue, pushed.ticket);
-        // Read after the push: no worker may start and none is left to take the job.
-        self.abandon_if_orphaned();
-        Ok(handle)
+        self.counts.try_reserve()
     }
 
-    fn count_shed(&self, refused: Refused) {
+    /// A full queue: takes out the newest queued job of the lowest priority below `priority`
+    /// ("displacement", in `queue.rs`), ends it as displaced, and hands its slot over for the job
+    /// that displaced it. Refused as full when there is no such job.
+    fn displace(&self, priority: Priority) -> Result<Permit<'_, BoxJob>, Refused> {
+        let (displaced, permit) = self.counts.displace(priority.index())?;
+        self.end_unrun(displaced, JobError::Displaced, Outcome::Displaced);
+        Ok(permit)
+    }
+
+    /// Tells `handle` where its job waits, then abandons the job if no worker may take it.
+    fn queued_at<T>(self: &Arc<Self>, handle: &mut JobHandle<T>, ticket: Ticket) {
+        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
+        let queue: Weak<Shared> = Arc::downgrade(self);
+        handle.queued_at(queue, ticket);
+        // Read after the push: no worker may start and none is left to take the job.
+        self.abandon_if_orphaned();
+    }
+
+    /// Ends a job that left the queue without reaching a worker, and counts it by its outcome
+    /// (or as cancelled, if its handle was aborted first). Its future is user code: it is
+    /// dropped outside every lock, quietly.
+    fn end_unrun(&self, mut job: BoxJob, error: JobError, outcome: Outcome) {
+        let outcome = job.as_mut().fail(error, outcome);
+        self.metrics.count(job.priority(), outcome);
+        drop_quietly(job);
+    }
+
+    fn count_shed(&self, refused: Refusal, priority: Priority) {
+        let lane = self.metrics.lane(priority);
         match refused {
-            Refused::Full => {
-                self.metrics.shed_full.inc();
+            Refusal::Full => {
+                lane.shed_full.inc();
                 self.limiter.shed();
             }
-            Refused::Closed => self.metrics.shed_closed.inc(),
+            Refusal::Closed => lane.shed_closed.inc(),
+            Refusal::Late => lane.shed_expired.inc(),
         }
     }
 
@@ -344,6 +416,7 @@ impl Shared {
         } else {
             self.counts.take_next_within(self.limiter.limit())?
         };
+        self.metrics.started(job.priority());
         self.left_queue();
         Some(Taken { job, in_flight })
     }
@@ -385,7 +458,7 @@ impl Shared {
     /// learns from them (a job that expired is a dropped sample; a cancelled one says nothing).
     pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
         self.metrics
-            .record(ended.outcome, ended.queue_wait, ended.run);
+            .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
         if self.limiter.is_fixed() {
             return;
@@ -412,8 +485,8 @@ impl Shared {
     }
 
     /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline).
-    pub(crate) fn job_abandoned(&self) {
-        self.metrics.abandoned.inc();
+    pub(crate) fn job_abandoned(&self, priority: Priority) {
+        self.metrics.abandoned(priority);
         self.counts.end_job();
     }
 
@@ -512,13 +585,9 @@ impl Shared {
     /// Ends every job queued now as abandoned, each counted before its slot is released, whatever
     /// its drop does. Returns whether the queue is drained (see [`Counts::drain_unrun`]).
     fn abandon_now(&self) -> bool {
-        self.counts.drain_unrun(|mut job: BoxJob| {
-            // A handle aborted just before reports `Cancelled`, and is counted so.
-            let outcome = job.as_mut().fail(JobError::Abandoned, Outcome::Abandoned);
-            self.metrics.count(outcome);
-            // The job's future is user code: its drop may panic.
-            drop_quietly(job);
-        })
+        // A handle aborted just before reports `Cancelled`, and is counted so.
+        self.counts
+            .drain_unrun(|job| self.end_unrun(job, JobError::Abandoned, Outcome::Abandoned))
     }
 
     // ---- readings ----
@@ -526,17 +595,13 @@ impl Shared {
     pub(crate) fn snapshot(&self) -> Snapshot {
         // Read in the order a job moves (admitted, queued, busy, ended), each step recorded
         // before the previous one is undone, so a moving job is seen twice, never missed.
-        let m = &self.metrics;
-        let submitted = m.submitted.get();
+        let submitted_by = self.metrics.submitted();
         let queued = self.counts.queued();
         let busy = self.counts.busy();
-        let (completed, panicked, cancelled, expired, abandoned) = (
-            m.completed.get(),
-            m.panicked.get(),
-            m.cancelled.get(),
-            m.expired.get(),
-            m.abandoned.get(),
-        );
+        let queued_by = self.counts.queued_by_lane();
+        let by_priority = self.metrics.by_priority(submitted_by, queued_by);
+        let sum =
+            |count: fn(&PriorityCounts) -> u64| by_priority.iter().map(|(_, c)| count(c)).sum();
         let timings = self.metrics.timings();
         Snapshot {
             name: self.config.name.clone(),
@@ -546,14 +611,17 @@ impl Shared {
             queue_capacity: self.counts.capacity(),
             max_workers: self.config.policy.max_workers,
             limit: self.limiter.limit(),
-            submitted,
-            completed,
-            panicked,
-            cancelled,
-            expired,
-            abandoned,
-            shed_full: m.shed_full.get(),
-            shed_closed: m.shed_closed.get(),
+            submitted: submitted_by.iter().sum(),
+            completed: sum(|c| c.completed),
+            panicked: sum(|c| c.panicked),
+            cancelled: sum(|c| c.cancelled),
+            expired: sum(|c| c.expired),
+            displaced: sum(|c| c.displaced),
+            abandoned: sum(|c| c.abandoned),
+            shed_full: sum(|c| c.shed_full),
+            shed_closed: sum(|c| c.shed_closed),
+            shed_expired: sum(|c| c.shed_expired),
+            by_priority,
             queue_wait: Latency::from_histogram(&timings.queue_wait),
             run_time: Latency::from_histogram(&timings.run),
             total: Latency::from_histogram(&timings.total),
@@ -578,7 +646,7 @@ impl Unqueue for Shared {
         let mut removed = None;
         let found = self.counts.remove(ticket, |mut job: BoxJob| {
             let _ = job.as_mut().fail(JobError::Cancelled, Outcome::Cancelled);
-            self.metrics.cancelled.inc();
+            self.metrics.lane(job.priority()).cancelled.inc();
             removed = Some(job);
         });
         if found {
@@ -630,6 +698,7 @@ pub(crate) struct Taken {
 
 /// How a taken job ended, as [`Shared::job_ended`] records it.
 pub(crate) struct Ended {
+    pub(crate) priority: Priority,
     pub(crate) outcome: Outcome,
     /// When it ended (the worker's one clock read).
     pub(crate) at: Instant,
@@ -638,6 +707,15 @@ pub(crate) struct Ended {
     pub(crate) run: Option<Duration>,
     /// From [`Taken::in_flight`].
     pub(crate) in_flight: usize,
+}
+
+/// What a job of `priority` admitted now carries.
+fn meta(priority: Priority, deadline: Option<Instant>) -> Meta {
+    Meta {
+        admitted_at: Instant::now(),
+        deadline,
+        priority,
+    }
 }
 
 /// Counts a submitter waiting for room while it waits.
