@@ -96,8 +96,11 @@ fn job_error(error: JobError) -> BoxError {
         JobError::Expired => Box::new(Overloaded::new(ShedReason::Expired)),
         JobError::Abandoned => Box::new(Overloaded::new(ShedReason::Abandoned)),
         JobError::Displaced => Box::new(Overloaded::new(ShedReason::Displaced)),
-        // Panicked, and Cancelled (which needs the handle gone, so is never seen here).
-        error @ (JobError::Panicked(_) | JobError::Cancelled) => Box::new(error),
+        // Panicked and TimedOut: the request ran, so it was not shed. Cancelled needs the handle
+        // gone, so is never seen here.
+        error @ (JobError::Panicked(_) | JobError::TimedOut | JobError::Cancelled) => {
+            Box::new(error)
+        }
     }
 }
 
