@@ -115,6 +115,12 @@ pub struct ServeArgs {
     /// mode).
     #[arg(long, value_parser = positive_duration)]
     pub admission_wait: Option<Duration>,
+    /// Stop a `/work` job still running this long after it started and answer 504 (pool mode;
+    /// none by default; at most 24h). The job is dropped at its next await: its wait ends at
+    /// once, and its CPU work, on a blocking thread that nothing can interrupt, stops at its
+    /// next check of a cancellation flag (the job's burn checks it as it goes).
+    #[arg(long, value_parser = positive_duration)]
+    pub run_timeout: Option<Duration>,
     /// Seconds a shed client is told to wait, in `Retry-After`.
     #[arg(long, default_value_t = 1)]
     pub retry_after: u32,
