@@ -23,7 +23,10 @@
 //!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
 //!   once, as cancelled.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
-//!   are observed and recorded (and where a concurrency limit would learn from them).
+//!   are observed and recorded (and where a concurrency limit would learn from them). A job
+//!   still running at its run deadline (`run_timeout`, `worker.rs`) ends there as timed out;
+//!   one stopped by a shutdown ends in [`Shared::job_stopped`]. Either way it is counted as its
+//!   handle reports it: a handle aborted first made it cancelled.
 //! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
 //!   and abort those left, end what is still queued as abandoned.
 //! * **No queued work without a worker** ([`Shared::abandon_if_orphaned`]): once no worker may

@@ -23,6 +23,8 @@ pub(crate) type Admission<T> =
 /// * [`Overloaded`]: the request was shed (queue full, wait timed out, pool closed, expired in
 ///   the queue, or abandoned at shutdown; see [`ShedReason`]);
 /// * [`JobError::Panicked`]: the inner service's future panicked (the pool caught it);
+/// * [`JobError::TimedOut`]: it ran past the pool's
+///   [`run_timeout`](crate::Builder::run_timeout) and was stopped (a gateway would answer 504);
 /// * the inner service's own error, passed through unchanged.
 ///
 /// # Panics
