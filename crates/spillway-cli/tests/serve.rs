@@ -996,3 +996,46 @@ async fn an_instance_name_is_on_every_response_and_in_the_metrics() {
         1.0
     );
 }
+
+// ---- issue 14: run deadlines ----
+
+/// A request whose job runs past `--run-timeout` is answered 504; its worker is free again for
+/// the next request, and the pool counts the job as timed out.
+#[tokio::test]
+async fn a_job_past_the_run_timeout_is_answered_504() {
+    let server = Running::start(&[
+        "--run-timeout",
+        "100ms",
+        "--min-workers",
+        "1",
+        "--max-workers",
+        "1",
+        "--limit",
+        "fixed",
+    ])
+    .await;
+    let stuck = server.get("/work?wait_ms=60000").await;
+    assert_eq!(stuck.status, 504, "{stuck:?}");
+    assert_eq!(
+        stuck.body,
+        "the job ran past --run-timeout and was stopped\n"
+    );
+    let next = server.get("/work?wait_ms=1").await;
+    assert_eq!(next.status, 200, "the only worker was freed: {next:?}");
+    server
+        .wait_metric(
+            r#"spillway_jobs_ended_total{pool="serve",outcome="timed_out"}"#,
+            1.0,
+        )
+        .await;
+    let report = server.drain().await;
+    assert_eq!(report.abandoned, 0);
+}
+
+#[test]
+fn a_zero_run_timeout_is_refused_naming_the_flag() {
+    let argv = ["spillway", "serve", "--run-timeout", "0s"];
+    let err = Cli::try_parse_from(argv).unwrap_err().to_string();
+    assert!(err.contains("--run-timeout"), "{err}");
+    assert!(err.contains("longer than zero"), "{err}");
+}

@@ -11,7 +11,12 @@ use spillway::{Pool, PoolMetrics};
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     std::panic::set_hook(Box::new(|_| {})); // the planned panic below stays out of the output
-    let api = Pool::builder().name("api").max_workers(2).build().unwrap();
+    let api = Pool::builder()
+        .name("api")
+        .max_workers(2)
+        .run_timeout(Duration::from_millis(10))
+        .build()
+        .unwrap();
     let batch = Pool::builder()
         .name("batch \"nightly\"")
         .queue_capacity(1)
@@ -20,6 +25,8 @@ async fn main() {
         .unwrap();
     api.submit(async {}).await.unwrap().await.unwrap();
     let _ = api.submit(async { panic!("planned") }).await.unwrap().await;
+    let stuck = api.submit(std::future::pending::<()>()).await.unwrap();
+    assert_eq!(stuck.await, Err(spillway::JobError::TimedOut));
     let running = batch.try_submit(std::future::pending::<()>()).unwrap();
     tokio::task::yield_now().await;
     let queued = batch.try_submit(async {}).unwrap();

@@ -42,6 +42,7 @@ const FIXED_QUEUE_CAPACITY: usize = 1_000;
 /// | [`scale_up_cooldown`](Self::scale_up_cooldown) | zero | any |
 /// | [`idle_timeout`](Self::idle_timeout) | 30 s | more than zero |
 /// | [`queue_timeout`](Self::queue_timeout) | none | more than zero |
+/// | [`run_timeout`](Self::run_timeout) | none | more than zero |
 /// | [`name`](Self::name) | `"default"` | not empty |
 /// | [`runtime`](Self::runtime) | the current one | a tokio runtime handle |
 ///
@@ -101,6 +102,7 @@ pub struct Builder {
     scale_up_cooldown: Duration,
     idle_timeout: Duration,
     queue_timeout: Option<Duration>,
+    run_timeout: Option<Duration>,
     runtime: Option<Handle>,
 }
 
@@ -117,6 +119,7 @@ impl Default for Builder {
             scale_up_cooldown: Duration::ZERO,
             idle_timeout: Duration::from_secs(30),
             queue_timeout: None,
+            run_timeout: None,
             runtime: None,
         }
     }
@@ -240,6 +243,39 @@ impl Builder {
         self
     }
 
+    /// A job still running this long after it started is dropped at its next `.await` and ends
+    /// as [`JobError::TimedOut`](crate::JobError::TimedOut) (counted in
+    /// [`Snapshot::timed_out`](crate::Snapshot::timed_out)); its worker takes the next job.
+    /// Default: no limit, a job may run forever and hold its worker forever.
+    ///
+    /// Only the time running counts (the queue has [`queue_timeout`](Self::queue_timeout)). Under
+    /// a concurrency limit a timed-out job is a dropped sample with its real run time, as a
+    /// request that timed out downstream would be.
+    ///
+    /// A future is only ever stopped between two polls: a job that computes without awaiting
+    /// (a CPU-bound loop, a blocking call) keeps its worker and its thread until its poll
+    /// returns. If that poll returns pending after the deadline, the job ends as timed out
+    /// there; if it returns a value, the job completed. Work on an OS thread (the CPU lane,
+    /// [`tokio::task::spawn_blocking`]) cannot be interrupted at all: a timeout there only stops
+    /// the waiting, the thread runs the closure to its end.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use spillway::{JobError, Pool};
+    ///
+    /// let pool = Pool::builder().run_timeout(Duration::from_secs(1)).build().unwrap();
+    /// let stuck = pool.submit(std::future::pending::<()>()).await.unwrap();
+    /// assert_eq!(stuck.await, Err(JobError::TimedOut));
+    /// assert_eq!(pool.metrics().timed_out, 1);
+    /// # }
+    /// ```
+    pub fn run_timeout(mut self, timeout: Duration) -> Self {
+        self.run_timeout = Some(timeout);
+        self
+    }
+
     /// The pool's name, used as the `pool` label of its metrics. Default `"default"`.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
@@ -264,7 +300,8 @@ impl Builder {
     /// A [`BuildError`] naming the first invalid setting, its value and what is allowed: a zero
     /// `queue_capacity`, a `max_workers` of zero or above [`MAX_WORKERS`],
     /// `min_workers > max_workers`, a `scale_up_threshold`
-    /// outside `0.0..=1.0`, a zero `idle_timeout` or `queue_timeout`, an empty `name`; or no tokio
+    /// outside `0.0..=1.0`, a zero `idle_timeout`, `queue_timeout` or `run_timeout`, an empty
+    /// `name`; or no tokio
     /// runtime, when none was given and `build` is not called from within one.
     ///
     /// ```
@@ -361,11 +398,19 @@ impl Builder {
                 "must be greater than zero (leave it unset for no limit)",
             ));
         }
+        if self.run_timeout.is_some_and(|t| t.is_zero()) {
+            return Err(BuildError::invalid(
+                "run_timeout",
+                "0s",
+                "must be greater than zero (leave it unset for no limit)",
+            ));
+        }
         Ok(Config {
             name: self.name.clone(),
             limit,
             queue_capacity,
             queue_timeout: self.queue_timeout,
+            run_timeout: self.run_timeout,
             policy: Policy {
                 min_workers: self.min_workers,
                 max_workers,
@@ -450,6 +495,10 @@ mod tests {
             "invalid idle_timeout = 0s: must be greater than zero"
         );
         assert!(err(b().queue_timeout(Duration::ZERO)).starts_with("invalid queue_timeout = 0s"));
+        assert_eq!(
+            err(b().run_timeout(Duration::ZERO)),
+            "invalid run_timeout = 0s: must be greater than zero (leave it unset for no limit)"
+        );
         assert_eq!(err(b().name("")), "invalid name = \"\": must not be empty");
         assert!(err(b().queue_capacity(usize::MAX)).starts_with("invalid queue_capacity"));
         assert_eq!(
@@ -479,5 +528,6 @@ mod tests {
         assert_eq!(config.policy.min_workers, 1);
         assert!(config.policy.max_workers >= 1);
         assert_eq!(config.queue_timeout, None);
+        assert_eq!(config.run_timeout, None);
     }
 }

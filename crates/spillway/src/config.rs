@@ -11,6 +11,7 @@ pub(crate) struct Config {
     pub(crate) name: String,
     pub(crate) queue_capacity: usize,
     pub(crate) queue_timeout: Option<Duration>,
+    pub(crate) run_timeout: Option<Duration>,
     pub(crate) policy: Policy,
     pub(crate) limit: Limit,
 }

@@ -155,9 +155,9 @@ impl<F> std::error::Error for SubmitTimeoutError<F> {}
 /// Why an admitted job produced no value. Returned by awaiting a [`JobHandle`](crate::JobHandle).
 ///
 /// Each admitted job ends in exactly one outcome, counted once in [`Snapshot`](crate::Snapshot):
-/// a value (`completed`) or one of these. The handle's view can differ from the count in one
-/// race: a job that completes just as its handle is aborted is counted `completed`, while the
-/// aborted handle already returned `Cancelled`.
+/// a value (`completed`) or one of these, and the count is the one its handle reports: a handle
+/// aborted before the job ended returns `Cancelled` at once, and the job is counted `cancelled`
+/// even if it then completes, times out or is abandoned by a shutdown before it sees the abort.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum JobError {
@@ -173,6 +173,10 @@ pub enum JobError {
     Displaced,
     /// Shutdown's deadline passed before the job could finish, so it was dropped.
     Abandoned,
+    /// The job was still running when the pool's
+    /// [`run_timeout`](crate::Builder::run_timeout) passed, and was dropped at its next `.await`
+    /// (its worker is free again).
+    TimedOut,
 }
 
 impl JobError {
@@ -193,6 +197,7 @@ impl fmt::Display for JobError {
             JobError::Expired => f.write_str("job expired in the queue"),
             JobError::Displaced => f.write_str("job displaced by a job of higher priority"),
             JobError::Abandoned => f.write_str("job abandoned at shutdown"),
+            JobError::TimedOut => f.write_str("job ran past the run timeout"),
         }
     }
 }

@@ -28,6 +28,8 @@ pub(crate) enum Outcome {
     Displaced,
     /// Dropped unfinished by a shutdown.
     Abandoned,
+    /// Dropped unfinished at the run timeout.
+    TimedOut,
 }
 
 /// A queued job, seen by a worker.
@@ -215,7 +217,8 @@ where
 ///
 /// A `JobHandle` resolves to `Ok(value)` when the job returns, or to a [`JobError`] saying why it
 /// did not: it panicked, it was cancelled, it expired in the queue, a job of higher priority
-/// displaced it from a full queue, or a shutdown abandoned it.
+/// displaced it from a full queue, it ran past the pool's run timeout, or a shutdown abandoned
+/// it.
 ///
 /// **Dropping the handle cancels the job**: a queued job leaves the queue at once (its slot is
 /// free for the next submission, and it counts as cancelled) and never runs; a running one is

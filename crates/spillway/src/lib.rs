@@ -24,6 +24,9 @@
 //! * **Panic isolation**: a panicking job is reported to its handle; its worker keeps serving.
 //! * **Accounted shutdown**: [`Pool::shutdown`] drains until a deadline, then abandons, and reports
 //!   both counts; every admitted job ends in exactly one counted outcome ([`Snapshot`]).
+//! * **Run deadlines**: with [`Builder::run_timeout`], a job that never finishes does not hold
+//!   its worker forever: still running at the deadline, it is dropped at its next await and ends
+//!   as [`JobError::TimedOut`].
 //! * **Metrics**: [`Pool::metrics`] gives counters and latency percentiles (queue wait, run time,
 //!   and the total the caller waits); with the `prometheus` feature (default)
 //!   [`Pool::register_metrics`] (one pool) or [`PoolMetrics`] (several pools in one registry)

@@ -77,6 +77,7 @@ pub(crate) struct Lane {
     pub(crate) expired: Counter,
     pub(crate) displaced: Counter,
     pub(crate) abandoned: Counter,
+    pub(crate) timed_out: Counter,
     pub(crate) shed_full: Counter,
     pub(crate) shed_closed: Counter,
     pub(crate) shed_expired: Counter,
@@ -93,6 +94,7 @@ impl Lane {
             Outcome::Expired => self.expired.inc(),
             Outcome::Displaced => self.displaced.inc(),
             Outcome::Abandoned => self.abandoned.inc(),
+            Outcome::TimedOut => self.timed_out.inc(),
         }
     }
 
@@ -103,7 +105,8 @@ impl Lane {
             + self.panicked.get()
             + self.cancelled.get()
             + self.expired.get()
-            + self.displaced.get();
+            + self.displaced.get()
+            + self.timed_out.get();
         (others + abandoned, abandoned)
     }
 
@@ -121,6 +124,7 @@ impl Lane {
             expired: self.expired.get(),
             displaced: self.displaced.get(),
             abandoned: self.abandoned.get(),
+            timed_out: self.timed_out.get(),
             shed_full: self.shed_full.get(),
             shed_closed: self.shed_closed.get(),
             shed_expired: self.shed_expired.get(),
@@ -159,13 +163,14 @@ impl Metrics {
     }
 
     /// A job of `priority` was taken by a worker: it counts busy until [`record`](Self::record)
-    /// or [`abandoned`](Self::abandoned).
+    /// or [`stopped`](Self::stopped).
     pub(crate) fn started(&self, priority: Priority) {
         self.lane(priority).busy.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Counts a job that reached a worker, and its timings. `run` is `None` when the job body
-    /// did not finish (expired, cancelled): then only its queue wait is recorded.
+    /// did not run (expired, cancelled): then only its queue wait is recorded. A job that timed
+    /// out ran until the timeout: that is its run time.
     pub(crate) fn record(
         &self,
         priority: Priority,
@@ -187,10 +192,10 @@ impl Metrics {
         lane.busy.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// A taken job of `priority` was dropped unfinished by a shutdown.
-    pub(crate) fn abandoned(&self, priority: Priority) {
+    /// A taken job of `priority` was dropped unfinished by a shutdown; counted by `outcome`.
+    pub(crate) fn stopped(&self, priority: Priority, outcome: Outcome) {
         let lane = self.lane(priority);
-        lane.abandoned.inc();
+        lane.count(outcome);
         lane.busy.fetch_sub(1, Ordering::SeqCst);
     }
 
@@ -278,7 +283,8 @@ impl Latency {
 /// Every admitted job is counted exactly once when it ends, so once the pool is quiet
 ///
 /// ```text
-/// submitted == completed + panicked + cancelled + expired + displaced + abandoned + queued + busy
+/// submitted == completed + panicked + cancelled + expired + displaced + timed_out + abandoned
+///              + queued + busy
 /// ```
 ///
 /// and the same holds for each priority in [`Snapshot::by_priority`].
@@ -336,6 +342,9 @@ pub struct Snapshot {
     pub expired: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,
+    /// Jobs still running when the [run timeout](crate::Builder::run_timeout) passed, dropped
+    /// unfinished.
+    pub timed_out: u64,
     /// Submissions shed because the queue was full (including `submit_timeout` timeouts).
     pub shed_full: u64,
     /// Submissions shed because the pool was closed.
@@ -403,6 +412,8 @@ pub struct PriorityCounts {
     pub displaced: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,
+    /// Jobs still running when the run timeout passed.
+    pub timed_out: u64,
     /// Submissions shed because the queue was full.
     pub shed_full: u64,
     /// Submissions shed because the pool was closed.
@@ -419,6 +430,7 @@ impl PriorityCounts {
             + self.cancelled
             + self.expired
             + self.displaced
+            + self.timed_out
             + self.abandoned
     }
 

@@ -82,6 +82,7 @@ const PRIORITY_FAMILIES: [PriorityFamily; 3] = [
             ("cancelled", |c| c.cancelled),
             ("expired", |c| c.expired),
             ("displaced", |c| c.displaced),
+            ("timed_out", |c| c.timed_out),
             ("abandoned", |c| c.abandoned),
         ],
     ),
@@ -288,6 +289,7 @@ fn encode_counters(encoder: &mut DescriptorEncoder<'_>, pools: &[Reading]) -> st
             ("cancelled", s.cancelled),
             ("expired", s.expired),
             ("displaced", s.displaced),
+            ("timed_out", s.timed_out),
             ("abandoned", s.abandoned),
         ] {
             let labels = [("pool", s.name.as_str()), ("outcome", outcome)];

@@ -6,12 +6,13 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
 
 use crate::error::JobError;
-use crate::job::{BoxJob, Outcome, drop_quietly};
+use crate::job::{BoxJob, Job, Outcome, drop_quietly};
 use crate::scaler;
 use crate::state::{Ended, Samples, Shared, Taken};
 
@@ -33,7 +34,9 @@ impl Drop for Alive {
 }
 
 /// A job a worker has taken. If the worker is stopped while it runs (shutdown deadline), dropping
-/// this counts the job as abandoned and its handle learns so from the job's own drop.
+/// this ends the job as abandoned, and counts it as its handle reports it: abandoned, or
+/// cancelled if the handle was aborted first (it returned `Cancelled` already, before the worker
+/// could poll the job again to see the abort).
 struct Running<'a> {
     shared: &'a Shared,
     job: Option<BoxJob>,
@@ -43,10 +46,11 @@ struct Running<'a> {
 
 impl Drop for Running<'_> {
     fn drop(&mut self) {
-        if let Some(job) = self.job.take() {
+        if let Some(mut job) = self.job.take() {
             let priority = job.priority();
+            let outcome = job.as_mut().fail(JobError::Abandoned, Outcome::Abandoned);
             drop_quietly(job);
-            self.shared.job_abandoned(priority);
+            self.shared.job_stopped(priority, outcome);
         }
     }
 }
@@ -73,7 +77,11 @@ impl Running<'_> {
                 false,
             )
         } else {
-            let outcome = poll_fn(|cx| job.as_mut().poll_run(cx)).await;
+            let until = shared
+                .config()
+                .run_timeout
+                .map(|limit| later(started, limit));
+            let outcome = run_body(job.as_mut(), until).await;
             (outcome, outcome != Outcome::Cancelled)
         };
         let ended = Instant::now();
@@ -92,6 +100,24 @@ impl Running<'_> {
         shared.job_ended(&end, samples);
         ended
     }
+}
+
+/// Polls the job's body to its end; with a run deadline `until`, a job still running then ends
+/// as timed out and is not polled again (it is dropped where it awaits). The deadline is looked
+/// at before each poll of the body, so a job woken after it never runs further; a body that
+/// never returns from a poll cannot be interrupted (no future can).
+async fn run_body(mut job: Pin<&mut dyn Job>, until: Option<Instant>) -> Outcome {
+    let Some(until) = until else {
+        return poll_fn(|cx| job.as_mut().poll_run(cx)).await;
+    };
+    let mut deadline = pin!(tokio::time::sleep_until(until));
+    poll_fn(|cx| {
+        if deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(job.as_mut().fail(JobError::TimedOut, Outcome::TimedOut));
+        }
+        job.as_mut().poll_run(cx)
+    })
+    .await
 }
 
 /// `at + after`, or about thirty years from `at` if that overflows (as tokio's own far future).

@@ -1,7 +1,8 @@
 //! Property: whatever callers do, every admitted job ends in exactly one counted outcome, and
 //! the concurrency limit stays within its range.
 //!
-//! Random pools (sizes, concurrency limit, queue timeout, scale-up threshold and cooldown) run random sequences of
+//! Random pools (sizes, concurrency limit, queue and run timeouts, scale-up threshold and
+//! cooldown) run random sequences of
 //! submit / try_submit / submit_timeout, and try_submit_with / submit_with with random
 //! priorities and deadlines (some already past, some passing while the job is queued), so that
 //! jobs displace each other from full queues and expire unrun; handle drops, aborts and detaches, panicking, slow,
@@ -9,7 +10,8 @@
 //! runtime (so time-dependent paths run without real waiting), and on a multi-threaded runtime
 //! with real time (workers and the test race for real). Afterwards:
 //!
-//! * `submitted == completed + panicked + cancelled + expired + displaced + abandoned`, nothing
+//! * `submitted == completed + panicked + cancelled + expired + displaced + timed_out +
+//!   abandoned`, nothing
 //!   queued or busy, and the same for each priority, whose counts add up to the totals;
 //! * admissions and sheds seen by the caller match the counters exactly;
 //! * every handle still held resolves (no job is lost), to a result its job could produce;
@@ -103,6 +105,7 @@ struct Settings {
     max_workers: usize,
     queue_capacity: usize,
     queue_timeout: Option<u64>,
+    run_timeout: Option<u64>,
     scale_up_threshold: f64,
     scale_up_cooldown: Option<u64>,
     limit: Limit,
@@ -127,18 +130,28 @@ fn limit() -> impl Strategy<Value = Limit> {
 fn settings() -> impl Strategy<Value = Settings> {
     (
         (1usize..4, 0usize..4, 1usize..6),
-        proptest::option::of(1u64..25),
+        (
+            proptest::option::of(1u64..25),
+            proptest::option::of(1u64..40),
+        ),
         prop_oneof![Just(0.0), Just(0.5), Just(0.7), Just(1.0)],
         proptest::option::of(1u64..30),
         limit(),
     )
         .prop_map(
-            |((max_workers, min, queue_capacity), queue_timeout, threshold, cooldown, limit)| {
+            |(
+                (max_workers, min, queue_capacity),
+                (queue_timeout, run_timeout),
+                threshold,
+                cooldown,
+                limit,
+            )| {
                 Settings {
                     min_workers: min.min(max_workers),
                     max_workers,
                     queue_capacity,
                     queue_timeout,
+                    run_timeout,
                     scale_up_threshold: threshold,
                     scale_up_cooldown: cooldown,
                     limit,
@@ -279,6 +292,15 @@ fn plausible(kind: Kind, aborted: bool, clock: Clock, result: &Result<u32, JobEr
             matches!(kind, Kind::Panic | Kind::SleepThenPanic(_)) && !aborted
         }
         Err(JobError::Cancelled) => aborted || matches!(clock, Clock::Real),
+        // A job that awaits can outlive the run timeout; on threads any job may (the deadline
+        // is checked before its first poll, and a thread may be descheduled before that).
+        Err(JobError::TimedOut) => {
+            let awaits = matches!(
+                kind,
+                Kind::Sleep(_) | Kind::Pending | Kind::SleepThenPanic(_) | Kind::PanicOnDrop(_)
+            );
+            (awaits || matches!(clock, Clock::Real)) && !aborted
+        }
         Err(JobError::Expired | JobError::Abandoned | JobError::Displaced)
             if matches!(kind, Kind::AbortsItself) =>
         {
@@ -313,6 +335,9 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         .idle_timeout(clock.ms(15));
     if let Some(ms) = settings.queue_timeout {
         builder = builder.queue_timeout(clock.ms(ms));
+    }
+    if let Some(ms) = settings.run_timeout {
+        builder = builder.run_timeout(clock.ms(ms));
     }
     if let Some(ms) = settings.scale_up_cooldown {
         builder = builder.scale_up_cooldown(clock.ms(ms));
@@ -425,8 +450,8 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
     prop_assert!(report.drained + report.abandoned <= m.submitted);
     check_priorities(&m)?;
 
-    // completed, panicked, cancelled, expired, abandoned, displaced
-    let mut reported = [0u64; 6];
+    // completed, panicked, cancelled, expired, abandoned, displaced, timed out
+    let mut reported = [0u64; 7];
     for h in held {
         // Every job has ended, so every handle resolves without waiting.
         let result = tokio::time::timeout(Duration::from_secs(1), h.take())
@@ -448,6 +473,7 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         m.expired,
         m.abandoned,
         m.displaced,
+        m.timed_out,
     ];
     let names = [
         "completed",
@@ -456,6 +482,7 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         "expired",
         "abandoned",
         "displaced",
+        "timed_out",
     ];
     for (i, name) in names.into_iter().enumerate() {
         prop_assert!(
@@ -497,6 +524,7 @@ fn outcome(result: &Result<u32, JobError>) -> usize {
         Err(JobError::Cancelled) => 2,
         Err(JobError::Expired) => 3,
         Err(JobError::Displaced) => 5,
+        Err(JobError::TimedOut) => 6,
         Err(_) => 4,
     }
 }
@@ -513,7 +541,7 @@ fn options(priority: Priority, ms: Option<u64>, clock: Clock) -> JobOptions {
 
 /// The accounting identity holds per priority at rest, and the priorities add up to the totals.
 fn check_priorities(m: &spillway::Snapshot) -> Result<(), TestCaseError> {
-    let mut sums = [0u64; 5];
+    let mut sums = [0u64; 6];
     for (priority, c) in m.by_priority.iter() {
         prop_assert_eq!((c.queued, c.busy), (0, 0), "{}", priority);
         prop_assert_eq!(c.unaccounted(), 0, "{}: {:?}", priority, c);
@@ -522,6 +550,7 @@ fn check_priorities(m: &spillway::Snapshot) -> Result<(), TestCaseError> {
             c.ended(),
             c.displaced,
             c.expired,
+            c.timed_out,
             c.shed_full + c.shed_closed + c.shed_expired,
         ]) {
             *sum += value;
@@ -529,7 +558,14 @@ fn check_priorities(m: &spillway::Snapshot) -> Result<(), TestCaseError> {
     }
     prop_assert_eq!(
         sums,
-        [m.submitted, m.ended(), m.displaced, m.expired, m.shed()]
+        [
+            m.submitted,
+            m.ended(),
+            m.displaced,
+            m.expired,
+            m.timed_out,
+            m.shed()
+        ]
     );
     Ok(())
 }

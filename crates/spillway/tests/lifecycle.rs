@@ -252,3 +252,21 @@ async fn the_cooldown_starts_with_the_first_growth_not_the_start() {
     let _third = pool.try_submit(pending::<()>()).unwrap();
     assert_eq!(pool.metrics().workers, 2, "then the cooldown holds growth");
 }
+
+// ---- issue 14: an abort racing a shutdown's deadline ----
+
+/// A running job whose handle was aborted is stopped by a shutdown before its worker polls it
+/// again (the deadline passed first). The handle already reported `Cancelled`, so the pool counts
+/// it cancelled too, never abandoned. (The accounting property test on threads found this race:
+/// "a handle reports Cancelled but the pool counted 0 cancelled".)
+#[tokio::test(start_paused = true)]
+async fn an_aborted_running_job_stopped_by_shutdown_is_counted_cancelled() {
+    let (pool, running) = blocked_pool(1).await;
+    running.abort();
+    // No yield in between: the worker, woken by the abort, is stopped before it runs again.
+    let report = pool.shutdown(Duration::ZERO).await;
+    assert_eq!(running.await, Err(JobError::Cancelled));
+    let m = pool.metrics();
+    assert_eq!((m.cancelled, m.abandoned, m.unaccounted()), (1, 0, 0));
+    assert_eq!((report.drained, report.abandoned), (1, 0));
+}

@@ -165,6 +165,10 @@ fn pool_error(app: &App, err: &BoxError) -> Response {
         return response;
     }
     let message = match err.downcast_ref::<JobError>() {
+        Some(JobError::TimedOut) => {
+            let message = "the job ran past --run-timeout and was stopped\n";
+            return (StatusCode::GATEWAY_TIMEOUT, message).into_response();
+        }
         Some(JobError::Panicked(msg)) => format!("the job panicked: {msg}\n"),
         _ => format!("internal error: {err}\n"),
     };

@@ -82,6 +82,9 @@ fn build_pool(args: &ServeArgs) -> anyhow::Result<Limiter> {
     if let Some(timeout) = settings.queue_timeout {
         builder = builder.queue_timeout(timeout);
     }
+    if let Some(timeout) = args.run_timeout {
+        builder = builder.run_timeout(timeout);
+    }
     let runtime = PoolRuntime::start(args.pool_threads)?;
     if let Some(handle) = runtime.handle() {
         builder = builder.runtime(handle);

@@ -122,6 +122,12 @@ pub struct ServeArgs {
     /// mode).
     #[arg(long, value_parser = positive_duration)]
     pub admission_wait: Option<Duration>,
+    /// Stop a `/work` job still running this long after it started and answer 504 (pool mode;
+    /// none by default; at most 24h). The job is dropped at its next await: its wait ends at
+    /// once, and its CPU work, on a blocking thread that nothing can interrupt, stops at its
+    /// next check of a cancellation flag (the job's burn checks it as it goes).
+    #[arg(long, value_parser = positive_duration)]
+    pub run_timeout: Option<Duration>,
     /// Least seconds a shed client is told to wait, in `Retry-After`; it says more when the
     /// jobs queued and running would take longer to get through (their count, at the pool's
     /// mean run time, divided by its limit; rounded up, at most 60).

@@ -23,7 +23,10 @@
 //!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
 //!   once, as cancelled.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
-//!   are observed and recorded (and where a concurrency limit would learn from them).
+//!   are observed and recorded (and where a concurrency limit would learn from them). A job
+//!   still running at its run deadline (`run_timeout`, `worker.rs`) ends there as timed out;
+//!   one stopped by a shutdown ends in [`Shared::job_stopped`]. Either way it is counted as its
+//!   handle reports it: a handle aborted first made it cancelled.
 //! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
 //!   and abort those left, end what is still queued as abandoned.
 //! * **No queued work without a worker** ([`Shared::abandon_if_orphaned`]): once no worker may
@@ -455,7 +458,8 @@ impl Shared {
     /// A job taken with [`take_next`](Self::take_next) ended at `ended`: counts its outcome and
     /// records its timings (`run_time` is `None` when its body did not finish). The one place
     /// where a job's queue wait and run time are observed, and where the concurrency limit
-    /// learns from them (a job that expired is a dropped sample; a cancelled one says nothing).
+    /// learns from them (a job that expired is a dropped sample, one that timed out a dropped
+    /// sample with its run time; a cancelled one says nothing).
     pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
         self.metrics
             .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
@@ -467,7 +471,8 @@ impl Shared {
         if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
         }
-        let dropped = ended.outcome == Outcome::Expired;
+        // A job that timed out is a drop too, with the time it really ran.
+        let dropped = matches!(ended.outcome, Outcome::Expired | Outcome::TimedOut);
         if ended.run.is_none() && !dropped {
             return;
         }
@@ -484,9 +489,10 @@ impl Shared {
         }
     }
 
-    /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline).
-    pub(crate) fn job_abandoned(&self, priority: Priority) {
-        self.metrics.abandoned(priority);
+    /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline):
+    /// counted by `outcome`, abandoned (or cancelled, if its handle was aborted first).
+    pub(crate) fn job_stopped(&self, priority: Priority, outcome: Outcome) {
+        self.metrics.stopped(priority, outcome);
         self.counts.end_job();
     }
 
@@ -618,6 +624,7 @@ impl Shared {
             expired: sum(|c| c.expired),
             displaced: sum(|c| c.displaced),
             abandoned: sum(|c| c.abandoned),
+            timed_out: sum(|c| c.timed_out),
             shed_full: sum(|c| c.shed_full),
             shed_closed: sum(|c| c.shed_closed),
             shed_expired: sum(|c| c.shed_expired),

@@ -23,6 +23,8 @@ pub(crate) type Admission<T> =
 /// * [`Overloaded`]: the request was shed (queue full, wait timed out, pool closed, expired in
 ///   the queue, or abandoned at shutdown; see [`ShedReason`]);
 /// * [`JobError::Panicked`]: the inner service's future panicked (the pool caught it);
+/// * [`JobError::TimedOut`]: it ran past the pool's
+///   [`run_timeout`](crate::Builder::run_timeout) and was stopped (a gateway would answer 504);
 /// * the inner service's own error, passed through unchanged.
 ///
 /// # Panics
@@ -96,8 +98,11 @@ fn job_error(error: JobError) -> BoxError {
         JobError::Expired => Box::new(Overloaded::new(ShedReason::Expired)),
         JobError::Abandoned => Box::new(Overloaded::new(ShedReason::Abandoned)),
         JobError::Displaced => Box::new(Overloaded::new(ShedReason::Displaced)),
-        // Panicked, and Cancelled (which needs the handle gone, so is never seen here).
-        error @ (JobError::Panicked(_) | JobError::Cancelled) => Box::new(error),
+        // Panicked and TimedOut: the request ran, so it was not shed. Cancelled needs the handle
+        // gone, so is never seen here.
+        error @ (JobError::Panicked(_) | JobError::TimedOut | JobError::Cancelled) => {
+            Box::new(error)
+        }
     }
 }
 

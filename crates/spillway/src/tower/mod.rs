@@ -13,7 +13,9 @@
 //!   [`Overloaded`](crate::Overloaded) error at once (or after a bounded wait, with
 //!   [`PoolLayer::wait`](crate::PoolLayer::wait)), without running the inner future. Requests
 //!   that expire in the queue (`queue_timeout`) or are abandoned by a shutdown are shed the same
-//!   way. Each [`ShedReason`](crate::ShedReason) says which.
+//!   way. Each [`ShedReason`](crate::ShedReason) says which. A request that ran past the
+//!   pool's [`run_timeout`](crate::Builder::run_timeout) was not shed: it resolves to
+//!   [`JobError::TimedOut`](crate::JobError::TimedOut).
 //! * **Capacity released on drop**: the job's handle lives in the
 //!   [`ResponseFuture`](crate::ResponseFuture); when a client disconnects and the server drops
 //!   it, the request is cancelled, queued or running, and its slot is freed.
