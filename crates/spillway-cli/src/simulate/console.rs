@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::report::{Sample, SimReport, human_bytes};
+use super::report::{ModeReport, Sample, SimReport, human_bytes};
 use super::scenario::describe_phases;
 
 /// The live progress line: an indicatif spinner on a terminal, plain lines otherwise.
@@ -95,6 +95,9 @@ fn settings(out: &mut String, report: &SimReport) {
             describe_phases(&s.phases)
         );
     }
+    if let Some(mix) = &s.priority_mix {
+        let _ = writeln!(out, "priorities offered: {mix}");
+    }
     if let (Some(c), Some(f)) = (report.capacity_per_s, report.overload_factor) {
         let _ = writeln!(
             out,
@@ -141,6 +144,31 @@ fn rows(out: &mut String, report: &SimReport) {
             m.job_body_mean_ms,
             m.outcome()
         );
+        if report.settings.priority_mix.is_some() {
+            priority_rows(out, m);
+        }
+    }
+}
+
+/// One line per priority under a mode's row, in the columns they share with it.
+fn priority_rows(out: &mut String, m: &ModeReport) {
+    for (name, p) in m.priorities() {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            format!("  {name}"),
+            p.offered_per_s,
+            p.completed,
+            p.goodput_per_s,
+            p.shed,
+            "",
+            "",
+            "",
+            p.latency_ms.p50,
+            p.latency_ms.p99,
+            p.latency_ms.p999,
+            p.latency_ms.max,
+        );
     }
 }
 
@@ -164,6 +192,7 @@ mod tests {
                 seed: 1,
                 scenario: "step".into(),
                 phases: Vec::new(),
+                priority_mix: None,
             },
             capacity_per_s: None,
             overload_factor: None,

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use spillway::{Limit, Pool};
+use spillway::{Limit, Pool, Priority};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
 use super::ledger::{Counts, Ledger};
-use super::report::{LatencyMs, ModeReport, SAMPLE_S, Sample};
+use super::report::{LatencyMs, ModeReport, PriorityRow, SAMPLE_S, Sample};
 use super::scenario::{Arrivals, Phase};
 use crate::args::PoolArgs;
 use crate::histogram::quantile_ms;
 use crate::memory::Rss;
+use crate::priority::{self, PriorityMix};
 use crate::workload::{self, Profile};
 
 /// The ways of running the jobs that the experiment compares.
@@ -94,6 +95,9 @@ pub(crate) struct ModeConfig {
     pub(crate) pool: PoolArgs,
     /// Measured or given capacity, jobs/s; `pool-tuned` derives its settings from it.
     pub(crate) capacity: Option<f64>,
+    /// The priorities offered and their shares; `None` offers every job at normal priority
+    /// through `try_submit`.
+    pub(crate) mix: Option<PriorityMix>,
 }
 
 /// Derives `pool-tuned`'s settings from the machine's capacity for this job. Pure.
@@ -192,8 +196,13 @@ impl Runner {
         })
     }
 
-    /// Offers one job. Returns whether it was taken.
-    fn offer(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
+    /// Offers one job, at `priority` if the run offers priorities (only a pool tells them
+    /// apart). Returns whether it was taken.
+    fn offer(
+        &self,
+        job: impl Future<Output = ()> + Send + 'static,
+        priority: Option<Priority>,
+    ) -> bool {
         match self {
             Runner::Naive(handle) => {
                 drop(handle.spawn(job));
@@ -209,13 +218,19 @@ impl Runner {
                 }
                 Err(_) => false,
             },
-            Runner::Pool(pool) => match pool.try_submit(job) {
-                Ok(handle) => {
-                    handle.detach();
-                    true
+            Runner::Pool(pool) => {
+                let submitted = match priority {
+                    Some(priority) => pool.try_submit_with(priority, job),
+                    None => pool.try_submit(job),
+                };
+                match submitted {
+                    Ok(handle) => {
+                        handle.detach();
+                        true
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
-            },
+            }
         }
     }
 
@@ -421,17 +436,44 @@ fn summarize(
         in_flight_at_end: counts.in_flight,
         peak_rss_bytes: watched.peak_rss,
         peak_in_flight: watched.peak_in_flight,
-        latency_ms: latency_ms(ledger),
+        latency_ms: latency_ms(&ledger.latency()),
         job_body_mean_ms: ledger.body_mean_ms(),
         oom: watched.oom_at.is_some(),
         oom_at_s: watched.oom_at,
         elapsed_s: elapsed,
         series: watched.series,
+        by_priority: by_priority(cfg, ledger, elapsed),
     }
 }
 
-fn latency_ms(ledger: &Ledger) -> LatencyMs {
-    let latency = ledger.latency();
+/// Each priority offered (normal alone without a mix): its row, keyed by its name.
+fn by_priority(
+    cfg: &ModeConfig,
+    ledger: &Ledger,
+    elapsed: f64,
+) -> std::collections::BTreeMap<String, PriorityRow> {
+    let offered: Vec<Priority> = match &cfg.mix {
+        Some(mix) => mix.shares().into_iter().map(|(p, _)| p).collect(),
+        None => vec![Priority::Normal],
+    };
+    offered
+        .into_iter()
+        .map(|p| {
+            let counts = ledger.priority(priority::index(p));
+            let row = PriorityRow {
+                offered: counts.offered,
+                offered_per_s: counts.offered as f64 / elapsed,
+                completed: counts.completed,
+                goodput_per_s: counts.goodput as f64 / elapsed,
+                shed: counts.shed,
+                latency_ms: latency_ms(&counts.latency),
+            };
+            (p.as_str().to_owned(), row)
+        })
+        .collect()
+}
+
+fn latency_ms(latency: &hdrhistogram::Histogram<u64>) -> LatencyMs {
     if latency.is_empty() {
         return LatencyMs::default();
     }
@@ -453,6 +495,8 @@ struct Schedule {
     phases: Vec<Phase>,
     /// The job offered during each phase.
     profiles: Vec<Profile>,
+    /// The priorities offered, if any.
+    mix: Option<PriorityMix>,
 }
 
 impl Schedule {
@@ -471,6 +515,7 @@ impl Schedule {
             seed: cfg.seed,
             phases: cfg.phases.clone(),
             profiles,
+            mix: cfg.mix.clone(),
         }
     }
 }
@@ -513,6 +558,7 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
     let due = |(at, phase): (f64, usize)| (schedule.start + Duration::from_secs_f64(at), phase);
     let mut arrivals = Arrivals::new(&schedule.phases, schedule.seed).map(due);
     let mut next = arrivals.next();
+    let mut offered = 0u64;
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= schedule.end {
@@ -520,7 +566,9 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
         }
         let mut batch = 0;
         while let Some((at, phase)) = next.filter(|n| n.0 <= now && batch < CATCH_UP) {
-            offer(runner, ledger, at, schedule.profiles[phase]);
+            let priority = schedule.mix.as_ref().map(|mix| mix.of(offered));
+            offer(runner, ledger, at, schedule.profiles[phase], priority);
+            offered += 1;
             next = arrivals.next();
             batch += 1;
         }
@@ -583,16 +631,24 @@ fn hog(start: Instant, spans: &[(f64, f64)], stop: &AtomicBool) {
 /// Jobs the generator offers between two readings of its stop flag and the clock.
 const CATCH_UP: u32 = 256;
 
-/// Offers one job scheduled at `scheduled`, and counts it.
-fn offer(runner: &Runner, ledger: &Arc<Ledger>, scheduled: Instant, profile: Profile) {
-    let ticket = ledger.offer(scheduled);
+/// Offers one job scheduled at `scheduled` (at `priority`, if the run offers priorities),
+/// and counts it.
+fn offer(
+    runner: &Runner,
+    ledger: &Arc<Ledger>,
+    scheduled: Instant,
+    profile: Profile,
+    priority: Option<Priority>,
+) {
+    let index = priority::index(priority.unwrap_or(Priority::Normal));
+    let ticket = ledger.offer(scheduled, index);
     let job = async move {
         let started = Instant::now();
         workload::run(profile).await;
         ticket.completed(started);
     };
-    if !runner.offer(job) {
-        ledger.shed();
+    if !runner.offer(job, priority) {
+        ledger.shed(index);
     }
 }
 
