@@ -19,6 +19,7 @@ use spillway::{BoxError, JobError, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
+use super::classify;
 use super::job::CpuLane;
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
@@ -212,21 +213,29 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
             Ok(req) => req,
             Err(response) => break 'respond response,
         };
-        if req.uri().path() == "/work" {
-            match profile_from_query(req.uri().query(), app.profile) {
-                Ok(profile) => {
-                    req.extensions_mut().insert(profile);
-                }
-                Err(message) => {
-                    break 'respond (StatusCode::BAD_REQUEST, format!("{message}\n"))
-                        .into_response();
-                }
-            }
+        if is_work && let Err(message) = describe_work(&app, &mut req, started) {
+            break 'respond (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
         }
         next.run(req).await
     };
     flight.responded(response.status().as_u16(), started.elapsed(), is_work);
     response
+}
+
+/// Puts into a `/work` request what its job is: the profile (the query's overrides) and, in
+/// pool mode, its priority and deadline (the headers).
+///
+/// # Errors
+///
+/// A query parameter or header whose value is not allowed, naming it.
+fn describe_work(app: &App, req: &mut Request, arrived: Instant) -> Result<(), String> {
+    let profile = profile_from_query(req.uri().query(), app.profile)?;
+    req.extensions_mut().insert(profile);
+    if app.limiter.pool().is_some() {
+        let options = classify::job_options(req.headers(), arrived)?;
+        req.extensions_mut().insert(options);
+    }
+    Ok(())
 }
 
 /// Refuses a body over `limit` with 413: at once when `Content-Length` says so, else while
