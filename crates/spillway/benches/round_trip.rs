@@ -15,7 +15,9 @@
 //!   (`spillway`, `tokio_spawn`, `semaphore_spawn`). This is the fixed cost a pool adds to a job.
 //!   `spillway` is the default pool (the adaptive limit), `spillway_fixed` the same pool with
 //!   `Limit::fixed()`: their ratio is what the adaptive bookkeeping costs per job (goal: at most
-//!   1.10).
+//!   1.10). `spillway_priority` is the default pool through `try_submit_with(Priority::Normal,
+//!   ..)`: its ratio to `spillway` is what the priority API costs on the fast path (goal: at
+//!   most 1.05).
 //! * `batched`: 1,000 empty jobs are submitted, then all 1,000 results awaited, by one producer
 //!   task or by two producer tasks at once (500 each). Criterion reports the time per batch and,
 //!   through `Throughput::Elements(1000)`, jobs per second; the time per job is the batch time
@@ -52,7 +54,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use spillway::{JobHandle, Limit, Pool, TrySubmitError};
+use spillway::{JobHandle, Limit, Pool, Priority, TrySubmitError};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -107,12 +109,18 @@ where
     })
 }
 
-/// Admits one empty job: `try_submit`, or `submit` (waiting for room) if the queue is full.
-async fn spillway_submit(pool: &Pool) -> JobHandle<()> {
-    match pool.try_submit(async {}) {
+/// Admits one empty job: `try_submit` (or `try_submit_with(priority, ..)`), or `submit`
+/// (waiting for room) if the queue is full.
+async fn spillway_submit(pool: &Pool, priority: Option<Priority>) -> JobHandle<()> {
+    let job = async {};
+    let tried = match priority {
+        None => pool.try_submit(job),
+        Some(priority) => pool.try_submit_with(priority, job),
+    };
+    match tried {
         Ok(handle) => handle,
         Err(TrySubmitError::Full(job)) => pool.submit(job).await.expect("pool open"),
-        Err(TrySubmitError::Closed(_)) => panic!("pool closed during the benchmark"),
+        Err(error) => panic!("{error} during the benchmark"),
     }
 }
 
@@ -134,7 +142,8 @@ async fn semaphore_spawn(semaphore: &Arc<Semaphore>) -> JoinHandle<()> {
 /// One way of running a job, and the state it needs.
 #[derive(Clone)]
 enum Runner {
-    Spillway(Pool),
+    /// A pool, submitted to with `try_submit`, or `try_submit_with` if a priority is given.
+    Spillway(Pool, Option<Priority>),
     TokioSpawn,
     SemaphoreSpawn(Arc<Semaphore>),
 }
@@ -144,7 +153,7 @@ impl Runner {
 
     fn new(name: &str, pool: &Pool) -> Runner {
         match name {
-            "spillway" => Runner::Spillway(pool.clone()),
+            "spillway" => Runner::Spillway(pool.clone(), None),
             "tokio_spawn" => Runner::TokioSpawn,
             "semaphore_spawn" => Runner::SemaphoreSpawn(Arc::new(Semaphore::new(CAPACITY))),
             other => unreachable!("unknown runner {other}"),
@@ -154,9 +163,9 @@ impl Runner {
     /// `iters` times: submit one empty job and await its result.
     async fn round_trips(&self, iters: u64) {
         match self {
-            Runner::Spillway(pool) => {
+            Runner::Spillway(pool, priority) => {
                 for _ in 0..iters {
-                    let handle = spillway_submit(pool).await;
+                    let handle = spillway_submit(pool, *priority).await;
                     black_box(handle.await).expect("job ran");
                 }
             }
@@ -177,11 +186,11 @@ impl Runner {
     /// `rounds` times: submit `size` empty jobs, then await all their results.
     async fn batches(&self, rounds: u64, size: usize) {
         match self {
-            Runner::Spillway(pool) => {
+            Runner::Spillway(pool, priority) => {
                 let mut handles = Vec::with_capacity(size);
                 for _ in 0..rounds {
                     for _ in 0..size {
-                        handles.push(spillway_submit(pool).await);
+                        handles.push(spillway_submit(pool, *priority).await);
                     }
                     for handle in handles.drain(..) {
                         black_box(handle.await).expect("job ran");
@@ -244,11 +253,13 @@ fn round_trip(c: &mut Criterion) {
     for name in [
         "spillway_fixed",
         "spillway",
+        "spillway_priority",
         "tokio_spawn",
         "semaphore_spawn",
     ] {
         let runner = match name {
-            "spillway_fixed" => Runner::Spillway(fixed.clone()),
+            "spillway_fixed" => Runner::Spillway(fixed.clone(), None),
+            "spillway_priority" => Runner::Spillway(pool.clone(), Some(Priority::Normal)),
             other => Runner::new(other, &pool),
         };
         group.bench_function(name, |b| {

@@ -28,14 +28,25 @@ pub enum TrySubmitError<F> {
     Full(F),
     /// The pool was closed or shut down.
     Closed(F),
+    /// The job's [deadline](crate::JobOptions::deadline) had passed already: it could not be
+    /// met, so it was not queued. Only [`Pool::try_submit_with`](crate::Pool::try_submit_with)
+    /// returns it.
+    Expired(F),
 }
 
 impl<F> TrySubmitError<F> {
     /// Takes the job back.
     pub fn into_inner(self) -> F {
         match self {
-            TrySubmitError::Full(job) | TrySubmitError::Closed(job) => job,
+            TrySubmitError::Full(job)
+            | TrySubmitError::Closed(job)
+            | TrySubmitError::Expired(job) => job,
         }
+    }
+
+    /// Whether the job's deadline had passed already.
+    pub fn is_expired(&self) -> bool {
+        matches!(self, TrySubmitError::Expired(_))
     }
 
     /// Whether the queue was full (as opposed to the pool being closed).
@@ -54,6 +65,7 @@ impl<F> fmt::Debug for TrySubmitError<F> {
         match self {
             TrySubmitError::Full(_) => f.write_str("Full(..)"),
             TrySubmitError::Closed(_) => f.write_str("Closed(..)"),
+            TrySubmitError::Expired(_) => f.write_str("Expired(..)"),
         }
     }
 }
@@ -63,6 +75,7 @@ impl<F> fmt::Display for TrySubmitError<F> {
         match self {
             TrySubmitError::Full(_) => f.write_str("queue full"),
             TrySubmitError::Closed(_) => f.write_str("pool closed"),
+            TrySubmitError::Expired(_) => f.write_str("deadline already passed"),
         }
     }
 }
@@ -97,7 +110,9 @@ impl<F> std::error::Error for SubmitError<F> {}
 /// `submit_timeout` could not admit the job in time, or the pool closed. The job is returned.
 #[derive(PartialEq, Eq, Clone, Copy)]
 pub enum SubmitTimeoutError<F> {
-    /// The queue stayed full for the whole timeout.
+    /// The queue stayed full for the whole timeout (for
+    /// [`Pool::submit_with`](crate::Pool::submit_with): until the job's deadline, or the deadline
+    /// had passed already).
     Timeout(F),
     /// The pool was closed or shut down.
     Closed(F),
@@ -150,8 +165,12 @@ pub enum JobError {
     Panicked(String),
     /// The handle was dropped or aborted before the job finished.
     Cancelled,
-    /// The job waited in the queue longer than the pool's `queue_timeout` and was not run.
+    /// The job waited in the queue longer than the pool's `queue_timeout`, or past its
+    /// [deadline](crate::JobOptions::deadline), and was not run.
     Expired,
+    /// The queue was full and a job of higher [priority](crate::Priority) took this job's place;
+    /// it was not run.
+    Displaced,
     /// Shutdown's deadline passed before the job could finish, so it was dropped.
     Abandoned,
 }
@@ -172,6 +191,7 @@ impl fmt::Display for JobError {
             JobError::Panicked(message) => write!(f, "job panicked: {message}"),
             JobError::Cancelled => f.write_str("job cancelled"),
             JobError::Expired => f.write_str("job expired in the queue"),
+            JobError::Displaced => f.write_str("job displaced by a job of higher priority"),
             JobError::Abandoned => f.write_str("job abandoned at shutdown"),
         }
     }

@@ -13,6 +13,7 @@ use pin_project_lite::pin_project;
 
 use crate::error::JobError;
 use crate::handoff::Handoff;
+use crate::priority::Priority;
 use crate::queue::Ticket;
 use crate::sync::Arc;
 
@@ -23,6 +24,8 @@ pub(crate) enum Outcome {
     Panicked,
     Cancelled,
     Expired,
+    /// Pushed out of a full queue by a job of higher priority.
+    Displaced,
     /// Dropped unfinished by a shutdown.
     Abandoned,
 }
@@ -30,6 +33,11 @@ pub(crate) enum Outcome {
 /// A queued job, seen by a worker.
 pub(crate) trait Job: Send {
     fn admitted_at(&self) -> Instant;
+
+    fn priority(&self) -> Priority;
+
+    /// When a job still queued ends as expired, unrun.
+    fn deadline(&self) -> Option<Instant>;
 
     /// Runs the job until it ends. Checks for cancellation before each poll of the body, so a
     /// job whose handle is gone never starts, and a running one stops at its next poll.
@@ -70,6 +78,8 @@ pin_project! {
         future: F,
         handoff: Arc<Handoff<F::Output>>,
         admitted_at: Instant,
+        deadline: Option<Instant>,
+        priority: Priority,
         done: bool,
     }
 
@@ -121,6 +131,14 @@ where
         self.admitted_at
     }
 
+    fn priority(&self) -> Priority {
+        self.priority
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     fn poll_run(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Outcome> {
         let mut this = self.project();
         if this.handoff.is_cancelled() {
@@ -160,8 +178,16 @@ where
     }
 }
 
+/// What the queue and the counts need to know of a job besides its future.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Meta {
+    pub(crate) admitted_at: Instant,
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) priority: Priority,
+}
+
 /// Boxes `future` for the queue and makes its handle.
-pub(crate) fn new<F>(future: F, admitted_at: Instant) -> (BoxJob, JobHandle<F::Output>)
+pub(crate) fn new<F>(future: F, meta: Meta) -> (BoxJob, JobHandle<F::Output>)
 where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
@@ -170,7 +196,9 @@ where
     let task = Box::pin(Task {
         future,
         handoff: handoff.clone(),
-        admitted_at,
+        admitted_at: meta.admitted_at,
+        deadline: meta.deadline,
+        priority: meta.priority,
         done: false,
     });
     (
@@ -186,7 +214,8 @@ where
 /// The submitter's side of an admitted job: await it for the job's result.
 ///
 /// A `JobHandle` resolves to `Ok(value)` when the job returns, or to a [`JobError`] saying why it
-/// did not: it panicked, it was cancelled, it expired in the queue, or a shutdown abandoned it.
+/// did not: it panicked, it was cancelled, it expired in the queue, a job of higher priority
+/// displaced it from a full queue, or a shutdown abandoned it.
 ///
 /// **Dropping the handle cancels the job**: a queued job leaves the queue at once (its slot is
 /// free for the next submission, and it counts as cancelled) and never runs; a running one is

@@ -50,6 +50,7 @@
 //!     Ok(handle) => handle,
 //!     Err(TrySubmitError::Full(_job)) => return, // shed: answer "busy", retry later...
 //!     Err(TrySubmitError::Closed(_job)) => return,
+//!     Err(TrySubmitError::Expired(_job)) => return, // only with a deadline
 //! };
 //! assert_eq!(handle.await, Ok(4));
 //!
@@ -67,6 +68,7 @@ mod job;
 mod limit;
 mod metrics;
 mod pool;
+mod priority;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod queue;
@@ -79,13 +81,16 @@ mod worker;
 
 #[cfg(feature = "tower")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
-pub use self::tower::{BoxError, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason};
+pub use self::tower::{
+    BoxError, Classify, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason,
+};
 pub use builder::{Builder, MAX_WORKERS};
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
 pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
-pub use metrics::{Latency, Snapshot};
+pub use metrics::{ByPriority, Latency, PriorityCounts, Snapshot};
 pub use pool::{Pool, ShutdownReport};
+pub use priority::{JobOptions, ParsePriorityError, Priority};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use prometheus::PoolMetrics;

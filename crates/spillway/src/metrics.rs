@@ -14,6 +14,7 @@ use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
 use crate::job::Outcome;
+use crate::priority::{PRIORITIES, Priority};
 use crate::sync::lock_std;
 
 /// Highest latency the histograms resolve (one hour); longer ones count as one hour.
@@ -66,16 +67,71 @@ impl Timings {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct Metrics {
+/// One priority's counters: submissions, outcomes, shed submissions, and the jobs running.
+#[derive(Debug, Default)]
+pub(crate) struct Lane {
     pub(crate) submitted: Counter,
     pub(crate) completed: Counter,
     pub(crate) panicked: Counter,
     pub(crate) cancelled: Counter,
     pub(crate) expired: Counter,
+    pub(crate) displaced: Counter,
     pub(crate) abandoned: Counter,
     pub(crate) shed_full: Counter,
     pub(crate) shed_closed: Counter,
+    pub(crate) shed_expired: Counter,
+    /// Jobs of this priority running (taken and not ended).
+    busy: CachePadded<AtomicUsize>,
+}
+
+impl Lane {
+    fn count(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::Completed => self.completed.inc(),
+            Outcome::Panicked => self.panicked.inc(),
+            Outcome::Cancelled => self.cancelled.inc(),
+            Outcome::Expired => self.expired.inc(),
+            Outcome::Displaced => self.displaced.inc(),
+            Outcome::Abandoned => self.abandoned.inc(),
+        }
+    }
+
+    /// Jobs of this priority that ended, and how many of them were abandoned.
+    fn ended(&self) -> (u64, u64) {
+        let abandoned = self.abandoned.get();
+        let others = self.completed.get()
+            + self.panicked.get()
+            + self.cancelled.get()
+            + self.expired.get()
+            + self.displaced.get();
+        (others + abandoned, abandoned)
+    }
+
+    /// The counts, given `submitted` (read first) and `queued` (read next). The rest is read in
+    /// the order a job moves (busy, then ended), so a moving job may be seen twice.
+    fn read(&self, submitted: u64, queued: usize) -> PriorityCounts {
+        let busy = self.busy.load(Ordering::SeqCst);
+        PriorityCounts {
+            queued,
+            busy,
+            submitted,
+            completed: self.completed.get(),
+            panicked: self.panicked.get(),
+            cancelled: self.cancelled.get(),
+            expired: self.expired.get(),
+            displaced: self.displaced.get(),
+            abandoned: self.abandoned.get(),
+            shed_full: self.shed_full.get(),
+            shed_closed: self.shed_closed.get(),
+            shed_expired: self.shed_expired.get(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// Indexed by [`Priority::index`].
+    lanes: [Lane; PRIORITIES],
     shards: Box<[CachePadded<Mutex<Timings>>]>,
 }
 
@@ -90,23 +146,33 @@ impl Metrics {
             .map_or(4, usize::from)
             .clamp(1, 16);
         Metrics {
-            submitted: Counter::default(),
-            completed: Counter::default(),
-            panicked: Counter::default(),
-            cancelled: Counter::default(),
-            expired: Counter::default(),
-            abandoned: Counter::default(),
-            shed_full: Counter::default(),
-            shed_closed: Counter::default(),
+            lanes: Default::default(),
             shards: (0..shards)
                 .map(|_| CachePadded::new(Mutex::new(Timings::new())))
                 .collect(),
         }
     }
 
+    /// The counters of `priority`.
+    pub(crate) fn lane(&self, priority: Priority) -> &Lane {
+        &self.lanes[priority.index()]
+    }
+
+    /// A job of `priority` was taken by a worker: it counts busy until [`record`](Self::record)
+    /// or [`abandoned`](Self::abandoned).
+    pub(crate) fn started(&self, priority: Priority) {
+        self.lane(priority).busy.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// Counts a job that reached a worker, and its timings. `run` is `None` when the job body
     /// did not finish (expired, cancelled): then only its queue wait is recorded.
-    pub(crate) fn record(&self, outcome: Outcome, queue_wait: Duration, run: Option<Duration>) {
+    pub(crate) fn record(
+        &self,
+        priority: Priority,
+        outcome: Outcome,
+        queue_wait: Duration,
+        run: Option<Duration>,
+    ) {
         {
             let shard = SHARD.with(Cell::get) % self.shards.len();
             let mut timings = lock_std(&self.shards[shard]);
@@ -116,18 +182,21 @@ impl Metrics {
                 timings.total.saturating_record(nanos(queue_wait + run));
             }
         }
-        self.count(outcome);
+        let lane = self.lane(priority);
+        lane.count(outcome);
+        lane.busy.fetch_sub(1, Ordering::SeqCst);
     }
 
-    /// Counts one ended job by its outcome.
-    pub(crate) fn count(&self, outcome: Outcome) {
-        match outcome {
-            Outcome::Completed => self.completed.inc(),
-            Outcome::Panicked => self.panicked.inc(),
-            Outcome::Cancelled => self.cancelled.inc(),
-            Outcome::Expired => self.expired.inc(),
-            Outcome::Abandoned => self.abandoned.inc(),
-        }
+    /// A taken job of `priority` was dropped unfinished by a shutdown.
+    pub(crate) fn abandoned(&self, priority: Priority) {
+        let lane = self.lane(priority);
+        lane.abandoned.inc();
+        lane.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Counts one job of `priority` that ended without reaching a worker, by its outcome.
+    pub(crate) fn count(&self, priority: Priority, outcome: Outcome) {
+        self.lane(priority).count(outcome);
     }
 
     pub(crate) fn timings(&self) -> Timings {
@@ -140,10 +209,26 @@ impl Metrics {
 
     /// Jobs that ended, and how many of them were abandoned.
     pub(crate) fn ended(&self) -> (u64, u64) {
-        let abandoned = self.abandoned.get();
-        let others =
-            self.completed.get() + self.panicked.get() + self.cancelled.get() + self.expired.get();
-        (others + abandoned, abandoned)
+        self.lanes
+            .iter()
+            .map(Lane::ended)
+            .fold((0, 0), |(e, a), (le, la)| (e + le, a + la))
+    }
+
+    /// Jobs admitted per priority (indexed as the lanes): read first in a snapshot.
+    pub(crate) fn submitted(&self) -> [u64; PRIORITIES] {
+        std::array::from_fn(|i| self.lanes[i].submitted.get())
+    }
+
+    /// The counts per priority, given what was read before them (indexed as the lanes).
+    pub(crate) fn by_priority(
+        &self,
+        submitted: [u64; PRIORITIES],
+        queued: [usize; PRIORITIES],
+    ) -> ByPriority {
+        ByPriority::new(std::array::from_fn(|i| {
+            self.lanes[i].read(submitted[i], queued[i])
+        }))
     }
 }
 
@@ -193,8 +278,10 @@ impl Latency {
 /// Every admitted job is counted exactly once when it ends, so once the pool is quiet
 ///
 /// ```text
-/// submitted == completed + panicked + cancelled + expired + abandoned + queued + busy
+/// submitted == completed + panicked + cancelled + expired + displaced + abandoned + queued + busy
 /// ```
+///
+/// and the same holds for each priority in [`Snapshot::by_priority`].
 ///
 /// ([`Snapshot::unaccounted`] is the difference, and is zero then). Shed submissions were
 /// never admitted and are counted apart. While jobs move, a snapshot can show a job in two places
@@ -253,6 +340,13 @@ pub struct Snapshot {
     pub shed_full: u64,
     /// Submissions shed because the pool was closed.
     pub shed_closed: u64,
+    /// Submissions refused because their deadline had passed already (never admitted).
+    pub shed_expired: u64,
+    /// Queued jobs pushed out of a full queue by a job of higher priority (each also counted in
+    /// `submitted`, and ended by this outcome).
+    pub displaced: u64,
+    /// The same counts, and the queued and busy gauges, per [`Priority`].
+    pub by_priority: ByPriority,
     /// Admission to start.
     pub queue_wait: Latency,
     /// Start to end of the job body.
@@ -269,17 +363,118 @@ impl Snapshot {
 
     /// Jobs that ended, whatever the outcome.
     pub fn ended(&self) -> u64 {
-        self.completed + self.panicked + self.cancelled + self.expired + self.abandoned
+        self.completed
+            + self.panicked
+            + self.cancelled
+            + self.expired
+            + self.displaced
+            + self.abandoned
     }
 
     /// Submissions shed (refused, never admitted), for any reason.
     pub fn shed(&self) -> u64 {
-        self.shed_full + self.shed_closed
+        self.shed_full + self.shed_closed + self.shed_expired
     }
 
     /// `submitted - ended - in_flight`: zero whenever the pool is quiet. A job is never lost, so a
     /// non-zero value at rest is a bug.
     pub fn unaccounted(&self) -> i64 {
         self.submitted as i64 - self.ended() as i64 - self.in_flight() as i64
+    }
+}
+
+/// One priority's share of a [`Snapshot`]: the same counters and gauges, for its jobs only.
+///
+/// The accounting identity holds per priority: once the pool is quiet,
+/// [`unaccounted`](Self::unaccounted) is zero.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PriorityCounts {
+    /// Jobs of this priority waiting for a worker.
+    pub queued: usize,
+    /// Jobs of this priority running.
+    pub busy: usize,
+    /// Jobs admitted.
+    pub submitted: u64,
+    /// Jobs that returned a value.
+    pub completed: u64,
+    /// Jobs that panicked.
+    pub panicked: u64,
+    /// Jobs whose handle was dropped or aborted first.
+    pub cancelled: u64,
+    /// Jobs that waited past `queue_timeout` or their deadline and were not run.
+    pub expired: u64,
+    /// Jobs pushed out of a full queue by a job of higher priority.
+    pub displaced: u64,
+    /// Jobs dropped when a shutdown deadline passed.
+    pub abandoned: u64,
+    /// Submissions shed because the queue was full.
+    pub shed_full: u64,
+    /// Submissions shed because the pool was closed.
+    pub shed_closed: u64,
+    /// Submissions refused because their deadline had passed already.
+    pub shed_expired: u64,
+}
+
+impl PriorityCounts {
+    /// Jobs that ended, whatever the outcome.
+    pub fn ended(&self) -> u64 {
+        self.completed
+            + self.panicked
+            + self.cancelled
+            + self.expired
+            + self.displaced
+            + self.abandoned
+    }
+
+    /// Jobs admitted and not yet ended: `queued + busy`.
+    pub fn in_flight(&self) -> u64 {
+        (self.queued + self.busy) as u64
+    }
+
+    /// `submitted - ended - in_flight`: zero whenever the pool is quiet.
+    pub fn unaccounted(&self) -> i64 {
+        self.submitted as i64 - self.ended() as i64 - self.in_flight() as i64
+    }
+}
+
+/// [`PriorityCounts`] for each [`Priority`]: index it with a priority.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use spillway::{Pool, Priority};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// pool.try_submit_with(Priority::Low, async {}).unwrap().await.unwrap();
+/// let m = pool.metrics();
+/// assert_eq!(m.by_priority[Priority::Low].completed, 1);
+/// assert_eq!(m.by_priority[Priority::Critical].submitted, 0);
+/// for (priority, counts) in m.by_priority.iter() {
+///     assert_eq!(counts.unaccounted(), 0, "{priority}");
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ByPriority([PriorityCounts; PRIORITIES]);
+
+impl ByPriority {
+    pub(crate) fn new(counts: [PriorityCounts; PRIORITIES]) -> Self {
+        ByPriority(counts)
+    }
+
+    /// Each priority with its counts, highest first.
+    pub fn iter(&self) -> impl Iterator<Item = (Priority, &PriorityCounts)> + '_ {
+        Priority::ALL.into_iter().map(|p| (p, &self[p]))
+    }
+}
+
+impl std::ops::Index<Priority> for ByPriority {
+    type Output = PriorityCounts;
+
+    fn index(&self, priority: Priority) -> &PriorityCounts {
+        &self.0[priority.index()]
     }
 }

@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::error::{SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::job::JobHandle;
 use crate::metrics::Snapshot;
+use crate::priority::JobOptions;
 use crate::queue::Refused;
 use crate::state::Shared;
 use crate::worker;
@@ -56,6 +57,7 @@ impl Drop for Owner {
 ///     Ok(handle) => assert_eq!(handle.await, Ok(2)),
 ///     Err(TrySubmitError::Full(_job)) => { /* answer 503, retry later, ... */ }
 ///     Err(TrySubmitError::Closed(_job)) => { /* shutting down */ }
+///     Err(TrySubmitError::Expired(_job)) => { /* only with a deadline: try_submit_with */ }
 /// }
 ///
 /// let report = pool.shutdown(std::time::Duration::from_secs(1)).await;
@@ -110,7 +112,8 @@ impl Pool {
     ///
     /// # Errors
     ///
-    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], holding the job.
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], holding the job (never
+    /// `Expired`: the job has no deadline).
     ///
     /// # Examples
     ///
@@ -132,11 +135,62 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.try_submit_with(JobOptions::new(), job)
+    }
+
+    /// Admits `job` with a [`Priority`](crate::Priority) and a deadline, if there is room,
+    /// without ever waiting. `try_submit(job)` is `try_submit_with(Priority::Normal, job)`.
+    ///
+    /// Higher priorities are served first and shed last: when the queue is full, a job displaces
+    /// the newest queued job of the lowest priority below its own (that job's handle resolves to
+    /// [`JobError::Displaced`](crate::JobError::Displaced)); it never displaces a job of its own
+    /// or a higher priority, and is refused as `Full` when there is none to displace. A job still
+    /// queued at its deadline ends as [`JobError::Expired`](crate::JobError::Expired), unrun.
+    /// The design is in the crate docs, under "Priorities and deadlines".
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`], [`TrySubmitError::Closed`], or [`TrySubmitError::Expired`] when
+    /// the deadline has passed already (the job is not queued); each holds the job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::{Duration, Instant};
+    /// use spillway::{JobError, JobOptions, Pool, Priority};
+    ///
+    /// let pool = Pool::builder().max_workers(1).queue_capacity(1).build().unwrap();
+    /// let running = pool.try_submit(std::future::pending::<()>()).unwrap();
+    /// tokio::task::yield_now().await; // let the worker take it
+    ///
+    /// let low = pool.try_submit_with(Priority::Low, async {}).unwrap();
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// let opts = JobOptions::new().priority(Priority::Critical).deadline(deadline);
+    /// let critical = pool.try_submit_with(opts, async { "served" }).unwrap();
+    /// assert_eq!(low.await, Err(JobError::Displaced));
+    ///
+    /// let late = JobOptions::new().deadline(Instant::now() - Duration::from_millis(1));
+    /// assert!(pool.try_submit_with(late, async { "" }).unwrap_err().is_expired());
+    /// # drop((running, critical));
+    /// # }
+    /// ```
+    pub fn try_submit_with<F>(
+        &self,
+        opts: impl Into<JobOptions>,
+        job: F,
+    ) -> Result<JobHandle<F::Output>, TrySubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         self.shared()
-            .try_admit(job)
+            .try_admit(job, opts.into())
             .map_err(|(refused, job)| match refused {
                 Refused::Full => TrySubmitError::Full(job),
                 Refused::Closed => TrySubmitError::Closed(job),
+                Refused::Late => TrySubmitError::Expired(job),
             })
     }
 
@@ -170,6 +224,56 @@ impl Pool {
         self.submit_until(job, None)
             .await
             .map_err(|e| SubmitError(e.into_inner()))
+    }
+
+    /// Admits `job` with a [`Priority`](crate::Priority) and a deadline, waiting for room while
+    /// the queue is full, but never past the job's deadline (a job admitted later could only
+    /// expire). Priorities work as for [`try_submit_with`](Self::try_submit_with): a job may
+    /// displace a queued job of lower priority instead of waiting.
+    ///
+    /// # Errors
+    ///
+    /// [`SubmitTimeoutError::Timeout`] if the deadline passed before room came, or had passed
+    /// already (then counted as `shed_expired`, else as `shed_full`);
+    /// [`SubmitTimeoutError::Closed`] if the pool closed. Both hold the job. Without a deadline
+    /// only `Closed` is possible, as for [`submit`](Self::submit).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel-safe, as [`submit`](Self::submit).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::{Duration, Instant};
+    /// use spillway::{JobOptions, Pool, Priority};
+    ///
+    /// let pool = Pool::builder().max_workers(1).queue_capacity(1).build().unwrap();
+    /// let handle = pool.submit_with(Priority::High, async { 7 }).await.unwrap();
+    /// assert_eq!(handle.await, Ok(7));
+    ///
+    /// let _busy = pool.submit(std::future::pending::<()>()).await.unwrap();
+    /// tokio::task::yield_now().await;
+    /// let _queued = pool.submit(async {}).await.unwrap();
+    /// let soon = JobOptions::new().deadline(Instant::now() + Duration::from_millis(10));
+    /// let err = pool.submit_with(soon, async {}).await.unwrap_err();
+    /// assert!(err.is_timeout());
+    /// # }
+    /// ```
+    pub async fn submit_with<F>(
+        &self,
+        opts: impl Into<JobOptions>,
+        job: F,
+    ) -> Result<JobHandle<F::Output>, SubmitTimeoutError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let opts = opts.into();
+        let wait_until = opts.get_deadline().map(Instant::from_std);
+        self.admit_with(job, opts, wait_until).await
     }
 
     /// Admits `job`, waiting at most `timeout` for room.
@@ -213,7 +317,7 @@ impl Pool {
     }
 
     /// Admits `job`, waiting for room until `deadline` (forever if `None`).
-    pub(crate) async fn submit_until<F>(
+    async fn submit_until<F>(
         &self,
         job: F,
         deadline: Option<Instant>,
@@ -222,11 +326,25 @@ impl Pool {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.admit_with(job, JobOptions::new(), deadline).await
+    }
+
+    /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
+    pub(crate) async fn admit_with<F>(
+        &self,
+        job: F,
+        opts: JobOptions,
+        wait_until: Option<Instant>,
+    ) -> Result<JobHandle<F::Output>, SubmitTimeoutError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         self.shared()
-            .admit_until(job, deadline)
+            .admit_until(job, opts, wait_until)
             .await
             .map_err(|(refused, job)| match refused {
-                Refused::Full => SubmitTimeoutError::Timeout(job),
+                Refused::Full | Refused::Late => SubmitTimeoutError::Timeout(job),
                 Refused::Closed => SubmitTimeoutError::Closed(job),
             })
     }

@@ -16,7 +16,7 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::registry::Registry;
 
-use crate::metrics::{Snapshot, Timings};
+use crate::metrics::{PriorityCounts, Snapshot, Timings};
 use crate::pool::Pool;
 use crate::state::Shared;
 use crate::sync::lock_std;
@@ -63,7 +63,10 @@ const GAUGES: [(&str, &str, Read); 6] = [
 /// Series: `spillway_workers`, `spillway_workers_busy`, `spillway_workers_max`,
 /// `spillway_queue_depth`, `spillway_queue_capacity`, `spillway_limit` (gauges, saturating at `i64::MAX`);
 /// `spillway_jobs_submitted_total`, `spillway_jobs_ended_total{outcome}`,
-/// `spillway_jobs_shed_total{reason}` (counters); `spillway_job_queue_wait_seconds`,
+/// `spillway_jobs_shed_total{reason}` (counters), and the same per priority:
+/// `spillway_priority_jobs_submitted_total{priority}`,
+/// `spillway_priority_jobs_ended_total{priority,outcome}`,
+/// `spillway_priority_jobs_shed_total{priority,reason}`; `spillway_job_queue_wait_seconds`,
 /// `spillway_job_run_seconds`, `spillway_job_total_seconds` (histograms).
 ///
 /// # Examples
@@ -239,6 +242,7 @@ fn encode_counters(encoder: &mut DescriptorEncoder<'_>, pools: &[Reading]) -> st
             ("panicked", s.panicked),
             ("cancelled", s.cancelled),
             ("expired", s.expired),
+            ("displaced", s.displaced),
             ("abandoned", s.abandoned),
         ] {
             let labels = [("pool", s.name.as_str()), ("outcome", outcome)];
@@ -248,15 +252,75 @@ fn encode_counters(encoder: &mut DescriptorEncoder<'_>, pools: &[Reading]) -> st
 
     let mut family = encoder.encode_descriptor(
         "spillway_jobs_shed",
-        "Submissions shed (refused, never admitted), by reason: full or closed.",
+        "Submissions shed (refused, never admitted), by reason: full, closed, or expired \
+         (deadline already passed).",
         None,
         MetricType::Counter,
     )?;
     for pool in pools {
         let s = &pool.snap;
-        for (reason, value) in [("full", s.shed_full), ("closed", s.shed_closed)] {
+        for (reason, value) in [
+            ("full", s.shed_full),
+            ("closed", s.shed_closed),
+            ("expired", s.shed_expired),
+        ] {
             let labels = [("pool", s.name.as_str()), ("reason", reason)];
             ConstCounter::new(value).encode(family.encode_family(&labels)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The same three counters, per priority (`priority="critical"|"high"|"normal"|"low"`).
+fn encode_priority_counters(
+    encoder: &mut DescriptorEncoder<'_>,
+    pools: &[Reading],
+) -> std::fmt::Result {
+    type Read = fn(&PriorityCounts) -> u64;
+    let families: [(&str, &str, &str, &[(&str, Read)]); 3] = [
+        (
+            "spillway_priority_jobs_submitted",
+            "Jobs admitted to the queue, by priority.",
+            "",
+            &[("", |c| c.submitted)],
+        ),
+        (
+            "spillway_priority_jobs_ended",
+            "Admitted jobs that ended, by priority and outcome.",
+            "outcome",
+            &[
+                ("completed", |c| c.completed),
+                ("panicked", |c| c.panicked),
+                ("cancelled", |c| c.cancelled),
+                ("expired", |c| c.expired),
+                ("displaced", |c| c.displaced),
+                ("abandoned", |c| c.abandoned),
+            ],
+        ),
+        (
+            "spillway_priority_jobs_shed",
+            "Submissions shed, by priority and reason: full, closed, or expired.",
+            "reason",
+            &[
+                ("full", |c| c.shed_full),
+                ("closed", |c| c.shed_closed),
+                ("expired", |c| c.shed_expired),
+            ],
+        ),
+    ];
+    for (name, help, key, series) in families {
+        let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+        for pool in pools {
+            for (priority, counts) in pool.snap.by_priority.iter() {
+                for (value, read) in series {
+                    let mut labels = vec![("pool", pool.snap.name.as_str())];
+                    labels.push(("priority", priority.as_str()));
+                    if !key.is_empty() {
+                        labels.push((key, value));
+                    }
+                    ConstCounter::new(read(counts)).encode(family.encode_family(&labels)?)?;
+                }
+            }
         }
     }
     Ok(())
@@ -300,6 +364,7 @@ impl Collector for PoolsCollector {
         }
         encode_gauges(&mut encoder, &pools)?;
         encode_counters(&mut encoder, &pools)?;
+        encode_priority_counters(&mut encoder, &pools)?;
         encode_histograms(&mut encoder, &pools)
     }
 }

@@ -31,16 +31,19 @@ use std::collections::VecDeque;
 
 use crossbeam_utils::CachePadded;
 
+use crate::priority::PRIORITIES;
 use crate::sync::{AtomicUsize, Mutex, Ordering, lock};
 
 const CLOSED: usize = 1;
 const ONE: usize = 1 << 1;
 
-/// Why a reservation was refused.
+/// Why a reservation (or, for `Late`, a submission) was refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refused {
     Full,
     Closed,
+    /// Not from the queue: the job's deadline had passed already.
+    Late,
 }
 
 /// The largest capacity the packed state word can count.
@@ -60,20 +63,33 @@ pub(crate) struct Ticket {
     generation: u64,
 }
 
-/// The stored items: a slab of slots, and their tickets in arrival order.
+/// The number of lanes: one per priority.
+pub(crate) const LANES: usize = PRIORITIES;
+
+/// One dequeue in this many goes to a waiting lower lane (see "anti-starvation share").
+pub(crate) const SHARE: u32 = 16;
+
+/// The stored items: a slab of slots, and their tickets in arrival order, one order per lane.
 struct Items<T> {
-    /// Tickets in arrival order; a ticket whose item was removed is stale and skipped.
-    order: VecDeque<Ticket>,
+    /// Tickets in arrival order per lane (lane `LANES - 1` is served first); a ticket whose item
+    /// was removed is stale and skipped.
+    lanes: [VecDeque<Ticket>; LANES],
+    /// Items stored per lane (the fresh tickets in `lanes[lane]`).
+    stored: [usize; LANES],
     slots: Vec<Slot<T>>,
     /// Indices of empty slots.
     free: Vec<usize>,
-    /// Items stored (the fresh tickets in `order`).
-    stored: usize,
+    /// Items popped, counting towards the next anti-starvation share.
+    pops: u32,
+    /// The lower lane the next share looks at first, so that the lanes below the top take
+    /// their turns.
+    share_turn: usize,
 }
 
 struct Slot<T> {
     /// Bumped each time the slot is emptied, so that an old ticket never takes a new item.
     generation: u64,
+    lane: usize,
     item: Option<T>,
 }
 
@@ -84,24 +100,26 @@ const SWEEP_FLOOR: usize = 8;
 impl<T> Items<T> {
     fn new() -> Self {
         Items {
-            order: VecDeque::new(),
+            lanes: Default::default(),
+            stored: [0; LANES],
             slots: Vec::new(),
             free: Vec::new(),
-            stored: 0,
+            pops: 0,
+            share_turn: 0,
         }
     }
 
-    fn insert(&mut self, item: T) -> Ticket {
-        if self.order.len() >= 2 * self.stored.max(SWEEP_FLOOR) {
+    fn insert(&mut self, item: T, lane: usize) -> Ticket {
+        if self.lanes[lane].len() >= 2 * self.stored[lane].max(SWEEP_FLOOR) {
             let slots = &self.slots;
-            self.order
-                .retain(|ticket| slots[ticket.index].generation == ticket.generation);
+            self.lanes[lane].retain(|ticket| slots[ticket.index].generation == ticket.generation);
         }
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
                 self.slots.push(Slot {
                     generation: 0,
+                    lane,
                     item: None,
                 });
                 self.slots.len() - 1
@@ -109,12 +127,13 @@ impl<T> Items<T> {
         };
         let slot = &mut self.slots[index];
         slot.item = Some(item);
+        slot.lane = lane;
         let ticket = Ticket {
             index,
             generation: slot.generation,
         };
-        self.order.push_back(ticket);
-        self.stored += 1;
+        self.lanes[lane].push_back(ticket);
+        self.stored[lane] += 1;
         ticket
     }
 
@@ -126,13 +145,54 @@ impl<T> Items<T> {
         }
         let item = slot.item.take()?;
         slot.generation = slot.generation.wrapping_add(1);
+        self.stored[slot.lane] -= 1;
         self.free.push(ticket.index);
-        self.stored -= 1;
         Some(item)
     }
 
-    fn pop_front(&mut self) -> Option<T> {
-        while let Some(ticket) = self.order.pop_front() {
+    /// The highest lane holding an item.
+    fn top(&self) -> Option<usize> {
+        (0..LANES).rev().find(|&lane| self.stored[lane] > 0)
+    }
+
+    /// The next item to serve: the oldest of the highest lane, except that every [`SHARE`]th
+    /// pop goes to a waiting lower lane, the lanes below the top taking turns.
+    fn pop_next(&mut self) -> Option<T> {
+        let top = self.top()?;
+        self.pops = self.pops.wrapping_add(1);
+        let lane = if self.pops % SHARE == 0 {
+            self.share_lane(top)
+        } else {
+            top
+        };
+        self.pop_front(lane)
+    }
+
+    /// The next waiting lane below `top`, in turn; `top` if none waits.
+    fn share_lane(&mut self, top: usize) -> usize {
+        for k in 0..top {
+            let lane = (self.share_turn + k) % top;
+            if self.stored[lane] > 0 {
+                self.share_turn = lane + 1;
+                return lane;
+            }
+        }
+        top
+    }
+
+    fn pop_front(&mut self, lane: usize) -> Option<T> {
+        while let Some(ticket) = self.lanes[lane].pop_front() {
+            if let Some(item) = self.take(ticket) {
+                return Some(item);
+            }
+        }
+        None
+    }
+
+    /// Takes the newest item of the lowest lane below `lane`, if any.
+    fn pop_newest_below(&mut self, lane: usize) -> Option<T> {
+        let victim = (0..lane).find(|&l| self.stored[l] > 0)?;
+        while let Some(ticket) = self.lanes[victim].pop_back() {
             if let Some(item) = self.take(ticket) {
                 return Some(item);
             }
@@ -188,7 +248,29 @@ impl<T> Queue<T> {
         if self.len() == 0 {
             return None; // nothing reserved, so nothing stored: skip the lock
         }
-        lock(&self.items).pop_front()
+        lock(&self.items).pop_next()
+    }
+
+    /// Stores `make()` in `lane` in place of the newest item of the lowest lane below it
+    /// ("displacement"), and returns both: the slot passes from one to the other, so the count
+    /// does not move. `make` is called, under the lock, only if there is an item to displace and
+    /// the queue is open; otherwise the refusal says why (`Full`: nothing lower to displace).
+    pub(crate) fn displace(
+        &self,
+        lane: usize,
+        make: impl FnOnce() -> T,
+    ) -> Result<(Ticket, T), Refused> {
+        let mut items = lock(&self.items);
+        if self.is_closed() {
+            return Err(Refused::Closed);
+        }
+        let displaced = items.pop_newest_below(lane).ok_or(Refused::Full)?;
+        Ok((items.insert(make(), lane), displaced))
+    }
+
+    /// Items stored per lane (not counting slots reserved and not yet pushed).
+    pub(crate) fn stored_by_lane(&self) -> [usize; LANES] {
+        lock(&self.items).stored
     }
 
     /// Takes back the item stored with `ticket`, if no one popped or removed it yet. As with
@@ -228,9 +310,10 @@ impl<T> Queue<T> {
 }
 
 impl<T> Permit<'_, T> {
-    /// Stores the item in the reserved slot. Cannot fail: the slot was reserved while open.
-    pub(crate) fn push(self, item: T) -> Ticket {
-        let ticket = lock(&self.queue.items).insert(item);
+    /// Stores the item in the reserved slot, in `lane`. Cannot fail: the slot was reserved while
+    /// open.
+    pub(crate) fn push(self, item: T, lane: usize) -> Ticket {
+        let ticket = lock(&self.queue.items).insert(item, lane);
         std::mem::forget(self);
         ticket
     }
@@ -246,11 +329,13 @@ impl<T> Drop for Permit<'_, T> {
 mod tests {
     use super::*;
 
+    const NORMAL: usize = 1;
+
     #[test]
     fn admits_exactly_capacity_then_full() {
         let q = Queue::new(3);
         for i in 0..3 {
-            q.try_reserve().expect("room").push(i);
+            q.try_reserve().expect("room").push(i, NORMAL);
         }
         assert_eq!(q.try_reserve().err(), Some(Refused::Full));
         assert_eq!(q.len(), 3);
@@ -258,7 +343,7 @@ mod tests {
         // Popped but not released: the slot is still counted.
         assert_eq!(q.try_reserve().err(), Some(Refused::Full));
         q.release();
-        q.try_reserve().expect("room after release").push(3);
+        q.try_reserve().expect("room after release").push(3, NORMAL);
     }
 
     #[test]
@@ -269,7 +354,7 @@ mod tests {
         assert!(!q.close(), "second close reports it was already closed");
         assert_eq!(q.try_reserve().err(), Some(Refused::Closed));
         assert!(!q.is_drained(), "a reservation is outstanding");
-        permit.push(7);
+        permit.push(7, NORMAL);
         assert_eq!(q.pop(), Some(7));
         q.release();
         assert!(q.is_drained());
@@ -280,19 +365,19 @@ mod tests {
         let q: Queue<u8> = Queue::new(1);
         drop(q.try_reserve().expect("room"));
         assert_eq!(q.len(), 0);
-        q.try_reserve().expect("slot came back").push(1);
+        q.try_reserve().expect("slot came back").push(1, NORMAL);
     }
 
     #[test]
     fn a_removed_item_is_never_popped_and_its_ticket_goes_stale() {
         let q = Queue::new(3);
-        let first = q.try_reserve().expect("room").push(1);
-        let second = q.try_reserve().expect("room").push(2);
+        let first = q.try_reserve().expect("room").push(1, NORMAL);
+        let second = q.try_reserve().expect("room").push(2, NORMAL);
         assert_eq!(q.remove(first), Some(1));
         q.release();
         assert_eq!(q.len(), 1);
         assert_eq!(q.remove(first), None, "removed once");
-        let third = q.try_reserve().expect("room").push(3); // reuses the first slot
+        let third = q.try_reserve().expect("room").push(3, NORMAL); // reuses the first slot
         assert_eq!(
             q.remove(first),
             None,
@@ -309,21 +394,83 @@ mod tests {
     #[test]
     fn stale_tickets_are_swept_so_the_order_stays_bounded() {
         let q = Queue::new(2);
-        let _kept = q.try_reserve().expect("room").push(0);
+        let _kept = q.try_reserve().expect("room").push(0, NORMAL);
         for i in 1..1_000 {
-            let ticket = q.try_reserve().expect("room").push(i);
+            let ticket = q.try_reserve().expect("room").push(i, NORMAL);
             assert_eq!(q.remove(ticket), Some(i));
             q.release();
-            let order = lock(&q.items).order.len();
+            let order = lock(&q.items).lanes[NORMAL].len();
             assert!(order <= 2 * SWEEP_FLOOR + 1, "{order} tickets for 1 item");
         }
         assert_eq!(q.pop(), Some(0));
     }
 
     #[test]
+    fn displacement_takes_the_newest_of_the_lowest_lower_lane_and_keeps_the_count() {
+        let q = Queue::new(4);
+        for (item, lane) in [(10, 0), (11, 0), (20, 1), (30, 2)] {
+            q.try_reserve().expect("room").push(item, lane);
+        }
+        assert_eq!(q.try_reserve().err(), Some(Refused::Full));
+        let (_, displaced) = q.displace(3, || 40).expect("a lower item");
+        assert_eq!(
+            (displaced, q.len()),
+            (11, 4),
+            "the newest of lane 0; count unchanged"
+        );
+        assert_eq!(q.displace(3, || 41).map(|(_, d)| d), Ok(10));
+        assert_eq!(
+            q.displace(1, || unreachable!("nothing below lane 1")).err(),
+            Some(Refused::Full)
+        );
+        assert_eq!(q.displace(2, || 31).map(|(_, d)| d), Ok(20));
+        assert_eq!(q.stored_by_lane(), [0, 0, 2, 2]);
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
+        assert_eq!(
+            popped,
+            [40, 41, 30, 31],
+            "highest lane first, FIFO within a lane"
+        );
+    }
+
+    #[test]
+    fn a_closed_queue_displaces_nothing() {
+        let q = Queue::new(1);
+        q.try_reserve().expect("room").push(1, 0);
+        q.close();
+        assert_eq!(
+            q.displace(3, || unreachable!("closed")).err(),
+            Some(Refused::Closed)
+        );
+        assert_eq!(q.stored_by_lane(), [1, 0, 0, 0]);
+    }
+
+    #[test]
+    fn every_sixteenth_pop_serves_a_waiting_lower_lane_in_turn() {
+        let q = Queue::new(64);
+        for i in 0..40 {
+            q.try_reserve().expect("room").push(i, 3);
+        }
+        for (item, lane) in [(100, 0), (101, 0), (200, 1)] {
+            q.try_reserve().expect("room").push(item, lane);
+        }
+        let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
+        let shared: Vec<_> = popped
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| **v >= 100)
+            .collect();
+        // Pops 16 and 32 (indices 15 and 31) go to the lanes below the top, in turn; the rest
+        // is strict priority.
+        assert_eq!(shared[..2], [(15, &100), (31, &200)]);
+        assert_eq!(popped[..15], (0..15).collect::<Vec<_>>()[..]);
+        assert_eq!(popped.len(), 43);
+    }
+
+    #[test]
     fn closed_wins_over_full() {
         let q = Queue::new(1);
-        q.try_reserve().expect("room").push(1);
+        q.try_reserve().expect("room").push(1, NORMAL);
         q.close();
         assert_eq!(q.try_reserve().err(), Some(Refused::Closed));
     }
@@ -334,6 +481,8 @@ mod loom_tests {
     use super::*;
     use loom::sync::Arc;
     use loom::thread;
+
+    const NORMAL: usize = 1;
 
     /// Two producers race for one slot while a consumer frees it: capacity is never exceeded, and
     /// a producer is refused only when the other one holds the slot at that moment.
@@ -347,7 +496,7 @@ mod loom_tests {
                     thread::spawn(move || match q.try_reserve() {
                         Ok(p) => {
                             assert!(q.len() <= 1);
-                            p.push(i);
+                            p.push(i, NORMAL);
                             true
                         }
                         Err(refused) => {
@@ -382,7 +531,7 @@ mod loom_tests {
             let handles: Vec<_> = (0..2)
                 .map(|i| {
                     let q = q.clone();
-                    thread::spawn(move || q.try_reserve().map(|p| p.push(i)).is_ok())
+                    thread::spawn(move || q.try_reserve().map(|p| p.push(i, NORMAL)).is_ok())
                 })
                 .collect();
             for h in handles {
@@ -397,7 +546,7 @@ mod loom_tests {
     fn loom_remove_races_pop() {
         loom::model(|| {
             let q = Arc::new(Queue::new(1));
-            let ticket = q.try_reserve().expect("room").push(5);
+            let ticket = q.try_reserve().expect("room").push(5, NORMAL);
             let consumer = {
                 let q = q.clone();
                 thread::spawn(move || {
@@ -419,7 +568,11 @@ mod loom_tests {
                 "taken twice or by nobody"
             );
             assert_eq!(q.len(), 0);
-            assert_eq!(q.try_reserve().map(|p| p.push(6)).err(), None, "slot freed");
+            assert_eq!(
+                q.try_reserve().map(|p| p.push(6, NORMAL)).err(),
+                None,
+                "slot freed"
+            );
         });
     }
 
@@ -429,8 +582,8 @@ mod loom_tests {
     fn loom_remove_races_close_and_drain() {
         loom::model(|| {
             let q = Arc::new(Queue::new(2));
-            let first = q.try_reserve().expect("room").push(1);
-            q.try_reserve().expect("room").push(2);
+            let first = q.try_reserve().expect("room").push(1, NORMAL);
+            q.try_reserve().expect("room").push(2, NORMAL);
             let drainer = {
                 let q = q.clone();
                 thread::spawn(move || {
@@ -455,6 +608,45 @@ mod loom_tests {
         });
     }
 
+    /// A higher-priority item displaces a lower one while a consumer pops: the lower item ends
+    /// once, popped or displaced; the new one is stored only if it displaced something, and the
+    /// count never moves for a displacement.
+    #[test]
+    fn loom_displacement_races_a_take() {
+        loom::model(|| {
+            let q = Arc::new(Queue::new(1));
+            q.try_reserve().expect("room").push(1, 0);
+            let consumer = {
+                let q = q.clone();
+                thread::spawn(move || {
+                    let popped = q.pop();
+                    if popped.is_some() {
+                        q.release();
+                    }
+                    popped
+                })
+            };
+            let displaced = q.displace(3, || 2);
+            let popped = consumer.join().unwrap();
+            let mut ended: Vec<i32> = popped.into_iter().collect();
+            match displaced {
+                Ok((_, low)) => {
+                    ended.push(low);
+                    assert_ne!(popped, Some(1), "the low item was taken twice");
+                }
+                Err(refused) => assert_eq!(refused, Refused::Full, "nothing left to displace"),
+            }
+            while let Some(item) = q.pop() {
+                q.release();
+                ended.push(item);
+            }
+            ended.sort_unstable();
+            let expected: &[i32] = if displaced.is_ok() { &[1, 2] } else { &[1] };
+            assert_eq!(ended, expected, "an item was lost or ended twice");
+            assert_eq!(q.len(), 0);
+        });
+    }
+
     /// Close races a producer and a draining consumer. Every admitted item is consumed exactly
     /// once, the consumer stops only when nothing can arrive any more, and a refusal after the
     /// close says `Closed`.
@@ -469,7 +661,7 @@ mod loom_tests {
                     for i in 0..2 {
                         match q.try_reserve() {
                             Ok(p) => {
-                                p.push(i);
+                                p.push(i, NORMAL);
                                 admitted += 1;
                             }
                             Err(Refused::Closed) => break,

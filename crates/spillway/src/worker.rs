@@ -44,8 +44,9 @@ struct Running<'a> {
 impl Drop for Running<'_> {
     fn drop(&mut self) {
         if let Some(job) = self.job.take() {
+            let priority = job.priority();
             drop_quietly(job);
-            self.shared.job_abandoned();
+            self.shared.job_abandoned(priority);
         }
     }
 }
@@ -63,7 +64,9 @@ impl Running<'_> {
         let too_late = shared
             .config()
             .queue_timeout
-            .is_some_and(|t| queue_wait > t);
+            .is_some_and(|t| queue_wait > t)
+            || job.deadline().is_some_and(|deadline| started >= deadline);
+        let priority = job.priority();
         let (outcome, ran) = if too_late || shared.drop_at_dequeue(queue_wait) {
             (
                 job.as_mut().fail(JobError::Expired, Outcome::Expired),
@@ -79,6 +82,7 @@ impl Running<'_> {
             drop_quietly(job);
         }
         let end = Ended {
+            priority,
             outcome,
             at: ended,
             queue_wait,

@@ -2,12 +2,15 @@
 //! the concurrency limit stays within its range.
 //!
 //! Random pools (sizes, concurrency limit, queue timeout, scale-up threshold and cooldown) run random sequences of
-//! submit / try_submit / submit_timeout, handle drops, aborts and detaches, panicking, slow,
+//! submit / try_submit / submit_timeout, and try_submit_with / submit_with with random
+//! priorities and deadlines (some already past, some passing while the job is queued), so that
+//! jobs displace each other from full queues and expire unrun; handle drops, aborts and detaches, panicking, slow,
 //! never-ending jobs and jobs that panic when dropped, closes and shutdowns: on a paused-clock
 //! runtime (so time-dependent paths run without real waiting), and on a multi-threaded runtime
 //! with real time (workers and the test race for real). Afterwards:
 //!
-//! * `submitted == completed + panicked + cancelled + expired + abandoned`, nothing queued or busy;
+//! * `submitted == completed + panicked + cancelled + expired + displaced + abandoned`, nothing
+//!   queued or busy, and the same for each priority, whose counts add up to the totals;
 //! * admissions and sheds seen by the caller match the counters exactly;
 //! * every handle still held resolves (no job is lost), to a result its job could produce;
 //! * the outcome counted for each job is the one its handle reports: per outcome, the counter is
@@ -24,7 +27,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use proptest::prelude::*;
-use spillway::{JobError, JobHandle, Limit, Pool};
+use spillway::{JobError, JobHandle, JobOptions, Limit, Pool, Priority};
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -45,6 +48,8 @@ enum Op {
     TrySubmit(Kind),
     Submit(Kind),
     SubmitTimeout(Kind, u64),
+    TrySubmitWith(Kind, Priority, Option<u64>),
+    SubmitWith(Kind, Priority, Option<u64>),
     Drop(usize),
     Abort(usize),
     Detach(usize),
@@ -66,9 +71,20 @@ fn kind() -> impl Strategy<Value = Kind> {
     ]
 }
 
+fn priority() -> impl Strategy<Value = Priority> {
+    prop::sample::select(Priority::ALL.to_vec())
+}
+
+/// A deadline this many milliseconds ahead (0: passed already), or none.
+fn deadline() -> impl Strategy<Value = Option<u64>> {
+    proptest::option::of(0u64..40)
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => kind().prop_map(Op::TrySubmit),
+        6 => (kind(), priority(), deadline()).prop_map(|(k, p, d)| Op::TrySubmitWith(k, p, d)),
+        2 => (kind(), priority(), deadline()).prop_map(|(k, p, d)| Op::SubmitWith(k, p, d)),
         2 => kind().prop_map(Op::Submit),
         2 => (kind(), 0u64..20).prop_map(|(k, t)| Op::SubmitTimeout(k, t)),
         2 => any::<usize>().prop_map(Op::Drop),
@@ -263,8 +279,12 @@ fn plausible(kind: Kind, aborted: bool, clock: Clock, result: &Result<u32, JobEr
             matches!(kind, Kind::Panic | Kind::SleepThenPanic(_)) && !aborted
         }
         Err(JobError::Cancelled) => aborted || matches!(clock, Clock::Real),
-        Err(JobError::Expired | JobError::Abandoned) if matches!(kind, Kind::AbortsItself) => true,
-        Err(JobError::Expired | JobError::Abandoned) => !aborted,
+        Err(JobError::Expired | JobError::Abandoned | JobError::Displaced)
+            if matches!(kind, Kind::AbortsItself) =>
+        {
+            true
+        }
+        Err(JobError::Expired | JobError::Abandoned | JobError::Displaced) => !aborted,
         Err(_) => false,
     }
 }
@@ -346,6 +366,27 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
                     .map_err(drop_given_back);
                 admit(result, k, slot, &mut held);
             }
+            Op::TrySubmitWith(k, p, d) => {
+                let slot = Slot::default();
+                let result = pool
+                    .try_submit_with(options(p, d, clock), job(k, clock, &slot))
+                    .map_err(drop_given_back);
+                admit(result, k, slot, &mut held);
+            }
+            Op::SubmitWith(k, p, d) => {
+                let slot = Slot::default();
+                // Without a deadline it may wait forever: bounded as `Submit` is.
+                let wait = tokio::time::timeout(
+                    clock.ms(50),
+                    pool.submit_with(options(p, d, clock), job(k, clock, &slot)),
+                );
+                let mut wait = Box::pin(wait);
+                let waited = std::future::poll_fn(|cx| given_back(|| wait.as_mut().poll(cx))).await;
+                drop_given_back(wait);
+                if let Ok(result) = waited {
+                    admit(result.map_err(drop_given_back), k, slot, &mut held);
+                }
+            }
             Op::Drop(i) if !held.is_empty() => {
                 drop(held.remove(i % held.len()).take());
                 let_go += 1;
@@ -382,8 +423,10 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
     prop_assert_eq!(m.unaccounted(), 0, "{:?}", m);
     prop_assert_eq!(m.ended(), m.submitted);
     prop_assert!(report.drained + report.abandoned <= m.submitted);
+    check_priorities(&m)?;
 
-    let mut reported = [0u64; 5]; // completed, panicked, cancelled, expired, abandoned
+    // completed, panicked, cancelled, expired, abandoned, displaced
+    let mut reported = [0u64; 6];
     for h in held {
         // Every job has ended, so every handle resolves without waiting.
         let result = tokio::time::timeout(Duration::from_secs(1), h.take())
@@ -398,11 +441,23 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         );
         reported[outcome(&result)] += 1;
     }
-    let counted = [m.completed, m.panicked, m.cancelled, m.expired, m.abandoned];
-    for (i, name) in ["completed", "panicked", "cancelled", "expired", "abandoned"]
-        .into_iter()
-        .enumerate()
-    {
+    let counted = [
+        m.completed,
+        m.panicked,
+        m.cancelled,
+        m.expired,
+        m.abandoned,
+        m.displaced,
+    ];
+    let names = [
+        "completed",
+        "panicked",
+        "cancelled",
+        "expired",
+        "abandoned",
+        "displaced",
+    ];
+    for (i, name) in names.into_iter().enumerate() {
         prop_assert!(
             counted[i] >= reported[i],
             "{} handles report {}, {} counted: {:?}",
@@ -441,8 +496,42 @@ fn outcome(result: &Result<u32, JobError>) -> usize {
         Err(JobError::Panicked(_)) => 1,
         Err(JobError::Cancelled) => 2,
         Err(JobError::Expired) => 3,
+        Err(JobError::Displaced) => 5,
         Err(_) => 4,
     }
+}
+
+/// The options of a `*_with` submission: a deadline `ms` ahead on the runtime's clock.
+fn options(priority: Priority, ms: Option<u64>, clock: Clock) -> JobOptions {
+    let opts = JobOptions::new().priority(priority);
+    match ms {
+        // The runtime's clock (virtual when paused), as the pool reads it.
+        Some(ms) => opts.deadline(tokio::time::Instant::now().into_std() + clock.ms(ms)),
+        None => opts,
+    }
+}
+
+/// The accounting identity holds per priority at rest, and the priorities add up to the totals.
+fn check_priorities(m: &spillway::Snapshot) -> Result<(), TestCaseError> {
+    let mut sums = [0u64; 5];
+    for (priority, c) in m.by_priority.iter() {
+        prop_assert_eq!((c.queued, c.busy), (0, 0), "{}", priority);
+        prop_assert_eq!(c.unaccounted(), 0, "{}: {:?}", priority, c);
+        for (sum, value) in sums.iter_mut().zip([
+            c.submitted,
+            c.ended(),
+            c.displaced,
+            c.expired,
+            c.shed_full + c.shed_closed + c.shed_expired,
+        ]) {
+            *sum += value;
+        }
+    }
+    prop_assert_eq!(
+        sums,
+        [m.submitted, m.ended(), m.displaced, m.expired, m.shed()]
+    );
+    Ok(())
 }
 
 /// Runs one case on `rt`; a case still running after `limit` (of the runtime's clock) fails as a

@@ -75,7 +75,7 @@ async fn offer(
             match pool.try_submit(job) {
                 Ok(handle) => handle.detach(),
                 Err(TrySubmitError::Full(_)) => shed += 1,
-                Err(TrySubmitError::Closed(_)) => panic!("the pool is open"),
+                Err(error) => panic!("the pool is open, no deadline: {error}"),
             }
         }
         next += tick;

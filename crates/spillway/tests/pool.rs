@@ -801,13 +801,15 @@ async fn two_pools_in_one_registry_share_each_family() {
     encode(&mut text, &registry).unwrap();
 
     let families = strict_exposition_check(&text);
-    assert_eq!(families.len(), 12, "{text}");
+    assert_eq!(families.len(), 15, "{text}");
     for line in [
         r#"spillway_workers_max{pool="api"} 2"#,
         r#"spillway_limit{pool="api"} 2"#,
         r#"spillway_workers_max{pool="batch"} 3"#,
         r#"spillway_jobs_ended_total{pool="api",outcome="completed"} 1"#,
         r#"spillway_jobs_ended_total{pool="batch",outcome="completed"} 0"#,
+        r#"spillway_priority_jobs_ended_total{pool="api",priority="normal",outcome="completed"} 1"#,
+        r#"spillway_priority_jobs_ended_total{pool="api",priority="low",outcome="displaced"} 0"#,
     ] {
         assert!(text.contains(line), "missing {line:?} in:\n{text}");
     }
@@ -816,7 +818,7 @@ async fn two_pools_in_one_registry_share_each_family() {
     metrics.add(&late);
     let mut text = String::new();
     encode(&mut text, &registry).unwrap();
-    assert_eq!(strict_exposition_check(&text).len(), 12);
+    assert_eq!(strict_exposition_check(&text).len(), 15);
     assert!(
         text.contains(r#"spillway_queue_capacity{pool="late"} 10000"#),
         "{text}"

@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::queue::{Permit, Queue, Refused, Ticket};
+use crate::queue::{LANES, Permit, Queue, Refused, Ticket};
 use crate::scaler::Observation;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
@@ -99,13 +99,24 @@ impl<T> Counts<T> {
 
     /// Stores an admitted item in its slot. Says whether a parked worker must be woken for it
     /// (read after the push: see "parked before the last look").
-    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T) -> Pushed {
-        let ticket = permit.push(item);
+    pub(crate) fn push(&self, permit: Permit<'_, T>, item: T, lane: usize) -> Pushed {
+        let ticket = permit.push(item, lane);
         fence(Ordering::SeqCst); // pairs with the fences in `park` and `retire`
         Pushed {
             ticket,
             wake: self.parked.load(Ordering::SeqCst) > 0,
         }
+    }
+
+    /// Stores `make()` in `lane` in place of the newest item of the lowest lane below it, and
+    /// returns where it waits and the displaced item ("displacement", in `queue.rs`). The queue
+    /// count does not move, so no worker needs waking and none may retire for it.
+    pub(crate) fn displace(
+        &self,
+        lane: usize,
+        make: impl FnOnce() -> T,
+    ) -> Result<(Ticket, T), Refused> {
+        self.queue.displace(lane, make)
     }
 
     /// Takes a queued item back out ("removal") and ends it with `end` before its slot is
@@ -277,6 +288,11 @@ impl<T> Counts<T> {
         self.queue.len()
     }
 
+    /// Items stored per lane.
+    pub(crate) fn queued_by_lane(&self) -> [usize; LANES] {
+        self.queue.stored_by_lane()
+    }
+
     pub(crate) fn capacity(&self) -> usize {
         self.queue.capacity()
     }
@@ -298,7 +314,7 @@ mod tests {
     fn a_taken_job_counts_busy_until_it_ends() {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
-        assert!(!counts.push(permit, 1).wake, "nobody parked: no wake-up");
+        assert!(!counts.push(permit, 1, 1).wake, "nobody parked: no wake-up");
         assert_eq!(counts.take_next(), Some((1, 1)));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
@@ -309,15 +325,15 @@ mod tests {
     fn a_push_wakes_only_when_someone_is_parked() {
         let counts = Counts::new(2, 0, 1);
         let parked = counts.park();
-        assert!(counts.push(counts.try_reserve().expect("room"), 1).wake);
+        assert!(counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
         drop(parked);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 2).wake);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 2, 1).wake);
     }
 
     #[test]
     fn a_removed_job_never_counts_busy() {
         let counts = Counts::new(1, 0, 1);
-        let pushed = counts.push(counts.try_reserve().expect("room"), 3);
+        let pushed = counts.push(counts.try_reserve().expect("room"), 3, 1);
         let mut ended = None;
         assert!(counts.remove(pushed.ticket, |job| ended = Some(job)));
         assert_eq!(ended, Some(3));
@@ -344,7 +360,7 @@ mod tests {
         assert!(counts.retire(), "above the minimum, nothing queued");
         assert!(!counts.retire(), "at the minimum");
         assert_eq!(counts.claim_workers(1), 1);
-        assert!(!counts.push(counts.try_reserve().expect("room"), 7).wake);
+        assert!(!counts.push(counts.try_reserve().expect("room"), 7, 1).wake);
         assert!(
             !counts.retire(),
             "a job is queued: the worker counts itself back in"
@@ -376,7 +392,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(2, 0, 2));
             for job in [1, 2] {
-                let _ = counts.push(counts.try_reserve().expect("room"), job);
+                let _ = counts.push(counts.try_reserve().expect("room"), job, 1);
             }
             let workers: Vec<_> = (0..2)
                 .map(|_| {
@@ -426,7 +442,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 42).wake {
+            if counts.push(permit, 42, 1).wake {
                 work.notify();
             }
             assert_eq!(worker.join().unwrap(), 42);
@@ -490,7 +506,7 @@ mod loom_tests {
                 })
             };
             let permit = counts.try_reserve().expect("an empty queue has room");
-            if counts.push(permit, 7).wake {
+            if counts.push(permit, 7, 1).wake {
                 work.notify();
             }
             let policy = Policy {
@@ -548,12 +564,12 @@ mod loom_tests {
             loom::model(move || {
                 let counts = Arc::new(Counts::new(2, 0, 1));
                 assert_eq!(counts.claim_workers(1), 1);
-                assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
+                assert!(!counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
                 let pusher = {
                     let counts = counts.clone();
                     thread::spawn(move || match counts.try_reserve() {
                         Ok(permit) => {
-                            let _ = counts.push(permit, 2);
+                            let _ = counts.push(permit, 2, 1);
                             (1, abandon_if_orphaned(&counts))
                         }
                         Err(_) => (0, 0),
@@ -594,7 +610,7 @@ mod loom_tests {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 0, 1));
             let tasks = Arc::new(crate::sync::Mutex::new(0usize)); // workers started
-            assert!(!counts.push(counts.try_reserve().expect("room"), 1).wake);
+            assert!(!counts.push(counts.try_reserve().expect("room"), 1, 1).wake);
             counts.close();
             let grower = {
                 let (counts, tasks) = (counts.clone(), tasks.clone());
@@ -645,7 +661,7 @@ mod loom_tests {
     fn loom_removal_races_a_workers_take() {
         loom::model(|| {
             let counts = Arc::new(Counts::new(1, 1, 1));
-            let pushed = counts.push(counts.try_reserve().expect("room"), 9);
+            let pushed = counts.push(counts.try_reserve().expect("room"), 9, 1);
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {

@@ -49,10 +49,11 @@ use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
-use crate::job::{self, BoxJob, JobHandle, Outcome, Unqueue, drop_quietly};
+use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
 use crate::limit::{Bounds, Sample};
-use crate::metrics::{Latency, Metrics, Snapshot};
-use crate::queue::{Refused, Ticket};
+use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
+use crate::priority::{JobOptions, Priority};
+use crate::queue::{Permit, Refused, Ticket};
 use crate::scaler::{self, Decision};
 use crate::sync::lock_std;
 
@@ -130,45 +131,49 @@ impl Shared {
 
     // ---- admission ----
 
-    /// Admits `job` if there is room now; counts a refusal as shed.
+    /// Admits `job` with `opts` if there is room now; counts a refusal as shed.
     pub(crate) fn try_admit<F>(
         self: &Arc<Self>,
         job: F,
+        opts: JobOptions,
     ) -> Result<JobHandle<F::Output>, (Refused, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.admit(job)
-            .inspect_err(|(refused, _)| self.count_shed(*refused))
+        let priority = opts.get_priority();
+        self.admit(job, opts)
+            .inspect_err(|(refused, _)| self.count_shed(*refused, priority))
     }
 
-    /// Admits `job`, waiting for room until `deadline` (forever if `None`). `Refused::Full` means
-    /// the deadline passed. Counts a refusal as shed, once.
+    /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
+    /// `Refused::Full` means the wait timed out. Counts a refusal as shed, once.
     pub(crate) async fn admit_until<F>(
         self: &Arc<Self>,
         mut job: F,
-        deadline: Option<Instant>,
+        opts: JobOptions,
+        wait_until: Option<Instant>,
     ) -> Result<JobHandle<F::Output>, (Refused, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let priority = opts.get_priority();
         loop {
             // Register interest before looking, so that a slot freed in between wakes us.
             let room = self.room.notified();
             let mut room = pin!(room);
             room.as_mut().enable();
             let _waiting = Waiting::new(&self.waiting_submitters);
-            match self.admit(job) {
+            match self.admit(job, opts) {
                 Ok(handle) => return Ok(handle),
-                Err((Refused::Closed, returned)) => {
-                    self.count_shed(Refused::Closed);
-                    return Err((Refused::Closed, returned));
-                }
                 Err((Refused::Full, returned)) => job = returned,
+                Err((refused, returned)) => {
+                    self.count_shed(refused, priority);
+                    return Err((refused, returned));
+                }
             }
-            let timed_out = match deadline {
+            let timed_out = match wait_until {
                 None => {
                     room.await;
                     false
@@ -176,58 +181,125 @@ impl Shared {
                 Some(deadline) => tokio::time::timeout_at(deadline, room).await.is_err(),
             };
             if timed_out {
-                self.count_shed(Refused::Full);
+                self.count_shed(Refused::Full, priority);
                 return Err((Refused::Full, job));
             }
         }
     }
 
-    /// The admission check: reserves a slot (nothing is allocated for a refused job), queues the
-    /// job, wakes a parked worker if one waits, and lets the scaling policy start workers. Under a
-    /// concurrency limit, a job beyond `limit + queue bound` in flight is refused as full first.
-    fn admit<F>(self: &Arc<Self>, job: F) -> Result<JobHandle<F::Output>, (Refused, F)>
+    /// The admission check: refuses a job whose deadline has passed, reserves a slot (nothing is
+    /// allocated for a refused job) or displaces a job of lower priority from a full queue,
+    /// queues the job, wakes a parked worker if one waits, and lets the scaling policy start
+    /// workers.
+    fn admit<F>(
+        self: &Arc<Self>,
+        job: F,
+        opts: JobOptions,
+    ) -> Result<JobHandle<F::Output>, (Refused, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        let deadline = opts.get_deadline().map(Instant::from_std);
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err((Refused::Late, job));
+        }
+        let priority = opts.get_priority();
+        let permit = match self.reserve() {
+            Ok(permit) => permit,
+            Err(Refused::Full) if priority > Priority::Low => {
+                return self.displace(job, priority, deadline);
+            }
+            Err(refused) => return Err((refused, job)),
+        };
+        self.metrics.lane(priority).submitted.inc();
+        let (job, mut handle) = job::new(job, meta(priority, deadline));
+        let pushed = self.counts.push(permit, job, priority.index());
+        if pushed.wake {
+            self.work.notify_one();
+        }
+        self.maybe_grow();
+        self.queued_at(&mut handle, pushed.ticket);
+        Ok(handle)
+    }
+
+    /// Reserves a queue slot. Under a concurrency limit, a job beyond `limit + queue bound` in
+    /// flight is refused as full first.
+    fn reserve(&self) -> Result<Permit<'_, BoxJob>, Refused> {
         if self.limiter.bounds_queue()
             && !self
                 .limiter
                 .has_room(self.counts.busy(), self.counts.queued())
         {
-            let refused = if self.counts.is_closed() {
+            return Err(if self.counts.is_closed() {
                 Refused::Closed
             } else {
                 Refused::Full
-            };
-            return Err((refused, job));
+            });
         }
-        let permit = match self.counts.try_reserve() {
-            Ok(permit) => permit,
-            Err(refused) => return Err((refused, job)),
+        self.counts.try_reserve()
+    }
+
+    /// A full queue: queues `job` in place of the newest queued job of the lowest priority below
+    /// `priority` ("displacement", in `queue.rs`), which ends as displaced. Refused as full,
+    /// without allocating, when there is no such job.
+    fn displace<F>(
+        self: &Arc<Self>,
+        job: F,
+        priority: Priority,
+        deadline: Option<Instant>,
+    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let mut job = Some(job);
+        let mut handle = None;
+        let displaced = self.counts.displace(priority.index(), || {
+            // Under the queue's lock, and only once the displacement is sure.
+            self.metrics.lane(priority).submitted.inc();
+            let future = job.take().expect("made once");
+            let (boxed, made) = job::new(future, meta(priority, deadline));
+            handle = Some(made);
+            boxed
+        });
+        let (ticket, displaced) = match displaced {
+            Ok(displaced) => displaced,
+            Err(refused) => return Err((refused, job.take().expect("not made"))),
         };
-        self.metrics.submitted.inc();
-        let (job, mut handle) = job::new(job, Instant::now());
-        let pushed = self.counts.push(permit, job);
-        if pushed.wake {
-            self.work.notify_one();
-        }
-        self.maybe_grow();
-        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
-        let queue: Weak<Shared> = Arc::downgrade(self);
-        handle.queued_at(queue, pushed.ticket);
-        // Read after the push: no worker may start and none is left to take the job.
-        self.abandon_if_orphaned();
+        self.end_unrun(displaced, JobError::Displaced, Outcome::Displaced);
+        let mut handle = handle.expect("made with the displacement");
+        self.queued_at(&mut handle, ticket);
         Ok(handle)
     }
 
-    fn count_shed(&self, refused: Refused) {
+    /// Tells `handle` where its job waits, then abandons the job if no worker may take it.
+    fn queued_at<T>(self: &Arc<Self>, handle: &mut JobHandle<T>, ticket: Ticket) {
+        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
+        let queue: Weak<Shared> = Arc::downgrade(self);
+        handle.queued_at(queue, ticket);
+        // Read after the push: no worker may start and none is left to take the job.
+        self.abandon_if_orphaned();
+    }
+
+    /// Ends a job that left the queue without reaching a worker, and counts it by its outcome
+    /// (or as cancelled, if its handle was aborted first). Its future is user code: it is
+    /// dropped outside every lock, quietly.
+    fn end_unrun(&self, mut job: BoxJob, error: JobError, outcome: Outcome) {
+        let outcome = job.as_mut().fail(error, outcome);
+        self.metrics.count(job.priority(), outcome);
+        drop_quietly(job);
+    }
+
+    fn count_shed(&self, refused: Refused, priority: Priority) {
+        let lane = self.metrics.lane(priority);
         match refused {
             Refused::Full => {
-                self.metrics.shed_full.inc();
+                lane.shed_full.inc();
                 self.limiter.shed();
             }
-            Refused::Closed => self.metrics.shed_closed.inc(),
+            Refused::Closed => lane.shed_closed.inc(),
+            Refused::Late => lane.shed_expired.inc(),
         }
     }
 
@@ -344,6 +416,7 @@ impl Shared {
         } else {
             self.counts.take_next_within(self.limiter.limit())?
         };
+        self.metrics.started(job.priority());
         self.left_queue();
         Some(Taken { job, in_flight })
     }
@@ -385,7 +458,7 @@ impl Shared {
     /// learns from them (a job that expired is a dropped sample; a cancelled one says nothing).
     pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
         self.metrics
-            .record(ended.outcome, ended.queue_wait, ended.run);
+            .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
         if self.limiter.is_fixed() {
             return;
@@ -412,8 +485,8 @@ impl Shared {
     }
 
     /// A taken job was dropped unfinished because its worker was stopped (shutdown deadline).
-    pub(crate) fn job_abandoned(&self) {
-        self.metrics.abandoned.inc();
+    pub(crate) fn job_abandoned(&self, priority: Priority) {
+        self.metrics.abandoned(priority);
         self.counts.end_job();
     }
 
@@ -512,13 +585,9 @@ impl Shared {
     /// Ends every job queued now as abandoned, each counted before its slot is released, whatever
     /// its drop does. Returns whether the queue is drained (see [`Counts::drain_unrun`]).
     fn abandon_now(&self) -> bool {
-        self.counts.drain_unrun(|mut job: BoxJob| {
-            // A handle aborted just before reports `Cancelled`, and is counted so.
-            let outcome = job.as_mut().fail(JobError::Abandoned, Outcome::Abandoned);
-            self.metrics.count(outcome);
-            // The job's future is user code: its drop may panic.
-            drop_quietly(job);
-        })
+        // A handle aborted just before reports `Cancelled`, and is counted so.
+        self.counts
+            .drain_unrun(|job| self.end_unrun(job, JobError::Abandoned, Outcome::Abandoned))
     }
 
     // ---- readings ----
@@ -526,17 +595,13 @@ impl Shared {
     pub(crate) fn snapshot(&self) -> Snapshot {
         // Read in the order a job moves (admitted, queued, busy, ended), each step recorded
         // before the previous one is undone, so a moving job is seen twice, never missed.
-        let m = &self.metrics;
-        let submitted = m.submitted.get();
+        let submitted_by = self.metrics.submitted();
         let queued = self.counts.queued();
         let busy = self.counts.busy();
-        let (completed, panicked, cancelled, expired, abandoned) = (
-            m.completed.get(),
-            m.panicked.get(),
-            m.cancelled.get(),
-            m.expired.get(),
-            m.abandoned.get(),
-        );
+        let queued_by = self.counts.queued_by_lane();
+        let by_priority = self.metrics.by_priority(submitted_by, queued_by);
+        let sum =
+            |count: fn(&PriorityCounts) -> u64| by_priority.iter().map(|(_, c)| count(c)).sum();
         let timings = self.metrics.timings();
         Snapshot {
             name: self.config.name.clone(),
@@ -546,14 +611,17 @@ impl Shared {
             queue_capacity: self.counts.capacity(),
             max_workers: self.config.policy.max_workers,
             limit: self.limiter.limit(),
-            submitted,
-            completed,
-            panicked,
-            cancelled,
-            expired,
-            abandoned,
-            shed_full: m.shed_full.get(),
-            shed_closed: m.shed_closed.get(),
+            submitted: submitted_by.iter().sum(),
+            completed: sum(|c| c.completed),
+            panicked: sum(|c| c.panicked),
+            cancelled: sum(|c| c.cancelled),
+            expired: sum(|c| c.expired),
+            displaced: sum(|c| c.displaced),
+            abandoned: sum(|c| c.abandoned),
+            shed_full: sum(|c| c.shed_full),
+            shed_closed: sum(|c| c.shed_closed),
+            shed_expired: sum(|c| c.shed_expired),
+            by_priority,
             queue_wait: Latency::from_histogram(&timings.queue_wait),
             run_time: Latency::from_histogram(&timings.run),
             total: Latency::from_histogram(&timings.total),
@@ -578,7 +646,7 @@ impl Unqueue for Shared {
         let mut removed = None;
         let found = self.counts.remove(ticket, |mut job: BoxJob| {
             let _ = job.as_mut().fail(JobError::Cancelled, Outcome::Cancelled);
-            self.metrics.cancelled.inc();
+            self.metrics.lane(job.priority()).cancelled.inc();
             removed = Some(job);
         });
         if found {
@@ -630,6 +698,7 @@ pub(crate) struct Taken {
 
 /// How a taken job ended, as [`Shared::job_ended`] records it.
 pub(crate) struct Ended {
+    pub(crate) priority: Priority,
     pub(crate) outcome: Outcome,
     /// When it ended (the worker's one clock read).
     pub(crate) at: Instant,
@@ -638,6 +707,15 @@ pub(crate) struct Ended {
     pub(crate) run: Option<Duration>,
     /// From [`Taken::in_flight`].
     pub(crate) in_flight: usize,
+}
+
+/// What a job of `priority` admitted now carries.
+fn meta(priority: Priority, deadline: Option<Instant>) -> Meta {
+    Meta {
+        admitted_at: Instant::now(),
+        deadline,
+        priority,
+    }
 }
 
 /// Counts a submitter waiting for room while it waits.

@@ -41,6 +41,12 @@ pub enum ShedReason {
     Expired,
     /// The pool's shutdown deadline passed before the request finished.
     Abandoned,
+    /// The queue was full and a request of higher [priority](crate::Priority) took this one's
+    /// place before it ran.
+    Displaced,
+    /// The request's deadline (set by [`PoolLayer::classify`](crate::PoolLayer::classify)) had
+    /// passed already when it arrived.
+    DeadlinePassed,
 }
 
 impl fmt::Display for ShedReason {
@@ -51,6 +57,8 @@ impl fmt::Display for ShedReason {
             ShedReason::Closed => "pool closed",
             ShedReason::Expired => "expired in the queue",
             ShedReason::Abandoned => "abandoned at shutdown",
+            ShedReason::Displaced => "displaced by a request of higher priority",
+            ShedReason::DeadlinePassed => "deadline already passed",
         })
     }
 }

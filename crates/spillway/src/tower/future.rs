@@ -95,6 +95,7 @@ fn job_error(error: JobError) -> BoxError {
     match error {
         JobError::Expired => Box::new(Overloaded::new(ShedReason::Expired)),
         JobError::Abandoned => Box::new(Overloaded::new(ShedReason::Abandoned)),
+        JobError::Displaced => Box::new(Overloaded::new(ShedReason::Displaced)),
         // Panicked, and Cancelled (which needs the handle gone, so is never seen here).
         error @ (JobError::Panicked(_) | JobError::Cancelled) => Box::new(error),
     }

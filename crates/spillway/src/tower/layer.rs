@@ -1,5 +1,6 @@
 //! [`PoolLayer`]: wraps services in a [`PoolService`].
 
+use std::fmt;
 use std::time::Duration;
 
 use tower_layer::Layer;
@@ -121,10 +122,20 @@ use crate::pool::Pool;
 /// }
 /// # }
 /// ```
-#[derive(Clone, Debug)]
-pub struct PoolLayer {
+#[derive(Clone)]
+pub struct PoolLayer<C = ()> {
     pool: Pool,
     wait: Option<Duration>,
+    classify: C,
+}
+
+impl<C> fmt::Debug for PoolLayer<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolLayer")
+            .field("pool", &self.pool)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl PoolLayer {
@@ -142,7 +153,67 @@ impl PoolLayer {
     /// # }
     /// ```
     pub fn new(pool: Pool) -> Self {
-        PoolLayer { pool, wait: None }
+        PoolLayer {
+            pool,
+            wait: None,
+            classify: (),
+        }
+    }
+}
+
+impl<C> PoolLayer<C> {
+    /// Picks each request's [`JobOptions`](crate::JobOptions), its
+    /// [`Priority`](crate::Priority) and deadline, with `classify` (any
+    /// `Fn(&Request) -> JobOptions`; see [`Classify`](crate::Classify)). Without it every
+    /// request runs as `Normal`, with no deadline.
+    ///
+    /// Under overload the pool then serves critical requests first and sheds low ones first
+    /// (a low request may even be [displaced](crate::ShedReason::Displaced) from the queue by a
+    /// higher one), and a request still queued at its deadline is shed with
+    /// [`ShedReason::Expired`](crate::ShedReason::Expired) instead of running for a caller that
+    /// has given up. Priorities read from a request header must come from a trusted proxy that
+    /// sets or strips that header, or any client can claim `critical`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::{Duration, Instant};
+    /// use axum::{Router, body::Body, http::Request, routing::get};
+    /// use spillway::{JobOptions, Pool, PoolLayer, Priority};
+    /// use tower::ServiceExt;
+    ///
+    /// fn classify(request: &Request<Body>) -> JobOptions {
+    ///     let priority = request
+    ///         .headers()
+    ///         .get("x-priority")
+    ///         .and_then(|value| value.to_str().ok()?.parse().ok())
+    ///         .unwrap_or(Priority::Normal);
+    ///     // The caller gives up after 200 ms: do not start its work after that.
+    ///     JobOptions::new()
+    ///         .priority(priority)
+    ///         .deadline(Instant::now() + Duration::from_millis(200))
+    /// }
+    ///
+    /// let pool = Pool::builder().build().unwrap();
+    /// let app = Router::new()
+    ///     .route("/checkout", get(|| async { "paid" }))
+    ///     .layer(PoolLayer::new(pool.clone()).classify(classify));
+    ///
+    /// let request = Request::get("/checkout")
+    ///     .header("x-priority", "critical")
+    ///     .body(Body::empty())
+    ///     .unwrap();
+    /// let response = app.oneshot(request).await.unwrap();
+    /// assert_eq!(response.status(), 200);
+    /// assert_eq!(pool.metrics().by_priority[Priority::Critical].completed, 1);
+    /// # }
+    /// ```
+    pub fn classify<C2>(self, classify: C2) -> PoolLayer<C2> {
+        PoolLayer {
+            pool: self.pool,
+            wait: self.wait,
+            classify,
+        }
     }
 
     /// Instead of shedding at once, the response future waits up to `timeout` for a slot in the
@@ -170,11 +241,11 @@ impl PoolLayer {
     }
 }
 
-impl<S> Layer<S> for PoolLayer {
-    type Service = PoolService<S>;
+impl<S, C: Clone> Layer<S> for PoolLayer<C> {
+    type Service = PoolService<S, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let service = PoolService::new(inner, self.pool.clone());
+        let service = PoolService::new(inner, self.pool.clone()).classify(self.classify.clone());
         match self.wait {
             Some(timeout) => service.wait(timeout),
             None => service,

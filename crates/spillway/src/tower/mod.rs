@@ -32,4 +32,4 @@ mod service;
 pub use self::error::{BoxError, Overloaded, ShedReason};
 pub use self::future::ResponseFuture;
 pub use self::layer::PoolLayer;
-pub use self::service::PoolService;
+pub use self::service::{Classify, PoolService};

@@ -1,5 +1,6 @@
 //! [`PoolService`]: runs each response future of an inner service as a pool job.
 
+use std::fmt;
 use std::future::Future;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -11,6 +12,7 @@ use super::error::{BoxError, ShedReason};
 use super::future::ResponseFuture;
 use crate::error::{SubmitTimeoutError, TrySubmitError};
 use crate::pool::Pool;
+use crate::priority::JobOptions;
 
 /// A [`Service`] that runs the inner service's response futures as jobs of a [`Pool`], and sheds
 /// requests the pool has no room for. Usually made by a [`PoolLayer`](crate::PoolLayer).
@@ -42,11 +44,64 @@ use crate::pool::Pool;
 /// assert_eq!(pool.metrics().completed, 1);
 /// # }
 /// ```
-#[derive(Clone, Debug)]
-pub struct PoolService<S> {
+#[derive(Clone)]
+pub struct PoolService<S, C = ()> {
     inner: S,
     pool: Pool,
     wait: Option<Duration>,
+    classify: C,
+}
+
+/// How a [`PoolService`] picks each request's [`JobOptions`] (its [`Priority`](crate::Priority)
+/// and deadline), from the request, before the inner service sees it. Set it with
+/// [`PoolLayer::classify`](crate::PoolLayer::classify) or [`PoolService::classify`].
+///
+/// Implemented for `()` (every request `Normal`, no deadline: the default) and for every
+/// `Fn(&Req) -> JobOptions`.
+///
+/// # Examples
+///
+/// ```
+/// use spillway::{Classify, JobOptions, Priority};
+///
+/// let by_path = |path: &&str| {
+///     if path.starts_with("/checkout") {
+///         JobOptions::new().priority(Priority::Critical)
+///     } else {
+///         JobOptions::new()
+///     }
+/// };
+/// assert_eq!(by_path.classify(&"/checkout/1").get_priority(), Priority::Critical);
+/// assert_eq!(Classify::<&str>::classify(&(), &"/checkout/1"), JobOptions::new());
+/// ```
+pub trait Classify<Req> {
+    /// The options of the job that will serve `request`.
+    fn classify(&self, request: &Req) -> JobOptions;
+}
+
+impl<Req> Classify<Req> for () {
+    fn classify(&self, _request: &Req) -> JobOptions {
+        JobOptions::new()
+    }
+}
+
+impl<Req, F> Classify<Req> for F
+where
+    F: Fn(&Req) -> JobOptions,
+{
+    fn classify(&self, request: &Req) -> JobOptions {
+        self(request)
+    }
+}
+
+impl<S: fmt::Debug, C> fmt::Debug for PoolService<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PoolService")
+            .field("inner", &self.inner)
+            .field("pool", &self.pool)
+            .field("wait", &self.wait)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<S> PoolService<S> {
@@ -69,6 +124,38 @@ impl<S> PoolService<S> {
             inner,
             pool,
             wait: None,
+            classify: (),
+        }
+    }
+}
+
+impl<S, C> PoolService<S, C> {
+    /// Picks each request's [`JobOptions`] (priority and deadline) with `classify`, instead of
+    /// running every request as `Normal` with no deadline. See
+    /// [`PoolLayer::classify`](crate::PoolLayer::classify).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use spillway::{JobOptions, Priority};
+    /// use tower::ServiceExt;
+    ///
+    /// let pool = spillway::Pool::builder().build().unwrap();
+    /// let service = spillway::PoolService::new(
+    ///     tower::service_fn(|n: u8| async move { Ok::<_, std::convert::Infallible>(n) }),
+    ///     pool.clone(),
+    /// )
+    /// .classify(|n: &u8| JobOptions::new().priority(if *n > 9 { Priority::High } else { Priority::Low }));
+    /// assert_eq!(service.oneshot(10).await.unwrap(), 10);
+    /// assert_eq!(pool.metrics().by_priority[Priority::High].completed, 1);
+    /// # }
+    /// ```
+    pub fn classify<C2>(self, classify: C2) -> PoolService<S, C2> {
+        PoolService {
+            inner: self.inner,
+            pool: self.pool,
+            wait: self.wait,
+            classify,
         }
     }
 
@@ -142,8 +229,9 @@ impl<S> PoolService<S> {
     }
 }
 
-impl<S, Req> Service<Req> for PoolService<S>
+impl<S, C, Req> Service<Req> for PoolService<S, C>
 where
+    C: Classify<Req>,
     S: Service<Req>,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
@@ -158,20 +246,29 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
+        let opts = self.classify.classify(&req);
         let job = run(self.inner.call(req));
         match self.wait {
-            None => match self.pool.try_submit(job) {
+            None => match self.pool.try_submit_with(opts, job) {
                 Ok(handle) => ResponseFuture::admitted(handle),
                 // The shed job is dropped here: the inner future never ran.
                 Err(TrySubmitError::Full(_)) => ResponseFuture::shed(ShedReason::QueueFull),
                 Err(TrySubmitError::Closed(_)) => ResponseFuture::shed(ShedReason::Closed),
+                Err(TrySubmitError::Expired(_)) => ResponseFuture::shed(ShedReason::DeadlinePassed),
             },
             Some(timeout) => {
                 let pool = self.pool.clone();
-                // The budget starts now, however late the server first polls the response.
-                let deadline = Instant::now().checked_add(timeout);
+                // The budget starts now, however late the server first polls the response, and
+                // never runs past the request's own deadline.
+                let deadline = match (
+                    Instant::now().checked_add(timeout),
+                    opts.get_deadline().map(Instant::from_std),
+                ) {
+                    (Some(wait), Some(job)) => Some(wait.min(job)),
+                    (wait, job) => wait.or(job),
+                };
                 ResponseFuture::admitting(Box::pin(async move {
-                    pool.submit_until(job, deadline)
+                    pool.admit_with(job, opts, deadline)
                         .await
                         .map_err(|error| match error {
                             SubmitTimeoutError::Timeout(_) => ShedReason::WaitTimedOut,
