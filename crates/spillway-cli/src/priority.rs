@@ -34,10 +34,8 @@ pub(crate) fn index(priority: Priority) -> usize {
 ///
 /// Any other name, with the names allowed.
 pub(crate) fn parse_priority(name: &str) -> Result<Priority, String> {
-    Priority::ALL
-        .into_iter()
-        .find(|p| p.as_str() == name)
-        .ok_or_else(|| format!("must be one of {}", names()))
+    name.parse::<Priority>()
+        .map_err(|_| format!("must be one of {}", names()))
 }
 
 /// The value of an `x-priority` header.

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body::Body as _;
 use prometheus_client::registry::Registry;
-use spillway::{BoxError, JobError, Overloaded, PoolLayer};
+use spillway::{BoxError, JobError, JobOptions, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
@@ -97,7 +97,13 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             admission_wait,
             ..
         } => {
-            let mut layer = PoolLayer::new(pool.clone());
+            // The priority and deadline `observe` read from the headers (pool mode only).
+            let mut layer = PoolLayer::new(pool.clone()).classify(|req: &Request| {
+                req.extensions()
+                    .get::<JobOptions>()
+                    .cloned()
+                    .unwrap_or_default()
+            });
             if let Some(wait) = *admission_wait {
                 layer = layer.wait(wait);
             }

@@ -110,13 +110,14 @@ fn settings(out: &mut String, report: &SimReport) {
 fn rows(out: &mut String, report: &SimReport) {
     let _ = writeln!(
         out,
-        "{:<14} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
+        "{:<14} {:>10} {:>9} {:>10} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
         "mode",
         "offered/s",
         "completed",
         "goodput/s",
         "shed",
         "expired",
+        "displaced",
         "peak RSS",
         "in flight",
         "p50 ms",
@@ -128,13 +129,14 @@ fn rows(out: &mut String, report: &SimReport) {
     for m in &report.modes {
         let _ = writeln!(
             out,
-            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
             m.mode,
             m.offered_per_s,
             m.completed,
             m.goodput_per_s,
             m.shed,
             m.expired,
+            m.displaced,
             human_bytes(m.peak_rss_bytes),
             m.peak_in_flight,
             m.latency_ms.p50,
@@ -155,13 +157,14 @@ fn priority_rows(out: &mut String, m: &ModeReport) {
     for (name, p) in m.priorities() {
         let _ = writeln!(
             out,
-            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
             format!("  {name}"),
             p.offered_per_s,
             p.completed,
             p.goodput_per_s,
             p.shed,
-            "",
+            p.expired,
+            p.displaced,
             "",
             "",
             p.latency_ms.p50,

@@ -159,7 +159,7 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
     out.push_str(
         "<div class=\"wrap\"><table>\n<thead><tr><th>mode</th><th>description</th><th>offered</th>\
          <th>offered/s</th><th>completed</th><th>goodput/s</th><th>shed</th>\
-         <th>expired</th><th>peak RSS</th><th>peak in flight</th><th>p50 (ms)</th>\
+         <th>expired</th><th>displaced</th><th>peak RSS</th><th>peak in flight</th><th>p50 (ms)</th>\
          <th>p99 (ms)</th><th>p99.9 (ms)</th><th>max (ms)</th><th>job-body mean (ms)</th>\
          <th>outcome</th></tr></thead>\n<tbody>\n",
     );
@@ -184,6 +184,7 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
             rate(m.goodput_per_s),
             count(m.shed),
             count(m.expired),
+            count(m.displaced),
             human_bytes(m.peak_rss_bytes),
             count(m.peak_in_flight),
             ms(l.p50),
@@ -221,7 +222,8 @@ fn priority_rows(out: &mut String, m: &ModeReport) -> Result<()> {
             count(p.completed),
             rate(p.goodput_per_s),
             count(p.shed),
-            String::new(),
+            count(p.expired),
+            count(p.displaced),
             String::new(),
             String::new(),
             ms(l.p50),
@@ -485,6 +487,7 @@ mod tests {
             goodput_per_s: 800.0,
             shed: 150,
             expired: 30,
+            displaced: 0,
             in_flight_at_end: 120,
             peak_rss_bytes: if oom { 9 << 30 } else { 412 << 20 },
             peak_in_flight: 5000,

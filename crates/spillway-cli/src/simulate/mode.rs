@@ -241,6 +241,25 @@ impl Runner {
         }
     }
 
+    /// Jobs pushed out of the queue by a job of higher priority.
+    fn displaced(&self) -> u64 {
+        match self {
+            Runner::Pool(pool) => pool.metrics().displaced,
+            _ => 0,
+        }
+    }
+
+    /// The pool's counts for `priority`: (expired, displaced); none without a pool.
+    fn ended_unrun(&self, priority: Priority) -> (u64, u64) {
+        match self {
+            Runner::Pool(pool) => {
+                let counts = pool.metrics().by_priority[priority];
+                (counts.expired, counts.displaced)
+            }
+            _ => (0, 0),
+        }
+    }
+
     /// The pool's concurrency limit now, if the mode runs a pool.
     fn limit(&self) -> Option<usize> {
         match self {
@@ -433,6 +452,7 @@ fn summarize(
         goodput_per_s: counts.goodput as f64 / elapsed,
         shed: counts.shed,
         expired: runner.expired(),
+        displaced: runner.displaced(),
         in_flight_at_end: counts.in_flight,
         peak_rss_bytes: watched.peak_rss,
         peak_in_flight: watched.peak_in_flight,
@@ -442,13 +462,14 @@ fn summarize(
         oom_at_s: watched.oom_at,
         elapsed_s: elapsed,
         series: watched.series,
-        by_priority: by_priority(cfg, ledger, elapsed),
+        by_priority: by_priority(cfg, runner, ledger, elapsed),
     }
 }
 
 /// Each priority offered (normal alone without a mix): its row, keyed by its name.
 fn by_priority(
     cfg: &ModeConfig,
+    runner: &Runner,
     ledger: &Ledger,
     elapsed: f64,
 ) -> std::collections::BTreeMap<String, PriorityRow> {
@@ -460,7 +481,10 @@ fn by_priority(
         .into_iter()
         .map(|p| {
             let counts = ledger.priority(priority::index(p));
+            let (expired, displaced) = runner.ended_unrun(p);
             let row = PriorityRow {
+                expired,
+                displaced,
                 offered: counts.offered,
                 offered_per_s: counts.offered as f64 / elapsed,
                 completed: counts.completed,

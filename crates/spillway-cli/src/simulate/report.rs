@@ -118,8 +118,12 @@ pub struct ModeReport {
     pub shed: u64,
     /// Jobs that waited too long in the queue and were not run.
     pub expired: u64,
+    /// Jobs pushed out of the queue by a job of higher priority, and not run (0 when every
+    /// job had one priority).
+    pub displaced: u64,
     /// Jobs still in flight (queued or running) when the mode ended, counted as they came and
-    /// went: `offered == completed + shed + expired + in_flight_at_end` unless a job was lost.
+    /// went: `offered == completed + shed + expired + displaced + in_flight_at_end` unless a
+    /// job was lost.
     pub in_flight_at_end: u64,
     /// Highest resident memory seen, in bytes.
     pub peak_rss_bytes: u64,
@@ -155,6 +159,10 @@ pub struct PriorityRow {
     pub goodput_per_s: f64,
     /// Jobs of this priority shed at once.
     pub shed: u64,
+    /// Jobs of this priority that waited too long in the queue and were not run.
+    pub expired: u64,
+    /// Jobs of this priority pushed out of the queue by a job of higher priority.
+    pub displaced: u64,
     /// End-to-end latency of this priority's completed jobs.
     pub latency_ms: LatencyMs,
 }
