@@ -128,8 +128,12 @@ impl Ledger {
     }
 
     /// The counts and latencies of the priority at `priority`.
-    pub(crate) fn priority(&self, priority: usize) -> PriorityCounts {
-        let book = self.book();
+    #[cfg(test)]
+    fn priority(&self, priority: usize) -> PriorityCounts {
+        self.priority_in(&self.book(), priority)
+    }
+
+    fn priority_in(&self, book: &Book, priority: usize) -> PriorityCounts {
         let part = &book.by_priority[priority];
         PriorityCounts {
             offered: self.offered_at[priority].load(Ordering::Relaxed),
@@ -140,13 +144,26 @@ impl Ledger {
         }
     }
 
+    /// The counts now, and those of each priority (by index in `Priority::ALL`), read under
+    /// one lock so that completions agree.
+    pub(crate) fn counts_by_priority(&self) -> (Counts, Vec<PriorityCounts>) {
+        let book = self.book();
+        let each = (0..PRIORITIES)
+            .map(|p| self.priority_in(&book, p))
+            .collect();
+        (self.counts_in(&book), each)
+    }
+
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
         self.book.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The counts now; completions are read with the in-flight count, under one lock.
     pub(crate) fn counts(&self) -> Counts {
-        let book = self.book();
+        self.counts_in(&self.book())
+    }
+
+    fn counts_in(&self, book: &Book) -> Counts {
         Counts {
             offered: self.offered.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),

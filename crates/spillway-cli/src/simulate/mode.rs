@@ -14,7 +14,7 @@ use spillway::{Limit, Pool, Priority};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
-use super::ledger::{Counts, Ledger};
+use super::ledger::{Counts, Ledger, PriorityCounts};
 use super::report::{LatencyMs, ModeReport, PriorityRow, SAMPLE_S, Sample};
 use super::scenario::{Arrivals, Phase};
 use crate::args::PoolArgs;
@@ -442,7 +442,7 @@ fn summarize(
     watched: Watched,
 ) -> ModeReport {
     let elapsed = ran_for.min(cfg.duration).as_secs_f64().max(0.001);
-    let counts = ledger.counts();
+    let (counts, each) = ledger.counts_by_priority();
     ModeReport {
         mode: cfg.mode.as_str().to_owned(),
         description,
@@ -462,7 +462,7 @@ fn summarize(
         oom_at_s: watched.oom_at,
         elapsed_s: elapsed,
         series: watched.series,
-        by_priority: by_priority(cfg, runner, ledger, elapsed),
+        by_priority: by_priority(cfg, runner, &each, elapsed),
     }
 }
 
@@ -470,7 +470,7 @@ fn summarize(
 fn by_priority(
     cfg: &ModeConfig,
     runner: &Runner,
-    ledger: &Ledger,
+    each: &[PriorityCounts],
     elapsed: f64,
 ) -> std::collections::BTreeMap<String, PriorityRow> {
     let offered: Vec<Priority> = match &cfg.mix {
@@ -480,7 +480,7 @@ fn by_priority(
     offered
         .into_iter()
         .map(|p| {
-            let counts = ledger.priority(priority::index(p));
+            let counts = &each[priority::index(p)];
             let (expired, displaced) = runner.ended_unrun(p);
             let row = PriorityRow {
                 expired,
