@@ -28,8 +28,18 @@
 //!   and the total the caller waits); with the `prometheus` feature (default)
 //!   [`Pool::register_metrics`] (one pool) or [`PoolMetrics`] (several pools in one registry)
 //!   export them through `prometheus-client`.
+//! * **Priorities and deadlines**: [`Pool::try_submit_with`] and [`Pool::submit_with`] take
+//!   [`JobOptions`]: a [`Priority`] (`Critical`, `High`, `Normal`, `Low`) and a deadline. Under
+//!   overload higher priorities are served first and shed last: a full queue lets a job displace
+//!   the newest queued job of the lowest lower priority ([`JobError::Displaced`]); one dequeue in
+//!   16 goes to waiting lower work, so it is never starved; a job offered alone at one priority
+//!   has the whole capacity. A job still queued at its deadline ends as [`JobError::Expired`]
+//!   without running; one whose deadline has passed at submission is refused at once.
+//!   [`Snapshot::by_priority`] counts every outcome per priority. (The design and the failure
+//!   modes it is argued against are in the source, `queue.rs`.)
 //! * **Tower**: with the `tower` feature, `PoolLayer` runs a `tower` service's requests (axum,
-//!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error.
+//!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error;
+//!   `PoolLayer::classify` gives each request its priority and deadline.
 //!
 //! # Example
 //!

@@ -332,7 +332,7 @@ pub struct Snapshot {
     pub panicked: u64,
     /// Jobs whose handle was dropped or aborted first.
     pub cancelled: u64,
-    /// Jobs that waited longer than `queue_timeout` and were not run.
+    /// Jobs that waited longer than `queue_timeout`, or past their deadline, and were not run.
     pub expired: u64,
     /// Jobs dropped when a shutdown deadline passed.
     pub abandoned: u64,
@@ -361,14 +361,9 @@ impl Snapshot {
         (self.queued + self.busy) as u64
     }
 
-    /// Jobs that ended, whatever the outcome.
+    /// Jobs that ended, whatever the outcome (the sum over the priorities).
     pub fn ended(&self) -> u64 {
-        self.completed
-            + self.panicked
-            + self.cancelled
-            + self.expired
-            + self.displaced
-            + self.abandoned
+        self.by_priority.iter().map(|(_, c)| c.ended()).sum()
     }
 
     /// Submissions shed (refused, never admitted), for any reason.

@@ -15,8 +15,7 @@ use crate::error::{SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::job::JobHandle;
 use crate::metrics::Snapshot;
 use crate::priority::JobOptions;
-use crate::queue::Refused;
-use crate::state::Shared;
+use crate::state::{Refusal, Shared};
 use crate::worker;
 
 /// Closes the pool when the last [`Pool`] clone is dropped. Workers hold [`Shared`], not this.
@@ -146,7 +145,7 @@ impl Pool {
     /// [`JobError::Displaced`](crate::JobError::Displaced)); it never displaces a job of its own
     /// or a higher priority, and is refused as `Full` when there is none to displace. A job still
     /// queued at its deadline ends as [`JobError::Expired`](crate::JobError::Expired), unrun.
-    /// The design is in the crate docs, under "Priorities and deadlines".
+    /// The design is in the [crate docs](crate), under "Priorities and deadlines".
     ///
     /// # Errors
     ///
@@ -188,9 +187,9 @@ impl Pool {
         self.shared()
             .try_admit(job, opts.into())
             .map_err(|(refused, job)| match refused {
-                Refused::Full => TrySubmitError::Full(job),
-                Refused::Closed => TrySubmitError::Closed(job),
-                Refused::Late => TrySubmitError::Expired(job),
+                Refusal::Full => TrySubmitError::Full(job),
+                Refusal::Closed => TrySubmitError::Closed(job),
+                Refusal::Late => TrySubmitError::Expired(job),
             })
     }
 
@@ -344,8 +343,8 @@ impl Pool {
             .admit_until(job, opts, wait_until)
             .await
             .map_err(|(refused, job)| match refused {
-                Refused::Full | Refused::Late => SubmitTimeoutError::Timeout(job),
-                Refused::Closed => SubmitTimeoutError::Closed(job),
+                Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
+                Refusal::Closed => SubmitTimeoutError::Closed(job),
             })
     }
 

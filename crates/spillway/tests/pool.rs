@@ -13,17 +13,7 @@ use support::DropFlag;
 
 /// A pool with one worker blocked on a job that never ends, so queued jobs stay queued.
 async fn blocked_pool(queue: usize) -> (Pool, spillway::JobHandle<()>) {
-    let pool = Pool::builder()
-        .min_workers(1)
-        .max_workers(1)
-        .queue_capacity(queue)
-        .build()
-        .unwrap();
-    let blocker = pool.try_submit(std::future::pending::<()>()).unwrap();
-    while pool.metrics().busy == 0 {
-        tokio::task::yield_now().await;
-    }
-    (pool, blocker)
+    support::blocked_pool(Pool::builder().queue_capacity(queue)).await
 }
 
 #[tokio::test]

@@ -1,28 +1,22 @@
 //! Priorities and deadlines through the public API: displacement, service order, the
 //! anti-starvation share, deadlines, and the accounting per priority.
 
+mod support;
+
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use spillway::{
     JobError, JobHandle, JobOptions, Limit, Pool, Priority, SubmitTimeoutError, TrySubmitError,
 };
+use support::DropFlag;
 
 /// A pool with a fixed limit of one worker, blocked on a job that never ends, so that queued
 /// jobs stay queued until the blocker is aborted.
 async fn blocked_pool(queue: usize) -> (Pool, JobHandle<()>) {
-    let pool = Pool::builder()
-        .limit(Limit::fixed())
-        .min_workers(1)
-        .max_workers(1)
-        .queue_capacity(queue)
-        .build()
-        .unwrap();
-    let blocker = pool.try_submit(std::future::pending::<()>()).unwrap();
-    while pool.metrics().busy == 0 {
-        tokio::task::yield_now().await;
-    }
-    (pool, blocker)
+    let builder = Pool::builder().limit(Limit::fixed()).queue_capacity(queue);
+    support::blocked_pool(builder).await
 }
 
 /// The order in which jobs ran, by their labels.
@@ -213,12 +207,17 @@ async fn a_job_queued_past_its_deadline_expires_without_running() {
     let ran = Arc::new(Mutex::new(false));
     let deadline = tokio::time::Instant::now().into_std() + Duration::from_millis(10);
     let flag = ran.clone();
+    let dropped = Arc::new(AtomicBool::new(false));
+    let drop_flag = DropFlag(dropped.clone());
     let late = pool
         .try_submit_with(
             JobOptions::new()
                 .priority(Priority::High)
                 .deadline(deadline),
-            async move { *flag.lock().unwrap() = true },
+            async move {
+                let _drop_flag = drop_flag;
+                *flag.lock().unwrap() = true;
+            },
         )
         .unwrap();
     let in_time = pool
@@ -236,6 +235,10 @@ async fn a_job_queued_past_its_deadline_expires_without_running() {
         "a deadline not reached does not matter"
     );
     assert!(!*ran.lock().unwrap(), "the expired job never ran");
+    assert!(
+        dropped.load(Ordering::SeqCst),
+        "its future was dropped, not leaked"
+    );
     let m = pool.metrics();
     assert_eq!((m.expired, m.by_priority[Priority::High].expired), (1, 1));
 }

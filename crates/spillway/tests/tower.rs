@@ -507,3 +507,38 @@ async fn wait_mode_budget_starts_at_call_not_at_first_poll() {
         "budget counted from call"
     );
 }
+
+/// Classifies `n` as `Low` when odd, `Critical` when even; 0 has a deadline that has passed.
+fn by_parity(n: &u64) -> spillway::JobOptions {
+    use spillway::{JobOptions, Priority};
+    let opts = JobOptions::new().priority(if n % 2 == 0 {
+        Priority::Critical
+    } else {
+        Priority::Low
+    });
+    match n {
+        0 => opts.deadline(std::time::Instant::now() - Duration::from_millis(1)),
+        _ => opts,
+    }
+}
+
+#[tokio::test]
+async fn classify_sets_each_requests_priority_and_deadline() {
+    use spillway::Priority;
+    let (pool, release) = busy_pool().await;
+    let mut service = PoolLayer::new(pool.clone())
+        .classify(by_parity)
+        .layer(doubler());
+    let low = service.call(3);
+    let critical = service.call(4); // the queue is full: it displaces the low request
+    let err = low.await.unwrap_err();
+    assert_eq!(shed_reason(&err), Some(ShedReason::Displaced));
+    let err = service.call(0).await.unwrap_err();
+    assert_eq!(shed_reason(&err), Some(ShedReason::DeadlinePassed));
+    release.send(()).unwrap();
+    assert_eq!(critical.await.unwrap(), 8);
+    let m = pool.metrics();
+    assert_eq!(m.by_priority[Priority::Low].displaced, 1);
+    assert_eq!(m.by_priority[Priority::Critical].shed_expired, 1);
+    assert_eq!(m.by_priority[Priority::Critical].completed, 1);
+}

@@ -12,6 +12,12 @@
 //!   before the last look, retire then reclaim, claim before start): in [`counts`], model-checked.
 //!   This file adds the wake-ups that go with them: `work` wakes a parked worker (or all of them
 //!   when nothing more can arrive), `room` a waiting submitter, `exited` a waiting shutdown.
+//! * **Priorities and deadlines** (in [`Shared::admit`]): a job whose deadline has passed is
+//!   refused before anything else; a job of a higher priority that finds no room displaces a
+//!   queued one of lower priority (`queue.rs` argues the rules), which ends as displaced, counted
+//!   once on its own priority. A queued job whose deadline passes ends as expired when a worker
+//!   reaches it, never run. Every counter is kept per priority (`metrics.rs`); the totals are
+//!   their sums.
 //! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
 //!   takes the job out at once (or finds a worker took it first: then the job sees the
 //!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
@@ -82,6 +88,23 @@ pub(crate) struct Shared {
     last_growth: AtomicU64,
 }
 
+/// Why a submission was refused: the queue's reasons, or a deadline that had passed already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    Full,
+    Closed,
+    Late,
+}
+
+impl From<Refused> for Refusal {
+    fn from(refused: Refused) -> Self {
+        match refused {
+            Refused::Full => Refusal::Full,
+            Refused::Closed => Refusal::Closed,
+        }
+    }
+}
+
 /// What a shutdown did, counted from its start.
 pub(crate) struct Stopped {
     pub(crate) drained: u64,
@@ -136,7 +159,7 @@ impl Shared {
         self: &Arc<Self>,
         job: F,
         opts: JobOptions,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -147,13 +170,13 @@ impl Shared {
     }
 
     /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
-    /// `Refused::Full` means the wait timed out. Counts a refusal as shed, once.
+    /// `Refusal::Full` means the wait timed out. Counts a refusal as shed, once.
     pub(crate) async fn admit_until<F>(
         self: &Arc<Self>,
         mut job: F,
         opts: JobOptions,
         wait_until: Option<Instant>,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -167,7 +190,7 @@ impl Shared {
             let _waiting = Waiting::new(&self.waiting_submitters);
             match self.admit(job, opts) {
                 Ok(handle) => return Ok(handle),
-                Err((Refused::Full, returned)) => job = returned,
+                Err((Refusal::Full, returned)) => job = returned,
                 Err((refused, returned)) => {
                     self.count_shed(refused, priority);
                     return Err((refused, returned));
@@ -181,8 +204,8 @@ impl Shared {
                 Some(deadline) => tokio::time::timeout_at(deadline, room).await.is_err(),
             };
             if timed_out {
-                self.count_shed(Refused::Full, priority);
-                return Err((Refused::Full, job));
+                self.count_shed(Refusal::Full, priority);
+                return Err((Refusal::Full, job));
             }
         }
     }
@@ -195,14 +218,14 @@ impl Shared {
         self: &Arc<Self>,
         job: F,
         opts: JobOptions,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         let deadline = opts.get_deadline().map(Instant::from_std);
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-            return Err((Refused::Late, job));
+            return Err((Refusal::Late, job));
         }
         let priority = opts.get_priority();
         let permit = match self.reserve() {
@@ -210,7 +233,7 @@ impl Shared {
             Err(Refused::Full) if priority > Priority::Low => {
                 return self.displace(job, priority, deadline);
             }
-            Err(refused) => return Err((refused, job)),
+            Err(refused) => return Err((refused.into(), job)),
         };
         self.metrics.lane(priority).submitted.inc();
         let (job, mut handle) = job::new(job, meta(priority, deadline));
@@ -248,7 +271,7 @@ impl Shared {
         job: F,
         priority: Priority,
         deadline: Option<Instant>,
-    ) -> Result<JobHandle<F::Output>, (Refused, F)>
+    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
@@ -265,7 +288,7 @@ impl Shared {
         });
         let (ticket, displaced) = match displaced {
             Ok(displaced) => displaced,
-            Err(refused) => return Err((refused, job.take().expect("not made"))),
+            Err(refused) => return Err((refused.into(), job.take().expect("not made"))),
         };
         self.end_unrun(displaced, JobError::Displaced, Outcome::Displaced);
         let mut handle = handle.expect("made with the displacement");
@@ -291,15 +314,15 @@ impl Shared {
         drop_quietly(job);
     }
 
-    fn count_shed(&self, refused: Refused, priority: Priority) {
+    fn count_shed(&self, refused: Refusal, priority: Priority) {
         let lane = self.metrics.lane(priority);
         match refused {
-            Refused::Full => {
+            Refusal::Full => {
                 lane.shed_full.inc();
                 self.limiter.shed();
             }
-            Refused::Closed => lane.shed_closed.inc(),
-            Refused::Late => lane.shed_expired.inc(),
+            Refusal::Closed => lane.shed_closed.inc(),
+            Refusal::Late => lane.shed_expired.inc(),
         }
     }
 
