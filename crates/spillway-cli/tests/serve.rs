@@ -104,6 +104,12 @@ impl Running {
             .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     }
 
+    /// Asserts that the pool has admitted no job yet.
+    async fn assert_no_job_submitted(&self) {
+        let series = r#"spillway_jobs_submitted_total{pool="serve"}"#;
+        assert_eq!(self.metric(series).await, 0.0, "{series}");
+    }
+
     /// Polls `/metrics` until `series` reaches `want` (bounded by [`PATIENCE`]).
     async fn wait_metric(&self, series: &str, want: f64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -363,12 +369,7 @@ async fn bad_query_values_get_400_naming_the_parameter_without_using_the_pool() 
         bad.body.contains("unknown query parameter \"sleep\""),
         "{bad:?}"
     );
-    assert_eq!(
-        server
-            .metric(r#"spillway_jobs_submitted_total{pool="serve"}"#)
-            .await,
-        0.0
-    );
+    server.assert_no_job_submitted().await;
     server.drain().await;
 }
 
@@ -990,6 +991,13 @@ fn get_with(path: &str, headers: &[&str]) -> String {
     raw
 }
 
+/// A pool of one worker, with `extra` settings.
+async fn one_worker(extra: &[&str]) -> Running {
+    let mut argv = vec!["--mode", "pool", "--min-workers", "1", "--max-workers", "1"];
+    argv.extend_from_slice(extra);
+    Running::start(&argv).await
+}
+
 /// Sends `raw` from a task of its own, to be awaited later.
 fn spawn_send(addr: SocketAddr, raw: String) -> JoinHandle<Reply> {
     tokio::spawn(async move {
@@ -1035,12 +1043,7 @@ async fn bad_priority_and_timeout_headers_get_400_naming_the_header_without_usin
             "{bad:?}"
         );
     }
-    assert_eq!(
-        server
-            .metric(r#"spillway_jobs_submitted_total{pool="serve"}"#)
-            .await,
-        0.0
-    );
+    server.assert_no_job_submitted().await;
     // Good values pass.
     let good = get_with("/work", &["x-priority: high", "grpc-timeout: 5S"]);
     assert_eq!(server.send(&good).await.status, 200);
@@ -1087,17 +1090,7 @@ async fn each_requests_priority_reaches_the_pool() {
 
 #[tokio::test]
 async fn a_request_past_its_grpc_timeout_is_shed_without_running() {
-    let server = Running::start(&[
-        "--mode",
-        "pool",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue",
-        "4",
-    ])
-    .await;
+    let server = one_worker(&["--queue", "4"]).await;
     // A deadline that has passed by the time the request is submitted: refused at once.
     let late = server
         .send(&get_with("/work?wait_ms=0", &["grpc-timeout: 0n"]))
@@ -1135,19 +1128,7 @@ async fn a_request_past_its_grpc_timeout_is_shed_without_running() {
 
 #[tokio::test]
 async fn a_critical_request_displaces_a_queued_low_one_from_a_full_queue() {
-    let server = Running::start(&[
-        "--mode",
-        "pool",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue",
-        "1",
-        "--limit",
-        "fixed",
-    ])
-    .await;
+    let server = one_worker(&["--queue", "1", "--limit", "fixed"]).await;
     let running = spawn_send(server.addr, get_with("/work?wait_ms=500", &[]));
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)

@@ -363,16 +363,13 @@ fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
         "invalid --duration 3s: the slowdown scenario needs at least 6s (the slowdown at 5s \
          and 1s after)"
     );
-    let e = parse_error(&["--priority-mix", "critical=0.5,low=0.6"]);
-    assert!(
-        e.contains("--priority-mix") && e.contains("the shares sum to 1.1"),
-        "{e}"
-    );
-    let e = parse_error(&["--priority-mix", "vip=1"]);
-    assert!(
-        e.contains("--priority-mix") && e.contains("unknown priority \"vip\""),
-        "{e}"
-    );
+    for (mix, want) in [
+        ("critical=0.5,low=0.6", "the shares sum to 1.1"),
+        ("vip=1", "unknown priority \"vip\""),
+    ] {
+        let e = parse_error(&["--priority-mix", mix]);
+        assert!(e.contains("--priority-mix") && e.contains(want), "{e}");
+    }
     assert!(
         usage(&["--scenario", "priorities", "--rate", "100"])
             .starts_with("--rate sets the step scenario's rate only: the priorities scenario's"),
@@ -383,17 +380,31 @@ fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
     );
 }
 
+/// Runs `spillway simulate --isolation inline` with `extra` in-process, which must succeed
+/// and write its report to the `--json` path among them; that report.
+async fn run_to_json(extra: &[&str]) -> serde_json::Value {
+    let mut argv = vec!["spillway", "simulate", "--isolation", "inline"];
+    argv.extend_from_slice(extra);
+    let at = argv
+        .iter()
+        .position(|a| *a == "--json")
+        .expect("a --json path");
+    let json = std::path::PathBuf::from(argv[at + 1]);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    assert_eq!(
+        spillway_cli::run(cli).await.unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
+}
+
 /// A spike run of two modes: the series comes every 100 ms, the pool mode reports its limit
 /// in every sample and the semaphore none, and the JSON lists the phases the run offered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("spike.json");
-    let cli = Cli::try_parse_from([
-        "spillway",
-        "simulate",
-        "--isolation",
-        "inline",
+    let value = run_to_json(&[
         "--scenario",
         "spike",
         "--mode",
@@ -407,13 +418,7 @@ async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
         "--json",
         json.to_str().unwrap(),
     ])
-    .unwrap();
-    assert_eq!(
-        spillway_cli::run(cli).await.unwrap(),
-        std::process::ExitCode::SUCCESS
-    );
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    .await;
     let settings = &value["settings"];
     assert_eq!(settings["scenario"], "spike");
     let phases: Vec<_> = settings["phases"].as_array().unwrap().iter().collect();
@@ -465,11 +470,7 @@ async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
 async fn the_priorities_scenario_reports_each_priority_in_every_mode() {
     let dir = tempfile::tempdir().unwrap();
     let (json, html) = (dir.path().join("p.json"), dir.path().join("p.html"));
-    let cli = Cli::try_parse_from([
-        "spillway",
-        "simulate",
-        "--isolation",
-        "inline",
+    let value = run_to_json(&[
         "--scenario",
         "priorities",
         "--mode",
@@ -485,13 +486,7 @@ async fn the_priorities_scenario_reports_each_priority_in_every_mode() {
         "--html",
         html.to_str().unwrap(),
     ])
-    .unwrap();
-    assert_eq!(
-        spillway_cli::run(cli).await.unwrap(),
-        std::process::ExitCode::SUCCESS
-    );
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    .await;
     let settings = &value["settings"];
     assert_eq!(settings["scenario"], "priorities");
     assert_eq!(settings["priority_mix"], "critical=0.1,normal=0.3,low=0.6");
