@@ -201,7 +201,8 @@ async fn index(State(app): State<Arc<App>>) -> Response {
         page,
         "<p>{}</p><ul><li><a href=\"/work\">/work</a>: one job (query parameters \
          <code>wait_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
-         profile)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
+         profile; in pool mode the headers <code>x-priority</code> and \
+         <code>grpc-timeout</code> set its priority and deadline)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
          <li><a href=\"/healthz\">/healthz</a>: liveness</li></ul></body></html>",
         app.summary
     );
