@@ -94,11 +94,12 @@ pub(crate) fn timeout_header(value: &[u8]) -> Result<Duration, String> {
 }
 
 /// Shares of the offered work by priority (`--priority-mix critical=0.1,normal=0.3,low=0.6`):
-/// each priority at most once, shares from 0 to 1 that sum to 1 within 1e-6.
+/// each priority at most once, shares from 0 to 1 that sum to 1 within 1e-6. Kept (and
+/// written back) highest priority first.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct PriorityMix {
-    /// Each priority given and its share, in the order given.
+    /// Each priority given and its share, highest priority first.
     shares: Vec<(Priority, f64)>,
 }
 
@@ -128,6 +129,8 @@ impl PriorityMix {
                 "the shares sum to {sum}, not 1 (write e.g. critical=0.1,normal=0.3,low=0.6)"
             ));
         }
+        let mut shares = shares;
+        shares.sort_by_key(|(p, _)| index(*p));
         Ok(PriorityMix { shares })
     }
 
@@ -158,18 +161,16 @@ impl PriorityMix {
     }
 
     /// Each priority given and its share, highest priority first.
-    pub(crate) fn shares(&self) -> Vec<(Priority, f64)> {
-        let mut shares = self.shares.clone();
-        shares.sort_by_key(|(p, _)| index(*p));
-        shares
+    pub(crate) fn shares(&self) -> &[(Priority, f64)] {
+        &self.shares
     }
 
     /// The priority of a draw `u` from `[0, 1)`: the priorities split the interval by their
     /// shares, highest first.
     pub(crate) fn pick(&self, u: f64) -> Priority {
-        let shares = self.shares();
+        let shares = &self.shares;
         let mut upto = 0.0;
-        for (priority, share) in &shares {
+        for (priority, share) in shares {
             upto += share;
             if u < upto {
                 return *priority;
@@ -283,7 +284,7 @@ mod tests {
         let mix = PriorityMix::parse("critical=0.1,normal=0.3,low=0.6").unwrap();
         assert_eq!(
             mix.shares(),
-            vec![
+            [
                 (Priority::Critical, 0.1),
                 (Priority::Normal, 0.3),
                 (Priority::Low, 0.6)
@@ -293,7 +294,8 @@ mod tests {
         let back: PriorityMix =
             serde_json::from_str(&serde_json::to_string(&mix).unwrap()).unwrap();
         assert_eq!(back, mix);
-        assert!(PriorityMix::parse("low=0.9,critical=0.1").is_ok());
+        let reordered = PriorityMix::parse("low=0.9,critical=0.1").unwrap();
+        assert_eq!(reordered.to_string(), "critical=0.1,low=0.9");
         assert!(PriorityMix::parse("low=0.3333333,normal=0.6666667").is_ok());
     }
 

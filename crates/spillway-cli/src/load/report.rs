@@ -162,8 +162,8 @@ fn by_priority(args: &LoadArgs, tally: &Tally, seconds: f64) -> BTreeMap<String,
     };
     let empty = PriorityTally::default();
     mix.shares()
-        .into_iter()
-        .map(|(priority, share)| {
+        .iter()
+        .map(|&(priority, share)| {
             let t = tally
                 .by_priority
                 .get(&priority::index(priority))

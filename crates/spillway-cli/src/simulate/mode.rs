@@ -474,7 +474,7 @@ fn by_priority(
     elapsed: f64,
 ) -> std::collections::BTreeMap<String, PriorityRow> {
     let offered: Vec<Priority> = match &cfg.mix {
-        Some(mix) => mix.shares().into_iter().map(|(p, _)| p).collect(),
+        Some(mix) => mix.shares().iter().map(|(p, _)| *p).collect(),
         None => vec![Priority::Normal],
     };
     offered
