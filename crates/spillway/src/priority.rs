@@ -131,8 +131,9 @@ impl std::error::Error for ParsePriorityError {}
 ///
 /// The deadline is the moment after which the job's result is of no use (its caller has given
 /// up). A job still queued at its deadline ends as [`JobError::Expired`](crate::JobError) without
-/// running; a job whose deadline has passed already is refused at submission. A running job is
-/// not interrupted by its deadline.
+/// running, when a worker reaches it (until then it keeps its queue slot, unless a job of
+/// higher priority displaces it); a job whose deadline has passed already is refused at
+/// submission. A running job is not interrupted by its deadline.
 ///
 /// # Examples
 ///

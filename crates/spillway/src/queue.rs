@@ -41,11 +41,12 @@
 //!   waste its wait); the lowest, so that shedding goes strictly bottom up. An item never
 //!   displaces one of its own or a higher lane: with a single priority offered nothing is ever
 //!   displaced, and that priority has the whole capacity, exactly as without priorities. The
-//!   slot passes from one item to the other, so the count does not move, nothing wakes and no
-//!   capacity is held back for priorities that are absent. The new item is built only once a
-//!   victim is sure, so a refusal still allocates nothing. The displaced item is handed back to
-//!   the caller to end (as displaced) outside the lock. A worker's pop and a displacement take
-//!   items under the same lock, so an item is popped or displaced, never both
+//!   displaced item's slot passes to the new one as a reserved [`Permit`], so the count does not
+//!   move and no capacity is held back for priorities that are absent. The caller ends the
+//!   displaced item (outside the lock) before it pushes the new one: counted in its slot until
+//!   then, it is seen in two places for an instant, never in none. The new item is built only
+//!   once a victim is sure, so a refusal still allocates nothing. A worker's pop and a
+//!   displacement take items under the same lock, so an item is popped or displaced, never both
 //!   (`loom_displacement_races_a_take`).
 //! * **Anti-starvation share**: every [`SHARE`]th pop (1 in 16) serves the oldest item of a
 //!   lower lane that waits, the lanes below the top taking turns, instead of the top lane. With
@@ -289,21 +290,16 @@ impl<T> Queue<T> {
         lock(&self.items).pop_next()
     }
 
-    /// Stores `make()` in `lane` in place of the newest item of the lowest lane below it
-    /// ("displacement"), and returns both: the slot passes from one to the other, so the count
-    /// does not move. `make` is called, under the lock, only if there is an item to displace and
-    /// the queue is open; otherwise the refusal says why (`Full`: nothing lower to displace).
-    pub(crate) fn displace(
-        &self,
-        lane: usize,
-        make: impl FnOnce() -> T,
-    ) -> Result<(Ticket, T), Refused> {
+    /// Takes the newest item of the lowest lane below `lane` out ("displacement") and hands its
+    /// slot over as a [`Permit`], for the item that displaces it: the count does not move. Or
+    /// says why not: `Closed`, or `Full` when no lower item is stored.
+    pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
         let mut items = lock(&self.items);
         if self.is_closed() {
             return Err(Refused::Closed);
         }
         let displaced = items.pop_newest_below(lane).ok_or(Refused::Full)?;
-        Ok((items.insert(make(), lane), displaced))
+        Ok((displaced, Permit { queue: self }))
     }
 
     /// Items stored per lane (not counting slots reserved and not yet pushed).
@@ -450,18 +446,20 @@ mod tests {
             q.try_reserve().expect("room").push(item, lane);
         }
         assert_eq!(q.try_reserve().err(), Some(Refused::Full));
-        let (_, displaced) = q.displace(3, || 40).expect("a lower item");
+        let (displaced, permit) = q.displace(3).expect("a lower item");
+        permit.push(40, 3);
         assert_eq!(
             (displaced, q.len()),
             (11, 4),
             "the newest of lane 0; count unchanged"
         );
-        assert_eq!(q.displace(3, || 41).map(|(_, d)| d), Ok(10));
-        assert_eq!(
-            q.displace(1, || unreachable!("nothing below lane 1")).err(),
-            Some(Refused::Full)
-        );
-        assert_eq!(q.displace(2, || 31).map(|(_, d)| d), Ok(20));
+        let (displaced, permit) = q.displace(3).expect("a lower item");
+        permit.push(41, 3);
+        assert_eq!(displaced, 10);
+        assert_eq!(q.displace(1).err(), Some(Refused::Full));
+        let (displaced, permit) = q.displace(2).expect("a lower item");
+        permit.push(31, 2);
+        assert_eq!(displaced, 20);
         assert_eq!(q.stored_by_lane(), [0, 0, 2, 2]);
         let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
         assert_eq!(
@@ -476,10 +474,7 @@ mod tests {
         let q = Queue::new(1);
         q.try_reserve().expect("room").push(1, 0);
         q.close();
-        assert_eq!(
-            q.displace(3, || unreachable!("closed")).err(),
-            Some(Refused::Closed)
-        );
+        assert_eq!(q.displace(3).err(), Some(Refused::Closed));
         assert_eq!(q.stored_by_lane(), [1, 0, 0, 0]);
     }
 
@@ -658,22 +653,26 @@ mod loom_tests {
             let q = Arc::new(Queue::new(1));
             q.try_reserve().expect("room").push(1, 0);
             let consumer = pop_one(&q);
-            let displaced = q.displace(3, || 2);
-            let popped = consumer.join().unwrap();
-            let mut ended: Vec<i32> = popped.into_iter().collect();
-            match displaced {
-                Ok((_, low)) => {
-                    ended.push(low);
-                    assert_ne!(popped, Some(1), "the low item was taken twice");
+            let displaced = match q.displace(3) {
+                Ok((low, permit)) => {
+                    assert_eq!(q.len(), 1, "the slot is handed over, not freed");
+                    permit.push(2, 3);
+                    Some(low)
                 }
-                Err(refused) => assert_eq!(refused, Refused::Full, "nothing left to displace"),
-            }
+                Err(refused) => {
+                    assert_eq!(refused, Refused::Full, "nothing left to displace");
+                    None
+                }
+            };
+            let popped = consumer.join().unwrap();
+            assert!(!(popped == Some(1) && displaced.is_some()), "taken twice");
+            let mut ended: Vec<i32> = popped.into_iter().chain(displaced).collect();
             while let Some(item) = q.pop() {
                 q.release();
                 ended.push(item);
             }
             ended.sort_unstable();
-            let expected: &[i32] = if displaced.is_ok() { &[1, 2] } else { &[1] };
+            let expected: &[i32] = if displaced.is_some() { &[1, 2] } else { &[1] };
             assert_eq!(ended, expected, "an item was lost or ended twice");
             assert_eq!(q.len(), 0);
         });

@@ -108,15 +108,11 @@ impl<T> Counts<T> {
         }
     }
 
-    /// Stores `make()` in `lane` in place of the newest item of the lowest lane below it, and
-    /// returns where it waits and the displaced item ("displacement", in `queue.rs`). The queue
-    /// count does not move, so no worker needs waking and none may retire for it.
-    pub(crate) fn displace(
-        &self,
-        lane: usize,
-        make: impl FnOnce() -> T,
-    ) -> Result<(Ticket, T), Refused> {
-        self.queue.displace(lane, make)
+    /// Takes the newest item of the lowest lane below `lane` out of a full queue and hands its
+    /// slot over ("displacement", in `queue.rs`): push the displacing item with the permit, after
+    /// the displaced one is counted. The queue count does not move.
+    pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
+        self.queue.displace(lane)
     }
 
     /// Takes a queued item back out ("removal") and ends it with `end` before its slot is
@@ -652,6 +648,44 @@ mod loom_tests {
                 "the queued job was stranded or abandoned twice"
             );
             assert!(counts.is_drained());
+        });
+    }
+
+    /// A job of higher priority displaces a queued one while a worker takes it: the low job
+    /// ends once (run or displaced), the high one is queued only if it displaced it, and the
+    /// queue count never moves for the displacement, so a reader never sees a job nowhere.
+    #[test]
+    fn loom_displacement_races_a_workers_take() {
+        loom::model(|| {
+            let counts = Arc::new(Counts::new(1, 1, 1));
+            let _ = counts.push(counts.try_reserve().expect("room"), 1, 0);
+            let worker = {
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    let taken = counts.take_next().map(|(job, _)| job);
+                    if taken.is_some() {
+                        counts.end_job();
+                    }
+                    taken
+                })
+            };
+            let displaced = match counts.displace(3) {
+                Ok((low, permit)) => {
+                    assert_eq!(counts.queued(), 1, "the slot is handed over, not freed");
+                    let _ = counts.push(permit, 2, 3);
+                    Some(low)
+                }
+                Err(refused) => {
+                    assert_eq!(refused, Refused::Full);
+                    None
+                }
+            };
+            let taken = worker.join().unwrap();
+            let mut ended: Vec<i32> = taken.into_iter().chain(displaced).collect();
+            ended.extend(counts.take_next().map(|(job, _)| job));
+            ended.sort_unstable();
+            let expected: &[i32] = if displaced.is_some() { &[1, 2] } else { &[1] };
+            assert_eq!(ended, expected, "a job was lost or ended twice");
         });
     }
 

@@ -210,10 +210,10 @@ impl Shared {
         }
     }
 
-    /// The admission check: refuses a job whose deadline has passed, reserves a slot (nothing is
-    /// allocated for a refused job) or displaces a job of lower priority from a full queue,
-    /// queues the job, wakes a parked worker if one waits, and lets the scaling policy start
-    /// workers.
+    /// The admission check: refuses a job whose deadline has passed, reserves a slot, or takes
+    /// the slot of a job of lower priority from a full queue (nothing is allocated for a refused
+    /// job), queues the job, wakes a parked worker if one waits, and lets the scaling policy
+    /// start workers.
     fn admit<F>(
         self: &Arc<Self>,
         job: F,
@@ -230,9 +230,10 @@ impl Shared {
         let priority = opts.get_priority();
         let permit = match self.reserve() {
             Ok(permit) => permit,
-            Err(Refused::Full) if priority > Priority::Low => {
-                return self.displace(job, priority, deadline);
-            }
+            Err(Refused::Full) if priority > Priority::Low => match self.displace(priority) {
+                Ok(permit) => permit,
+                Err(refused) => return Err((refused.into(), job)),
+            },
             Err(refused) => return Err((refused.into(), job)),
         };
         self.metrics.lane(priority).submitted.inc();
@@ -263,37 +264,13 @@ impl Shared {
         self.counts.try_reserve()
     }
 
-    /// A full queue: queues `job` in place of the newest queued job of the lowest priority below
-    /// `priority` ("displacement", in `queue.rs`), which ends as displaced. Refused as full,
-    /// without allocating, when there is no such job.
-    fn displace<F>(
-        self: &Arc<Self>,
-        job: F,
-        priority: Priority,
-        deadline: Option<Instant>,
-    ) -> Result<JobHandle<F::Output>, (Refusal, F)>
-    where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
-    {
-        let mut job = Some(job);
-        let mut handle = None;
-        let displaced = self.counts.displace(priority.index(), || {
-            // Under the queue's lock, and only once the displacement is sure.
-            self.metrics.lane(priority).submitted.inc();
-            let future = job.take().expect("made once");
-            let (boxed, made) = job::new(future, meta(priority, deadline));
-            handle = Some(made);
-            boxed
-        });
-        let (ticket, displaced) = match displaced {
-            Ok(displaced) => displaced,
-            Err(refused) => return Err((refused.into(), job.take().expect("not made"))),
-        };
+    /// A full queue: takes out the newest queued job of the lowest priority below `priority`
+    /// ("displacement", in `queue.rs`), ends it as displaced, and hands its slot over for the job
+    /// that displaced it. Refused as full when there is no such job.
+    fn displace(&self, priority: Priority) -> Result<Permit<'_, BoxJob>, Refused> {
+        let (displaced, permit) = self.counts.displace(priority.index())?;
         self.end_unrun(displaced, JobError::Displaced, Outcome::Displaced);
-        let mut handle = handle.expect("made with the displacement");
-        self.queued_at(&mut handle, ticket);
-        Ok(handle)
+        Ok(permit)
     }
 
     /// Tells `handle` where its job waits, then abandons the job if no worker may take it.
