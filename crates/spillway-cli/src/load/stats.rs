@@ -153,9 +153,7 @@ impl Tally {
 
     /// The tally of the priority at `index` in `Priority::ALL`.
     fn priority(&mut self, index: usize) -> &mut PriorityTally {
-        self.by_priority
-            .entry(index)
-            .or_insert_with(PriorityTally::new)
+        self.by_priority.entry(index).or_default()
     }
 
     /// A response to a request of the priority at `index`, as [`response`](Self::response).

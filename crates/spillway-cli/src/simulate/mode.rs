@@ -502,9 +502,9 @@ fn latency_ms(latency: &hdrhistogram::Histogram<u64>) -> LatencyMs {
         return LatencyMs::default();
     }
     LatencyMs {
-        p50: quantile_ms(&latency, 0.5),
-        p99: quantile_ms(&latency, 0.99),
-        p999: quantile_ms(&latency, 0.999),
+        p50: quantile_ms(latency, 0.5),
+        p99: quantile_ms(latency, 0.99),
+        p999: quantile_ms(latency, 0.999),
         max: latency.max() as f64 / 1e3,
         mean: latency.mean() / 1e3,
     }
