@@ -21,6 +21,7 @@ pub mod load;
 mod memory;
 mod net;
 mod output;
+mod priority;
 pub mod serve;
 pub mod simulate;
 mod status;
@@ -28,6 +29,7 @@ mod workload;
 
 pub use args::{FaultArgs, PoolArgs, UsageError, WorkloadArgs};
 pub use child::ChildOf;
+pub use priority::PriorityMix;
 
 /// spillway: keep a service alive under overload by shedding what it cannot finish.
 #[derive(Debug, Parser)]

@@ -240,6 +240,8 @@ fn load_splits_over_processes_and_merges_their_counts() {
         "--processes",
         "3",
         "--quiet",
+        "--priority-mix",
+        "critical=0.5,normal=0.5",
         "--json",
         json.to_str().unwrap(),
     ]);
@@ -258,6 +260,18 @@ fn load_splits_over_processes_and_merges_their_counts() {
     assert_eq!(report["statuses"]["200"], 300);
     assert_eq!(report["latency"]["2xx"]["count"], 300);
     assert_eq!(report["connections_established"], 6);
+    // The children's counts per priority merge too.
+    let by = &report["by_priority"];
+    let requests = |p: &str| by[p]["requests"].as_u64().unwrap();
+    assert_eq!(requests("critical") + requests("normal"), 300, "{by}");
+    assert_eq!(
+        by["critical"]["statuses"]["200"].as_u64().unwrap(),
+        requests("critical")
+    );
+    assert!(
+        stdout.contains("priority") && stdout.contains("critical"),
+        "{stdout}"
+    );
 }
 
 /// Runs `spillway args`, expects exit 2, and returns its stderr.

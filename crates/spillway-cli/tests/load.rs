@@ -41,7 +41,8 @@ type Arrivals = Arc<std::sync::Mutex<Vec<Instant>>>;
 /// A test server on a loopback port: `/ok` answers 200; `/ok/paced` too, and notes when each
 /// request arrived; `/hang` never answers; `/slow` answers 200 after 200 ms; `/mixed` answers request n (in arrival order) with
 /// 503 when n % 4 == 0, 404 when n % 4 == 1, else 200; `/stall` holds every answer due between
-/// 1 s and 2 s after its first request until 2 s.
+/// 1 s and 2 s after its first request until 2 s; `/by-priority` answers `x-priority: critical`
+/// with 200, `low` with 503, another value with 400 and none with 404.
 struct TestServer {
     addr: SocketAddr,
     /// The source addresses its connections came from.
@@ -88,6 +89,12 @@ async fn test_server() -> TestServer {
                                 0 => StatusCode::SERVICE_UNAVAILABLE,
                                 1 => StatusCode::NOT_FOUND,
                                 _ => StatusCode::OK,
+                            },
+                            "/by-priority" => match req.headers().get("x-priority") {
+                                Some(v) if v == "critical" => StatusCode::OK,
+                                Some(v) if v == "low" => StatusCode::SERVICE_UNAVAILABLE,
+                                Some(_) => StatusCode::BAD_REQUEST,
+                                None => StatusCode::NOT_FOUND,
                             },
                             "/stall" => {
                                 let t0 = *first.get_or_init(Instant::now);
@@ -274,6 +281,25 @@ async fn bad_input_is_a_clear_error() {
     ]);
     assert!(e.contains("--source-addrs"), "{e}");
 
+    let mix = |mix: &str| parse(&["http://127.0.0.1:1/", "--rate", "10", "--priority-mix", mix]);
+    let e = mix("critical=0.1,low=0.8");
+    assert!(
+        e.contains("--priority-mix") && e.contains("the shares sum to 0.9"),
+        "{e}"
+    );
+    let e = mix("urgent=1");
+    assert!(
+        e.contains("--priority-mix")
+            && e.contains(
+                "unknown priority \"urgent\": must be one of critical, high, normal, low"
+            ),
+        "{e}"
+    );
+    let e = mix("low=0.5,low=0.5");
+    assert!(e.contains("low is given twice"), "{e}");
+    let e = mix("low");
+    assert!(e.contains("is not NAME=SHARE"), "{e}");
+
     let e = parse(&["ftp://127.0.0.1/", "--rate", "10"]);
     assert!(e.contains("invalid URL") && e.contains("ftp"), "{e}");
     let e = parse(&["127.0.0.1:8080", "--rate", "10"]);
@@ -406,4 +432,73 @@ async fn an_unwritable_json_path_fails_before_sending_anything() {
         server.arrivals.lock().unwrap().is_empty(),
         "requests were sent"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_priority_mix_sends_the_header_and_reports_each_priority() {
+    for protocol in [
+        &["--http1"][..],
+        &["--http2", "--streams-per-connection", "4"][..],
+    ] {
+        let addr = test_server().await.addr;
+        let mut extra = vec![
+            "--rate",
+            "400",
+            "--duration",
+            "1s",
+            "--connections",
+            "4",
+            "--priority-mix",
+            "low=0.75,critical=0.25",
+        ];
+        extra.extend_from_slice(protocol);
+        let r = run(&format!("http://{addr}/by-priority"), &extra).await;
+        assert_eq!(r.scheduled, 400);
+        let keys: Vec<&str> = r.by_priority.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["critical", "low"], "{protocol:?}");
+        let (critical, low) = (&r.by_priority["critical"], &r.by_priority["low"]);
+        // Every request carried a priority the server knew, and only those two.
+        assert_eq!(critical.statuses.keys().collect::<Vec<_>>(), [&200]);
+        assert_eq!(low.statuses.keys().collect::<Vec<_>>(), [&503]);
+        assert_eq!(critical.requests + low.requests, 400);
+        assert!(
+            (70..=130).contains(&critical.requests),
+            "a quarter of 400: {}",
+            critical.requests
+        );
+        assert_eq!((critical.share, low.share), (0.25, 0.75));
+        assert_eq!(critical.latency["2xx"].count, critical.requests);
+        assert_eq!(low.latency["503"].count, low.requests);
+        assert!(critical.goodput_per_s > 0.0 && low.goodput_per_s == 0.0);
+        assert_eq!(critical.offered_rate, critical.requests as f64);
+        // The JSON keys the priorities by their lowercase names.
+        let json = serde_json::to_value(&r).unwrap();
+        for field in [
+            "share",
+            "requests",
+            "offered_rate",
+            "goodput_per_s",
+            "statuses",
+            "latency",
+        ] {
+            assert!(
+                !json["by_priority"]["critical"][field].is_null(),
+                "{field} missing in {}",
+                json["by_priority"]
+            );
+        }
+        assert!(json["by_priority"]["low"]["latency"]["503"]["p99_ms"].is_number());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_mix_no_priority_is_sent_or_reported() {
+    let addr = test_server().await.addr;
+    let r = run(
+        &format!("http://{addr}/by-priority"),
+        &["--rate", "100", "--duration", "1s", "--connections", "2"],
+    )
+    .await;
+    assert_eq!(r.statuses.get(&404), Some(&100), "{:?}", r.statuses);
+    assert!(r.by_priority.is_empty());
 }

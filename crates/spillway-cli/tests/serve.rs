@@ -104,6 +104,12 @@ impl Running {
             .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
     }
 
+    /// Asserts that the pool has admitted no job yet.
+    async fn assert_no_job_submitted(&self) {
+        let series = r#"spillway_jobs_submitted_total{pool="serve"}"#;
+        assert_eq!(self.metric(series).await, 0.0, "{series}");
+    }
+
     /// Polls `/metrics` until `series` reaches `want` (bounded by [`PATIENCE`]).
     async fn wait_metric(&self, series: &str, want: f64) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -363,12 +369,7 @@ async fn bad_query_values_get_400_naming_the_parameter_without_using_the_pool() 
         bad.body.contains("unknown query parameter \"sleep\""),
         "{bad:?}"
     );
-    assert_eq!(
-        server
-            .metric(r#"spillway_jobs_submitted_total{pool="serve"}"#)
-            .await,
-        0.0
-    );
+    server.assert_no_job_submitted().await;
     server.drain().await;
 }
 
@@ -1038,4 +1039,183 @@ fn a_zero_run_timeout_is_refused_naming_the_flag() {
     let err = Cli::try_parse_from(argv).unwrap_err().to_string();
     assert!(err.contains("--run-timeout"), "{err}");
     assert!(err.contains("longer than zero"), "{err}");
+}
+
+/// A `GET path` request with `headers` (each `name: value`), asking the server to close the
+/// connection after answering.
+fn get_with(path: &str, headers: &[&str]) -> String {
+    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
+    for header in headers {
+        raw.push_str(header);
+        raw.push_str("\r\n");
+    }
+    raw.push_str("\r\n");
+    raw
+}
+
+/// A pool of one worker, with `extra` settings.
+async fn one_worker(extra: &[&str]) -> Running {
+    let mut argv = vec!["--mode", "pool", "--min-workers", "1", "--max-workers", "1"];
+    argv.extend_from_slice(extra);
+    Running::start(&argv).await
+}
+
+/// Sends `raw` from a task of its own, to be awaited later.
+fn spawn_send(addr: SocketAddr, raw: String) -> JoinHandle<Reply> {
+    tokio::spawn(async move {
+        let mut stream = TcpStream::connect(addr).await.expect("connects");
+        stream.write_all(raw.as_bytes()).await.unwrap();
+        read_reply(&mut stream).await
+    })
+}
+
+#[tokio::test]
+async fn bad_priority_and_timeout_headers_get_400_naming_the_header_without_using_the_pool() {
+    let server = Running::start(&["--mode", "pool", "--wait-ms", "0"]).await;
+    for (header, message) in [
+        (
+            "x-priority: urgent",
+            "invalid x-priority header \"urgent\": must be one of critical, high, normal, low \
+             (absent means normal)\n",
+        ),
+        (
+            "x-priority: Critical",
+            "invalid x-priority header \"Critical\": must be one of critical, high, normal, \
+             low (absent means normal)\n",
+        ),
+        (
+            "grpc-timeout: 200ms",
+            "invalid grpc-timeout header \"200ms\": must be 1 to 8 digits followed by a unit, \
+             H, M, S, m, u or n (e.g. 200m, 1S)\n",
+        ),
+    ] {
+        let bad = server.send(&get_with("/work", &[header])).await;
+        assert_eq!(bad.status, 400, "{header}: {bad:?}");
+        assert_eq!(bad.body, message, "{header}");
+    }
+    for header in [
+        "grpc-timeout: 123456789m",
+        "grpc-timeout: 1s",
+        "grpc-timeout: -5S",
+    ] {
+        let bad = server.send(&get_with("/work", &[header])).await;
+        assert_eq!(bad.status, 400, "{header}: {bad:?}");
+        assert!(
+            bad.body.starts_with("invalid grpc-timeout header"),
+            "{bad:?}"
+        );
+    }
+    server.assert_no_job_submitted().await;
+    // Good values pass.
+    let good = get_with("/work", &["x-priority: high", "grpc-timeout: 5S"]);
+    assert_eq!(server.send(&good).await.status, 200);
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn modes_without_a_pool_ignore_the_priority_headers() {
+    for mode in ["naive", "semaphore"] {
+        let server = Running::start(&["--mode", mode, "--wait-ms", "0"]).await;
+        let raw = get_with("/work", &["x-priority: urgent", "grpc-timeout: soon"]);
+        let reply = server.send(&raw).await;
+        assert_eq!(reply.status, 200, "{mode}: {reply:?}");
+        server.drain().await;
+    }
+}
+
+#[tokio::test]
+async fn each_requests_priority_reaches_the_pool() {
+    let server = Running::start(&["--mode", "pool", "--wait-ms", "0"]).await;
+    for (priority, times) in [("critical", 3), ("low", 2)] {
+        for _ in 0..times {
+            let header = format!("x-priority: {priority}");
+            assert_eq!(
+                server.send(&get_with("/work", &[&header])).await.status,
+                200
+            );
+        }
+    }
+    assert_eq!(server.get("/work").await.status, 200);
+    for (priority, completed) in [
+        ("critical", 3.0),
+        ("high", 0.0),
+        ("normal", 1.0),
+        ("low", 2.0),
+    ] {
+        let series = format!(
+            r#"spillway_priority_jobs_ended_total{{pool="serve",priority="{priority}",outcome="completed"}}"#
+        );
+        assert_eq!(server.metric(&series).await, completed, "{priority}");
+    }
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn a_request_past_its_grpc_timeout_is_shed_without_running() {
+    let server = one_worker(&["--queue", "4"]).await;
+    // A deadline that has passed by the time the request is submitted: refused at once.
+    let late = server
+        .send(&get_with("/work?wait_ms=0", &["grpc-timeout: 0n"]))
+        .await;
+    assert_eq!(late.status, 503, "{late:?}");
+    assert_eq!(
+        late.body,
+        "overloaded: deadline already passed; retry later\n"
+    );
+    // A request queued behind a long one: its deadline passes before a worker is free.
+    let long = spawn_send(server.addr, get_with("/work?wait_ms=1000", &[]));
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let queued = server
+        .send(&get_with(
+            "/work?wait_ms=0",
+            &["x-priority: critical", "grpc-timeout: 50m"],
+        ))
+        .await;
+    assert_eq!(queued.status, 503, "{queued:?}");
+    assert_eq!(
+        queued.body,
+        "overloaded: expired in the queue; retry later\n"
+    );
+    assert_eq!(long.await.unwrap().status, 200);
+    let critical_expired =
+        r#"spillway_priority_jobs_ended_total{pool="serve",priority="critical",outcome="expired"}"#;
+    assert_eq!(server.metric(critical_expired).await, 1.0);
+    let refused =
+        r#"spillway_priority_jobs_shed_total{pool="serve",priority="normal",reason="expired"}"#;
+    assert_eq!(server.metric(refused).await, 1.0);
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn a_critical_request_displaces_a_queued_low_one_from_a_full_queue() {
+    let server = one_worker(&["--queue", "1", "--limit", "fixed"]).await;
+    let running = spawn_send(server.addr, get_with("/work?wait_ms=500", &[]));
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let low = spawn_send(
+        server.addr,
+        get_with("/work?wait_ms=0", &["x-priority: low"]),
+    );
+    server
+        .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
+        .await;
+    let critical = spawn_send(
+        server.addr,
+        get_with("/work?wait_ms=0", &["x-priority: critical"]),
+    );
+    let low = low.await.unwrap();
+    assert_eq!(low.status, 503, "{low:?}");
+    assert_eq!(
+        low.body,
+        "overloaded: displaced by a request of higher priority; retry later\n"
+    );
+    assert_eq!(critical.await.unwrap().status, 200);
+    assert_eq!(running.await.unwrap().status, 200);
+    let displaced =
+        r#"spillway_priority_jobs_ended_total{pool="serve",priority="low",outcome="displaced"}"#;
+    assert_eq!(server.metric(displaced).await, 1.0);
+    server.drain().await;
 }

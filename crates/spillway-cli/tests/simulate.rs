@@ -64,6 +64,14 @@ fn every_offered_job_is_accounted_for_in_every_mode() {
         assert!(!m.series.is_empty());
         let series_offered: u64 = m.series.iter().map(|s| s.offered).sum();
         assert_eq!(series_offered, m.offered, "{}: the series adds up", m.mode);
+        // No mix: every job is normal.
+        assert_eq!(m.by_priority.keys().collect::<Vec<_>>(), ["normal"]);
+        let normal = &m.by_priority["normal"];
+        assert_eq!(
+            (normal.offered, normal.completed, normal.shed),
+            (m.offered, m.completed, m.shed)
+        );
+        assert_eq!(normal.goodput_per_s, m.goodput_per_s);
     }
     assert_eq!(report.capacity_per_s, Some(20_000.0));
     assert_eq!(report.overload_factor, Some(400.0 / 20_000.0));
@@ -355,10 +363,39 @@ fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
         "invalid --duration 3s: the slowdown scenario needs at least 6s (the slowdown at 5s \
          and 1s after)"
     );
+    for (mix, want) in [
+        ("critical=0.5,low=0.6", "the shares sum to 1.1"),
+        ("vip=1", "unknown priority \"vip\""),
+    ] {
+        let e = parse_error(&["--priority-mix", mix]);
+        assert!(e.contains("--priority-mix") && e.contains(want), "{e}");
+    }
+    assert!(
+        usage(&["--scenario", "priorities", "--rate", "100"])
+            .starts_with("--rate sets the step scenario's rate only: the priorities scenario's"),
+    );
     assert!(
         usage(&["--scenario", "spike", "--rate", "100"])
             .starts_with("--rate sets the step scenario's rate only: the spike scenario's"),
     );
+}
+
+/// Runs `spillway simulate --isolation inline` with `extra` in-process, which must succeed
+/// and write its report to the `--json` path among them; that report.
+async fn run_to_json(extra: &[&str]) -> serde_json::Value {
+    let mut argv = vec!["spillway", "simulate", "--isolation", "inline"];
+    argv.extend_from_slice(extra);
+    let at = argv
+        .iter()
+        .position(|a| *a == "--json")
+        .expect("a --json path");
+    let json = std::path::PathBuf::from(argv[at + 1]);
+    let cli = Cli::try_parse_from(argv).unwrap();
+    assert_eq!(
+        spillway_cli::run(cli).await.unwrap(),
+        std::process::ExitCode::SUCCESS
+    );
+    serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap()
 }
 
 /// A spike run of two modes: the series comes every 100 ms, the pool mode reports its limit
@@ -367,11 +404,7 @@ fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
 async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
     let dir = tempfile::tempdir().unwrap();
     let json = dir.path().join("spike.json");
-    let cli = Cli::try_parse_from([
-        "spillway",
-        "simulate",
-        "--isolation",
-        "inline",
+    let value = run_to_json(&[
         "--scenario",
         "spike",
         "--mode",
@@ -385,13 +418,7 @@ async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
         "--json",
         json.to_str().unwrap(),
     ])
-    .unwrap();
-    assert_eq!(
-        spillway_cli::run(cli).await.unwrap(),
-        std::process::ExitCode::SUCCESS
-    );
-    let value: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    .await;
     let settings = &value["settings"];
     assert_eq!(settings["scenario"], "spike");
     let phases: Vec<_> = settings["phases"].as_array().unwrap().iter().collect();
@@ -434,4 +461,79 @@ async fn a_scenario_run_has_a_100ms_series_with_the_pools_limit() {
         limits(0)
     );
     assert!(limits(1).iter().all(serde_json::Value::is_null));
+}
+
+/// A short priorities run: 3x the given capacity, 10% critical, 30% normal, 60% low; every
+/// mode's JSON row has `by_priority` with the row's fields, and the table and the HTML report
+/// have one line per priority.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_priorities_scenario_reports_each_priority_in_every_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let (json, html) = (dir.path().join("p.json"), dir.path().join("p.html"));
+    let value = run_to_json(&[
+        "--scenario",
+        "priorities",
+        "--mode",
+        "pool-adaptive,semaphore",
+        "--duration",
+        "2s",
+        "--capacity",
+        "300",
+        "--alloc-kib",
+        "16",
+        "--json",
+        json.to_str().unwrap(),
+        "--html",
+        html.to_str().unwrap(),
+    ])
+    .await;
+    let settings = &value["settings"];
+    assert_eq!(settings["scenario"], "priorities");
+    assert_eq!(settings["priority_mix"], "critical=0.1,normal=0.3,low=0.6");
+    assert_eq!(settings["phases"][0]["rate"], 900.0, "3x capacity");
+    for mode in value["modes"].as_array().unwrap() {
+        assert_every_job_accounted(mode);
+        let by = mode["by_priority"].as_object().unwrap();
+        let keys: Vec<&str> = by.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["critical", "low", "normal"], "{}", mode["mode"]);
+        let mut offered = 0;
+        for (name, row) in by {
+            for field in [
+                "offered",
+                "offered_per_s",
+                "goodput_per_s",
+                "completed",
+                "shed",
+            ] {
+                assert!(row[field].is_number(), "{name}.{field} in {row}");
+            }
+            for q in ["p50", "p99"] {
+                assert!(row["latency_ms"][q].is_number(), "{name} latency {q}");
+            }
+            offered += row["offered"].as_u64().unwrap();
+        }
+        assert_eq!(offered, mode["offered"].as_u64().unwrap());
+        let share = |p: &str| by[p]["offered"].as_f64().unwrap() / offered as f64;
+        assert!(
+            (0.05..0.15).contains(&share("critical")),
+            "{}",
+            share("critical")
+        );
+        assert!((0.5..0.7).contains(&share("low")), "{}", share("low"));
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    for row in ["critical work of pool-adaptive", "low work of semaphore"] {
+        assert!(page.contains(row), "no row {row:?} in the HTML report");
+    }
+}
+
+#[test]
+fn the_table_has_a_line_per_priority_and_everything_at_one_priority_is_counted_there() {
+    let report = small(&["--mode", "pool", "--priority-mix", "low=1"]);
+    let m = &report.modes[0];
+    assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+    assert_eq!(m.by_priority.keys().collect::<Vec<_>>(), ["low"]);
+    assert_eq!(m.by_priority["low"].offered, m.offered);
+    assert_eq!(m.by_priority["low"].completed, m.completed);
+    assert_eq!(report.settings.priority_mix.as_deref(), Some("low=1"));
 }

@@ -17,12 +17,14 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use spillway::Priority;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::stats::{Failure, Shards};
 use super::target::Target;
 use crate::net::socket_for;
+use crate::priority::{self, PRIORITY_HEADER, PriorityMix};
 use crate::status::StatusClass;
 
 /// What every lane shares: the schedule and the request.
@@ -48,6 +50,8 @@ pub(crate) struct Plan {
     pub(crate) first_measured: u64,
     pub(crate) timeout: Duration,
     pub(crate) sources: Vec<IpAddr>,
+    /// The priorities to send in `x-priority`, and their shares; none sends no header.
+    pub(crate) mix: Option<PriorityMix>,
 }
 
 impl Plan {
@@ -58,6 +62,25 @@ impl Plan {
     /// When request `i` is due.
     fn due(&self, i: u64) -> Instant {
         self.start + Duration::from_secs_f64(i as f64 / self.rate)
+    }
+
+    /// The priority request `i` is sent with, if the run sends priorities.
+    fn priority(&self, i: u64) -> Option<Priority> {
+        self.mix.as_ref().map(|mix| mix.of(i))
+    }
+
+    /// Request `i`, to `uri`, with its `x-priority` header if it has one.
+    fn request(&self, uri: &str, i: u64) -> Result<http::Request<Empty<Bytes>>, Failure> {
+        let mut request = http::Request::get(uri);
+        if !self.http2 {
+            request = request.header(http::header::HOST, self.target.authority.as_str());
+        }
+        if let Some(priority) = self.priority(i) {
+            request = request.header(PRIORITY_HEADER, priority.as_str());
+        }
+        request
+            .body(Empty::<Bytes>::new())
+            .map_err(|_| Failure::Other)
     }
 }
 
@@ -255,7 +278,7 @@ impl Lane {
         let lane_was_free = self.free_at <= due;
         let begin = if lane_was_free { sent } else { due };
         let budget = self.plan.timeout.saturating_sub(sent - begin);
-        let outcome = self.attempt(budget).await;
+        let outcome = self.attempt(i, budget).await;
         let done = Instant::now();
         self.free_at = done;
         match outcome {
@@ -273,12 +296,12 @@ impl Lane {
                 lane_was_free,
                 went_out: !budget.is_zero(),
             };
-            self.record(times, outcome);
+            self.record(times, self.plan.priority(i), outcome);
         }
     }
 
     /// One request within `budget`, a (re)connect included.
-    async fn attempt(&mut self, budget: Duration) -> Result<u16, Failure> {
+    async fn attempt(&mut self, i: u64, budget: Duration) -> Result<u16, Failure> {
         if budget.is_zero() {
             // Overdue by more than the timeout before it could be sent: the caller gave up.
             return Err(Failure::Timeout);
@@ -287,9 +310,9 @@ impl Lane {
         let plan = &self.plan;
         let attempt = async {
             if plan.http2 {
-                request_h2(plan, self.connection, &self.h2, &self.live, budget).await
+                request_h2(plan, i, self.connection, &self.h2, &self.live, budget).await
             } else {
-                request_h1(plan, self.connection, &mut self.h1, &self.live, budget).await
+                request_h1(plan, i, self.connection, &mut self.h1, &self.live, budget).await
             }
         };
         match tokio::time::timeout(budget, attempt).await {
@@ -302,8 +325,8 @@ impl Lane {
         }
     }
 
-    /// Records a measured request in the lane's shard.
-    fn record(&self, t: Sent, outcome: Result<u16, Failure>) {
+    /// Records a measured request, sent at `priority`, in the lane's shard.
+    fn record(&self, t: Sent, priority: Option<Priority>, outcome: Result<u16, Failure>) {
         let plan = &self.plan;
         let second = usize::try_from(t.due.saturating_duration_since(plan.measure_from).as_secs())
             .unwrap_or(0);
@@ -319,6 +342,12 @@ impl Lane {
             match outcome {
                 Ok(status) => tally.response(status, t.done - t.begin, second, in_window),
                 Err(failure) => tally.failure(failure, second),
+            }
+            if let Some(p) = priority.map(priority::index) {
+                match outcome {
+                    Ok(status) => tally.priority_response(p, status, t.done - t.begin, in_window),
+                    Err(_) => tally.priority_failure(p),
+                }
             }
         });
     }
@@ -360,6 +389,7 @@ where
 
 async fn request_h1(
     plan: &Plan,
+    i: u64,
     connection: usize,
     sender: &mut Option<http1::SendRequest<Empty<Bytes>>>,
     live: &Arc<Live>,
@@ -375,10 +405,7 @@ async fn request_h1(
         *sender = Some(s);
     }
     let s = sender.as_mut().expect("connected above");
-    let request = http::Request::get(plan.target.path.as_str())
-        .header(http::header::HOST, plan.target.authority.as_str())
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| Failure::Other)?;
+    let request = plan.request(plan.target.path.as_str(), i)?;
     let exchange = async {
         s.ready().await?;
         read_status(s.send_request(request).await?, live).await
@@ -399,6 +426,7 @@ async fn request_h1(
 
 async fn request_h2(
     plan: &Plan,
+    i: u64,
     connection: usize,
     shared: &SharedH2,
     live: &Arc<Live>,
@@ -418,9 +446,7 @@ async fn request_h2(
         guard.as_ref().expect("connected above").clone()
     };
     let uri = format!("http://{}{}", plan.target.authority, plan.target.path);
-    let request = http::Request::get(uri)
-        .body(Empty::<Bytes>::new())
-        .map_err(|_| Failure::Other)?;
+    let request = plan.request(&uri, i)?;
     let exchange = async {
         sender.ready().await?;
         read_status(sender.send_request(request).await?, live).await

@@ -30,9 +30,10 @@ use crate::args::{duration_or_zero, positive_duration, rate, usage};
 use crate::child::{self, ChildOf, ChildProcess};
 use crate::net::socket_for;
 use crate::output;
+use crate::priority::PriorityMix;
 use lane::{Live, Plan};
 use report::Recorded;
-pub use report::{LoadReport, render};
+pub use report::{LoadReport, PriorityReport, render};
 use stats::{EncodedTally, Shards, Tally};
 pub use stats::{Percentiles, SecondReport};
 use target::Target;
@@ -88,6 +89,12 @@ pub struct LoadArgs {
     /// No progress line each second.
     #[arg(long)]
     pub quiet: bool,
+    /// Send an `x-priority` header on these shares of the requests, e.g.
+    /// critical=0.1,normal=0.3,low=0.6 (critical, high, normal, low; shares from 0 to 1 that
+    /// sum to 1); the report then gives latency, statuses and goodput per priority. Without
+    /// it no header is sent (the server takes that as normal).
+    #[arg(long, value_name = "MIX", value_parser = PriorityMix::parse)]
+    pub priority_mix: Option<PriorityMix>,
 }
 
 /// Most `--connections`.
@@ -335,6 +342,7 @@ fn plan(
         first_measured: due_before(warmup, args.rate),
         timeout: args.timeout,
         sources,
+        mix: args.priority_mix.clone(),
     })
 }
 

@@ -7,9 +7,12 @@ use std::io::IsTerminal;
 
 use serde::{Deserialize, Serialize};
 
+use hdrhistogram::Histogram;
+
 use super::LoadArgs;
-use super::stats::{Percentiles, SecondReport, Tally};
+use super::stats::{Percentiles, PriorityTally, SecondReport, Tally};
 use crate::histogram::quantile_ms;
+use crate::priority;
 use crate::status::StatusClass;
 
 /// The figures of a load run.
@@ -66,6 +69,29 @@ pub struct LoadReport {
     pub other_errors: u64,
     /// One line per measured second.
     pub series: Vec<SecondReport>,
+    /// The same figures for each priority sent (`--priority-mix`), keyed by its lowercase
+    /// name (`critical`, `high`, `normal`, `low`); empty when no priorities were sent.
+    pub by_priority: BTreeMap<String, PriorityReport>,
+}
+
+/// The figures of the requests sent at one priority.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorityReport {
+    /// The priority's share of the requests, as `--priority-mix` gave it.
+    pub share: f64,
+    /// Measured requests sent at this priority (answered or not).
+    pub requests: u64,
+    /// Those requests per second of the measured part.
+    pub offered_rate: f64,
+    /// 2xx responses per second that arrived within the measured part.
+    pub goodput_per_s: f64,
+    /// Responses by status code.
+    pub statuses: BTreeMap<u16, u64>,
+    /// Latency by status class (`2xx`, `503`, `other`), as the run's (two significant
+    /// digits).
+    pub latency: BTreeMap<String, Percentiles>,
+    /// Requests without a response (connect errors, timeouts, broken connections).
+    pub errors: u64,
 }
 
 impl LoadReport {
@@ -120,21 +146,55 @@ pub(crate) fn build(args: &LoadArgs, recorded: &Recorded) -> LoadReport {
         connections_established: *established,
         body_bytes: *body_bytes,
         statuses: tally.statuses.clone(),
-        latency: latency_by_class(tally, seconds),
+        latency: latency_by_class(&tally.latency, &tally.in_window, seconds),
         connect_errors: tally.connect_errors,
         timeouts: tally.timeouts,
         other_errors: tally.other_errors,
         series: series(tally, seconds),
+        by_priority: by_priority(args, tally, seconds),
     }
 }
 
+/// The figures of each priority `args` sent, keyed by its name.
+fn by_priority(args: &LoadArgs, tally: &Tally, seconds: f64) -> BTreeMap<String, PriorityReport> {
+    let Some(mix) = &args.priority_mix else {
+        return BTreeMap::new();
+    };
+    let empty = PriorityTally::default();
+    mix.shares()
+        .iter()
+        .map(|&(priority, share)| {
+            let t = tally
+                .by_priority
+                .get(&priority::index(priority))
+                .unwrap_or(&empty);
+            let requests = t.statuses.values().sum::<u64>() + t.errors;
+            let latency = latency_by_class(&t.latency, &t.in_window, seconds);
+            let report = PriorityReport {
+                share,
+                requests,
+                offered_rate: requests as f64 / seconds,
+                goodput_per_s: latency[StatusClass::Ok.name()].rate,
+                statuses: t.statuses.clone(),
+                latency,
+                errors: t.errors,
+            };
+            (priority.as_str().to_string(), report)
+        })
+        .collect()
+}
+
 /// Percentiles of each status class, rates over `seconds`.
-fn latency_by_class(tally: &Tally, seconds: f64) -> BTreeMap<String, Percentiles> {
+fn latency_by_class(
+    latency: &[Histogram<u64>; 3],
+    in_window: &[u64; 3],
+    seconds: f64,
+) -> BTreeMap<String, Percentiles> {
     StatusClass::ALL
         .iter()
         .map(|class| {
             let c = class.index();
-            let p = Percentiles::of(&tally.latency[c], tally.in_window[c], seconds);
+            let p = Percentiles::of(&latency[c], in_window[c], seconds);
             (class.name().to_string(), p)
         })
         .collect()
@@ -170,6 +230,7 @@ pub fn render(r: &LoadReport) -> String {
     render_run(&mut s, r);
     render_classes(&mut s, r);
     render_errors(&mut s, r);
+    render_priorities(&mut s, r);
     if std::io::stdout().is_terminal() {
         let _ = writeln!(
             s,
@@ -247,4 +308,45 @@ fn render_errors(s: &mut String, r: &LoadReport) {
         "errors: connect {}, timeout {}, other {}",
         r.connect_errors, r.timeouts, r.other_errors
     );
+}
+
+/// One line per priority sent: its requests, goodput, statuses and 2xx latency.
+fn render_priorities(s: &mut String, r: &LoadReport) {
+    if r.by_priority.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "{:<9} {:>6} {:>9} {:>11} {:>8} {:>8} {:>8} {:>7} {:>10} {:>10}",
+        "priority",
+        "share",
+        "requests",
+        "goodput/s",
+        "2xx",
+        "503",
+        "other",
+        "errors",
+        "2xx p50 ms",
+        "2xx p99 ms"
+    );
+    let order = spillway::Priority::ALL.map(spillway::Priority::as_str);
+    for name in order.iter().filter(|n| r.by_priority.contains_key(**n)) {
+        let p = &r.by_priority[*name];
+        let class = |c: StatusClass| p.latency[c.name()].count;
+        let ok = &p.latency[StatusClass::Ok.name()];
+        let _ = writeln!(
+            s,
+            "{:<9} {:>6} {:>9} {:>11.1} {:>8} {:>8} {:>8} {:>7} {:>10.2} {:>10.2}",
+            name,
+            p.share,
+            p.requests,
+            p.goodput_per_s,
+            class(StatusClass::Ok),
+            class(StatusClass::Shed),
+            class(StatusClass::Other),
+            p.errors,
+            ok.p50_ms,
+            ok.p99_ms
+        );
+    }
 }

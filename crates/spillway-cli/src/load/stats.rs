@@ -66,6 +66,73 @@ pub(crate) struct Tally {
     pub(crate) timeouts: u64,
     pub(crate) other_errors: u64,
     pub(crate) seconds: Vec<SecondTally>,
+    /// The same counts for each priority sent (`--priority-mix`), by its index in
+    /// `Priority::ALL`; empty without a mix.
+    pub(crate) by_priority: BTreeMap<usize, PriorityTally>,
+}
+
+/// What the requests of one priority recorded: their latency by status class (two significant
+/// digits: four priorities times 64 shards of the finer histograms would cost far more memory),
+/// their statuses and their errors.
+#[derive(Debug, Clone)]
+pub(crate) struct PriorityTally {
+    pub(crate) latency: [Histogram<u64>; 3],
+    pub(crate) statuses: BTreeMap<u16, u64>,
+    pub(crate) in_window: [u64; 3],
+    pub(crate) errors: u64,
+}
+
+impl Default for PriorityTally {
+    fn default() -> Self {
+        PriorityTally::new()
+    }
+}
+
+impl PriorityTally {
+    fn new() -> Self {
+        PriorityTally {
+            latency: [coarse_histogram(), coarse_histogram(), coarse_histogram()],
+            statuses: BTreeMap::new(),
+            in_window: [0; 3],
+            errors: 0,
+        }
+    }
+
+    fn merge(&mut self, other: &PriorityTally) {
+        for (mine, theirs) in self.latency.iter_mut().zip(&other.latency) {
+            mine.add(theirs).expect("histograms of the same bounds add");
+        }
+        for (status, n) in &other.statuses {
+            *self.statuses.entry(*status).or_default() += n;
+        }
+        for (mine, theirs) in self.in_window.iter_mut().zip(other.in_window) {
+            *mine += theirs;
+        }
+        self.errors += other.errors;
+    }
+
+    fn encode(&self) -> EncodedPriority {
+        EncodedPriority {
+            latency: self.latency.iter().map(encode_histogram).collect(),
+            statuses: self.statuses.clone(),
+            in_window: self.in_window,
+            errors: self.errors,
+        }
+    }
+
+    fn decode(e: &EncodedPriority) -> Result<Self, String> {
+        if e.latency.len() != 3 {
+            return Err("a child's priority tally has the wrong number of classes".into());
+        }
+        let mut t = PriorityTally::new();
+        for (h, pairs) in t.latency.iter_mut().zip(&e.latency) {
+            decode_into(h, pairs);
+        }
+        t.statuses = e.statuses.clone();
+        t.in_window = e.in_window;
+        t.errors = e.errors;
+        Ok(t)
+    }
 }
 
 impl Tally {
@@ -80,7 +147,33 @@ impl Tally {
             timeouts: 0,
             other_errors: 0,
             seconds: Vec::new(),
+            by_priority: BTreeMap::new(),
         }
+    }
+
+    /// The tally of the priority at `index` in `Priority::ALL`.
+    fn priority(&mut self, index: usize) -> &mut PriorityTally {
+        self.by_priority.entry(index).or_default()
+    }
+
+    /// A response to a request of the priority at `index`, as [`response`](Self::response).
+    pub(crate) fn priority_response(
+        &mut self,
+        index: usize,
+        status: u16,
+        latency: Duration,
+        in_window: bool,
+    ) {
+        let tally = self.priority(index);
+        let class = StatusClass::of(status).index();
+        tally.in_window[class] += u64::from(in_window);
+        tally.latency[class].saturating_record(micros(latency));
+        *tally.statuses.entry(status).or_default() += 1;
+    }
+
+    /// A request of the priority at `index` that got no response.
+    pub(crate) fn priority_failure(&mut self, index: usize) {
+        self.priority(index).errors += 1;
     }
 
     fn second(&mut self, index: usize) -> &mut SecondTally {
@@ -147,6 +240,9 @@ impl Tally {
             }
             mine.errors += s.errors;
         }
+        for (index, theirs) in &other.by_priority {
+            self.priority(*index).merge(theirs);
+        }
     }
 
     /// The tally as plain data, for a child process to hand to its parent.
@@ -168,6 +264,11 @@ impl Tally {
                     errors: s.errors,
                     latency: s.latency.iter().map(encode_histogram).collect(),
                 })
+                .collect(),
+            by_priority: self
+                .by_priority
+                .iter()
+                .map(|(i, p)| (*i, p.encode()))
                 .collect(),
         }
     }
@@ -195,6 +296,9 @@ impl Tally {
             for (h, pairs) in second.latency.iter_mut().zip(&s.latency) {
                 decode_into(h, pairs);
             }
+        }
+        for (index, p) in &e.by_priority {
+            t.by_priority.insert(*index, PriorityTally::decode(p)?);
         }
         Ok(t)
     }
@@ -227,6 +331,15 @@ pub(crate) struct EncodedTally {
     timeouts: u64,
     other_errors: u64,
     seconds: Vec<EncodedSecond>,
+    by_priority: BTreeMap<usize, EncodedPriority>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct EncodedPriority {
+    latency: Vec<Vec<(u64, u64)>>,
+    statuses: BTreeMap<u16, u64>,
+    in_window: [u64; 3],
+    errors: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -357,9 +470,13 @@ mod tests {
             parts[i % 3].response(status, l, second, i % 2 == 0);
             whole.sent_late_by(l / 100);
             parts[i % 3].sent_late_by(l / 100);
+            whole.priority_response(i % 4, status, l, i % 2 == 0);
+            parts[i % 3].priority_response(i % 4, status, l, i % 2 == 0);
             if i % 97 == 0 {
                 whole.failure(Failure::Timeout, second);
                 parts[i % 3].failure(Failure::Timeout, second);
+                whole.priority_failure(3);
+                parts[i % 3].priority_failure(3);
             }
         }
         // Through the wire format, as from child processes.
@@ -382,6 +499,13 @@ mod tests {
         assert_eq!(merged.in_window, whole.in_window);
         assert_eq!(merged.statuses, whole.statuses);
         assert_eq!(merged.timeouts, whole.timeouts);
+        assert_eq!(merged.by_priority.len(), 4);
+        for (i, w) in &whole.by_priority {
+            let m = &merged.by_priority[i];
+            assert_eq!((&m.latency, &m.statuses), (&w.latency, &w.statuses), "{i}");
+            assert_eq!((m.in_window, m.errors), (w.in_window, w.errors), "{i}");
+        }
+        assert!(merged.by_priority[&3].errors > 0);
         assert_eq!(merged.seconds.len(), 5);
         for (m, w) in merged.seconds.iter().zip(&whole.seconds) {
             assert_eq!(m.responses, w.responses);

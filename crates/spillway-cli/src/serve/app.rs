@@ -15,11 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body::Body as _;
 use prometheus_client::registry::Registry;
-use spillway::{BoxError, JobError, Overloaded, PoolLayer};
+use spillway::{BoxError, JobError, JobOptions, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
 use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
+use super::classify;
 use super::job::CpuLane;
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
@@ -108,7 +109,13 @@ pub(crate) fn router(app: Arc<App>) -> Router {
             admission_wait,
             ..
         } => {
-            let mut layer = PoolLayer::new(pool.clone());
+            // The priority and deadline `observe` read from the headers (pool mode only).
+            let mut layer = PoolLayer::new(pool.clone()).classify(|req: &Request| {
+                req.extensions()
+                    .get::<JobOptions>()
+                    .cloned()
+                    .unwrap_or_default()
+            });
             if let Some(wait) = *admission_wait {
                 layer = layer.wait(wait);
             }
@@ -211,7 +218,8 @@ async fn index(State(app): State<Arc<App>>) -> Response {
         page,
         "<p>{}</p><ul><li><a href=\"/work\">/work</a>: one job (query parameters \
          <code>wait_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
-         profile)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
+         profile; in pool mode the headers <code>x-priority</code> and \
+         <code>grpc-timeout</code> set its priority and deadline)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
          <li><a href=\"/healthz\">/healthz</a>: liveness</li></ul></body></html>",
         app.summary
     );
@@ -229,16 +237,8 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
             Ok(req) => req,
             Err(response) => break 'respond response,
         };
-        if req.uri().path() == "/work" {
-            match profile_from_query(req.uri().query(), app.profile) {
-                Ok(profile) => {
-                    req.extensions_mut().insert(profile);
-                }
-                Err(message) => {
-                    break 'respond (StatusCode::BAD_REQUEST, format!("{message}\n"))
-                        .into_response();
-                }
-            }
+        if is_work && let Err(message) = describe_work(&app, &mut req, started) {
+            break 'respond (StatusCode::BAD_REQUEST, format!("{message}\n")).into_response();
         }
         next.run(req).await
     };
@@ -247,6 +247,22 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
         response.headers_mut().insert(INSTANCE_HEADER, name.clone());
     }
     response
+}
+
+/// Puts into a `/work` request what its job is: the profile (the query's overrides) and, in
+/// pool mode, its priority and deadline (the headers).
+///
+/// # Errors
+///
+/// A query parameter or header whose value is not allowed, naming it.
+fn describe_work(app: &App, req: &mut Request, arrived: Instant) -> Result<(), String> {
+    let profile = profile_from_query(req.uri().query(), app.profile)?;
+    req.extensions_mut().insert(profile);
+    if app.limiter.pool().is_some() {
+        let options = classify::job_options(req.headers(), arrived)?;
+        req.extensions_mut().insert(options);
+    }
+    Ok(())
 }
 
 /// Refuses a body over `limit` with 413: at once when `Content-Length` says so, else while

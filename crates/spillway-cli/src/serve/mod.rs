@@ -5,7 +5,9 @@
 //! * `semaphore`: the handler first waits for one of `--max-workers` permits (tokio's
 //!   `Semaphore`), as seed 001 does with a buffered channel. Nothing is ever refused.
 //! * `pool`: `/work` goes through [`spillway::PoolLayer`]; when the queue is full the request is
-//!   answered `503` with `Retry-After` at once, and a client that leaves cancels its job.
+//!   answered `503` with `Retry-After` at once, and a client that leaves cancels its job. The
+//!   `x-priority` and `grpc-timeout` headers set each job's priority and deadline (a trusted
+//!   proxy must set or strip `x-priority` in production); the other modes ignore them.
 //!
 //! The server itself ([`Server`]) is mode-independent: an accept loop over hyper's HTTP/1.1 and
 //! HTTP/2 (h2c prior knowledge) connections with a header read timeout, a body limit, an
@@ -13,6 +15,7 @@
 
 mod app;
 mod balancer;
+mod classify;
 mod job;
 mod limiter;
 mod limits;

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::time::Duration;
 
-use super::report::{Sample, SimReport, human_bytes};
+use super::report::{ModeReport, Sample, SimReport, human_bytes};
 use super::scenario::describe_phases;
 
 /// The live progress line: an indicatif spinner on a terminal, plain lines otherwise.
@@ -95,6 +95,9 @@ fn settings(out: &mut String, report: &SimReport) {
             describe_phases(&s.phases)
         );
     }
+    if let Some(mix) = &s.priority_mix {
+        let _ = writeln!(out, "priorities offered: {mix}");
+    }
     if let (Some(c), Some(f)) = (report.capacity_per_s, report.overload_factor) {
         let _ = writeln!(
             out,
@@ -107,13 +110,14 @@ fn settings(out: &mut String, report: &SimReport) {
 fn rows(out: &mut String, report: &SimReport) {
     let _ = writeln!(
         out,
-        "{:<14} {:>10} {:>9} {:>10} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
+        "{:<14} {:>10} {:>9} {:>10} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9} {:>8}  outcome",
         "mode",
         "offered/s",
         "completed",
         "goodput/s",
         "shed",
         "expired",
+        "displaced",
         "peak RSS",
         "in flight",
         "p50 ms",
@@ -125,13 +129,14 @@ fn rows(out: &mut String, report: &SimReport) {
     for m in &report.modes {
         let _ = writeln!(
             out,
-            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1} {:>8.1}  {}",
             m.mode,
             m.offered_per_s,
             m.completed,
             m.goodput_per_s,
             m.shed,
             m.expired,
+            m.displaced,
             human_bytes(m.peak_rss_bytes),
             m.peak_in_flight,
             m.latency_ms.p50,
@@ -140,6 +145,32 @@ fn rows(out: &mut String, report: &SimReport) {
             m.latency_ms.max,
             m.job_body_mean_ms,
             m.outcome()
+        );
+        if report.settings.priority_mix.is_some() {
+            priority_rows(out, m);
+        }
+    }
+}
+
+/// One line per priority under a mode's row, in the columns they share with it.
+fn priority_rows(out: &mut String, m: &ModeReport) {
+    for (name, p) in m.priorities() {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>10.0} {:>9} {:>10.0} {:>9} {:>8} {:>9} {:>10} {:>9} {:>9.1} {:>9.1} {:>9.1} {:>9.1}",
+            format!("  {name}"),
+            p.offered_per_s,
+            p.completed,
+            p.goodput_per_s,
+            p.shed,
+            p.expired,
+            p.displaced,
+            "",
+            "",
+            p.latency_ms.p50,
+            p.latency_ms.p99,
+            p.latency_ms.p999,
+            p.latency_ms.max,
         );
     }
 }
@@ -164,6 +195,7 @@ mod tests {
                 seed: 1,
                 scenario: "step".into(),
                 phases: Vec::new(),
+                priority_mix: None,
             },
             capacity_per_s: None,
             overload_factor: None,

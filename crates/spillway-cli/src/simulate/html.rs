@@ -138,6 +138,13 @@ fn settings_paragraph(out: &mut String, report: &SimReport) -> Result<()> {
             escape(&describe_phases(&s.phases))
         )?;
     }
+    if let Some(mix) = &s.priority_mix {
+        write!(
+            out,
+            " Priorities offered: <b>{}</b> (one row per priority under each mode).",
+            escape(mix)
+        )?;
+    }
     if let Some(cap) = report.capacity_per_s {
         write!(out, " Measured capacity: <b>{} jobs/s</b>.", rate(cap))?;
     }
@@ -152,7 +159,7 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
     out.push_str(
         "<div class=\"wrap\"><table>\n<thead><tr><th>mode</th><th>description</th><th>offered</th>\
          <th>offered/s</th><th>completed</th><th>goodput/s</th><th>shed</th>\
-         <th>expired</th><th>peak RSS</th><th>peak in flight</th><th>p50 (ms)</th>\
+         <th>expired</th><th>displaced</th><th>peak RSS</th><th>peak in flight</th><th>p50 (ms)</th>\
          <th>p99 (ms)</th><th>p99.9 (ms)</th><th>max (ms)</th><th>job-body mean (ms)</th>\
          <th>outcome</th></tr></thead>\n<tbody>\n",
     );
@@ -177,6 +184,7 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
             rate(m.goodput_per_s),
             count(m.shed),
             count(m.expired),
+            count(m.displaced),
             human_bytes(m.peak_rss_bytes),
             count(m.peak_in_flight),
             ms(l.p50),
@@ -189,8 +197,46 @@ fn results_table(out: &mut String, report: &SimReport) -> Result<()> {
             write!(out, "<td class=\"n\">{}</td>", escape(&cell))?;
         }
         writeln!(out, "<td>{}</td></tr>", escape(&m.outcome()))?;
+        if report.settings.priority_mix.is_some() {
+            priority_rows(out, m)?;
+        }
     }
     out.push_str("</tbody>\n</table></div>\n");
+    Ok(())
+}
+
+/// One row per priority under a mode's row, in the columns they share with it.
+fn priority_rows(out: &mut String, m: &ModeReport) -> Result<()> {
+    for (name, p) in m.priorities() {
+        let l = &p.latency_ms;
+        write!(
+            out,
+            "<tr class=\"prio\"><td class=\"m\">&nbsp;&nbsp;{}</td><td>{} work of {}</td>",
+            escape(name),
+            escape(name),
+            escape(&m.mode)
+        )?;
+        let cells = [
+            count(p.offered),
+            rate(p.offered_per_s),
+            count(p.completed),
+            rate(p.goodput_per_s),
+            count(p.shed),
+            count(p.expired),
+            count(p.displaced),
+            String::new(),
+            String::new(),
+            ms(l.p50),
+            ms(l.p99),
+            ms(l.p999),
+            ms(l.max),
+            String::new(),
+        ];
+        for cell in cells {
+            write!(out, "<td class=\"n\">{}</td>", escape(&cell))?;
+        }
+        writeln!(out, "<td></td></tr>")?;
+    }
     Ok(())
 }
 
@@ -409,6 +455,8 @@ fn trim(v: f64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeMap;
+
     use super::super::report::{LatencyMs, Settings};
     use super::*;
 
@@ -440,6 +488,7 @@ mod tests {
             shed: 150,
             failed: 0,
             expired: 30,
+            displaced: 0,
             in_flight_at_end: 120,
             peak_rss_bytes: if oom { 9 << 30 } else { 412 << 20 },
             peak_in_flight: 5000,
@@ -455,6 +504,7 @@ mod tests {
             oom_at_s: oom.then_some(2.5),
             elapsed_s: if oom { 2.5 } else { 3.0 },
             series,
+            by_priority: BTreeMap::new(),
         }
     }
 
@@ -471,6 +521,7 @@ mod tests {
                 seed: 7,
                 scenario: "step".into(),
                 phases: Vec::new(),
+                priority_mix: None,
             },
             capacity_per_s: Some(850.5),
             overload_factor: Some(1.18),

@@ -1,6 +1,7 @@
 //! The ledger every mode's jobs report to: what was offered, shed and completed, the jobs in
 //! flight (counted as they come and go, not derived from the rest, so that a job lost without
-//! being counted shows up as an imbalance), and the latencies.
+//! being counted shows up as an imbalance), and the latencies; all of it in total and for each
+//! priority.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,7 +22,21 @@ pub(crate) struct Ledger {
     failed: AtomicU64,
     /// Jobs offered whose [`Ticket`] is still alive: queued or running.
     in_flight: AtomicU64,
+    /// Offered and shed, for each priority by its index in `Priority::ALL`.
+    offered_at: [AtomicU64; PRIORITIES],
+    shed_at: [AtomicU64; PRIORITIES],
     book: Mutex<Book>,
+}
+
+/// How many priorities there are.
+const PRIORITIES: usize = spillway::Priority::ALL.len();
+
+/// Completions of one priority.
+#[derive(Debug)]
+struct PriorityBook {
+    completed: u64,
+    goodput: u64,
+    all: Histogram<u64>,
 }
 
 /// What a completion changes, kept under one lock with the in-flight count's decrement so that
@@ -33,6 +48,7 @@ struct Book {
     body_nanos: u64,
     all: Histogram<u64>,
     this_sample: Histogram<u64>,
+    by_priority: [PriorityBook; PRIORITIES],
 }
 
 /// A reading of the ledger.
@@ -46,6 +62,17 @@ pub(crate) struct Counts {
     pub(crate) in_flight: u64,
 }
 
+/// A reading of one priority's part of the ledger.
+#[derive(Debug, Clone)]
+pub(crate) struct PriorityCounts {
+    pub(crate) offered: u64,
+    pub(crate) shed: u64,
+    pub(crate) completed: u64,
+    pub(crate) goodput: u64,
+    /// The latencies of its completed jobs (microseconds).
+    pub(crate) latency: Histogram<u64>,
+}
+
 /// One offered job's place in the ledger. It travels inside the job: completing the job settles
 /// it; dropping it unsettled (the job was shed, expired or dropped with its runtime) takes the
 /// job out of flight without counting it completed.
@@ -53,6 +80,8 @@ pub(crate) struct Counts {
 pub(crate) struct Ticket {
     ledger: Arc<Ledger>,
     scheduled: Instant,
+    /// The job's priority, by its index in `Priority::ALL`.
+    priority: usize,
     settled: bool,
 }
 
@@ -64,30 +93,69 @@ impl Ledger {
             shed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            offered_at: Default::default(),
+            shed_at: Default::default(),
             book: Mutex::new(Book {
                 completed: 0,
                 goodput: 0,
                 body_nanos: 0,
                 all: micros_histogram(FINE),
                 this_sample: micros_histogram(FINE),
+                by_priority: std::array::from_fn(|_| PriorityBook {
+                    completed: 0,
+                    goodput: 0,
+                    all: micros_histogram(FINE),
+                }),
             }),
         }
     }
 
-    /// A job scheduled at `scheduled` is offered now: its ticket.
-    pub(crate) fn offer(self: &Arc<Self>, scheduled: Instant) -> Ticket {
+    /// A job of the priority at `priority` (its index in `Priority::ALL`), scheduled at
+    /// `scheduled`, is offered now: its ticket.
+    pub(crate) fn offer(self: &Arc<Self>, scheduled: Instant, priority: usize) -> Ticket {
         self.offered.fetch_add(1, Ordering::Relaxed);
+        self.offered_at[priority].fetch_add(1, Ordering::Relaxed);
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         Ticket {
             ledger: Arc::clone(self),
             scheduled,
+            priority,
             settled: false,
         }
     }
 
-    /// The job just offered was shed (its ticket dropped with it).
-    pub(crate) fn shed(&self) {
+    /// The job just offered, of the priority at `priority`, was shed (its ticket dropped with
+    /// it).
+    pub(crate) fn shed(&self, priority: usize) {
         self.shed.fetch_add(1, Ordering::Relaxed);
+        self.shed_at[priority].fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts and latencies of the priority at `priority`.
+    #[cfg(test)]
+    fn priority(&self, priority: usize) -> PriorityCounts {
+        self.priority_in(&self.book(), priority)
+    }
+
+    fn priority_in(&self, book: &Book, priority: usize) -> PriorityCounts {
+        let part = &book.by_priority[priority];
+        PriorityCounts {
+            offered: self.offered_at[priority].load(Ordering::Relaxed),
+            shed: self.shed_at[priority].load(Ordering::Relaxed),
+            completed: part.completed,
+            goodput: part.goodput,
+            latency: part.all.clone(),
+        }
+    }
+
+    /// The counts now, and those of each priority (by index in `Priority::ALL`), read under
+    /// one lock so that completions agree.
+    pub(crate) fn counts_by_priority(&self) -> (Counts, Vec<PriorityCounts>) {
+        let book = self.book();
+        let each = (0..PRIORITIES)
+            .map(|p| self.priority_in(&book, p))
+            .collect();
+        (self.counts_in(&book), each)
     }
 
     fn book(&self) -> std::sync::MutexGuard<'_, Book> {
@@ -96,7 +164,10 @@ impl Ledger {
 
     /// The counts now; completions are read with the in-flight count, under one lock.
     pub(crate) fn counts(&self) -> Counts {
-        let book = self.book();
+        self.counts_in(&self.book())
+    }
+
+    fn counts_in(&self, book: &Book) -> Counts {
         Counts {
             offered: self.offered.load(Ordering::Relaxed),
             shed: self.shed.load(Ordering::Relaxed),
@@ -136,9 +207,14 @@ impl Ticket {
         let latency = now.saturating_duration_since(self.scheduled);
         let body = now.saturating_duration_since(body_start);
         let ledger = &self.ledger;
+        let in_time = u64::from(latency <= ledger.deadline);
         let mut book = ledger.book();
         book.completed += 1;
-        book.goodput += u64::from(latency <= ledger.deadline);
+        book.goodput += in_time;
+        let part = &mut book.by_priority[self.priority];
+        part.completed += 1;
+        part.goodput += in_time;
+        part.all.saturating_record(micros(latency));
         book.body_nanos = book
             .body_nanos
             .saturating_add(u64::try_from(body.as_nanos()).unwrap_or(u64::MAX));
@@ -177,12 +253,22 @@ mod tests {
         let ledger = Arc::new(Ledger::new(Duration::from_millis(100)));
         let now = Instant::now();
         // Within the deadline, then late: completed, not goodput.
-        ledger.offer(now - Duration::from_millis(50)).completed(now);
         ledger
-            .offer(now - Duration::from_millis(500))
+            .offer(now - Duration::from_millis(50), 0)
+            .completed(now);
+        ledger
+            .offer(now - Duration::from_millis(500), 3)
             .completed(now);
         let counts = ledger.counts();
         assert_eq!((counts.completed, counts.goodput), (2, 1));
+        let (critical, low) = (ledger.priority(0), ledger.priority(3));
+        assert_eq!(
+            (critical.offered, critical.completed, critical.goodput),
+            (1, 1, 1)
+        );
+        assert_eq!((low.offered, low.completed, low.goodput), (1, 1, 0));
+        assert!(low.latency.min() >= 499_000);
+        assert_eq!(ledger.priority(2).offered, 0);
         assert!(ledger.latency().max() >= 500_000);
         assert!(ledger.take_sample_p99_ms() >= 499.0);
         assert_eq!(ledger.take_sample_p99_ms(), 0.0, "the sample was taken");
@@ -199,12 +285,14 @@ mod tests {
     #[test]
     fn a_job_is_in_flight_from_its_offer_until_it_completes_or_is_dropped() {
         let ledger = Arc::new(Ledger::new(Duration::from_secs(1)));
-        let running = ledger.offer(Instant::now());
-        let refused = ledger.offer(Instant::now());
-        let lost = ledger.offer(Instant::now());
+        let running = ledger.offer(Instant::now(), 2);
+        let refused = ledger.offer(Instant::now(), 3);
+        let lost = ledger.offer(Instant::now(), 2);
         assert_eq!(ledger.counts().in_flight, 3);
         drop(refused);
-        ledger.shed();
+        ledger.shed(3);
+        assert_eq!(ledger.priority(3).shed, 1);
+        assert_eq!(ledger.priority(2).shed, 0);
         running.completed(Instant::now());
         let counts = ledger.counts();
         assert_eq!(

@@ -28,12 +28,13 @@ use clap::{Args, ValueEnum};
 
 pub use isolation::Isolation;
 pub use mode::ModeName;
-pub use report::{LatencyMs, ModeReport, SAMPLE_S, Sample, Settings, SimReport};
+pub use report::{LatencyMs, ModeReport, PriorityRow, SAMPLE_S, Sample, Settings, SimReport};
 pub use scenario::{Phase, Scenario};
 
 use crate::args::{FaultArgs, PoolArgs, WorkloadArgs, memory_cap, positive_duration, rate};
 use crate::memory::{Rss, total_ram};
 use crate::output;
+use crate::priority::PriorityMix;
 use console::Progress;
 use mode::ModeConfig;
 use scenario::{Basis, peak_rate};
@@ -162,6 +163,13 @@ pub struct SimulateArgs {
     /// How modes are kept apart.
     #[arg(long, value_enum, default_value_t = Isolation::Process)]
     pub isolation: Isolation,
+    /// Offer the jobs at these priorities, in these shares, e.g. critical=0.1,normal=0.3,low=0.6
+    /// (critical, high, normal, low; shares from 0 to 1 that sum to 1), instead of the
+    /// scenario's (10% critical, 30% normal, 60% low for `priorities`; all normal for the
+    /// others). Pool modes submit each job at its priority; naive and semaphore treat all
+    /// alike.
+    #[arg(long, value_name = "MIX", value_parser = PriorityMix::parse)]
+    pub priority_mix: Option<PriorityMix>,
 }
 
 impl SimulateArgs {
@@ -199,6 +207,11 @@ impl SimulateArgs {
             .unwrap_or_else(|| self.scenario.default_duration())
     }
 
+    /// The priorities offered: `--priority-mix`, else the scenario's.
+    fn mix(&self) -> Option<PriorityMix> {
+        self.priority_mix.clone().or_else(|| self.scenario.mix())
+    }
+
     /// The scenario's phases on this machine.
     fn phases(&self, capacity: f64) -> Vec<scenario::Phase> {
         self.scenario.phases(Basis {
@@ -221,6 +234,7 @@ impl SimulateArgs {
             pool: self.pool.clone(),
             capacity,
             faults: self.faults,
+            mix: self.mix(),
         }
     }
 
@@ -237,6 +251,7 @@ impl SimulateArgs {
             seed: self.seed,
             scenario: self.scenario.as_str().to_owned(),
             phases,
+            priority_mix: self.mix().map(|m| m.to_string()),
         }
     }
 }

@@ -10,16 +10,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use spillway::{Limit, Pool};
+use spillway::{Limit, Pool, Priority};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
-use super::ledger::{Counts, Ledger};
-use super::report::{LatencyMs, ModeReport, SAMPLE_S, Sample};
+use super::ledger::{Counts, Ledger, PriorityCounts};
+use super::report::{LatencyMs, ModeReport, PriorityRow, SAMPLE_S, Sample};
 use super::scenario::{Arrivals, Phase};
 use crate::args::{FaultArgs, PoolArgs};
 use crate::histogram::quantile_ms;
 use crate::memory::Rss;
+use crate::priority::{self, PriorityMix};
 use crate::workload::{self, Fault, Profile};
 
 /// The ways of running the jobs that the experiment compares.
@@ -97,6 +98,9 @@ pub(crate) struct ModeConfig {
     /// Faults injected into a fraction of the jobs.
     #[serde(default)]
     pub(crate) faults: FaultArgs,
+    /// The priorities offered and their shares; `None` offers every job at normal priority
+    /// through `try_submit`.
+    pub(crate) mix: Option<PriorityMix>,
 }
 
 /// Derives `pool-tuned`'s settings from the machine's capacity for this job. Pure.
@@ -195,8 +199,13 @@ impl Runner {
         })
     }
 
-    /// Offers one job. Returns whether it was taken.
-    fn offer(&self, job: impl Future<Output = ()> + Send + 'static) -> bool {
+    /// Offers one job, at `priority` if the run offers priorities (only a pool tells them
+    /// apart). Returns whether it was taken.
+    fn offer(
+        &self,
+        job: impl Future<Output = ()> + Send + 'static,
+        priority: Option<Priority>,
+    ) -> bool {
         match self {
             Runner::Naive(handle) => {
                 drop(handle.spawn(job));
@@ -212,13 +221,19 @@ impl Runner {
                 }
                 Err(_) => false,
             },
-            Runner::Pool(pool) => match pool.try_submit(job) {
-                Ok(handle) => {
-                    handle.detach();
-                    true
+            Runner::Pool(pool) => {
+                let submitted = match priority {
+                    Some(priority) => pool.try_submit_with(priority, job),
+                    None => pool.try_submit(job),
+                };
+                match submitted {
+                    Ok(handle) => {
+                        handle.detach();
+                        true
+                    }
+                    Err(_) => false,
                 }
-                Err(_) => false,
-            },
+            }
         }
     }
 
@@ -226,6 +241,25 @@ impl Runner {
         match self {
             Runner::Pool(pool) => pool.metrics().expired,
             _ => 0,
+        }
+    }
+
+    /// Jobs pushed out of the queue by a job of higher priority.
+    fn displaced(&self) -> u64 {
+        match self {
+            Runner::Pool(pool) => pool.metrics().displaced,
+            _ => 0,
+        }
+    }
+
+    /// The pool's counts for `priority`: (expired, displaced); none without a pool.
+    fn ended_unrun(&self, priority: Priority) -> (u64, u64) {
+        match self {
+            Runner::Pool(pool) => {
+                let counts = pool.metrics().by_priority[priority];
+                (counts.expired, counts.displaced)
+            }
+            _ => (0, 0),
         }
     }
 
@@ -411,7 +445,7 @@ fn summarize(
     watched: Watched,
 ) -> ModeReport {
     let elapsed = ran_for.min(cfg.duration).as_secs_f64().max(0.001);
-    let counts = ledger.counts();
+    let (counts, each) = ledger.counts_by_priority();
     ModeReport {
         mode: cfg.mode.as_str().to_owned(),
         description,
@@ -422,27 +456,59 @@ fn summarize(
         shed: counts.shed,
         failed: counts.failed,
         expired: runner.expired(),
+        displaced: runner.displaced(),
         in_flight_at_end: counts.in_flight,
         peak_rss_bytes: watched.peak_rss,
         peak_in_flight: watched.peak_in_flight,
-        latency_ms: latency_ms(ledger),
+        latency_ms: latency_ms(&ledger.latency()),
         job_body_mean_ms: ledger.body_mean_ms(),
         oom: watched.oom_at.is_some(),
         oom_at_s: watched.oom_at,
         elapsed_s: elapsed,
         series: watched.series,
+        by_priority: by_priority(cfg, runner, &each, elapsed),
     }
 }
 
-fn latency_ms(ledger: &Ledger) -> LatencyMs {
-    let latency = ledger.latency();
+/// Each priority offered (normal alone without a mix): its row, keyed by its name.
+fn by_priority(
+    cfg: &ModeConfig,
+    runner: &Runner,
+    each: &[PriorityCounts],
+    elapsed: f64,
+) -> std::collections::BTreeMap<String, PriorityRow> {
+    let offered: Vec<Priority> = match &cfg.mix {
+        Some(mix) => mix.shares().iter().map(|(p, _)| *p).collect(),
+        None => vec![Priority::Normal],
+    };
+    offered
+        .into_iter()
+        .map(|p| {
+            let counts = &each[priority::index(p)];
+            let (expired, displaced) = runner.ended_unrun(p);
+            let row = PriorityRow {
+                expired,
+                displaced,
+                offered: counts.offered,
+                offered_per_s: counts.offered as f64 / elapsed,
+                completed: counts.completed,
+                goodput_per_s: counts.goodput as f64 / elapsed,
+                shed: counts.shed,
+                latency_ms: latency_ms(&counts.latency),
+            };
+            (p.as_str().to_owned(), row)
+        })
+        .collect()
+}
+
+fn latency_ms(latency: &hdrhistogram::Histogram<u64>) -> LatencyMs {
     if latency.is_empty() {
         return LatencyMs::default();
     }
     LatencyMs {
-        p50: quantile_ms(&latency, 0.5),
-        p99: quantile_ms(&latency, 0.99),
-        p999: quantile_ms(&latency, 0.999),
+        p50: quantile_ms(latency, 0.5),
+        p99: quantile_ms(latency, 0.99),
+        p999: quantile_ms(latency, 0.999),
         max: latency.max() as f64 / 1e3,
         mean: latency.mean() / 1e3,
     }
@@ -458,6 +524,8 @@ struct Schedule {
     /// The job offered during each phase.
     profiles: Vec<Profile>,
     faults: FaultArgs,
+    /// The priorities offered, if any.
+    mix: Option<PriorityMix>,
 }
 
 impl Schedule {
@@ -477,6 +545,7 @@ impl Schedule {
             phases: cfg.phases.clone(),
             profiles,
             faults: cfg.faults,
+            mix: cfg.mix.clone(),
         }
     }
 }
@@ -519,6 +588,7 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
     let due = |(at, phase): (f64, usize)| (schedule.start + Duration::from_secs_f64(at), phase);
     let mut arrivals = Arrivals::new(&schedule.phases, schedule.seed).map(due);
     let mut next = arrivals.next();
+    let mut offered = 0u64;
     loop {
         let now = Instant::now();
         if stop.load(Ordering::Relaxed) || now >= schedule.end {
@@ -527,7 +597,9 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
         let mut batch = 0;
         while let Some((at, phase)) = next.filter(|n| n.0 <= now && batch < CATCH_UP) {
             let fault = schedule.faults.draw(workload::roll());
-            offer(runner, ledger, at, schedule.profiles[phase], fault);
+            let priority = schedule.mix.as_ref().map(|mix| mix.of(offered));
+            offer(runner, ledger, at, schedule.profiles[phase], fault, priority);
+            offered += 1;
             next = arrivals.next();
             batch += 1;
         }
@@ -590,15 +662,18 @@ fn hog(start: Instant, spans: &[(f64, f64)], stop: &AtomicBool) {
 /// Jobs the generator offers between two readings of its stop flag and the clock.
 const CATCH_UP: u32 = 256;
 
-/// Offers one job scheduled at `scheduled`, with its fault if it drew one, and counts it.
+/// Offers one job scheduled at `scheduled`, with its fault if it drew one (at `priority`, if
+/// the run offers priorities), and counts it.
 fn offer(
     runner: &Runner,
     ledger: &Arc<Ledger>,
     scheduled: Instant,
     profile: Profile,
     fault: Option<Fault>,
+    priority: Option<Priority>,
 ) {
-    let ticket = ledger.offer(scheduled);
+    let index = priority::index(priority.unwrap_or(Priority::Normal));
+    let ticket = ledger.offer(scheduled, index);
     let job = async move {
         let started = Instant::now();
         match workload::catch_panic(workload::run_with(profile, fault)).await {
@@ -610,8 +685,8 @@ fn offer(
             }
         }
     };
-    if !runner.offer(job) {
-        ledger.shed();
+    if !runner.offer(job, priority) {
+        ledger.shed(index);
     }
 }
 

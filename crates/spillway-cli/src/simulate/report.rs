@@ -1,6 +1,8 @@
 //! What a simulation run produces: one [`ModeReport`] per mode, gathered in a [`SimReport`].
 //! Serialized as the `--json` output; rendered as the table and the `--html` report.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::scenario::Phase;
@@ -38,11 +40,14 @@ pub struct Settings {
     pub memory_cap_bytes: u64,
     /// Seed of the run's random choices.
     pub seed: u64,
-    /// `step`, `spike`, `capacity-drop`, `slowdown` or `low-rate`.
+    /// `step`, `spike`, `capacity-drop`, `slowdown`, `low-rate` or `priorities`.
     pub scenario: String,
     /// What each stretch of the run offered. Windowed figures (goodput and p99 during a spike,
     /// after a drop) are read from the series over these spans: `bench_adaptive.py` does.
     pub phases: Vec<Phase>,
+    /// The priorities offered and their shares (`critical=0.1,normal=0.3,low=0.6`); `None`
+    /// when every job was offered at normal priority through `try_submit`.
+    pub priority_mix: Option<String>,
 }
 
 /// Latency percentiles in milliseconds, measured from each job's scheduled offer time to its
@@ -116,9 +121,12 @@ pub struct ModeReport {
     pub failed: u64,
     /// Jobs that waited too long in the queue and were not run.
     pub expired: u64,
+    /// Jobs pushed out of the queue by a job of higher priority, and not run (0 when every
+    /// job had one priority).
+    pub displaced: u64,
     /// Jobs still in flight (queued or running) when the mode ended, counted as they came and
-    /// went: `offered == completed + failed + shed + expired + in_flight_at_end` unless a job
-    /// was lost.
+    /// went: `offered == completed + failed + shed + expired + displaced + in_flight_at_end`
+    /// unless a job was lost.
     pub in_flight_at_end: u64,
     /// Highest resident memory seen, in bytes.
     pub peak_rss_bytes: u64,
@@ -136,9 +144,41 @@ pub struct ModeReport {
     pub elapsed_s: f64,
     /// One entry per [`SAMPLE_S`] seconds.
     pub series: Vec<Sample>,
+    /// The same figures for each priority offered, keyed by its lowercase name (`critical`,
+    /// `high`, `normal`, `low`); just `normal` when the run offered no mix.
+    pub by_priority: BTreeMap<String, PriorityRow>,
+}
+
+/// One priority's part of a mode's run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PriorityRow {
+    /// Jobs offered at this priority.
+    pub offered: u64,
+    /// Jobs offered at this priority per second of the run.
+    pub offered_per_s: f64,
+    /// Jobs of this priority completed (whatever their latency).
+    pub completed: u64,
+    /// Jobs of this priority completed within the deadline, per second of the run.
+    pub goodput_per_s: f64,
+    /// Jobs of this priority shed at once.
+    pub shed: u64,
+    /// Jobs of this priority that waited too long in the queue and were not run.
+    pub expired: u64,
+    /// Jobs of this priority pushed out of the queue by a job of higher priority.
+    pub displaced: u64,
+    /// End-to-end latency of this priority's completed jobs.
+    pub latency_ms: LatencyMs,
 }
 
 impl ModeReport {
+    /// The priorities of [`by_priority`](Self::by_priority), highest first.
+    pub fn priorities(&self) -> Vec<(&'static str, &PriorityRow)> {
+        spillway::Priority::ALL
+            .into_iter()
+            .filter_map(|p| Some((p.as_str(), self.by_priority.get(p.as_str())?)))
+            .collect()
+    }
+
     /// "completed" or "OOM at 9.5 s, 8.0 GiB".
     pub fn outcome(&self) -> String {
         match self.oom_at_s {

@@ -8,6 +8,10 @@
 //! | `capacity-drop` | 12 s    | 2x capacity; `drop` from 4 s to 8 s a thread spins on one core |
 //! | `slowdown`      | 10 s    | 0.3x capacity; `slow` from 5 s the job waits 10x `--wait-ms`   |
 //! | `low-rate`      | 10 s    | 10 jobs/s; `idle` from 3 s to 8 s; `burst` of 1,000 at 8 s     |
+//! | `priorities`    | 10 s    | `overload`: 3x capacity, 10% critical, 30% normal, 60% low     |
+//!
+//! Every scenario but `priorities` offers all its jobs at one priority (normal, submitted with
+//! `try_submit`); `--priority-mix` replaces any scenario's mix.
 //!
 //! The busy thread of `capacity-drop` runs in the mode's own process (its child process, or
 //! this one with `--isolation inline`), spinning outside the runtime, so the runtime's worker
@@ -22,6 +26,8 @@ use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 use crate::args::usage;
+use crate::priority::PriorityMix;
+use spillway::Priority;
 
 /// How the offered load, the job and the machine change over a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
@@ -37,12 +43,15 @@ pub enum Scenario {
     Slowdown,
     /// 10 jobs/s, idle from 3 s to 8 s, then a burst of 1,000 jobs at once.
     LowRate,
+    /// 3x capacity throughout: 10% of the jobs critical, 30% normal, 60% low.
+    Priorities,
 }
 
 /// One phase of a run: from `start_s` to `end_s` seconds since the mode started.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Phase {
-    /// `steady`, `before`, `spike`, `after`, `drop`, `slow`, `trickle`, `idle` or `burst`.
+    /// `steady`, `before`, `spike`, `after`, `drop`, `slow`, `trickle`, `idle`, `burst` or
+    /// `overload`.
     pub name: String,
     /// When it starts, seconds since the mode started.
     pub start_s: f64,
@@ -81,6 +90,13 @@ const SLOW_FACTOR: f64 = 10.0;
 const TRICKLE: f64 = 10.0;
 const IDLE: (f64, f64) = (3.0, 8.0);
 const BURST: u64 = 1_000;
+/// `priorities`: the overload, and the shares of critical, normal and low work.
+const PRIORITY_OVERLOAD: f64 = 3.0;
+const PRIORITY_SHARES: [(Priority, f64); 3] = [
+    (Priority::Critical, 0.1),
+    (Priority::Normal, 0.3),
+    (Priority::Low, 0.6),
+];
 
 impl Scenario {
     /// The name on the command line and in reports.
@@ -91,6 +107,18 @@ impl Scenario {
             Scenario::CapacityDrop => "capacity-drop",
             Scenario::Slowdown => "slowdown",
             Scenario::LowRate => "low-rate",
+            Scenario::Priorities => "priorities",
+        }
+    }
+
+    /// The priorities the scenario offers, and their shares; `None` offers every job at
+    /// normal priority through `try_submit`, as before priorities existed.
+    pub(crate) fn mix(self) -> Option<PriorityMix> {
+        match self {
+            Scenario::Priorities => {
+                Some(PriorityMix::new(PRIORITY_SHARES.to_vec()).expect("the shares sum to 1"))
+            }
+            _ => None,
         }
     }
 
@@ -106,7 +134,7 @@ impl Scenario {
     /// (half a second either side of the spike), and what they are.
     fn shortest(self) -> (f64, &'static str) {
         match self {
-            Scenario::Step => (0.0, ""),
+            Scenario::Step | Scenario::Priorities => (0.0, ""),
             Scenario::Spike => (SPIKE + 1.0, "its 2s spike with 0.5s either side"),
             Scenario::CapacityDrop => (DROP.1 + 1.0, "the drop from 4s to 8s and 1s after"),
             Scenario::Slowdown => (SLOW_AT + 1.0, "the slowdown at 5s and 1s after"),
@@ -178,6 +206,7 @@ impl Scenario {
                     ..phase("slow", SLOW_AT, end, 0.3 * c)
                 },
             ],
+            Scenario::Priorities => vec![phase("overload", 0.0, end, PRIORITY_OVERLOAD * c)],
             Scenario::LowRate => vec![
                 phase("trickle", 0.0, IDLE.0, TRICKLE),
                 phase("idle", IDLE.0, IDLE.1, 0.0),
@@ -304,6 +333,18 @@ mod tests {
             "idle 3-8s 0/s, wait 20 ms; burst 8-10s 10/s + 1000 at once, wait 20 ms"
         );
         assert!(describe_phases(&drop).contains("drop 4-8s 2000/s, wait 20 ms, one core busy"));
+        let overload = Scenario::Priorities.phases(basis(10));
+        assert_eq!(overload.len(), 1);
+        assert_eq!(overload[0].rate, 3_000.0);
+    }
+
+    #[test]
+    fn only_the_priorities_scenario_mixes_priorities() {
+        let mix = Scenario::Priorities.mix().unwrap();
+        assert_eq!(mix.to_string(), "critical=0.1,normal=0.3,low=0.6");
+        for s in Scenario::value_variants() {
+            assert_eq!(s.mix().is_some(), *s == Scenario::Priorities, "{s:?}");
+        }
     }
 
     #[test]

@@ -47,7 +47,7 @@ impl Reply {
 }
 
 /// Asserts that one mode of a `simulate` JSON report accounts for every offered job:
-/// `offered == completed + failed + shed + expired + in_flight_at_end`, each counted on its
+/// `offered == completed + failed + shed + expired + displaced + in_flight_at_end`, each counted on its
 /// own.
 pub(crate) fn assert_every_job_accounted(mode: &serde_json::Value) {
     let count = |field: &str| {
@@ -55,14 +55,21 @@ pub(crate) fn assert_every_job_accounted(mode: &serde_json::Value) {
             .as_u64()
             .unwrap_or_else(|| panic!("no count {field} in {mode}"))
     };
-    let parts: u64 = ["completed", "failed", "shed", "expired", "in_flight_at_end"]
-        .into_iter()
-        .map(count)
-        .sum();
+    let parts: u64 = [
+        "completed",
+        "failed",
+        "shed",
+        "expired",
+        "displaced",
+        "in_flight_at_end",
+    ]
+    .into_iter()
+    .map(count)
+    .sum();
     assert_eq!(
         count("offered"),
         parts,
-        "{}: offered must split into completed, failed, shed, expired and in flight",
+        "{}: offered must split into completed, failed, shed, expired, displaced and in flight",
         mode["mode"]
     );
 }
