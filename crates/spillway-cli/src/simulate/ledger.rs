@@ -277,7 +277,7 @@ mod tests {
     #[test]
     fn a_failed_job_leaves_flight_counted_failed() {
         let ledger = Arc::new(Ledger::new(Duration::from_secs(1)));
-        ledger.offer(Instant::now()).failed();
+        ledger.offer(Instant::now(), 2).failed();
         let counts = ledger.counts();
         assert_eq!((counts.offered, counts.failed, counts.in_flight), (1, 1, 0));
     }
