@@ -71,6 +71,21 @@ impl Priority {
     pub(crate) const fn index(self) -> usize {
         self as usize
     }
+
+    /// How many times the adaptive limit's standing queue a job of this priority tolerates:
+    /// `Critical` 4, `High` 2, `Normal` and `Low` 1. While the limit is saturated, a job is
+    /// admitted while fewer than `limit + tolerance x queue bound` are in flight, and dropped
+    /// at dequeue once it waited more than `tolerance x 2 x queue_target` (CoDel's rule). So the
+    /// queue's bound and its drops reach the lower priorities first: at the default 5 ms target
+    /// a critical job is dropped only after 40 ms in the queue, within a 100 ms budget, and a
+    /// queue filled by critical jobs alone still stands at most four targets deep.
+    pub(crate) const fn queue_tolerance(self) -> u32 {
+        match self {
+            Priority::Critical => 4,
+            Priority::High => 2,
+            Priority::Normal | Priority::Low => 1,
+        }
+    }
 }
 
 impl fmt::Display for Priority {

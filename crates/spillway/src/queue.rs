@@ -54,6 +54,12 @@
 //!   strict priority would give low work nothing at all, however long it waited; the share gives
 //!   it at least 1/16 of the dequeues while it waits, and costs the top lane at most 1/16 of its
 //!   service (critical work is 0.3x capacity there, far below the 15/16 it keeps).
+//! * **The limit's standing queue, by priority** (in `state/limiter.rs`, not here): while the
+//!   adaptive limit is saturated it bounds the queue to what drains within its target and drops
+//!   jobs that waited twice the target. Both rules scale with `Priority::queue_tolerance`
+//!   (critical 4x, high 2x, normal and low 1x), so a critical job is neither refused by the
+//!   bound while only critical work fills it nor dropped for a wait that lower work would be
+//!   dropped for: shedding by the limit, too, starts at the bottom.
 //!
 //! The failure modes these rules are argued against:
 //!

@@ -71,7 +71,7 @@ impl Running<'_> {
             .is_some_and(|t| queue_wait > t)
             || job.deadline().is_some_and(|deadline| started >= deadline);
         let priority = job.priority();
-        let (outcome, ran) = if too_late || shared.drop_at_dequeue(queue_wait) {
+        let (outcome, ran) = if too_late || shared.drop_at_dequeue(queue_wait, priority) {
             (
                 job.as_mut().fail(JobError::Expired, Outcome::Expired),
                 false,

@@ -598,7 +598,14 @@ fn generate(schedule: &Schedule, runner: &Runner, ledger: &Arc<Ledger>, stop: &A
         while let Some((at, phase)) = next.filter(|n| n.0 <= now && batch < CATCH_UP) {
             let fault = schedule.faults.draw(workload::roll());
             let priority = schedule.mix.as_ref().map(|mix| mix.of(offered));
-            offer(runner, ledger, at, schedule.profiles[phase], fault, priority);
+            offer(
+                runner,
+                ledger,
+                at,
+                schedule.profiles[phase],
+                fault,
+                priority,
+            );
             offered += 1;
             next = arrivals.next();
             batch += 1;

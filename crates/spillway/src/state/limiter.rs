@@ -32,6 +32,7 @@ use std::time::Duration;
 use crossbeam_utils::CachePadded;
 
 use crate::limit::{Bounds, Limit, LimitAlgorithm, Sample};
+use crate::priority::Priority;
 
 /// Samples a worker keeps before it hands them to the algorithm.
 const BATCH: usize = 16;
@@ -126,20 +127,23 @@ impl Limiter {
         self.queue_bounded.load(Ordering::Relaxed)
     }
 
-    /// Whether one more job may be admitted when `busy` run and `queued` wait: fewer than
-    /// `limit + queue bound` in flight. (Read without a lock, so racing submitters may pass
+    /// Whether one more job of `priority` may be admitted when `busy` run and `queued` wait:
+    /// fewer than `limit + tolerance x queue bound` in flight, the tolerance being
+    /// [`Priority::queue_tolerance`]. (Read without a lock, so racing submitters may pass
     /// together; `queue_capacity` stays the hard ceiling.)
-    pub(crate) fn has_room(&self, busy: usize, queued: usize) -> bool {
-        let room = self
-            .limit()
-            .saturating_add(self.queue_bound.load(Ordering::Relaxed));
+    pub(crate) fn has_room(&self, busy: usize, queued: usize, priority: Priority) -> bool {
+        let bound = self.queue_bound.load(Ordering::Relaxed);
+        let tolerance = priority.queue_tolerance() as usize;
+        let room = self.limit().saturating_add(bound.saturating_mul(tolerance));
         busy.saturating_add(queued) < room
     }
 
-    /// Whether a job that waited `waited` must be dropped at dequeue (CoDel's rule).
-    pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
+    /// Whether a job of `priority` that waited `waited` must be dropped at dequeue (CoDel's
+    /// rule, its age divided by [`Priority::queue_tolerance`]).
+    pub(crate) fn drop_at_dequeue(&self, waited: Duration, priority: Priority) -> bool {
         let after = self.drop_after.load(Ordering::Relaxed);
-        after != u64::MAX && u64::try_from(waited.as_nanos()).unwrap_or(u64::MAX) > after
+        let age = waited / priority.queue_tolerance();
+        after != u64::MAX && u64::try_from(age.as_nanos()).unwrap_or(u64::MAX) > after
     }
 
     /// A submission was shed (the limit's bound or the queue was full).
@@ -232,12 +236,34 @@ mod tests {
         assert!(limiter.is_fixed());
         assert!(!limiter.bounds_queue());
         assert_eq!(limiter.limit(), 8);
-        assert!(limiter.has_room(8, 99));
-        assert!(!limiter.has_room(8, 100));
-        assert!(!limiter.drop_at_dequeue(Duration::MAX));
+        assert!(limiter.has_room(8, 99, Priority::Normal));
+        assert!(!limiter.has_room(8, 100, Priority::Normal));
+        assert!(!limiter.drop_at_dequeue(Duration::MAX, Priority::Normal));
         let mut batch = Samples::default();
         assert!(!limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(1, 1)));
         assert_eq!(batch.len, 0);
+    }
+
+    #[test]
+    fn higher_priorities_tolerate_a_deeper_and_older_standing_queue() {
+        let limiter = Limiter::new(&Limit::default(), Bounds { min: 1, max: 100 }, 1_000);
+        let limit = limiter.limit();
+        limiter.queue_bound.store(10, Ordering::Relaxed);
+        limiter.drop_after.store(10_000_000, Ordering::Relaxed);
+        let full = limit + 10;
+        assert!(!limiter.has_room(full, 0, Priority::Low));
+        assert!(!limiter.has_room(full, 0, Priority::Normal));
+        assert!(limiter.has_room(full, 0, Priority::High));
+        assert!(!limiter.has_room(limit + 20, 0, Priority::High));
+        assert!(limiter.has_room(limit + 39, 0, Priority::Critical));
+        assert!(!limiter.has_room(limit + 40, 0, Priority::Critical));
+        let waited = Duration::from_millis(15);
+        assert!(limiter.drop_at_dequeue(waited, Priority::Low));
+        assert!(limiter.drop_at_dequeue(waited, Priority::Normal));
+        assert!(!limiter.drop_at_dequeue(waited, Priority::High));
+        assert!(limiter.drop_at_dequeue(Duration::from_millis(21), Priority::High));
+        assert!(!limiter.drop_at_dequeue(Duration::from_millis(40), Priority::Critical));
+        assert!(limiter.drop_at_dequeue(Duration::from_millis(41), Priority::Critical));
     }
 
     #[test]
@@ -245,9 +271,9 @@ mod tests {
         let limiter = Limiter::new(&Limit::aimd().into(), Bounds { min: 1, max: 1_000 }, 100);
         let start = limiter.limit();
         assert!(limiter.bounds_queue());
-        assert!(limiter.has_room(start - 1, 0));
+        assert!(limiter.has_room(start - 1, 0, Priority::Normal));
         assert!(
-            !limiter.has_room(start, 0),
+            !limiter.has_room(start, 0, Priority::Normal),
             "no queue for Netflix's limiters"
         );
         let mut batch = Samples::default();

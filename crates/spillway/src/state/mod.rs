@@ -231,7 +231,7 @@ impl Shared {
             return Err((Refusal::Late, job));
         }
         let priority = opts.get_priority();
-        let permit = match self.reserve() {
+        let permit = match self.reserve(priority) {
             Ok(permit) => permit,
             Err(Refused::Full) if priority > Priority::Low => match self.displace(priority) {
                 Ok(permit) => permit,
@@ -252,11 +252,11 @@ impl Shared {
 
     /// Reserves a queue slot. Under a concurrency limit, a job beyond `limit + queue bound` in
     /// flight is refused as full first.
-    fn reserve(&self) -> Result<Permit<'_, BoxJob>, Refused> {
+    fn reserve(&self, priority: Priority) -> Result<Permit<'_, BoxJob>, Refused> {
         if self.limiter.bounds_queue()
             && !self
                 .limiter
-                .has_room(self.counts.busy(), self.counts.queued())
+                .has_room(self.counts.busy(), self.counts.queued(), priority)
         {
             return Err(if self.counts.is_closed() {
                 Refused::Closed
@@ -426,8 +426,8 @@ impl Shared {
 
     /// Whether a job that waited `waited` is dropped when a worker takes it (the limit's CoDel
     /// rule); it then ends as expired.
-    pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
-        self.limiter.drop_at_dequeue(waited)
+    pub(crate) fn drop_at_dequeue(&self, waited: Duration, priority: Priority) -> bool {
+        self.limiter.drop_at_dequeue(waited, priority)
     }
 
     /// A job left the queue (taken or removed): wakes whoever waits for that.
