@@ -425,9 +425,11 @@ impl Shared {
     }
 
     /// Whether a job that waited `waited` is dropped when a worker takes it (the limit's CoDel
-    /// rule); it then ends as expired.
+    /// rule); it then ends as expired. Only while other jobs still wait behind it: a job that
+    /// leaves the queue empty was held up by the worker's wake-up, not by a standing queue, and
+    /// dropping it would shed work that nothing else is waiting to use the slot for.
     pub(crate) fn drop_at_dequeue(&self, waited: Duration, priority: Priority) -> bool {
-        self.limiter.drop_at_dequeue(waited, priority)
+        self.limiter.drop_at_dequeue(waited, priority) && self.counts.queued() > 0
     }
 
     /// A job left the queue (taken or removed): wakes whoever waits for that.
