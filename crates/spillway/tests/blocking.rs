@@ -204,3 +204,33 @@ fn build_errors_name_the_setting() {
         "runtime"
     );
 }
+
+#[tokio::test]
+async fn a_job_cancelled_while_running_holds_its_thread_until_it_returns() {
+    let pool = BlockingPool::builder().threads(1).build().unwrap();
+    let (tx, rx) = mpsc::channel::<()>();
+    let finished = Arc::new(AtomicBool::new(false));
+    let flag = finished.clone();
+    let running = pool
+        .try_submit(move || {
+            let _ = rx.recv();
+            flag.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+    while pool.metrics().busy == 0 {
+        tokio::task::yield_now().await;
+    }
+    running.abort();
+    assert_eq!(running.await, Err(JobError::Cancelled));
+    let flag = finished.clone();
+    let next = pool
+        .try_submit(move || flag.load(Ordering::SeqCst))
+        .unwrap();
+    tx.send(()).unwrap();
+    assert_eq!(
+        next.await,
+        Ok(true),
+        "the next job ran only after the cancelled one returned"
+    );
+    assert_eq!(pool.metrics().cancelled, 1);
+}
