@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use spillway::{BlockingPool, JobError};
 use tokio::sync::Semaphore;
 
 use crate::workload::{self, Profile};
@@ -16,6 +17,8 @@ pub(crate) enum JobFailure {
     Alloc { kib: usize, reason: String },
     /// The CPU lane is closed (the server is going away).
     LaneClosed,
+    /// The CPU lane's queue was full (pool mode): shed.
+    Shed,
 }
 
 impl std::fmt::Display for JobFailure {
@@ -23,6 +26,7 @@ impl std::fmt::Display for JobFailure {
         match self {
             JobFailure::Alloc { kib, reason } => write!(f, "cannot allocate {kib} KiB: {reason}"),
             JobFailure::LaneClosed => f.write_str("the CPU lane is closed"),
+            JobFailure::Shed => f.write_str("the CPU lane is full"),
         }
     }
 }
@@ -46,19 +50,27 @@ impl CpuLane {
         }
     }
 
-    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU.
+    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU,
+    /// on `cpu` when given (pool mode), else on this lane.
     ///
     /// # Errors
     ///
-    /// When its memory cannot be allocated, or the lane is closed.
-    pub(crate) async fn run(&self, profile: Profile) -> Result<(), JobFailure> {
+    /// When its memory cannot be allocated, the lane is closed, or `cpu` sheds the CPU part.
+    pub(crate) async fn run(
+        &self,
+        profile: Profile,
+        cpu: Option<&BlockingPool>,
+    ) -> Result<(), JobFailure> {
         let memory = self.hold(profile.alloc).await?;
         if !profile.wait.is_zero() {
             tokio::time::sleep(profile.wait).await;
         }
         if !profile.cpu.is_zero() {
-            self.on_lane(move |cancelled| workload::burn_unless(profile.cpu, cancelled))
-                .await?;
+            let burn = move |cancelled: &AtomicBool| workload::burn_unless(profile.cpu, cancelled);
+            match cpu {
+                Some(pool) => on_pool(pool, burn).await?,
+                None => self.on_lane(burn).await?,
+            }
         }
         drop(memory);
         Ok(())
@@ -104,6 +116,29 @@ impl CpuLane {
     }
 }
 
+/// Runs `work` on the BlockingPool `pool` if it has room; `work` is told when the caller has
+/// gone (a running closure cannot be interrupted otherwise).
+async fn on_pool<T: Send + 'static>(
+    pool: &BlockingPool,
+    work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+) -> Result<T, JobFailure> {
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = Arc::clone(&cancel.0);
+    let handle = pool
+        .try_submit(move || work(&cancelled))
+        .map_err(|refused| {
+            if refused.is_closed() {
+                JobFailure::LaneClosed
+            } else {
+                JobFailure::Shed
+            }
+        })?;
+    handle.await.map_err(|err| match err {
+        JobError::Expired | JobError::Displaced => JobFailure::Shed,
+        _ => JobFailure::LaneClosed,
+    })
+}
+
 /// Tells the lane's work that its caller has gone, when dropped.
 struct CancelOnDrop(Arc<AtomicBool>);
 
@@ -129,10 +164,13 @@ mod tests {
     async fn memory_past_the_machine_is_refused_without_trying() {
         let lane = CpuLane::new(1 << 20);
         let err = lane
-            .run(Profile {
-                alloc: 2 << 20,
-                ..NOTHING
-            })
+            .run(
+                Profile {
+                    alloc: 2 << 20,
+                    ..NOTHING
+                },
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -143,7 +181,7 @@ mod tests {
             alloc: 64 << 10,
             ..NOTHING
         };
-        assert_eq!(lane.run(held).await, Ok(()));
+        assert_eq!(lane.run(held, None).await, Ok(()));
     }
 
     #[tokio::test]
@@ -153,7 +191,7 @@ mod tests {
             cpu: Duration::from_secs(60),
             ..NOTHING
         };
-        let job = lane.run(burn);
+        let job = lane.run(burn, None);
         assert!(
             tokio::time::timeout(Duration::from_millis(50), job)
                 .await

@@ -252,6 +252,12 @@ impl BlockingPool {
         self.pool.register_metrics(registry);
     }
 
+    /// The pool that admits, counts and stops this one's jobs.
+    #[cfg(feature = "prometheus")]
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
     /// The pool's name, as given to [`BlockingBuilder::name`].
     pub fn name(&self) -> &str {
         self.pool.name()
