@@ -52,6 +52,51 @@ const GAUGES: [(&str, &str, Read); 6] = [
     ),
 ];
 
+/// Reads one counter of a priority.
+type ReadCount = fn(&PriorityCounts) -> u64;
+
+/// A family of counters per priority: name, help, the label that tells its series apart (none
+/// if empty), and each series' label value and reading.
+type PriorityFamily = (
+    &'static str,
+    &'static str,
+    &'static str,
+    &'static [(&'static str, ReadCount)],
+);
+
+/// The counters per priority, beside the totals.
+const PRIORITY_FAMILIES: [PriorityFamily; 3] = [
+    (
+        "spillway_priority_jobs_submitted",
+        "Jobs admitted to the queue, by priority.",
+        "",
+        &[("", |c| c.submitted)],
+    ),
+    (
+        "spillway_priority_jobs_ended",
+        "Admitted jobs that ended, by priority and outcome.",
+        "outcome",
+        &[
+            ("completed", |c| c.completed),
+            ("panicked", |c| c.panicked),
+            ("cancelled", |c| c.cancelled),
+            ("expired", |c| c.expired),
+            ("displaced", |c| c.displaced),
+            ("abandoned", |c| c.abandoned),
+        ],
+    ),
+    (
+        "spillway_priority_jobs_shed",
+        "Submissions shed, by priority and reason: full, closed, or expired.",
+        "reason",
+        &[
+            ("full", |c| c.shed_full),
+            ("closed", |c| c.shed_closed),
+            ("expired", |c| c.shed_expired),
+        ],
+    ),
+];
+
 /// The Prometheus metrics of a set of pools, exported through one `prometheus-client` registry:
 /// each metric family is declared once, with one series per pool labelled `pool="<name>"` (give
 /// the pools distinct [names](crate::Builder::name)).
@@ -281,39 +326,7 @@ fn encode_priority_counters(
     encoder: &mut DescriptorEncoder<'_>,
     pools: &[Reading],
 ) -> std::fmt::Result {
-    type Read = fn(&PriorityCounts) -> u64;
-    let families: [(&str, &str, &str, &[(&str, Read)]); 3] = [
-        (
-            "spillway_priority_jobs_submitted",
-            "Jobs admitted to the queue, by priority.",
-            "",
-            &[("", |c| c.submitted)],
-        ),
-        (
-            "spillway_priority_jobs_ended",
-            "Admitted jobs that ended, by priority and outcome.",
-            "outcome",
-            &[
-                ("completed", |c| c.completed),
-                ("panicked", |c| c.panicked),
-                ("cancelled", |c| c.cancelled),
-                ("expired", |c| c.expired),
-                ("displaced", |c| c.displaced),
-                ("abandoned", |c| c.abandoned),
-            ],
-        ),
-        (
-            "spillway_priority_jobs_shed",
-            "Submissions shed, by priority and reason: full, closed, or expired.",
-            "reason",
-            &[
-                ("full", |c| c.shed_full),
-                ("closed", |c| c.shed_closed),
-                ("expired", |c| c.shed_expired),
-            ],
-        ),
-    ];
-    for (name, help, key, series) in families {
+    for (name, help, key, series) in PRIORITY_FAMILIES {
         let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
         for pool in pools {
             for (priority, counts) in pool.snap.by_priority.iter() {

@@ -199,7 +199,7 @@ impl<T> Items<T> {
     fn pop_next(&mut self) -> Option<T> {
         let top = self.top()?;
         self.pops = self.pops.wrapping_add(1);
-        let lane = if self.pops % SHARE == 0 {
+        let lane = if self.pops.is_multiple_of(SHARE) {
             self.share_lane(top)
         } else {
             top

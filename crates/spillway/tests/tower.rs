@@ -511,7 +511,7 @@ async fn wait_mode_budget_starts_at_call_not_at_first_poll() {
 /// Classifies `n` as `Low` when odd, `Critical` when even; 0 has a deadline that has passed.
 fn by_parity(n: &u64) -> spillway::JobOptions {
     use spillway::{JobOptions, Priority};
-    let opts = JobOptions::new().priority(if n % 2 == 0 {
+    let opts = JobOptions::new().priority(if n.is_multiple_of(2) {
         Priority::Critical
     } else {
         Priority::Low

@@ -178,9 +178,12 @@ impl<C> PoolLayer<C> {
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() {
     /// use std::time::{Duration, Instant};
-    /// use axum::{Router, body::Body, http::Request, routing::get};
+    /// use axum::{
+    ///     BoxError, Router, body::Body, error_handling::HandleErrorLayer, http::Request,
+    ///     http::StatusCode, routing::get,
+    /// };
     /// use spillway::{JobOptions, Pool, PoolLayer, Priority};
-    /// use tower::ServiceExt;
+    /// use tower::{ServiceBuilder, ServiceExt};
     ///
     /// fn classify(request: &Request<Body>) -> JobOptions {
     ///     let priority = request
@@ -195,9 +198,11 @@ impl<C> PoolLayer<C> {
     /// }
     ///
     /// let pool = Pool::builder().build().unwrap();
-    /// let app = Router::new()
-    ///     .route("/checkout", get(|| async { "paid" }))
-    ///     .layer(PoolLayer::new(pool.clone()).classify(classify));
+    /// let app = Router::new().route("/checkout", get(|| async { "paid" })).layer(
+    ///     ServiceBuilder::new()
+    ///         .layer(HandleErrorLayer::new(|_: BoxError| async { StatusCode::SERVICE_UNAVAILABLE }))
+    ///         .layer(PoolLayer::new(pool.clone()).classify(classify)),
+    /// );
     ///
     /// let request = Request::get("/checkout")
     ///     .header("x-priority", "critical")
