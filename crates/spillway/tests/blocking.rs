@@ -6,15 +6,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use spillway::{BlockingPool, JobError, JobHandle};
+use spillway::{BlockingBuilder, BlockingPool, JobError, JobHandle};
 
-/// A pool of one thread, blocked on a closure until the returned sender sends (or is dropped).
-async fn blocked(queue_capacity: usize) -> (BlockingPool, JobHandle<()>, mpsc::Sender<()>) {
-    let pool = BlockingPool::builder()
-        .threads(1)
-        .queue_capacity(queue_capacity)
-        .build()
-        .unwrap();
+/// A pool of one thread from `builder`, blocked on a closure until the returned sender sends
+/// (or is dropped).
+async fn blocked_with(builder: BlockingBuilder) -> (BlockingPool, JobHandle<()>, mpsc::Sender<()>) {
+    let pool = builder.threads(1).build().unwrap();
     let (tx, rx) = mpsc::channel::<()>();
     let blocker = pool
         .try_submit(move || {
@@ -25,6 +22,11 @@ async fn blocked(queue_capacity: usize) -> (BlockingPool, JobHandle<()>, mpsc::S
         tokio::task::yield_now().await;
     }
     (pool, blocker, tx)
+}
+
+/// A pool of one thread, blocked, and a queue of `queue_capacity`.
+async fn blocked(queue_capacity: usize) -> (BlockingPool, JobHandle<()>, mpsc::Sender<()>) {
+    blocked_with(BlockingPool::builder().queue_capacity(queue_capacity)).await
 }
 
 #[tokio::test]
@@ -113,17 +115,8 @@ async fn a_job_cancelled_before_it_starts_never_runs() {
 
 #[tokio::test]
 async fn a_job_that_waited_past_queue_timeout_expires_unrun() {
-    let pool = BlockingPool::builder()
-        .threads(1)
-        .queue_timeout(Duration::from_millis(20))
-        .build()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<()>();
-    let blocker = pool
-        .try_submit(move || {
-            let _ = rx.recv();
-        })
-        .unwrap();
+    let builder = BlockingPool::builder().queue_timeout(Duration::from_millis(20));
+    let (pool, blocker, tx) = blocked_with(builder).await;
     let ran = Arc::new(AtomicBool::new(false));
     let flag = ran.clone();
     let late = pool
