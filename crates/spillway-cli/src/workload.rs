@@ -132,6 +132,21 @@ pub(crate) async fn run_with(profile: Profile, fault: Option<Fault>) {
     drop(black_box(buffer));
 }
 
+/// Runs the job on the calling thread, as a CPU lane runs it: its wait is a thread sleep there,
+/// as a blocking call would be.
+pub(crate) fn run_blocking(profile: Profile) {
+    let mut buffer = vec![0u8; profile.alloc];
+    for page in buffer.iter_mut().step_by(PAGE) {
+        *page = 1;
+    }
+    black_box(&mut buffer);
+    if !profile.wait.is_zero() {
+        std::thread::sleep(profile.wait);
+    }
+    burn(profile.cpu);
+    drop(black_box(buffer));
+}
+
 /// Allocates `bytes` and touches every page, or fails without aborting the process.
 ///
 /// # Errors

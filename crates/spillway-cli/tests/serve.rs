@@ -1219,3 +1219,61 @@ async fn a_critical_request_displaces_a_queued_low_one_from_a_full_queue() {
     assert_eq!(server.metric(displaced).await, 1.0);
     server.drain().await;
 }
+
+/// Issue 12: in pool mode a `/work` request's CPU part runs on the CPU lane (a BlockingPool of
+/// `--cpu-threads` threads and a queue of `--cpu-queue`); a CPU part that finds it full is shed
+/// with 503 and `Retry-After`, and the lane's series are exported beside the pool's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cpu_lane_runs_cpu_parts_and_sheds_them_when_full() {
+    let server = Running::start(&[
+        "--mode",
+        "pool",
+        "--wait-ms",
+        "0",
+        "--cpu-threads",
+        "1",
+        "--cpu-queue",
+        "1",
+        "--retry-after",
+        "2",
+    ])
+    .await;
+    let running = server.spawn_get("/work?cpu_ms=3000");
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve-cpu"}"#, 1.0)
+        .await;
+    let queued = server.spawn_get("/work?cpu_ms=1");
+    server
+        .wait_metric(r#"spillway_queue_depth{pool="serve-cpu"}"#, 1.0)
+        .await;
+    let shed = server.get("/work?cpu_ms=1").await;
+    assert_eq!(shed.status, 503, "{shed:?}");
+    assert_eq!(shed.header("retry-after"), Some("2"));
+    assert_eq!(shed.body, "overloaded: the CPU lane is full; retry later\n");
+    // A request without CPU work does not touch the lane.
+    assert_eq!(server.get("/work?wait_ms=1").await.status, 200);
+    assert_eq!(running.await.unwrap().status, 200);
+    assert_eq!(queued.await.unwrap().status, 200);
+    assert_eq!(
+        server
+            .metric(r#"spillway_jobs_shed_total{pool="serve-cpu",reason="full"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(server.metric("spillway_http_shed_total").await, 1.0);
+    server.drain().await;
+}
+
+#[tokio::test]
+async fn bad_cpu_lane_flags_are_named() {
+    for (flag, value) in [
+        ("--cpu-threads", "0"),
+        ("--cpu-threads", "2000"),
+        ("--cpu-queue", "0"),
+    ] {
+        let err = Cli::try_parse_from(["spillway", "serve", flag, value])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(flag), "{err}");
+    }
+}

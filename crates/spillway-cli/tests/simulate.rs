@@ -537,3 +537,37 @@ fn the_table_has_a_line_per_priority_and_everything_at_one_priority_is_counted_t
     assert_eq!(m.by_priority["low"].completed, m.completed);
     assert_eq!(report.settings.priority_mix.as_deref(), Some("low=1"));
 }
+
+/// Issue 12: `--mode cpu` runs the CPU lanes one after another in one run: spillway's
+/// BlockingPool, tokio's spawn_blocking and rayon::spawn, each job accounted for.
+#[test]
+fn the_cpu_lanes_are_compared_in_one_run() {
+    let report = small(&[
+        "--mode",
+        "cpu",
+        "--wait-ms",
+        "0",
+        "--cpu-ms",
+        "1",
+        "--rate",
+        "200",
+    ]);
+    let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
+    assert_eq!(names, ["blocking", "spawn-blocking", "rayon"]);
+    for m in &report.modes {
+        assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+        assert!(m.completed > 0, "{m:?}");
+        assert!(
+            m.latency_ms.p50 >= 1.0,
+            "{}: a job burns 1 ms: {m:?}",
+            m.mode
+        );
+    }
+    assert!(report.modes[0].description.contains("BlockingPool"));
+    let err = simulate::simulate(&args(&["--mode", "blocking,cpu"])).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("invalid --mode: blocking is chosen twice"),
+        "{err}"
+    );
+}

@@ -313,6 +313,12 @@ impl Builder {
     /// assert_eq!(err.setting(), "runtime");
     /// ```
     pub fn build(self) -> Result<Pool, BuildError> {
+        let (config, runtime) = self.prepare()?;
+        Ok(Pool::start(config, runtime))
+    }
+
+    /// Checks every setting and finds the runtime: what `build` does before it starts a pool.
+    pub(crate) fn prepare(self) -> Result<(Config, Handle), BuildError> {
         let config = self.validate()?;
         let runtime = match self.runtime {
             Some(handle) => handle,
@@ -328,7 +334,7 @@ impl Builder {
         if !has_timers {
             return Err(BuildError::no_timers());
         }
-        Ok(Pool::start(config, runtime))
+        Ok((config, runtime))
     }
 
     fn validate(&self) -> Result<Config, BuildError> {

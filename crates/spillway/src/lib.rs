@@ -40,6 +40,10 @@
 //!   without running; one whose deadline has passed at submission is refused at once.
 //!   [`Snapshot::by_priority`] counts every outcome per priority. (The design and the failure
 //!   modes it is argued against are in the source, `queue.rs`.)
+//! * **CPU-heavy work**: [`BlockingPool`] runs `FnOnce() -> T` closures on a bounded set of
+//!   dedicated OS threads (one per core by default), with the same admission, [`JobHandle`]s
+//!   (awaited, or [`JobHandle::wait`]ed from sync code), metrics and shutdown report; unlike
+//!   `spawn_blocking` or `rayon::spawn`, it sheds what does not fit.
 //! * **Tower**: with the `tower` feature, `PoolLayer` runs a `tower` service's requests (axum,
 //!   hyper, tonic...) as jobs and sheds the overload with an `Overloaded` error;
 //!   `PoolLayer::classify` gives each request its priority and deadline.
@@ -73,6 +77,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod blocking;
 mod builder;
 mod config;
 mod error;
@@ -97,6 +102,7 @@ mod worker;
 pub use self::tower::{
     BoxError, Classify, Overloaded, PoolLayer, PoolService, ResponseFuture, ShedReason,
 };
+pub use blocking::{BlockingBuilder, BlockingPool};
 pub use builder::{Builder, MAX_WORKERS};
 pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;

@@ -15,7 +15,7 @@ use crate::error::{SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::job::JobHandle;
 use crate::metrics::Snapshot;
 use crate::priority::JobOptions;
-use crate::state::{Refusal, Shared};
+use crate::state::{Refusal, Shared, StartWorker};
 use crate::worker;
 
 /// Closes the pool when the last [`Pool`] clone is dropped. Workers hold [`Shared`], not this.
@@ -80,6 +80,10 @@ pub struct ShutdownReport {
     pub timed_out: bool,
     /// How long the shutdown took.
     pub elapsed: Duration,
+    /// Threads of a [`BlockingPool`](crate::BlockingPool) still running a job at the deadline:
+    /// left to finish it alone (their jobs count as abandoned), never joined. Always 0 for a
+    /// [`Pool`].
+    pub detached: u64,
 }
 
 impl Pool {
@@ -93,6 +97,11 @@ impl Pool {
         fn start_worker(tasks: &mut JoinSet<()>, shared: Arc<Shared>, runtime: &Handle) {
             tasks.spawn_on(worker::run(shared), runtime);
         }
+        Pool::start_with(config, runtime, Box::new(start_worker))
+    }
+
+    /// A pool whose workers are started by `start_worker` (see [`StartWorker`]).
+    pub(crate) fn start_with(config: Config, runtime: Handle, start_worker: StartWorker) -> Pool {
         let shared = Shared::start(config, runtime, start_worker);
         Pool {
             owner: Arc::new(Owner { shared }),
@@ -419,6 +428,7 @@ impl Pool {
             abandoned: stopped.abandoned,
             timed_out: stopped.timed_out,
             elapsed: started.elapsed(),
+            detached: 0,
         }
     }
 

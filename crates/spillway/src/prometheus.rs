@@ -156,6 +156,11 @@ impl PoolMetrics {
         pools.push(Arc::downgrade(pool.shared()));
     }
 
+    /// Adds a [`BlockingPool`](crate::BlockingPool) to the set, as [`add`](Self::add).
+    pub fn add_blocking(&self, pool: &crate::BlockingPool) {
+        self.add(pool.pool());
+    }
+
     /// Registers the set with `registry`, as one collector. Register it once per registry.
     pub fn register(&self, registry: &mut Registry) {
         registry.register_collector(Box::new(PoolsCollector {

@@ -21,7 +21,7 @@ use tower::ServiceBuilder;
 use super::ServeArgs;
 use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
 use super::classify;
-use super::job::CpuLane;
+use super::job::{CpuLane, JobFailure};
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
 use crate::workload::Profile;
@@ -60,8 +60,11 @@ impl App {
         let metrics = ServerMetrics::new();
         let mut registry = Registry::default();
         metrics.register(&mut registry);
-        if let Some(pool) = limiter.pool() {
-            pool.register_metrics(&mut registry);
+        if let (Some(pool), Some(cpu)) = (limiter.pool(), limiter.cpu()) {
+            let pools = spillway::PoolMetrics::new();
+            pools.add(pool);
+            pools.add_blocking(cpu);
+            pools.register(&mut registry);
         }
         if let Some(name) = &args.instance {
             balancer::register_instance(name, &mut registry);
@@ -150,26 +153,32 @@ async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile
         },
         Limiter::Naive | Limiter::Pool { .. } => None,
     };
-    match app.lane.run(profile).await {
+    match app.lane.run(profile, app.limiter.cpu()).await {
         Ok(()) => "ok\n".into_response(),
+        Err(JobFailure::Shed) => shed(&app, "the CPU lane is full"),
         Err(failure) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{failure}\n")).into_response(),
     }
+}
+
+/// 503 with `Retry-After`, counted as shed.
+fn shed(app: &App, reason: &str) -> Response {
+    app.metrics.shed.inc();
+    let mut response = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("overloaded: {reason}; retry later\n"),
+    )
+        .into_response();
+    if let Some(pool) = app.limiter.pool() {
+        let value = app.retry_after.value(pool);
+        response.headers_mut().insert(header::RETRY_AFTER, value);
+    }
+    response
 }
 
 /// What a `/work` request that the pool did not complete is answered.
 fn pool_error(app: &App, err: &BoxError) -> Response {
     if let Some(overloaded) = err.downcast_ref::<Overloaded>() {
-        app.metrics.shed.inc();
-        let mut response = (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("overloaded: {}; retry later\n", overloaded.reason()),
-        )
-            .into_response();
-        if let Some(pool) = app.limiter.pool() {
-            let value = app.retry_after.value(pool);
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
+        return shed(app, &overloaded.reason().to_string());
     }
     let message = match err.downcast_ref::<JobError>() {
         Some(JobError::TimedOut) => {

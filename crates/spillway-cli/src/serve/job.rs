@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use spillway::{BlockingPool, JobError};
 use tokio::sync::Semaphore;
 
 use crate::args::FaultArgs;
@@ -17,6 +18,8 @@ pub(crate) enum JobFailure {
     Alloc { kib: usize, reason: String },
     /// The CPU lane is closed (the server is going away).
     LaneClosed,
+    /// The CPU lane's queue was full (pool mode): shed.
+    Shed,
 }
 
 impl std::fmt::Display for JobFailure {
@@ -24,6 +27,7 @@ impl std::fmt::Display for JobFailure {
         match self {
             JobFailure::Alloc { kib, reason } => write!(f, "cannot allocate {kib} KiB: {reason}"),
             JobFailure::LaneClosed => f.write_str("the CPU lane is closed"),
+            JobFailure::Shed => f.write_str("the CPU lane is full"),
         }
     }
 }
@@ -51,17 +55,22 @@ impl CpuLane {
         }
     }
 
-    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU;
-    /// or, for a fraction of the jobs, the fault drawn for it.
+    /// Runs `profile`: allocates and touches its memory, waits holding it, then burns its CPU,
+    /// on `cpu` when given (pool mode), else on this lane; or, for a fraction of the jobs, the
+    /// fault drawn for it.
     ///
     /// # Errors
     ///
-    /// When its memory cannot be allocated, or the lane is closed.
+    /// When its memory cannot be allocated, the lane is closed, or `cpu` sheds the CPU part.
     ///
     /// # Panics
     ///
     /// When the job drew `--fault-panic`.
-    pub(crate) async fn run(&self, profile: Profile) -> Result<(), JobFailure> {
+    pub(crate) async fn run(
+        &self,
+        profile: Profile,
+        cpu: Option<&BlockingPool>,
+    ) -> Result<(), JobFailure> {
         let fault = self.faults.draw(workload::roll());
         let profile = Fault::applied(fault, profile);
         let memory = self.hold(profile.alloc).await?;
@@ -70,8 +79,11 @@ impl CpuLane {
         }
         Fault::strike(fault).await;
         if !profile.cpu.is_zero() {
-            self.on_lane(move |cancelled| workload::burn_unless(profile.cpu, cancelled))
-                .await?;
+            let burn = move |cancelled: &AtomicBool| workload::burn_unless(profile.cpu, cancelled);
+            match cpu {
+                Some(pool) => on_pool(pool, burn).await?,
+                None => self.on_lane(burn).await?,
+            }
         }
         drop(memory);
         Ok(())
@@ -117,6 +129,29 @@ impl CpuLane {
     }
 }
 
+/// Runs `work` on the BlockingPool `pool` if it has room; `work` is told when the caller has
+/// gone (a running closure cannot be interrupted otherwise).
+async fn on_pool<T: Send + 'static>(
+    pool: &BlockingPool,
+    work: impl FnOnce(&AtomicBool) -> T + Send + 'static,
+) -> Result<T, JobFailure> {
+    let cancel = CancelOnDrop(Arc::new(AtomicBool::new(false)));
+    let cancelled = Arc::clone(&cancel.0);
+    let handle = pool
+        .try_submit(move || work(&cancelled))
+        .map_err(|refused| {
+            if refused.is_closed() {
+                JobFailure::LaneClosed
+            } else {
+                JobFailure::Shed
+            }
+        })?;
+    handle.await.map_err(|err| match err {
+        JobError::Expired | JobError::Displaced => JobFailure::Shed,
+        _ => JobFailure::LaneClosed,
+    })
+}
+
 /// Tells the lane's work that its caller has gone, when dropped.
 struct CancelOnDrop(Arc<AtomicBool>);
 
@@ -142,10 +177,13 @@ mod tests {
     async fn memory_past_the_machine_is_refused_without_trying() {
         let lane = CpuLane::new(1 << 20, FaultArgs::default());
         let err = lane
-            .run(Profile {
-                alloc: 2 << 20,
-                ..NOTHING
-            })
+            .run(
+                Profile {
+                    alloc: 2 << 20,
+                    ..NOTHING
+                },
+                None,
+            )
             .await
             .unwrap_err();
         assert_eq!(
@@ -156,7 +194,7 @@ mod tests {
             alloc: 64 << 10,
             ..NOTHING
         };
-        assert_eq!(lane.run(held).await, Ok(()));
+        assert_eq!(lane.run(held, None).await, Ok(()));
     }
 
     #[tokio::test]
@@ -166,7 +204,7 @@ mod tests {
             cpu: Duration::from_secs(60),
             ..NOTHING
         };
-        let job = lane.run(burn);
+        let job = lane.run(burn, None);
         assert!(
             tokio::time::timeout(Duration::from_millis(50), job)
                 .await

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use spillway::Pool;
+use spillway::{BlockingPool, Pool};
 use tokio::sync::Semaphore;
 
 use super::{Mode, ServeArgs};
@@ -22,6 +22,8 @@ pub(crate) enum Limiter {
         pool: Pool,
         /// Wait this long for a queue slot before shedding (`--admission-wait`).
         admission_wait: Option<Duration>,
+        /// The CPU lane: runs the jobs' CPU parts (`--cpu-threads`, `--cpu-queue`).
+        cpu: BlockingPool,
         /// Keeps the pool's runtime (`--pool-threads`) alive as long as the pool.
         _runtime: PoolRuntime,
     },
@@ -49,6 +51,14 @@ impl Limiter {
         }
     }
 
+    /// The CPU lane, in pool mode.
+    pub(crate) fn cpu(&self) -> Option<&BlockingPool> {
+        match self {
+            Limiter::Pool { cpu, .. } => Some(cpu),
+            _ => None,
+        }
+    }
+
     /// What bounds the concurrency, in words.
     pub(crate) fn describe(&self, args: &ServeArgs) -> String {
         match self {
@@ -56,12 +66,14 @@ impl Limiter {
             Limiter::Semaphore(_) => {
                 format!("{} permits, unbounded wait", args.pool.max_workers)
             }
-            Limiter::Pool { .. } => format!(
-                "pool of up to {} workers and a queue of {} under the {} limit, the rest \
-                 answered 503",
+            Limiter::Pool { cpu, .. } => format!(
+                "pool of up to {} workers and a queue of {} under the {} limit, CPU parts on \
+                 {} threads with a queue of {}, the rest answered 503",
                 args.pool.max_workers,
                 args.pool.queue,
-                args.limit.name()
+                args.limit.name(),
+                cpu.metrics().workers,
+                args.cpu_queue
             ),
         }
     }
@@ -86,15 +98,23 @@ fn build_pool(args: &ServeArgs) -> anyhow::Result<Limiter> {
         builder = builder.run_timeout(timeout);
     }
     let runtime = PoolRuntime::start(args.pool_threads)?;
-    if let Some(handle) = runtime.handle() {
-        builder = builder.runtime(handle);
+    let mut cpu = BlockingPool::builder()
+        .name("serve-cpu")
+        .queue_capacity(args.cpu_queue);
+    if let Some(threads) = args.cpu_threads {
+        cpu = cpu.threads(threads);
     }
-    let pool = builder
-        .build()
-        .map_err(|e| anyhow::anyhow!("invalid pool settings: {e} (see --{})", flag(e.setting())))?;
+    if let Some(handle) = runtime.handle() {
+        builder = builder.runtime(handle.clone());
+        cpu = cpu.runtime(handle);
+    }
+    let invalid = |e: spillway::BuildError| {
+        anyhow::anyhow!("invalid pool settings: {e} (see --{})", flag(e.setting()))
+    };
     Ok(Limiter::Pool {
-        pool,
+        pool: builder.build().map_err(invalid)?,
         admission_wait: args.admission_wait,
+        cpu: cpu.build().map_err(invalid)?,
         _runtime: runtime,
     })
 }
@@ -103,6 +123,7 @@ fn build_pool(args: &ServeArgs) -> anyhow::Result<Limiter> {
 fn flag(setting: &str) -> String {
     match setting {
         "queue_capacity" => "queue".to_string(),
+        "threads" => "cpu-threads".to_string(),
         other => other.replace('_', "-"),
     }
 }

@@ -112,6 +112,14 @@ pub struct ServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=1024)
     )]
     pub pool_threads: usize,
+    /// OS threads of the CPU lane (pool mode): a `/work` job's `cpu_ms` part runs on a
+    /// spillway BlockingPool of this many threads, its wait part on the pool; a CPU part that
+    /// finds the lane's queue full is shed with 503 too. Default: the number of cores.
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub cpu_threads: Option<usize>,
+    /// CPU parts that may wait for a thread of the CPU lane (pool mode); the rest are shed.
+    #[arg(long, default_value_t = 64, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..))]
+    pub cpu_queue: usize,
     /// The pool's concurrency limit (pool mode): adaptive (the library's default: finds how
     /// many jobs may run at once, within --min-workers..=--max-workers, and keeps the queue
     /// short), fixed (always --max-workers), or Netflix's gradient2, vegas or aimd.

@@ -60,6 +60,14 @@ pub enum ModeChoice {
     PoolVegas,
     /// The seed's ceilings with the AIMD limit at its defaults.
     PoolAimd,
+    /// The CPU lane: a spillway BlockingPool, one thread per core, a short queue.
+    Blocking,
+    /// tokio's spawn_blocking per job (unbounded queue, up to 512 threads).
+    SpawnBlocking,
+    /// rayon::spawn per job (unbounded queue).
+    Rayon,
+    /// blocking, spawn-blocking and rayon, in that order: the CPU lanes compared.
+    Cpu,
 }
 
 impl ModeChoice {
@@ -79,6 +87,10 @@ impl ModeChoice {
             ModeChoice::PoolGradient2 => vec![ModeName::PoolGradient2],
             ModeChoice::PoolVegas => vec![ModeName::PoolVegas],
             ModeChoice::PoolAimd => vec![ModeName::PoolAimd],
+            ModeChoice::Blocking => vec![ModeName::Blocking],
+            ModeChoice::SpawnBlocking => vec![ModeName::SpawnBlocking],
+            ModeChoice::Rayon => vec![ModeName::Rayon],
+            ModeChoice::Cpu => vec![ModeName::Blocking, ModeName::SpawnBlocking, ModeName::Rayon],
         }
     }
 }

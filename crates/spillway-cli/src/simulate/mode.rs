@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
-use spillway::{Limit, Pool, Priority};
+use spillway::{BlockingPool, Limit, Pool, Priority};
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
@@ -46,6 +46,13 @@ pub enum ModeName {
     PoolVegas,
     /// The seed's ceilings with the port of Netflix's AIMD limit at its defaults.
     PoolAimd,
+    /// The CPU lane: a spillway `BlockingPool`, one thread per core, a queue of 25 ms of work
+    /// (`--queue-timeout` if given), the rest shed. The whole job runs on its thread.
+    Blocking,
+    /// `tokio::task::spawn_blocking` per job: up to 512 threads, an unbounded queue.
+    SpawnBlocking,
+    /// `rayon::spawn` per job: one thread per core, an unbounded queue, no handle.
+    Rayon,
 }
 
 impl ModeName {
@@ -60,6 +67,9 @@ impl ModeName {
             ModeName::PoolGradient2 => "pool-gradient2",
             ModeName::PoolVegas => "pool-vegas",
             ModeName::PoolAimd => "pool-aimd",
+            ModeName::Blocking => "blocking",
+            ModeName::SpawnBlocking => "spawn-blocking",
+            ModeName::Rayon => "rayon",
         }
     }
 
@@ -129,7 +139,11 @@ pub(crate) fn tuned(capacity: f64, profile: &Profile, deadline: Duration) -> Poo
 /// The pool a mode runs, if it runs one.
 fn pool_settings(cfg: &ModeConfig) -> Option<PoolArgs> {
     match cfg.mode {
-        ModeName::Naive | ModeName::Semaphore => None,
+        ModeName::Naive
+        | ModeName::Semaphore
+        | ModeName::Blocking
+        | ModeName::SpawnBlocking
+        | ModeName::Rayon => None,
         ModeName::Pool => Some(cfg.pool.clone()),
         // The library's own minimum: `min_workers` is not applied to these modes.
         ModeName::PoolAdaptive
@@ -156,6 +170,12 @@ fn describe(cfg: &ModeConfig, pool: Option<&PoolArgs>) -> String {
             ModeName::Semaphore => {
                 format!("Semaphore({}), try_acquire or shed", cfg.pool.max_workers)
             }
+            ModeName::Blocking => {
+                let (threads, queue) = blocking_settings(cfg);
+                format!("spillway BlockingPool, {threads} threads, queue {queue}")
+            }
+            ModeName::SpawnBlocking => "tokio spawn_blocking per job, unbounded queue".into(),
+            ModeName::Rayon => "rayon::spawn per job, unbounded queue".into(),
             _ => "tokio::spawn per job, unbounded".into(),
         };
     };
@@ -180,11 +200,26 @@ fn describe(cfg: &ModeConfig, pool: Option<&PoolArgs>) -> String {
     )
 }
 
+/// The CPU lane's threads (one per core) and queue: 25 ms of work, at least one job a thread.
+fn blocking_settings(cfg: &ModeConfig) -> (usize, usize) {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let job_s = cfg.profile.duration().as_secs_f64().max(0.000_01);
+    let window = Duration::from_millis(25)
+        .min(cfg.deadline / 4)
+        .max(Duration::from_millis(1));
+    let per_thread = (window.as_secs_f64() / job_s).floor().max(1.0);
+    (threads, threads * per_thread as usize)
+}
+
 /// How a mode runs the jobs offered to it.
 enum Runner {
     Naive(Handle),
     Semaphore(Handle, Arc<Semaphore>),
     Pool(Pool),
+    /// The CPU modes: the whole job on a thread of theirs.
+    Blocking(BlockingPool),
+    SpawnBlocking(Handle),
+    Rayon,
 }
 
 impl Runner {
@@ -194,9 +229,44 @@ impl Runner {
             (ModeName::Semaphore, _) => {
                 Runner::Semaphore(handle, Arc::new(Semaphore::new(cfg.pool.max_workers)))
             }
+            (ModeName::Blocking, _) => Runner::Blocking(build_blocking(cfg, handle)?),
+            (ModeName::SpawnBlocking, _) => Runner::SpawnBlocking(handle),
+            (ModeName::Rayon, _) => Runner::Rayon,
             (_, Some(pool)) => Runner::Pool(build_pool(cfg.mode, pool, handle)?),
             (_, None) => Runner::Naive(handle),
         })
+    }
+
+    /// Whether the mode runs jobs on threads of its own (`offer_blocking`), not as futures.
+    fn runs_threads(&self) -> bool {
+        matches!(
+            self,
+            Runner::Blocking(_) | Runner::SpawnBlocking(_) | Runner::Rayon
+        )
+    }
+
+    /// Offers one job to a CPU mode. Returns whether it was taken.
+    fn offer_blocking(&self, job: impl FnOnce() + Send + 'static) -> bool {
+        match self {
+            Runner::Blocking(pool) => match pool.try_submit(job) {
+                Ok(handle) => {
+                    handle.detach();
+                    true
+                }
+                Err(_) => false,
+            },
+            Runner::SpawnBlocking(handle) => {
+                drop(handle.spawn_blocking(job));
+                true
+            }
+            Runner::Rayon => {
+                rayon::spawn(job);
+                true
+            }
+            Runner::Naive(_) | Runner::Semaphore(..) | Runner::Pool(_) => {
+                unreachable!("offer_blocking is for the CPU modes")
+            }
+        }
     }
 
     /// Offers one job, at `priority` if the run offers priorities (only a pool tells them
@@ -234,12 +304,16 @@ impl Runner {
                     Err(_) => false,
                 }
             }
+            Runner::Blocking(_) | Runner::SpawnBlocking(_) | Runner::Rayon => {
+                unreachable!("the CPU modes take closures: offer_blocking")
+            }
         }
     }
 
     fn expired(&self) -> u64 {
         match self {
             Runner::Pool(pool) => pool.metrics().expired,
+            Runner::Blocking(pool) => pool.metrics().expired,
             _ => 0,
         }
     }
@@ -289,6 +363,19 @@ fn build_pool(mode: ModeName, settings: &PoolArgs, handle: Handle) -> anyhow::Re
         builder = builder.queue_timeout(timeout);
     }
     builder.build().context("invalid pool settings")
+}
+
+fn build_blocking(cfg: &ModeConfig, handle: Handle) -> anyhow::Result<BlockingPool> {
+    let (threads, queue) = blocking_settings(cfg);
+    let mut builder = BlockingPool::builder()
+        .name("blocking")
+        .threads(threads)
+        .queue_capacity(queue)
+        .runtime(handle);
+    if let Some(timeout) = cfg.pool.queue_timeout {
+        builder = builder.queue_timeout(timeout);
+    }
+    builder.build().context("invalid BlockingPool settings")
 }
 
 /// `builder` with the library's limit of that name, at its defaults.
@@ -670,7 +757,8 @@ fn hog(start: Instant, spans: &[(f64, f64)], stop: &AtomicBool) {
 const CATCH_UP: u32 = 256;
 
 /// Offers one job scheduled at `scheduled`, with its fault if it drew one (at `priority`, if
-/// the run offers priorities), and counts it.
+/// the run offers priorities), and counts it. The CPU modes run it on their threads (a fault
+/// there only changes its memory: a thread can neither be hung nor unwound on purpose here).
 fn offer(
     runner: &Runner,
     ledger: &Arc<Ledger>,
@@ -681,18 +769,30 @@ fn offer(
 ) {
     let index = priority::index(priority.unwrap_or(Priority::Normal));
     let ticket = ledger.offer(scheduled, index);
-    let job = async move {
-        let started = Instant::now();
-        match workload::catch_panic(workload::run_with(profile, fault)).await {
-            Ok(()) => ticket.completed(started),
-            Err(panic) => {
-                ticket.failed();
-                // The runner sees the panic too (the pool counts it).
-                std::panic::resume_unwind(panic);
-            }
-        }
+    let taken = if runner.runs_threads() {
+        let profile = Fault::applied(fault, profile);
+        runner.offer_blocking(move || {
+            let started = Instant::now();
+            workload::run_blocking(profile);
+            ticket.completed(started);
+        })
+    } else {
+        runner.offer(
+            async move {
+                let started = Instant::now();
+                match workload::catch_panic(workload::run_with(profile, fault)).await {
+                    Ok(()) => ticket.completed(started),
+                    Err(panic) => {
+                        ticket.failed();
+                        // The runner sees the panic too (the pool counts it).
+                        std::panic::resume_unwind(panic);
+                    }
+                }
+            },
+            priority,
+        )
     };
-    if !runner.offer(job, priority) {
+    if !taken {
         ledger.shed(index);
     }
 }

@@ -67,8 +67,11 @@ use crate::scaler::{self, Decision};
 use crate::sync::lock_std;
 
 /// Starts one worker task for `shared` in `tasks`, on `runtime`. Given by whoever builds the pool,
-/// so that this state does not depend on what a worker does.
-pub(crate) type StartWorker = fn(&mut JoinSet<()>, Arc<Shared>, &Handle);
+/// so that this state does not depend on what a worker does: a [`Pool`](crate::Pool)'s workers
+/// run their jobs on the runtime, a [`BlockingPool`](crate::BlockingPool)'s hand them to a
+/// thread of their own (`blocking/lane.rs`). Either way the worker is a task in `tasks`, so
+/// starting, stopping and accounting are the same.
+pub(crate) type StartWorker = Box<dyn Fn(&mut JoinSet<()>, Arc<Shared>, &Handle) + Send + Sync>;
 
 /// Everything the pool handles and its workers share.
 pub(crate) struct Shared {
