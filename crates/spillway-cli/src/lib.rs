@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 mod args;
 mod child;
 mod histogram;
+mod live;
 pub mod load;
 mod memory;
 mod net;

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::window::Window;
 use crate::status::StatusClass;
 
 /// A response status, as a label.
@@ -36,6 +37,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) connections_total: Counter,
     pub(crate) accept_errors: Counter,
     pub(crate) requests_in_flight: Gauge,
+    /// `/work` requests received: the live view's offered load.
+    pub(crate) work_requests: Counter,
     pub(crate) responses: Family<StatusLabel, Counter>,
     pub(crate) shed: Counter,
     pub(crate) cancelled: Counter,
@@ -43,6 +46,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) duration: Family<ClassLabel, Histogram, fn() -> Histogram>,
     /// Requests that produced a response (any status), for the drain report.
     completed: AtomicU64,
+    /// The `/work` answers of the live view's current tick.
+    pub(crate) window: Window,
 }
 
 impl ServerMetrics {
@@ -52,12 +57,14 @@ impl ServerMetrics {
             connections_total: Counter::default(),
             accept_errors: Counter::default(),
             requests_in_flight: Gauge::default(),
+            work_requests: Counter::default(),
             responses: Family::default(),
             shed: Counter::default(),
             cancelled: Counter::default(),
             abandoned: Counter::default(),
             duration: Family::new_with_constructor(duration_histogram),
             completed: AtomicU64::new(0),
+            window: Window::default(),
         }
     }
 
@@ -66,6 +73,7 @@ impl ServerMetrics {
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.responses.get_or_create(&StatusLabel { status }).inc();
         if is_work {
+            self.window.record(status, elapsed);
             self.duration
                 .get_or_create(&ClassLabel {
                     class: StatusClass::of(status).name(),
@@ -107,6 +115,11 @@ impl ServerMetrics {
             "requests_in_flight",
             "Requests received and not yet answered",
             self.requests_in_flight.clone(),
+        );
+        http.register(
+            "work_requests",
+            "Requests to /work received",
+            self.work_requests.clone(),
         );
         http.register(
             "responses",

@@ -12,11 +12,14 @@
 //! optional connection limit and a graceful drain.
 
 mod app;
+mod dashboard;
 mod job;
 mod limiter;
 mod limits;
 mod metrics;
 mod server;
+mod snapshot;
+mod window;
 
 use std::future::Future;
 use std::io::Write as _;
