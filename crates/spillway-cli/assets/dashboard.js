@@ -5,7 +5,8 @@
   var WINDOW_S = 300; // seconds of history kept on the charts
   var COLORS = ["#1565c0", "#2e7d32", "#f9a825", "#c62828", "#6a1b9a", "#00838f"];
 
-  // Each chart: its element, and the series it draws as [label, value of a frame].
+  // Each chart: its element, the series it draws as [label, value of a frame], and whether its
+  // y axis is logarithmic (latencies: a shed answer takes microseconds, a job milliseconds).
   var CHARTS = [
     ["chart-rates", [
       ["offered/s", function (f) { return f.rates.offered_per_s; }],
@@ -21,7 +22,7 @@
       ["admitted p50", function (f) { return f.latency_ms.admitted.p50; }],
       ["admitted p99", function (f) { return f.latency_ms.admitted.p99; }],
       ["shed p50", function (f) { return f.latency_ms.shed.p50; }],
-      ["shed p99", function (f) { return f.latency_ms.shed.p99; }]]],
+      ["shed p99", function (f) { return f.latency_ms.shed.p99; }]], true],
     ["chart-memory", [
       ["RSS MiB", function (f) { return f.rss_bytes == null ? null : f.rss_bytes / 1048576; }]]]
   ];
@@ -41,7 +42,7 @@
     var plot = new uPlot({
       width: chartWidth(el),
       height: 220,
-      scales: { x: { time: false } },
+      scales: { x: { time: false }, y: spec[2] ? { distr: 3 } : {} },
       axes: [{ label: "seconds" }, { size: 60 }],
       series: series
     }, data, el);
