@@ -8,6 +8,7 @@ use std::sync::{Arc, Weak};
 use std::time::Instant;
 
 use axum::Router;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::time::MissedTickBehavior;
 
@@ -24,6 +25,8 @@ pub(crate) type ServeFrame = Frame<ServeDetail>;
 #[derive(Debug)]
 pub(crate) struct Dashboard {
     pub(crate) hub: Arc<Hub>,
+    /// The server's resident memory, read each tick, exported in `/metrics` too.
+    rss: Gauge,
     mode: &'static str,
     /// The settings in words, for the page's header.
     summary: String,
@@ -35,6 +38,12 @@ impl Dashboard {
     /// its subscriber counts join `registry`.
     pub(crate) fn new(args: &ServeArgs, summary: &str, registry: &mut Registry) -> Self {
         let hub = Arc::new(Hub::default());
+        let rss = Gauge::default();
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the server process, read five times a second",
+            rss.clone(),
+        );
         let http = registry.sub_registry_with_prefix("spillway_http");
         http.register(
             "event_subscribers",
@@ -48,6 +57,7 @@ impl Dashboard {
         );
         Dashboard {
             hub,
+            rss,
             mode: args.mode.as_str(),
             summary: summary.replace("<b>", "").replace("</b>", ""),
             started: Instant::now(),
@@ -111,6 +121,9 @@ impl Sampler {
         (self.last_at, self.last_work_requests) = (now, http.work_requests);
         let pool = app.limiter.pool().map(spillway::Pool::metrics);
         let live = &app.live;
+        let rss_bytes = self.rss.read();
+        live.rss
+            .set(rss_bytes.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)));
         Frame {
             t_s: now.duration_since(live.started).as_secs_f64(),
             state: if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
@@ -132,7 +145,7 @@ impl Sampler {
             limit: pool.as_ref().map(|p| p.limit as u64),
             workers: pool.as_ref().map(|p| p.workers as u64),
             latency_ms: taken.latency,
-            rss_bytes: self.rss.read(),
+            rss_bytes,
             detail: ServeDetail {
                 http,
                 pool: pool.as_ref().map(PoolView::from),

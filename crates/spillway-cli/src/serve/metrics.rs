@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::window::Window;
+use super::window::{GOODPUT_DEADLINE, Window};
 use crate::status::StatusClass;
 
 /// A response status, as a label.
@@ -41,6 +41,8 @@ pub(crate) struct ServerMetrics {
     pub(crate) work_requests: Counter,
     pub(crate) responses: Family<StatusLabel, Counter>,
     pub(crate) shed: Counter,
+    /// `/work` answered 2xx within the goodput deadline.
+    pub(crate) goodput: Counter,
     pub(crate) cancelled: Counter,
     pub(crate) abandoned: Counter,
     pub(crate) duration: Family<ClassLabel, Histogram, fn() -> Histogram>,
@@ -60,6 +62,7 @@ impl ServerMetrics {
             work_requests: Counter::default(),
             responses: Family::default(),
             shed: Counter::default(),
+            goodput: Counter::default(),
             cancelled: Counter::default(),
             abandoned: Counter::default(),
             duration: Family::new_with_constructor(duration_histogram),
@@ -74,6 +77,9 @@ impl ServerMetrics {
         self.responses.get_or_create(&StatusLabel { status }).inc();
         if is_work {
             self.window.record(status, elapsed);
+            if StatusClass::of(status) == StatusClass::Ok && elapsed <= GOODPUT_DEADLINE {
+                self.goodput.inc();
+            }
             self.duration
                 .get_or_create(&ClassLabel {
                     class: StatusClass::of(status).name(),
@@ -132,6 +138,11 @@ impl ServerMetrics {
             self.shed.clone(),
         );
         http.register(
+            "goodput",
+            "Requests to /work answered 2xx within 1 s of their arrival",
+            self.goodput.clone(),
+        );
+        http.register(
             "cancelled",
             "Requests whose client left before the answer; their work was cancelled",
             self.cancelled.clone(),
@@ -160,8 +171,10 @@ mod tests {
         m.responded(200, Duration::from_millis(12), true);
         m.responded(503, Duration::from_micros(300), true);
         m.responded(503, Duration::from_micros(300), false); // /healthz while draining
-        assert_eq!(m.completed(), 4);
-        assert_eq!(m.responses_with(200), 2);
+        m.responded(200, Duration::from_secs(2), true); // too late for goodput
+        assert_eq!(m.completed(), 5);
+        assert_eq!(m.responses_with(200), 3);
+        assert_eq!(m.goodput.get(), 2);
         assert_eq!(m.responses_with(503), 2);
         let mut registry = Registry::default();
         m.register(&mut registry);
