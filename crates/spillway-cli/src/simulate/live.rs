@@ -63,6 +63,15 @@ impl Live {
         *lock(&self.last) = Some(frame);
     }
 
+    /// Gives the streams up to a second to send their last frames and end, so that the
+    /// process does not exit under them.
+    pub(super) async fn wait_for_subscribers(&self) {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(1);
+        while self.hub.subscribers.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     /// The run is over: the last frame again, `finished`, and the streams end.
     pub(super) fn finish(&self) {
         if let Some(mut last) = lock(&self.last).take() {

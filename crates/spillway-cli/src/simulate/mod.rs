@@ -267,9 +267,14 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         Some(addr) => Some(live::Live::start(addr).await?),
         None => None,
     };
-    tokio::task::spawn_blocking(move || run_blocking(&args, live))
+    let view = live.clone();
+    let code = tokio::task::spawn_blocking(move || run_blocking(&args, live))
         .await
-        .context("the simulation thread panicked")?
+        .context("the simulation thread panicked")?;
+    if let Some(view) = view {
+        view.wait_for_subscribers().await;
+    }
+    code
 }
 
 fn run_blocking(args: &SimulateArgs, live: Option<Arc<live::Live>>) -> anyhow::Result<ExitCode> {
