@@ -5,18 +5,20 @@
   var WINDOW_S = 300; // seconds of history kept on the charts
   var COLORS = ["#1565c0", "#2e7d32", "#f9a825", "#c62828", "#6a1b9a", "#00838f"];
 
-  // Each chart: its element, the series it draws as [label, value of a frame], and whether its
+  var DASHED = [6, 4]; // a series that often lies on another one (goodput on completed)
+
+  // Each chart: its element, the series it draws as [label, value of a frame, dash], and whether its
   // y axis is logarithmic (latencies: a shed answer takes microseconds, a job milliseconds).
   var CHARTS = [
     ["chart-rates", [
       ["offered/s", function (f) { return f.rates.offered_per_s; }],
       ["completed/s", function (f) { return f.rates.completed_per_s; }],
-      ["goodput/s", function (f) { return f.rates.goodput_per_s; }],
+      ["goodput/s", function (f) { return f.rates.goodput_per_s; }, DASHED],
       ["shed/s", function (f) { return f.rates.shed_per_s; }]]],
     ["chart-concurrency", [
       ["in flight", function (f) { return f.in_flight; }],
       ["queued", function (f) { return f.queued; }],
-      ["limit", function (f) { return f.limit; }],
+      ["limit", function (f) { return f.limit; }, DASHED],
       ["workers", function (f) { return f.workers; }]]],
     ["chart-latency", [
       ["admitted p50", function (f) { return f.latency_ms.admitted.p50; }],
@@ -36,7 +38,7 @@
     var series = [{ label: "s" }];
     var data = [state.t];
     spec[1].forEach(function (s, j) {
-      series.push({ label: s[0], stroke: COLORS[j % COLORS.length], width: 1.5, spanGaps: false });
+      series.push({ label: s[0], stroke: COLORS[j % COLORS.length], width: 1.5, dash: s[2], spanGaps: false });
       data.push([]);
     });
     var plot = new uPlot({

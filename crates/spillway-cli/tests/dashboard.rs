@@ -93,7 +93,7 @@ async fn the_dashboard_draws_the_load_and_shows_the_drain() {
     );
     if let Some(path) = std::env::var_os("SPILLWAY_DASHBOARD_SCREENSHOT") {
         // A few seconds of history on the charts.
-        tokio::time::sleep(Duration::from_secs(5)).await;
+        tokio::time::sleep(Duration::from_secs(4)).await;
         let png = page.client.screenshot().await.expect("a screenshot");
         std::fs::write(PathBuf::from(path), png).expect("the screenshot is written");
     }
