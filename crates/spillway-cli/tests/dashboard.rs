@@ -10,11 +10,14 @@
 use std::io::{BufRead, BufReader};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder};
 use serde_json::{Value, json};
+use support::Reaper;
+
+mod support;
 
 /// How long anything may take on a busy, shared machine.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -99,7 +102,7 @@ async fn the_dashboard_draws_the_load_and_shows_the_drain() {
     }
     load.finish();
 
-    serve.terminate();
+    serve.child.signal("TERM");
     page.wait_until(
         "the draining state",
         "return document.getElementById('state').textContent",
@@ -156,7 +159,7 @@ impl Browser {
             .spawn()
             .expect("chromedriver starts");
         let driver = Process {
-            child,
+            child: Reaper(child),
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         };
         let deadline = Instant::now() + PATIENCE;
@@ -207,9 +210,9 @@ fn free_port() -> u16 {
     listener.local_addr().unwrap().port()
 }
 
-/// A child process, killed if the test ends before it does.
+/// A child process, killed if the test ends before it does, and the address it serves.
 struct Process {
-    child: Child,
+    child: Reaper,
     addr: SocketAddr,
 }
 
@@ -224,7 +227,7 @@ impl Process {
             .spawn()
             .expect("the spillway binary starts");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
+        BufReader::new(child.stdout.take().expect("piped stdout"))
             .read_line(&mut line)
             .unwrap();
         let addr = line
@@ -233,7 +236,10 @@ impl Process {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
-        Process { child, addr }
+        Process {
+            child: Reaper(child),
+            addr,
+        }
     }
 
     /// `spillway load` offering `rate` requests/s to `/work` for `duration`.
@@ -246,32 +252,15 @@ impl Process {
             .stderr(Stdio::null())
             .spawn()
             .expect("the load generator starts");
-        Process { child, addr: *addr }
+        Process {
+            child: Reaper(child),
+            addr: *addr,
+        }
     }
 
     /// Waits for the process to end by itself.
     fn finish(mut self) {
-        let deadline = Instant::now() + PATIENCE;
-        while self.child.try_wait().unwrap().is_none() {
-            assert!(Instant::now() < deadline, "the process did not end");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// SIGTERM, as a service manager stops it.
-    fn terminate(&self) {
-        let sent = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.child.wait_at_most(PATIENCE);
     }
 }
 

@@ -5,15 +5,10 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser as _;
 use serde_json::Value;
-use spillway_cli::serve::Server;
-use spillway_cli::{Cli, Command};
-use support::{Reply, get_request};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use support::running::Running;
 
 /// Labels Prometheus adds to every series it scrapes.
 const SCRAPE_LABELS: [&str; 2] = ["instance", "job"];
@@ -143,32 +138,14 @@ fn label_names(matchers: &str) -> Vec<String> {
 /// A pool-mode server's `/metrics` after a few `/work` requests: each series name with the
 /// label names its samples carry.
 async fn exported_series() -> BTreeMap<String, BTreeSet<String>> {
-    let Command::Serve(args) = Cli::parse_from([
-        "spillway",
-        "serve",
-        "--addr",
-        "127.0.0.1:0",
-        "--wait-ms",
-        "1",
-    ])
-    .command
-    else {
-        unreachable!("serve parses as serve")
-    };
-    let server = Server::bind(&args).await.expect("the server binds");
-    let addr = server.local_addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(server.run(async move {
-        let _ = stopped.await;
-    }));
+    let server = Running::start(&["--wait-ms", "1"]).await;
     for _ in 0..3 {
-        assert_eq!(get(addr, "/work").await.status, 200);
+        assert_eq!(server.get("/work").await.status, 200);
     }
     // The live view's ticker reads the memory five times a second.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let metrics = get(addr, "/metrics").await;
-    let _ = stop.send(());
-    running.await.unwrap().expect("the server drains");
+    let metrics = server.get("/metrics").await;
+    server.drain().await;
     let mut series: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for line in metrics.body.lines().filter(|l| !l.starts_with('#')) {
         let name_end = line.find(['{', ' ']).unwrap_or(line.len());
@@ -179,18 +156,4 @@ async fn exported_series() -> BTreeMap<String, BTreeSet<String>> {
         }
     }
     series
-}
-
-async fn get(addr: SocketAddr, path: &str) -> Reply {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(get_request(path).as_bytes())
-        .await
-        .unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut raw))
-        .await
-        .expect("the server answers in time")
-        .unwrap();
-    Reply::parse(&raw)
 }

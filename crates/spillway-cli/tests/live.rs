@@ -8,75 +8,26 @@ use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clap::Parser as _;
 use serde_json::Value;
-use spillway_cli::serve::{DrainReport, Server};
-use spillway_cli::{Cli, Command as Sub};
+use support::running::Running;
 use support::{Reply, get_request};
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A server running in this process until [`Running::drain`].
-struct Running {
-    addr: SocketAddr,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<anyhow::Result<DrainReport>>,
-}
-
-impl Running {
-    async fn start(flags: &[&str]) -> Running {
-        let mut argv = vec!["spillway", "serve", "--addr", "127.0.0.1:0"];
-        argv.extend_from_slice(flags);
-        let Sub::Serve(args) = Cli::parse_from(argv).command else {
-            unreachable!("serve parses as serve")
-        };
-        let server = Server::bind(&args).await.expect("the server binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(server.run(async move {
-            let _ = stopped.await;
-        }));
-        Running { addr, stop, task }
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        let mut stream = TcpStream::connect(self.addr).await.unwrap();
-        stream
-            .write_all(get_request(path).as_bytes())
-            .await
-            .unwrap();
-        let mut raw = Vec::new();
-        tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-            .await
-            .expect("the server answers in time")
-            .unwrap();
-        Reply::parse(&raw)
-    }
-
-    /// The latest frame, once the first tick has made one.
-    async fn snapshot(&self) -> Value {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let reply = self.get("/snapshot").await;
-            if reply.status == 200 {
-                assert_eq!(reply.header("content-type"), Some("application/json"));
-                return serde_json::from_str(&reply.body).expect("a JSON snapshot");
-            }
-            assert_eq!(reply.status, 503, "{reply:?}");
-            assert!(Instant::now() < deadline, "no snapshot in {PATIENCE:?}");
-            tokio::time::sleep(Duration::from_millis(50)).await;
+/// The server's latest frame, once the first tick has made one.
+async fn snapshot(server: &Running) -> Value {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let reply = server.get("/snapshot").await;
+        if reply.status == 200 {
+            assert_eq!(reply.header("content-type"), Some("application/json"));
+            return serde_json::from_str(&reply.body).expect("a JSON snapshot");
         }
-    }
-
-    async fn drain(self) -> DrainReport {
-        let _ = self.stop.send(());
-        tokio::time::timeout(PATIENCE, self.task)
-            .await
-            .expect("the drain ends in time")
-            .unwrap()
-            .expect("the server drains")
+        assert_eq!(reply.status, 503, "{reply:?}");
+        assert!(Instant::now() < deadline, "no snapshot in {PATIENCE:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -130,7 +81,7 @@ impl Events {
 #[tokio::test]
 async fn the_snapshot_holds_the_pool_the_http_counters_and_the_tick_s_rates() {
     let server = Running::start(&["--mode", "pool", "--wait-ms", "1", "--limit", "fixed"]).await;
-    let first = server.snapshot().await;
+    let first = snapshot(&server).await;
     assert_eq!(first["state"], "serving");
     assert_eq!(first["mode"], "pool");
     assert!(
@@ -145,7 +96,7 @@ async fn the_snapshot_holds_the_pool_the_http_counters_and_the_tick_s_rates() {
     }
     let deadline = Instant::now() + PATIENCE;
     let later = loop {
-        let now = server.snapshot().await;
+        let now = snapshot(&server).await;
         if now["http"]["work_requests"] == 5 && now["pool"]["completed"] == 5 {
             break now;
         }

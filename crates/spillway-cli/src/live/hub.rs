@@ -10,6 +10,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::broadcast::{self, error::RecvError};
 
+use super::lock;
+
 /// Frames a subscriber may fall behind before it is dropped: two seconds of ticks. The
 /// broadcast keeps no more than this for anyone.
 pub(crate) const LAG_LIMIT: usize = 10;
@@ -127,12 +129,6 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         self.hub.subscribers.dec();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

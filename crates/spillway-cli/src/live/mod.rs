@@ -16,5 +16,12 @@ pub(crate) use hub::Hub;
 pub(crate) use page::routes;
 pub(crate) use server::spawn;
 
+/// Locks `mutex`, through a poisoning: the live view's state stays usable after a panic.
+pub(crate) fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// How often the producers publish a frame: five times a second.
 pub(crate) const TICK: std::time::Duration = std::time::Duration::from_millis(200);

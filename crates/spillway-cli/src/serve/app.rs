@@ -18,7 +18,7 @@ use spillway::{BoxError, JobError, Overloaded, PoolLayer};
 use tower::ServiceBuilder;
 
 use super::ServeArgs;
-use super::dashboard::{self, Dashboard};
+use super::dashboard::{self, Dashboard, Observed};
 use super::job::CpuLane;
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
@@ -91,6 +91,24 @@ impl App {
     }
 }
 
+impl Observed for App {
+    fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
+    }
+
+    fn pool(&self) -> Option<&spillway::Pool> {
+        self.limiter.pool()
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn live(&self) -> &Dashboard {
+        &self.live
+    }
+}
+
 /// The service: `/work`, `/metrics`, `/healthz` and the live dashboard, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
     let work = get(work).post(work);
@@ -120,7 +138,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/work", work)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .merge(dashboard::routes(&app))
+        .merge(dashboard::routes(&app.live, &app.summary))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
 }

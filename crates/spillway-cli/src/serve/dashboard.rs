@@ -13,7 +13,7 @@ use prometheus_client::registry::Registry;
 use tokio::time::MissedTickBehavior;
 
 use super::ServeArgs;
-use super::app::App;
+use super::metrics::ServerMetrics;
 use super::snapshot::{HttpCounters, PoolView, ServeDetail};
 use crate::live::{Frame, Hub, Rates, TICK};
 use crate::memory::Rss;
@@ -65,29 +65,44 @@ impl Dashboard {
     }
 }
 
-/// `/`, `/events`, `/snapshot` and the page's assets.
-pub(crate) fn routes(app: &App) -> Router<Arc<App>> {
-    crate::live::routes(Arc::clone(&app.live.hub), "spillway serve", &app.summary)
+/// What the ticker reads: the server's state (the app).
+pub(crate) trait Observed: Send + Sync + 'static {
+    /// The server's counters.
+    fn metrics(&self) -> &ServerMetrics;
+    /// The pool, in pool mode.
+    fn pool(&self) -> Option<&spillway::Pool>;
+    /// Whether SIGINT/SIGTERM has arrived.
+    fn draining(&self) -> bool;
+    /// The live view.
+    fn live(&self) -> &Dashboard;
+}
+
+/// `/`, `/events`, `/snapshot` and the page's assets; `summary` (HTML) heads the page.
+pub(crate) fn routes<S>(live: &Dashboard, summary: &str) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    crate::live::routes(Arc::clone(&live.hub), "spillway serve", summary)
 }
 
 /// Starts the ticker; it stops when the app is dropped, or once a drain has nothing left in
 /// flight.
-pub(crate) fn spawn_ticker(app: &Arc<App>) {
+pub(crate) fn spawn_ticker<A: Observed>(app: &Arc<A>) {
     let app = Arc::downgrade(app);
     tokio::spawn(async move { tick(app).await });
 }
 
-async fn tick(app: Weak<App>) {
+async fn tick<A: Observed>(app: Weak<A>) {
     let mut interval = tokio::time::interval(TICK);
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut sampler = Sampler::new();
     loop {
         interval.tick().await;
         let Some(app) = app.upgrade() else { return };
-        let frame = sampler.frame(&app);
-        app.live.hub.publish(&frame);
+        let frame = sampler.frame(&*app);
+        app.live().hub.publish(&frame);
         if frame.state == DRAINING && frame.in_flight == 0 {
-            app.live.hub.close();
+            app.live().hub.close();
             return;
         }
     }
@@ -112,25 +127,21 @@ impl Sampler {
     }
 
     /// The frame of the tick that ends now.
-    fn frame(&mut self, app: &App) -> ServeFrame {
+    fn frame(&mut self, app: &impl Observed) -> ServeFrame {
         let now = Instant::now();
         let span_s = now.duration_since(self.last_at).as_secs_f64();
-        let taken = app.metrics.window.take();
-        let http = http_counters(app);
+        let taken = app.metrics().window.take();
+        let http = http_counters(app.metrics(), &app.live().hub);
         let offered = http.work_requests.saturating_sub(self.last_work_requests);
         (self.last_at, self.last_work_requests) = (now, http.work_requests);
-        let pool = app.limiter.pool().map(spillway::Pool::metrics);
-        let live = &app.live;
+        let pool = app.pool().map(spillway::Pool::metrics);
+        let live = app.live();
         let rss_bytes = self.rss.read();
         live.rss
             .set(rss_bytes.map_or(0, |b| i64::try_from(b).unwrap_or(i64::MAX)));
         Frame {
             t_s: now.duration_since(live.started).as_secs_f64(),
-            state: if app.draining.load(std::sync::atomic::Ordering::Relaxed) {
-                DRAINING
-            } else {
-                "serving"
-            },
+            state: if app.draining() { DRAINING } else { "serving" },
             mode: live.mode.to_string(),
             summary: live.summary.clone(),
             rates: Rates::over(
@@ -154,9 +165,7 @@ impl Sampler {
     }
 }
 
-fn http_counters(app: &App) -> HttpCounters {
-    let m = &app.metrics;
-    let hub = &app.live.hub;
+fn http_counters(m: &ServerMetrics, hub: &Hub) -> HttpCounters {
     HttpCounters {
         connections_open: m.connections_open.get(),
         connections: m.connections_total.get(),

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 
 use super::report::Sample;
-use crate::live::{Frame, Hub, Percentiles, Rates, WindowLatency};
+use crate::live::{Frame, Hub, Percentiles, Rates, WindowLatency, lock};
 
 /// What `simulate` adds to each frame.
 #[derive(Debug, Clone, Serialize)]
@@ -109,12 +109,6 @@ fn frame(label: &str, summary: &str, s: &Sample) -> SimFrame {
             expired_per_s: s.expired as f64 / span,
         },
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
