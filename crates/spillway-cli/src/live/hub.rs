@@ -12,9 +12,10 @@ use tokio::sync::broadcast::{self, error::RecvError};
 
 use super::lock;
 
-/// Frames a subscriber may fall behind before it is dropped: two seconds of ticks. The
-/// broadcast keeps no more than this for anyone.
-pub(crate) const LAG_LIMIT: usize = 10;
+/// Frames a subscriber may fall behind before it is dropped: about three seconds of ticks. The
+/// broadcast keeps no more than this for anyone (a power of two: tokio's broadcast rounds its
+/// capacity up to one).
+pub(crate) const LAG_LIMIT: usize = 16;
 
 /// The frames of one producer.
 #[derive(Debug)]

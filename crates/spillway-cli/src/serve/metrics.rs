@@ -181,12 +181,13 @@ mod tests {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
-            text.contains(r#"spillway_http_responses_total{status="200"} 2"#),
+            text.contains(r#"spillway_http_responses_total{status="200"} 3"#),
             "{text}"
         );
         assert!(
             text.contains(r#"spillway_http_request_duration_seconds_count{class="503"} 1"#),
             "{text}"
         );
+        assert!(text.contains("spillway_http_goodput_total 2"), "{text}");
     }
 }
