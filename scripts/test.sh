@@ -10,6 +10,21 @@ for component in rustfmt clippy; do
   fi
 done
 
+echo "== browser for the dashboard test: Debian's chromium and chromium-driver"
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    echo "chromium and chromedriver are missing and there is no apt-get to install them" >&2
+    exit 1
+  fi
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq \
+    chromium chromium-driver >/dev/null
+fi
+# The dashboard's browser test fails, instead of skipping, when the browser is missing.
+export SPILLWAY_REQUIRE_BROWSER=1
+
 echo "== format"
 cargo fmt --all -- --check
 

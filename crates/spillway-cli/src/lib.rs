@@ -17,6 +17,7 @@ mod child;
 #[doc(hidden)]
 pub mod fuzzing;
 mod histogram;
+mod live;
 pub mod load;
 mod memory;
 mod net;

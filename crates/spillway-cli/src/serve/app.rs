@@ -1,6 +1,5 @@
 //! The routes, the `/work` handler of each mode, and the middleware every request passes.
 
-use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +20,7 @@ use tower::ServiceBuilder;
 use super::ServeArgs;
 use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
 use super::classify;
+use super::dashboard::{self, Dashboard, Observed};
 use super::job::{CpuLane, JobFailure};
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
@@ -47,6 +47,8 @@ pub(crate) struct App {
     pub(crate) draining: AtomicBool,
     /// The drain deadline passed: requests dropped from now on were abandoned, not cancelled.
     pub(crate) abandoning: AtomicBool,
+    /// The live dashboard (`/`, `/events`, `/snapshot`).
+    pub(crate) live: Dashboard,
 }
 
 impl App {
@@ -78,6 +80,7 @@ impl App {
             w.cpu_ms,
             limiter.describe(args)
         );
+        let live = Dashboard::new(args, &summary, &mut registry);
         Ok(App {
             profile: w.profile(),
             limiter,
@@ -99,11 +102,30 @@ impl App {
             summary,
             draining: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
+            live,
         })
     }
 }
 
-/// The service: `/work`, `/metrics`, `/healthz` and `/`, behind [`observe`].
+impl Observed for App {
+    fn metrics(&self) -> &ServerMetrics {
+        &self.metrics
+    }
+
+    fn pool(&self) -> Option<&spillway::Pool> {
+        self.limiter.pool()
+    }
+
+    fn draining(&self) -> bool {
+        self.draining.load(Ordering::Relaxed)
+    }
+
+    fn live(&self) -> &Dashboard {
+        &self.live
+    }
+}
+
+/// The service: `/work`, `/metrics`, `/healthz` and the live dashboard, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
     let work = get(work).post(work);
     let work = match &app.limiter {
@@ -138,7 +160,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/work", work)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
-        .route("/", get(index))
+        .merge(dashboard::routes(&app.live, &app.summary))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
 }
@@ -218,28 +240,14 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
     }
 }
 
-async fn index(State(app): State<Arc<App>>) -> Response {
-    let mut page = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>spillway serve</title></head>\
-         <body><h1>spillway serve</h1>",
-    );
-    let _ = write!(
-        page,
-        "<p>{}</p><ul><li><a href=\"/work\">/work</a>: one job (query parameters \
-         <code>wait_ms</code>, <code>alloc_kib</code>, <code>cpu_ms</code> override the \
-         profile; in pool mode the headers <code>x-priority</code> and \
-         <code>grpc-timeout</code> set its priority and deadline)</li><li><a href=\"/metrics\">/metrics</a>: Prometheus text</li>\
-         <li><a href=\"/healthz\">/healthz</a>: liveness</li></ul></body></html>",
-        app.summary
-    );
-    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], page).into_response()
-}
-
 /// Every request passes here: the body limit, the `/work` query, the in-flight gauge, the
 /// per-status counters and duration histograms, and the count of requests whose client left.
 async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let is_work = req.uri().path() == "/work";
+    if is_work {
+        app.metrics.work_requests.inc();
+    }
     let mut flight = InFlight::start(&app);
     let mut response = 'respond: {
         req = match limit_body(req, app.body_limit, app.header_timeout).await {

@@ -10,6 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::window::{GOODPUT_DEADLINE, Window};
 use crate::status::StatusClass;
 
 /// A response status, as a label.
@@ -36,13 +37,19 @@ pub(crate) struct ServerMetrics {
     pub(crate) connections_total: Counter,
     pub(crate) accept_errors: Counter,
     pub(crate) requests_in_flight: Gauge,
+    /// `/work` requests received: the live view's offered load.
+    pub(crate) work_requests: Counter,
     pub(crate) responses: Family<StatusLabel, Counter>,
     pub(crate) shed: Counter,
+    /// `/work` answered 2xx within the goodput deadline.
+    pub(crate) goodput: Counter,
     pub(crate) cancelled: Counter,
     pub(crate) abandoned: Counter,
     pub(crate) duration: Family<ClassLabel, Histogram, fn() -> Histogram>,
     /// Requests that produced a response (any status), for the drain report.
     completed: AtomicU64,
+    /// The `/work` answers of the live view's current tick.
+    pub(crate) window: Window,
 }
 
 impl ServerMetrics {
@@ -52,12 +59,15 @@ impl ServerMetrics {
             connections_total: Counter::default(),
             accept_errors: Counter::default(),
             requests_in_flight: Gauge::default(),
+            work_requests: Counter::default(),
             responses: Family::default(),
             shed: Counter::default(),
+            goodput: Counter::default(),
             cancelled: Counter::default(),
             abandoned: Counter::default(),
             duration: Family::new_with_constructor(duration_histogram),
             completed: AtomicU64::new(0),
+            window: Window::default(),
         }
     }
 
@@ -66,6 +76,10 @@ impl ServerMetrics {
         self.completed.fetch_add(1, Ordering::Relaxed);
         self.responses.get_or_create(&StatusLabel { status }).inc();
         if is_work {
+            self.window.record(status, elapsed);
+            if StatusClass::of(status) == StatusClass::Ok && elapsed <= GOODPUT_DEADLINE {
+                self.goodput.inc();
+            }
             self.duration
                 .get_or_create(&ClassLabel {
                     class: StatusClass::of(status).name(),
@@ -109,6 +123,11 @@ impl ServerMetrics {
             self.requests_in_flight.clone(),
         );
         http.register(
+            "work_requests",
+            "Requests to /work received",
+            self.work_requests.clone(),
+        );
+        http.register(
             "responses",
             "Responses produced (counted when the handler returns), by status",
             self.responses.clone(),
@@ -117,6 +136,11 @@ impl ServerMetrics {
             "shed",
             "Requests answered 503 because the pool was full",
             self.shed.clone(),
+        );
+        http.register(
+            "goodput",
+            "Requests to /work answered 2xx within 1 s of their arrival",
+            self.goodput.clone(),
         );
         http.register(
             "cancelled",
@@ -147,20 +171,23 @@ mod tests {
         m.responded(200, Duration::from_millis(12), true);
         m.responded(503, Duration::from_micros(300), true);
         m.responded(503, Duration::from_micros(300), false); // /healthz while draining
-        assert_eq!(m.completed(), 4);
-        assert_eq!(m.responses_with(200), 2);
+        m.responded(200, Duration::from_secs(2), true); // too late for goodput
+        assert_eq!(m.completed(), 5);
+        assert_eq!(m.responses_with(200), 3);
+        assert_eq!(m.goodput.get(), 2);
         assert_eq!(m.responses_with(503), 2);
         let mut registry = Registry::default();
         m.register(&mut registry);
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         assert!(
-            text.contains(r#"spillway_http_responses_total{status="200"} 2"#),
+            text.contains(r#"spillway_http_responses_total{status="200"} 3"#),
             "{text}"
         );
         assert!(
             text.contains(r#"spillway_http_request_duration_seconds_count{class="503"} 1"#),
             "{text}"
         );
+        assert!(text.contains("spillway_http_goodput_total 2"), "{text}");
     }
 }

@@ -16,11 +16,14 @@
 mod app;
 mod balancer;
 mod classify;
+mod dashboard;
 mod job;
 mod limiter;
 mod limits;
 mod metrics;
 mod server;
+mod snapshot;
+mod window;
 
 use std::future::Future;
 use std::io::Write as _;

@@ -19,6 +19,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 use super::app::{self, App};
+use super::dashboard;
 use super::{Protocol, ServeArgs};
 use crate::net::socket_for;
 
@@ -132,6 +133,7 @@ impl Server {
         let listener =
             listen(args.addr).with_context(|| format!("cannot listen on --addr {}", args.addr))?;
         let local_addr = listener.local_addr()?;
+        dashboard::spawn_ticker(&app);
         Ok(Server {
             listener,
             local_addr,

@@ -2,25 +2,39 @@
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
+use std::sync::Arc;
 use std::time::Duration;
 
-use super::report::{ModeReport, Sample, SimReport, human_bytes};
+use super::live::Live;
+use super::report::{ModeReport, SAMPLE_S, Sample, SimReport, human_bytes};
 use super::scenario::describe_phases;
+
+/// Samples in a second: the console shows one a second.
+const SAMPLES_A_SECOND: u32 = 10;
 
 /// The live progress line: an indicatif spinner on a terminal, plain lines otherwise.
 #[derive(Debug)]
 pub(super) struct Progress {
     bar: Option<indicatif::ProgressBar>,
+    /// `--live`: every sample goes to the dashboard too.
+    live: Option<Arc<Live>>,
 }
 
 impl Progress {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(live: Option<Arc<Live>>) -> Self {
         let bar = std::io::stderr().is_terminal().then(|| {
             let bar = indicatif::ProgressBar::new_spinner();
             bar.enable_steady_tick(Duration::from_millis(200));
             bar
         });
-        Progress { bar }
+        Progress { bar, live }
+    }
+
+    /// The run's settings in words, for the live view's header.
+    pub(super) fn summary(&self, line: &str) {
+        if let Some(live) = &self.live {
+            live.summary(line);
+        }
     }
 
     pub(super) fn say(&self, line: &str) {
@@ -30,8 +44,16 @@ impl Progress {
         }
     }
 
-    /// One sample of a mode's series, its counts as rates.
+    /// One sample of a mode's series: to the live view, and, once a second and for a short
+    /// last sample, to the console with its counts as rates.
     pub(super) fn sample(&self, label: &str, s: &Sample) {
+        if let Some(live) = &self.live {
+            live.sample(label, s);
+        }
+        let whole_second = s.t.is_multiple_of(SAMPLES_A_SECOND);
+        if !whole_second && s.span_s >= SAMPLE_S * 0.9 {
+            return;
+        }
         let per_s = |n: u64| n as f64 / s.span_s.max(1e-3);
         let limit = s.limit.map_or(String::new(), |l| format!("  limit {l:>6}"));
         let line = format!(
@@ -51,6 +73,9 @@ impl Progress {
     }
 
     pub(super) fn finish(&self) {
+        if let Some(live) = &self.live {
+            live.finish();
+        }
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();
         }

@@ -15,12 +15,14 @@ mod console;
 mod html;
 mod isolation;
 mod ledger;
+mod live;
 mod mode;
 mod report;
 mod scenario;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -182,6 +184,10 @@ pub struct SimulateArgs {
     /// alike.
     #[arg(long, value_name = "MIX", value_parser = PriorityMix::parse)]
     pub priority_mix: Option<PriorityMix>,
+    /// Serve a live dashboard of the running mode's series at this address (e.g.
+    /// 127.0.0.1:8090; port 0 picks one; the address is printed); off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub live: Option<std::net::SocketAddr>,
 }
 
 impl SimulateArgs {
@@ -290,13 +296,22 @@ fn naive_needs_a_memory_reading(rss: Option<u64>) -> anyhow::Result<()> {
 /// Invalid settings, a mode that could not be run, or a report that could not be written.
 pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     args.check()?;
-    tokio::task::spawn_blocking(move || run_blocking(&args))
+    let live = match args.live {
+        Some(addr) => Some(live::Live::start(addr).await?),
+        None => None,
+    };
+    let view = live.clone();
+    let code = tokio::task::spawn_blocking(move || run_blocking(&args, live))
         .await
-        .context("the simulation thread panicked")?
+        .context("the simulation thread panicked")?;
+    if let Some(view) = view {
+        view.wait_for_subscribers().await;
+    }
+    code
 }
 
-fn run_blocking(args: &SimulateArgs) -> anyhow::Result<ExitCode> {
-    let report = simulate(args)?;
+fn run_blocking(args: &SimulateArgs, live: Option<Arc<live::Live>>) -> anyhow::Result<ExitCode> {
+    let report = run_modes(args, Progress::new(live))?;
     // The files first: a closed stdout must not cost them.
     write_reports(args, &report)?;
     output::print(&console::table(&report)).context("cannot print the table")?;
@@ -324,8 +339,11 @@ fn write_reports(args: &SimulateArgs, report: &SimReport) -> anyhow::Result<()> 
 ///
 /// Invalid settings, or a mode that could not be run.
 pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimReport> {
+    run_modes(args, Progress::new(None))
+}
+
+fn run_modes(args: &SimulateArgs, progress: Progress) -> anyhow::Result<SimReport> {
     args.check()?;
-    let progress = Progress::new();
     let capacity = match args.capacity {
         Some(c) => c,
         None => {
@@ -336,10 +354,12 @@ pub fn simulate(args: &SimulateArgs) -> anyhow::Result<SimReport> {
     };
     let settings = args.settings(capacity);
     let overload = settings.rate / capacity;
-    progress.say(&format!(
+    let line = format!(
         "capacity {capacity:.0} jobs/s; {} scenario, offering up to {:.0}/s = {overload:.1}x that",
         settings.scenario, settings.rate
-    ));
+    );
+    progress.say(&line);
+    progress.summary(&line);
     let mut modes = Vec::new();
     for mode in modes_of(&args.mode)? {
         let report = args

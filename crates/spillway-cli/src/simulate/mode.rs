@@ -393,7 +393,7 @@ fn runtime() -> anyhow::Result<Runtime> {
 }
 
 /// Runs one mode on this thread (which must not be a runtime thread), calling `progress` with
-/// every whole second's sample.
+/// every sample.
 pub(crate) fn run(
     cfg: &ModeConfig,
     progress: &mut dyn FnMut(&Sample),
@@ -469,9 +469,7 @@ fn watch(
                 limit: runner.limit(),
             };
             let sample = one_sample(t, start, last, counts, reading);
-            if t.is_multiple_of(SAMPLES_A_SECOND) || done {
-                progress(&sample);
-            }
+            progress(&sample);
             watched.series.push(sample);
             last = counts;
             next_sample += interval;
@@ -484,9 +482,6 @@ fn watch(
         }
     }
 }
-
-/// Samples in a second: progress is reported once a second.
-const SAMPLES_A_SECOND: u32 = 10;
 
 /// What a sample reads besides the counts.
 struct Reading {

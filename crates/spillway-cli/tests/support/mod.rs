@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+pub(crate) mod running;
+
 /// A `GET path` request that asks the server to close the connection after answering.
 pub(crate) fn get_request(path: &str) -> String {
     format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
