@@ -138,6 +138,8 @@ const MAX_WINDOW: Duration = Duration::from_secs(1);
 /// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
 /// it reached `MAX_WINDOW`.
 const MAX_RELATIVE_ERROR: f64 = 0.05;
+/// A mean queue wait at least this long means the limit binds.
+const BINDING_WAIT: f64 = 0.001;
 /// `N` must move by this much (in ln) between windows for `e` to be measured.
 const MIN_DLN_N: f64 = 0.05;
 /// A binding window is settled (its jobs started under the current limit) when its mean `N` is
@@ -586,6 +588,7 @@ struct Accumulator {
     run_sum: f64,
     run_sq_sum: f64,
     in_flight_sum: f64,
+    wait_sum: f64,
     full: bool,
     dropped: u32,
     shed: u32,
@@ -602,6 +605,7 @@ impl Accumulator {
         self.run_sum += run;
         self.run_sq_sum += run * run;
         self.in_flight_sum += sample.in_flight as f64;
+        self.wait_sum += sample.queue_wait.as_secs_f64();
         self.full |= sample.in_flight >= limit;
     }
 
@@ -627,10 +631,8 @@ impl Accumulator {
             .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
             .min(MAX_WINDOW);
         let n = f64::from(self.completed);
-        // A queue wait alone is not the limit binding: below the limit a job waits only for a
-        // worker to take it (a wake-up, a busy machine), and reading that as demand met the limit
-        // made an idle pool descend at 0.3x load.
-        let binding = self.shed > 0 || self.dropped > 0 || self.full;
+        let binding = self.shed > 0 || self.dropped > 0 || self.wait_sum / n >= BINDING_WAIT;
+        let binding = binding || self.full;
         // Only binding windows are compared with each other, so only they need precision.
         let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
         let precise = precise && self.completed >= MIN_SAMPLES;
@@ -919,7 +921,7 @@ mod tests {
         let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
-                acc.add(&sample(run, 5, 1_000, false), 1_000);
+                acc.add(&sample(run, 5, 10, false), 1_000);
             }
         };
         add(&mut acc, MIN_SAMPLES);
@@ -946,7 +948,7 @@ mod tests {
     }
 
     #[test]
-    fn sheds_and_a_full_limit_make_a_window_bind_but_a_wait_alone_does_not() {
+    fn waits_sheds_and_a_full_limit_each_make_a_window_bind() {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
             for _ in 0..MIN_SAMPLES {
@@ -958,10 +960,7 @@ mod tests {
         fill(&mut acc, 0, 10);
         assert!(!acc.close(at(100), 0.0).unwrap().binding);
         fill(&mut acc, 2, 10);
-        assert!(
-            !acc.close(at(200), 0.0).unwrap().binding,
-            "waited for a worker, below the limit"
-        );
+        assert!(acc.close(at(200), 0.0).unwrap().binding);
         fill(&mut acc, 0, 100);
         assert!(acc.close(at(300), 0.0).unwrap().binding);
         fill(&mut acc, 0, 10);
