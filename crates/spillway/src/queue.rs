@@ -99,6 +99,12 @@ pub(crate) struct Queue<T> {
     state: CachePadded<AtomicUsize>,
     capacity: usize,
     items: CachePadded<Mutex<Items<T>>>,
+    /// Bit `l` set while lane `l` stores an item, written under the `items` lock after each
+    /// change. Read without the lock by [`displace`](Queue::displace) so that a refusal with no
+    /// lower item to displace (the common overload: one priority) stays off the lock. A hint:
+    /// a lower item stored an instant after the read is missed, as if the job had come an
+    /// instant earlier.
+    occupied: AtomicUsize,
 }
 
 /// Where a stored item waits: lets its owner [remove](Queue::remove) it before it is popped.
@@ -262,7 +268,16 @@ impl<T> Queue<T> {
             state: CachePadded::new(AtomicUsize::new(0)),
             capacity,
             items: CachePadded::new(Mutex::new(Items::new())),
+            occupied: AtomicUsize::new(0),
         }
+    }
+
+    /// Publishes which lanes of `items` store an item (called with the lock held).
+    fn publish(&self, items: &Items<T>) {
+        let mask = (0..LANES)
+            .filter(|&lane| items.stored[lane] > 0)
+            .fold(0, |mask, lane| mask | 1 << lane);
+        self.occupied.store(mask, Ordering::Relaxed);
     }
 
     /// Reserves one slot, or says why not. Never waits, never allocates.
@@ -293,18 +308,25 @@ impl<T> Queue<T> {
         if self.len() == 0 {
             return None; // nothing reserved, so nothing stored: skip the lock
         }
-        lock(&self.items).pop_next()
+        let mut items = lock(&self.items);
+        let item = items.pop_next();
+        self.publish(&items);
+        item
     }
 
     /// Takes the newest item of the lowest lane below `lane` out ("displacement") and hands its
     /// slot over as a [`Permit`], for the item that displaces it: the count does not move. Or
     /// says why not: `Closed`, or `Full` when no lower item is stored.
     pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
+        if self.occupied.load(Ordering::Relaxed) & ((1 << lane) - 1) == 0 && !self.is_closed() {
+            return Err(Refused::Full);
+        }
         let mut items = lock(&self.items);
         if self.is_closed() {
             return Err(Refused::Closed);
         }
         let displaced = items.pop_newest_below(lane).ok_or(Refused::Full)?;
+        self.publish(&items);
         Ok((displaced, Permit { queue: self }))
     }
 
@@ -316,7 +338,10 @@ impl<T> Queue<T> {
     /// Takes back the item stored with `ticket`, if no one popped or removed it yet. As with
     /// [`pop`](Self::pop), its slot stays counted until [`Queue::release`].
     pub(crate) fn remove(&self, ticket: Ticket) -> Option<T> {
-        lock(&self.items).take(ticket)
+        let mut items = lock(&self.items);
+        let item = items.take(ticket);
+        self.publish(&items);
+        item
     }
 
     /// Gives back the slot of one popped item.
@@ -353,7 +378,10 @@ impl<T> Permit<'_, T> {
     /// Stores the item in the reserved slot, in `lane`. Cannot fail: the slot was reserved while
     /// open.
     pub(crate) fn push(self, item: T, lane: usize) -> Ticket {
-        let ticket = lock(&self.queue.items).insert(item, lane);
+        let mut items = lock(&self.queue.items);
+        let ticket = items.insert(item, lane);
+        self.queue.publish(&items);
+        drop(items);
         std::mem::forget(self);
         ticket
     }
