@@ -101,6 +101,9 @@ impl Bounds {
 
 /// The algorithm the driver holds: one variant per [`Limit`] kind, dispatched by `match`.
 #[derive(Debug, Clone)]
+// One per pool, behind the limiter's lock: boxing the large variant would only add an
+// indirection to every window it closes.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum LimitAlgorithm {
     Fixed(usize),
     Adaptive(adaptive::AdaptiveLimit),
