@@ -74,14 +74,19 @@ async fn a_pool_answers_a_panicked_job_500_and_goes_on_serving() {
         );
     }
     assert_eq!(server.get("/healthz").await.status, 200);
-    let metrics = server.get("/metrics").await.body;
+    // The handle resolves as the job unwinds; the worker counts the outcome just after, so the
+    // last panic may reach /metrics a moment after its 500.
+    let panicked = r#"spillway_jobs_ended_total{pool="serve",outcome="panicked"} 20"#;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut metrics = server.get("/metrics").await.body;
+    while !metrics.contains(panicked) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        metrics = server.get("/metrics").await.body;
+    }
     assert!(
         metrics.contains(r#"spillway_http_responses_total{status="500"} 20"#),
         "{metrics}"
     );
-    assert!(
-        metrics.contains(r#"spillway_jobs_ended_total{pool="serve",outcome="panicked"} 20"#),
-        "{metrics}"
-    );
+    assert!(metrics.contains(panicked), "{metrics}");
     assert_eq!(server.stop().await.abandoned, 0);
 }
