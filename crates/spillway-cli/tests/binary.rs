@@ -4,7 +4,7 @@ mod support;
 
 use std::process::Command;
 
-use support::{Reply, assert_every_job_accounted, get_request};
+use support::{Reaper, Reply, assert_every_job_accounted, get_request};
 
 fn spillway(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_spillway"))
@@ -81,33 +81,6 @@ fn simulate_runs_each_mode_in_its_own_process() {
     assert_every_job_accounted(mode);
 }
 
-/// Kills the child if a test fails before it ends, so no server outlives its test.
-struct Reaper(std::process::Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Reaper {
-    /// Waits for the child to exit, at most `limit`.
-    fn wait_at_most(&mut self, limit: std::time::Duration) -> std::process::ExitStatus {
-        let deadline = std::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the child did not exit in {limit:?}"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-    }
-}
-
 /// `GET path` on a new connection, with a read deadline; the whole reply.
 fn get(addr: &str, path: &str) -> Reply {
     use std::io::{Read, Write};
@@ -160,11 +133,7 @@ fn serve_drains_on_sigterm_and_exits_zero() {
         assert!(Instant::now() < deadline, "the request never started");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.0.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
+    child.signal("TERM");
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).unwrap();
     let reply = Reply::parse(&reply);

@@ -7,7 +7,7 @@ use clap::Parser;
 use spillway_cli::simulate;
 use spillway_cli::{Cli, Command};
 
-use support::{InProcess, assert_every_job_accounted};
+use support::{Running, assert_every_job_accounted};
 
 fn command(argv: &[&str]) -> Command {
     Cli::try_parse_from(argv).expect("valid arguments").command
@@ -47,7 +47,7 @@ fn simulate_counts_panicked_jobs_failed_and_hung_ones_in_flight_in_every_mode() 
     };
     let report = simulate::simulate(&args).expect("the simulation runs");
     for m in &report.modes {
-        assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+        assert_every_job_accounted(m);
         // 20% of ~400 panic, 10% never finish; the rest complete.
         assert!((40..=130).contains(&m.failed), "{}: {m:?}", m.mode);
         assert!(m.in_flight_at_end >= 15, "{}: {m:?}", m.mode);
@@ -64,7 +64,7 @@ fn fault_fractions_are_checked() {
 
 #[tokio::test]
 async fn a_pool_answers_a_panicked_job_500_and_goes_on_serving() {
-    let server = InProcess::start(&["--wait-ms", "0", "--fault-panic", "1"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--fault-panic", "1"]).await;
     for _ in 0..20 {
         let work = server.get("/work").await;
         assert_eq!(work.status, 500, "{work:?}");
@@ -76,17 +76,13 @@ async fn a_pool_answers_a_panicked_job_500_and_goes_on_serving() {
     assert_eq!(server.get("/healthz").await.status, 200);
     // The handle resolves as the job unwinds; the worker counts the outcome just after, so the
     // last panic may reach /metrics a moment after its 500.
-    let panicked = r#"spillway_jobs_ended_total{pool="serve",outcome="panicked"} 20"#;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    let mut metrics = server.get("/metrics").await.body;
-    while !metrics.contains(panicked) && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        metrics = server.get("/metrics").await.body;
-    }
-    assert!(
-        metrics.contains(r#"spillway_http_responses_total{status="500"} 20"#),
-        "{metrics}"
-    );
-    assert!(metrics.contains(panicked), "{metrics}");
-    assert_eq!(server.stop().await.abandoned, 0);
+    server
+        .wait_metric(
+            r#"spillway_jobs_ended_total{pool="serve",outcome="panicked"}"#,
+            20.0,
+        )
+        .await;
+    let answered_500 = r#"spillway_http_responses_total{status="500"}"#;
+    assert_eq!(server.metric(answered_500).await, 20.0);
+    assert_eq!(server.drain().await.abandoned, 0);
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use support::{InProcess, Reply, get_request};
+use support::{Reply, Running, get_request};
 
 /// Longest any single step of a test may take before it fails instead of hanging.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -24,12 +24,12 @@ const NORMAL: Duration = Duration::from_secs(2);
 
 /// Asserts that a fresh client gets `/healthz` and a `/work` job answered 200 within
 /// [`NORMAL`] each.
-async fn serves_others(server: &InProcess) {
+async fn serves_others(server: &Running) {
     for path in ["/healthz", "/work"] {
-        let reply = tokio::time::timeout(NORMAL, exchange(server.addr, &get_request(path)))
+        let reply = tokio::time::timeout(NORMAL, server.get(path))
             .await
             .unwrap_or_else(|_| panic!("{path} not answered within {NORMAL:?}"));
-        assert_eq!(Reply::parse(&reply).status, 200, "{path}");
+        assert_eq!(reply.status, 200, "{path}");
     }
 }
 
@@ -68,7 +68,7 @@ fn big_head(bytes: usize) -> String {
 
 #[tokio::test]
 async fn oversized_http1_headers_get_431_past_the_limit() {
-    let server = InProcess::start(&["--wait-ms", "0"]).await;
+    let server = Running::start(&["--wait-ms", "0"]).await;
     let fits = exchange(server.addr, &big_head(60 << 10)).await;
     assert_eq!(Reply::parse(&fits).status, 200, "60 KiB is within 64 KiB");
     for bytes in [70 << 10, 500 << 10] {
@@ -80,30 +80,30 @@ async fn oversized_http1_headers_get_431_past_the_limit() {
         );
     }
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 
-    let strict = InProcess::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
+    let strict = Running::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
     let refused = exchange(strict.addr, &big_head(20 << 10)).await;
     assert!(refused.starts_with(b"HTTP/1.1 431"), "{refused:?}");
     let fits = exchange(strict.addr, &big_head(10 << 10)).await;
     assert_eq!(Reply::parse(&fits).status, 200);
-    strict.stop().await;
+    strict.drain().await;
 }
 
 #[tokio::test]
 async fn too_many_header_fields_get_431() {
-    let server = InProcess::start(&["--wait-ms", "0"]).await;
+    let server = Running::start(&["--wait-ms", "0"]).await;
     let fields: String = (0..200).map(|i| format!("X-{i}: v\r\n")).collect();
     let head = format!("GET /healthz HTTP/1.1\r\nHost: t\r\n{fields}Connection: close\r\n\r\n");
     let refused = exchange(server.addr, &head).await;
     assert!(refused.starts_with(b"HTTP/1.1 431"), "{refused:?}");
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn pipelined_http1_requests_are_answered_in_order() {
-    let server = InProcess::start(&["--wait-ms", "0"]).await;
+    let server = Running::start(&["--wait-ms", "0"]).await;
     let mut batch: String = (0..99)
         .map(|i| format!("GET /work?wait_ms={} HTTP/1.1\r\nHost: t\r\n\r\n", i % 3))
         .collect();
@@ -113,12 +113,12 @@ async fn pipelined_http1_requests_are_answered_in_order() {
     // The /work answers come first, then the last request's.
     assert_eq!(replies.matches("ok\n").count(), 100);
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn slowloris_on_headers_is_closed_while_others_are_served() {
-    let server = InProcess::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
     let mut slow = Vec::new();
     for _ in 0..50 {
         let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -144,12 +144,12 @@ async fn slowloris_on_headers_is_closed_while_others_are_served() {
         .wait_metric("spillway_http_connections_open", 1.0)
         .await; // the scrape's own
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn slowloris_on_a_body_gets_408() {
-    let server = InProcess::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--header-timeout", "500ms"]).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"POST /work HTTP/1.1\r\nHost: t\r\nContent-Length: 100\r\n\r\n0123456789")
@@ -159,7 +159,7 @@ async fn slowloris_on_a_body_gets_408() {
     let got = read_until_closed(&mut stream).await;
     assert_eq!(Reply::parse(&got).status, 408, "{got:?}");
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 /// Raw HTTP/2 frames, enough to misbehave.
@@ -250,7 +250,7 @@ async fn flood(stream: &mut TcpStream, chunk: &[u8], most: usize) -> usize {
 
 #[tokio::test]
 async fn http2_rapid_reset_ends_in_enhance_your_calm() {
-    let server = InProcess::start(&["--wait-ms", "0", "--wait-ms", "1000"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--wait-ms", "1000"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     // Batches of 100 streams opened and cancelled at once, up to 100,000 in all.
     for batch in 0..1000u32 {
@@ -271,12 +271,12 @@ async fn http2_rapid_reset_ends_in_enhance_your_calm() {
     server
         .wait_metric("spillway_http_requests_in_flight", 1.0)
         .await; // the scrape itself
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn http2_continuation_flood_is_cut_off() {
-    let server = InProcess::start(&["--wait-ms", "0"]).await;
+    let server = Running::start(&["--wait-ms", "0"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     let mut first = h2::get("/healthz");
     // x-a: 8000 bytes, a literal without indexing and a new name; repeated in each frame.
@@ -307,7 +307,7 @@ async fn http2_continuation_flood_is_cut_off() {
         "the server said nothing: {frames:?}"
     );
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 /// The process's resident memory in bytes (the server runs in this process).
@@ -323,7 +323,7 @@ fn rss() -> u64 {
 
 #[tokio::test]
 async fn http2_ping_and_settings_floods_that_never_read_hold_no_memory() {
-    let server = InProcess::start(&["--wait-ms", "0"]).await;
+    let server = Running::start(&["--wait-ms", "0"]).await;
     let before = rss();
     for (kind, payload) in [
         (h2::PING, vec![0u8; 8]),
@@ -353,12 +353,12 @@ async fn http2_ping_and_settings_floods_that_never_read_hold_no_memory() {
     let grown = rss().saturating_sub(before);
     assert!(grown < 64 << 20, "resident memory grew by {grown} bytes");
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn http2_window_update_stall_is_closed_by_the_keep_alive_ping() {
-    let server = InProcess::start(&["--wait-ms", "0", "--h2-keep-alive", "500ms"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--h2-keep-alive", "500ms"]).await;
     // A window of zero: no response body can be sent until the client opens it, which it never
     // does; and it never reads, so the server's pings go unanswered.
     let mut stream = h2::connect(server.addr, &[(0x4, 0)]).await;
@@ -380,12 +380,12 @@ async fn http2_window_update_stall_is_closed_by_the_keep_alive_ping() {
         .wait_metric("spillway_http_requests_in_flight", 1.0)
         .await; // the scrape itself
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 #[tokio::test]
 async fn oversized_http2_headers_get_431() {
-    let server = InProcess::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
+    let server = Running::start(&["--wait-ms", "0", "--max-header-bytes", "16KiB"]).await;
     let mut stream = h2::connect(server.addr, &[]).await;
     let mut block = h2::get("/healthz");
     // x-a: 20000 bytes, in one HEADERS and one CONTINUATION frame.
@@ -417,7 +417,7 @@ async fn oversized_http2_headers_get_431() {
         .unwrap();
     assert!(is_status_431(&answer.3), "{:?}", answer.3);
     serves_others(&server).await;
-    server.stop().await;
+    server.drain().await;
 }
 
 /// Whether an HPACK block starts with `:status: 431`, plain or Huffman-coded.

@@ -9,9 +9,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::running::Running;
-use support::{Reply, get_request};
-use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _};
+use support::{Running, open_get};
+use tokio::io::AsyncBufReadExt as _;
 use tokio::net::TcpStream;
 
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -38,11 +37,7 @@ struct Events {
 
 impl Events {
     async fn open(addr: SocketAddr) -> Events {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /events HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
+        let stream = open_get(addr, "/events").await;
         let mut lines = tokio::io::BufReader::new(stream).lines();
         let status = lines.next_line().await.unwrap().expect("a status line");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");
@@ -132,24 +127,10 @@ async fn events_stream_the_load_then_the_drain_and_end_so_the_drain_is_quick() {
     let mut events = Events::open(server.addr).await;
     let first = events.next().await.expect("a first frame");
     assert_eq!(first["state"], "serving");
-    let burst: Vec<_> = (0..8)
-        .map(|_| {
-            let addr = server.addr;
-            tokio::spawn(async move {
-                let mut stream = TcpStream::connect(addr).await.unwrap();
-                stream
-                    .write_all(get_request("/work").as_bytes())
-                    .await
-                    .unwrap();
-                let mut raw = Vec::new();
-                stream.read_to_end(&mut raw).await.unwrap();
-                Reply::parse(&raw).status
-            })
-        })
-        .collect();
+    let burst: Vec<_> = (0..8).map(|_| server.spawn_get("/work")).collect();
     let mut statuses = Vec::new();
     for request in burst {
-        statuses.push(request.await.unwrap());
+        statuses.push(request.await.unwrap().status);
     }
     let shed = statuses.iter().filter(|s| **s == 503).count() as f64;
     assert!(shed > 0.0, "{statuses:?}");

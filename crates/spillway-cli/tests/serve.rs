@@ -7,134 +7,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::Parser;
-use spillway_cli::serve::{DrainReport, ServeArgs, Server};
-use spillway_cli::{Cli, Command};
+use spillway_cli::Cli;
+use spillway_cli::serve::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
-use support::{Reply, get_request};
-
-/// Longest any single step of a test may take before it fails instead of hanging.
-const PATIENCE: Duration = Duration::from_secs(10);
-
-fn args(extra: &[&str]) -> ServeArgs {
-    let mut argv = vec!["spillway", "serve", "--addr", "127.0.0.1:0"];
-    argv.extend_from_slice(extra);
-    match Cli::try_parse_from(argv).expect("valid arguments").command {
-        Command::Serve(args) => args,
-        other => panic!("parsed as another command: {other:?}"),
-    }
-}
-
-/// A running server and the switch that drains it.
-struct Running {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    /// The second signal: ends the drain at once.
-    force: Option<oneshot::Sender<()>>,
-    task: JoinHandle<anyhow::Result<DrainReport>>,
-}
-
-impl Running {
-    async fn start(extra: &[&str]) -> Running {
-        let server = Server::bind(&args(extra)).await.expect("server binds");
-        let addr = server.local_addr();
-        let (stop, stopped) = oneshot::channel::<()>();
-        let (force, forced) = oneshot::channel::<()>();
-        let task = tokio::spawn(server.run_with_force(
-            async move {
-                let _ = stopped.await;
-            },
-            async move {
-                if forced.await.is_err() {
-                    std::future::pending::<()>().await;
-                }
-            },
-        ));
-        Running {
-            addr,
-            stop: Some(stop),
-            force: Some(force),
-            task,
-        }
-    }
-
-    /// Sends the first signal: the server stops accepting and drains.
-    fn stop(&mut self) {
-        let _ = self.stop.take().expect("not stopped yet").send(());
-    }
-
-    async fn drain(mut self) -> DrainReport {
-        if self.stop.is_some() {
-            self.stop();
-        }
-        tokio::time::timeout(PATIENCE * 2, self.task)
-            .await
-            .expect("the drain ends")
-            .expect("the server task did not panic")
-            .expect("the server reports")
-    }
-
-    /// `GET path` from a task of its own, to be awaited later.
-    fn spawn_get(&self, path: &'static str) -> JoinHandle<Reply> {
-        tokio::spawn(get_at(self.addr, path))
-    }
-
-    async fn get(&self, path: &str) -> Reply {
-        self.send(&get_request(path)).await
-    }
-
-    async fn send(&self, raw: &str) -> Reply {
-        let mut stream = TcpStream::connect(self.addr).await.expect("connects");
-        stream.write_all(raw.as_bytes()).await.unwrap();
-        read_reply(&mut stream).await
-    }
-
-    /// The value of one `/metrics` series, e.g. `spillway_http_shed_total`.
-    async fn metric(&self, series: &str) -> f64 {
-        let text = self.get("/metrics").await.body;
-        text.lines()
-            .find_map(|line| {
-                line.strip_prefix(series)
-                    .and_then(|rest| rest.strip_prefix(' '))
-                    .map(|v| v.trim().parse::<f64>().expect("a number"))
-            })
-            .unwrap_or_else(|| panic!("no series {series} in:\n{text}"))
-    }
-
-    /// Asserts that the pool has admitted no job yet.
-    async fn assert_no_job_submitted(&self) {
-        let series = r#"spillway_jobs_submitted_total{pool="serve"}"#;
-        assert_eq!(self.metric(series).await, 0.0, "{series}");
-    }
-
-    /// Polls `/metrics` until `series` reaches `want` (bounded by [`PATIENCE`]).
-    async fn wait_metric(&self, series: &str, want: f64) {
-        let deadline = tokio::time::Instant::now() + PATIENCE;
-        loop {
-            let got = self.metric(series).await;
-            if got == want {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{series} stayed at {got}, expected {want}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-async fn read_reply(stream: &mut TcpStream) -> Reply {
-    let mut raw = Vec::new();
-    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
-        .await
-        .expect("the server answers in time")
-        .expect("the connection reads");
-    Reply::parse(&raw)
-}
+use support::{
+    PATIENCE, Reply, Running, get_raw, get_request, get_with, open_get, read_reply, serve_args,
+    spawn_send,
+};
 
 #[tokio::test]
 async fn each_mode_answers_every_route() {
@@ -217,15 +98,6 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
     server.drain().await;
 }
 
-async fn get_at(addr: SocketAddr, path: &str) -> Reply {
-    let mut stream = TcpStream::connect(addr).await.expect("connects");
-    stream
-        .write_all(get_request(path).as_bytes())
-        .await
-        .unwrap();
-    read_reply(&mut stream).await
-}
-
 #[tokio::test]
 async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
     let server = Running::start(&[
@@ -241,14 +113,11 @@ async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
         "60000",
     ])
     .await;
-    let request = b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n";
-    let mut running = TcpStream::connect(server.addr).await.unwrap();
-    running.write_all(request).await.unwrap();
+    let running = open_get(server.addr, "/work").await;
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
         .await;
-    let mut queued = TcpStream::connect(server.addr).await.unwrap();
-    queued.write_all(request).await.unwrap();
+    let queued = open_get(server.addr, "/work").await;
     server
         .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
         .await;
@@ -283,11 +152,7 @@ async fn a_client_that_disconnects_cancels_its_running_and_its_queued_job() {
 #[tokio::test]
 async fn a_client_that_disconnects_in_naive_mode_is_counted_too() {
     let server = Running::start(&["--mode", "naive", "--wait-ms", "60000"]).await;
-    let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    stream
-        .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let stream = open_get(server.addr, "/work").await;
     server
         .wait_metric("spillway_http_requests_in_flight", 2.0)
         .await; // it and the scrape
@@ -463,11 +328,7 @@ where
 
 /// A keep-alive connection that has had one `/healthz` answered `200`, now idle.
 async fn keep_alive_healthz(addr: SocketAddr) -> TcpStream {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = open_get(addr, "/healthz").await;
     let mut buf = [0u8; 256];
     let n = tokio::time::timeout(PATIENCE, stream.read(&mut buf))
         .await
@@ -486,7 +347,7 @@ async fn max_connections_holds_further_connections_in_the_backlog() {
     // A second connection is accepted by the kernel but not served while the first is open.
     let mut second = TcpStream::connect(server.addr).await.unwrap();
     second
-        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .write_all(get_request("/healthz").as_bytes())
         .await
         .unwrap();
     let early = tokio::time::timeout(Duration::from_millis(300), second.read(&mut buf)).await;
@@ -527,16 +388,7 @@ async fn the_drain_deadline_abandons_what_is_still_running() {
     ])
     .await;
     let addr = server.addr;
-    let in_flight = tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream
-            .write_all(b"GET /work HTTP/1.1\r\nHost: t\r\n\r\n")
-            .await
-            .unwrap();
-        let mut buf = Vec::new();
-        let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
-        buf
-    });
+    let in_flight = tokio::spawn(get_raw(addr, "/work"));
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
         .await;
@@ -578,7 +430,7 @@ async fn bad_settings_name_the_flag() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("--body-limit"), "{err}");
-    let err = Server::bind(&args(&["--min-workers", "20", "--max-workers", "10"]))
+    let err = Server::bind(&serve_args(&["--min-workers", "20", "--max-workers", "10"]))
         .await
         .unwrap_err();
     assert_eq!(
@@ -598,7 +450,9 @@ async fn bad_settings_name_the_flag() {
     semaphore.drain().await;
     let taken = Running::start(&[]).await;
     let addr = taken.addr.to_string();
-    let err = Server::bind(&args(&["--addr", &addr])).await.unwrap_err();
+    let err = Server::bind(&serve_args(&["--addr", &addr]))
+        .await
+        .unwrap_err();
     let message = format!("{err:#}");
     assert!(
         message.starts_with(&format!("cannot listen on --addr {addr}: ")),
@@ -651,7 +505,7 @@ async fn bad_limit_settings_name_the_flag() {
         assert!(err.contains(flag) && err.contains(says), "{err}");
     }
     // A queue target is the adaptive limit's: refused with another, naming the flag.
-    let err = Server::bind(&args(&["--limit", "fixed", "--queue-target", "2ms"]))
+    let err = Server::bind(&serve_args(&["--limit", "fixed", "--queue-target", "2ms"]))
         .await
         .unwrap_err();
     let message = format!("{err:#}");
@@ -743,12 +597,7 @@ async fn a_long_cpu_request_does_not_stall_the_others() {
         let server = Running::start(&["--mode", mode, "--wait-ms", "0"]).await;
         let mut burning = Vec::new();
         for _ in 0..2 {
-            let mut stream = TcpStream::connect(server.addr).await.unwrap();
-            stream
-                .write_all(b"GET /work?cpu_ms=10000 HTTP/1.1\r\nHost: t\r\n\r\n")
-                .await
-                .unwrap();
-            burning.push(stream);
+            burning.push(open_get(server.addr, "/work?cpu_ms=10000").await);
         }
         server
             .wait_metric("spillway_http_requests_in_flight", 3.0)
@@ -841,7 +690,7 @@ async fn a_second_signal_ends_the_drain_at_once() {
     ])
     .await;
     let addr = server.addr;
-    let in_flight = tokio::spawn(get_at_raw(addr, "/work"));
+    let in_flight = tokio::spawn(get_raw(addr, "/work"));
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
         .await;
@@ -852,12 +701,7 @@ async fn a_second_signal_ends_the_drain_at_once() {
         assert!(tokio::time::Instant::now() < deadline, "still accepting");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let _ = server.force.take().unwrap().send(());
-    let report = tokio::time::timeout(PATIENCE, &mut server.task)
-        .await
-        .expect("the second signal ends the drain")
-        .unwrap()
-        .unwrap();
+    let report = server.force().await;
     assert!(report.forced, "{report}");
     assert_eq!(report.abandoned, 1);
     assert!(
@@ -868,16 +712,6 @@ async fn a_second_signal_ends_the_drain_at_once() {
         in_flight.await.unwrap().is_empty(),
         "answered though abandoned"
     );
-}
-
-/// A raw `GET path` on a keep-alive connection; whatever arrives before it closes.
-async fn get_at_raw(addr: SocketAddr, path: &'static str) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let _ = tokio::time::timeout(PATIENCE, stream.read_to_end(&mut buf)).await;
-    buf
 }
 
 /// Defect 18: `--help` says what a second signal does.
@@ -1041,32 +875,11 @@ fn a_zero_run_timeout_is_refused_naming_the_flag() {
     assert!(err.contains("longer than zero"), "{err}");
 }
 
-/// A `GET path` request with `headers` (each `name: value`), asking the server to close the
-/// connection after answering.
-fn get_with(path: &str, headers: &[&str]) -> String {
-    let mut raw = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n");
-    for header in headers {
-        raw.push_str(header);
-        raw.push_str("\r\n");
-    }
-    raw.push_str("\r\n");
-    raw
-}
-
 /// A pool of one worker, with `extra` settings.
 async fn one_worker(extra: &[&str]) -> Running {
     let mut argv = vec!["--mode", "pool", "--min-workers", "1", "--max-workers", "1"];
     argv.extend_from_slice(extra);
     Running::start(&argv).await
-}
-
-/// Sends `raw` from a task of its own, to be awaited later.
-fn spawn_send(addr: SocketAddr, raw: String) -> JoinHandle<Reply> {
-    tokio::spawn(async move {
-        let mut stream = TcpStream::connect(addr).await.expect("connects");
-        stream.write_all(raw.as_bytes()).await.unwrap();
-        read_reply(&mut stream).await
-    })
 }
 
 #[tokio::test]

@@ -50,7 +50,7 @@ fn every_offered_job_is_accounted_for_in_every_mode() {
     let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
     assert_eq!(names, ["naive", "semaphore", "pool", "pool-tuned"]);
     for m in &report.modes {
-        assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+        assert_every_job_accounted(m);
         // Open loop: about 400 offers in the second, whatever the mode does with them.
         assert!(
             (300..=500).contains(&m.offered),
@@ -93,7 +93,7 @@ fn a_pool_that_is_too_small_sheds_and_counts_it() {
     // Two workers for 20 ms jobs complete at most ~100/s; the rest is shed at once.
     assert!(m.shed > 100, "{m:?}");
     assert!(m.completed <= 150, "{m:?}");
-    assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+    assert_every_job_accounted(m);
 }
 
 #[test]
@@ -182,7 +182,7 @@ fn the_memory_cap_stops_the_naive_mode_at_any_rate() {
         "the peak, {} > {cap}",
         m.peak_rss_bytes
     );
-    assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+    assert_every_job_accounted(m);
 }
 
 /// Issue 18, defect 25: the calibration ran up to 4,000 jobs at once whatever each held.
@@ -531,7 +531,7 @@ async fn the_priorities_scenario_reports_each_priority_in_every_mode() {
 fn the_table_has_a_line_per_priority_and_everything_at_one_priority_is_counted_there() {
     let report = small(&["--mode", "pool", "--priority-mix", "low=1"]);
     let m = &report.modes[0];
-    assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+    assert_every_job_accounted(m);
     assert_eq!(m.by_priority.keys().collect::<Vec<_>>(), ["low"]);
     assert_eq!(m.by_priority["low"].offered, m.offered);
     assert_eq!(m.by_priority["low"].completed, m.completed);
@@ -555,7 +555,7 @@ fn the_cpu_lanes_are_compared_in_one_run() {
     let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
     assert_eq!(names, ["blocking", "spawn-blocking", "rayon"]);
     for m in &report.modes {
-        assert_every_job_accounted(&serde_json::to_value(m).unwrap());
+        assert_every_job_accounted(m);
         assert!(m.completed > 0, "{m:?}");
         assert!(
             m.latency_ms.p50 >= 1.0,
