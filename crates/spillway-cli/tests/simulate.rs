@@ -48,7 +48,10 @@ fn small(extra: &[&str]) -> SimReport {
 fn every_offered_job_is_accounted_for_in_every_mode() {
     let report = small(&[]);
     let names: Vec<_> = report.modes.iter().map(|m| m.mode.as_str()).collect();
-    assert_eq!(names, ["naive", "semaphore", "pool", "pool-tuned"]);
+    assert_eq!(
+        names,
+        ["naive", "semaphore", "pool", "pool-tuned", "pool-adaptive"]
+    );
     for m in &report.modes {
         assert_every_job_accounted(m);
         // Open loop: about 400 offers in the second, whatever the mode does with them.
@@ -354,8 +357,8 @@ fn bad_modes_and_scenarios_are_clear_errors_naming_the_flag() {
     };
     assert_eq!(
         usage(&["--mode", "semaphore,pool-vegas,semaphore"]),
-        "invalid --mode: semaphore is chosen twice (`all` stands for naive, semaphore, pool \
-         and pool-tuned)"
+        "invalid --mode: semaphore is chosen twice (`all` stands for naive, semaphore, pool, \
+         pool-tuned and pool-adaptive)"
     );
     assert!(usage(&["--mode", "all,pool"]).starts_with("invalid --mode: pool is chosen twice"));
     assert_eq!(

@@ -44,7 +44,7 @@ use scenario::{Basis, peak_rate};
 /// Which modes to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModeChoice {
-    /// naive, semaphore, pool and pool-tuned, in that order.
+    /// naive, semaphore, pool, pool-tuned and pool-adaptive, in that order.
     All,
     /// `tokio::spawn` per job.
     Naive,
@@ -80,6 +80,7 @@ impl ModeChoice {
                 ModeName::Semaphore,
                 ModeName::Pool,
                 ModeName::PoolTuned,
+                ModeName::PoolAdaptive,
             ],
             ModeChoice::Naive => vec![ModeName::Naive],
             ModeChoice::Semaphore => vec![ModeName::Semaphore],
@@ -101,14 +102,14 @@ impl ModeChoice {
 ///
 /// # Errors
 ///
-/// A mode chosen twice (`all` counts as the four modes it stands for).
+/// A mode chosen twice (`all` counts as the five modes it stands for).
 fn modes_of(choices: &[ModeChoice]) -> anyhow::Result<Vec<ModeName>> {
     let mut modes = Vec::new();
     for mode in choices.iter().flat_map(|c| c.modes()) {
         if modes.contains(&mode) {
             return Err(crate::args::usage(format!(
-                "invalid --mode: {} is chosen twice (`all` stands for naive, semaphore, pool \
-                 and pool-tuned)",
+                "invalid --mode: {} is chosen twice (`all` stands for naive, semaphore, pool, \
+                 pool-tuned and pool-adaptive)",
                 mode.as_str()
             )));
         }
