@@ -998,6 +998,49 @@ async fn an_instance_name_is_on_every_response_and_in_the_metrics() {
     );
 }
 
+/// `/readyz` turns 503 once most `/work` requests of the last second were shed
+/// (`--ready-max-shed`), while `/healthz` stays 200.
+#[tokio::test]
+async fn readyz_is_503_while_the_instance_sheds_more_than_allowed() {
+    let server = Running::start(&[
+        "--mode",
+        "pool",
+        "--limit",
+        "fixed",
+        "--min-workers",
+        "1",
+        "--max-workers",
+        "1",
+        "--queue",
+        "1",
+        "--wait-ms",
+        "3000",
+        "--ready-max-shed",
+        "0.5",
+    ])
+    .await;
+    let ready = server.get("/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    let first = server.spawn_get("/work");
+    server
+        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
+        .await;
+    let second = server.spawn_get("/work");
+    server
+        .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
+        .await;
+    for _ in 0..30 {
+        assert_eq!(server.get("/work").await.status, 503);
+    }
+    let unready = server.get("/readyz").await;
+    assert_eq!(unready.status, 503, "{unready:?}");
+    assert_eq!(unready.body, "shedding 94% of /work requests\n");
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    server.drain().await;
+}
+
 // ---- issue 14: run deadlines ----
 
 /// A request whose job runs past `--run-timeout` is answered 504; its worker is free again for
