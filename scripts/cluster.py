@@ -246,6 +246,12 @@ class Cluster:
         proc = self.procs.start(f"load-{name}", self.net.exec("client", argv))
         return proc, out
 
+    def connections_opened(self, host):
+        """TCP connections a host has opened so far (ActiveOpens in its /proc/net/snmp)."""
+        got = run(self.net.exec(host, ["cat", "/proc/net/snmp"]), check=False)
+        tcp = [line.split() for line in got.stdout.splitlines() if line.startswith("Tcp:")]
+        return int(tcp[1][tcp[0].index("ActiveOpens")]) if len(tcp) >= 2 else 0
+
     def instance_seen(self):
         """The x-spillway-instance header of one /healthz answer through the balancer."""
         head = self.fetch(f"http://{LB_ADDR}:{PORT}/healthz -o /dev/null -D -") or ""
@@ -415,7 +421,7 @@ def balancer_log(balancer):
                     nosrv += parts[2] == "<NOSRV>"
                     if len(parts) >= 5 and parts[4] != "--":
                         endings[parts[4]] = endings.get(parts[4], 0) + 1
-                elif " is DOWN" in line:
+                elif line.startswith("Server ") and " is DOWN" in line:
                     downs += 1
     except OSError:
         pass
@@ -465,6 +471,7 @@ class Experiment:
         self.c.start_balancer(kind, variant, names, label)
         seen = self.c.instance_seen()
         before = {n: self.c.work_counts(n) for n in names}
+        opened = self.c.connections_opened("lb")
         dur = duration or self.args.duration
         proc, out = self.c.load(f"http://{LB_ADDR}:{PORT}/work", rate, dur, label)
         extra = events(time.time(), dur) if events else {}
@@ -477,6 +484,9 @@ class Experiment:
                   else diff(after[n], before[n]) for n in names}
         row = summarize(out, counts, dur)
         row.update(balancer_log(self.c.balancer))
+        # Includes its health checks (a few per second).
+        row["balancer_connections_per_request"] = round(
+            (self.c.connections_opened("lb") - opened) / max(1, row["scheduled"]), 3)
         row.update(extra, instance_seen_through_balancer=seen)
         return row
 
@@ -612,8 +622,9 @@ def failed_text(r):
     return ", ".join(parts) or "0"
 
 
-def ready_text(r):
-    """How the balancer's checks and own answers showed in a run (HAProxy)."""
+def balancer_text(r):
+    """HAProxy's health checks taking a server out, and its own 503s (no server up, or a
+    request that waited `timeout queue` for a server's maxconn); nothing for nginx."""
     if r["balancer"] != "haproxy":
         return ""
     return f"{r['servers_taken_out']} / {r['balancer_no_server']:,}"
@@ -634,10 +645,12 @@ def tables(results):
             {f"{r['balancer']} {num(r['capacity_sum'])}/s" for r in by(1)})) + ")")
         out.append(table(
             ["balancer", "variant", "goodput/s", "of the sum", "retries per request",
-             "failed at the client", "p99 of 2xx", "servers out / balancer's own 503s"],
+             "new connections to the instances per request", "failed at the client",
+             "p99 of 2xx", "HAProxy: servers taken out / its own 503s"],
             [[r["balancer"], f"`{r['variant']}`", num(r["goodput_per_s"]),
-              pct(r["goodput_of_sum"]), r["retries_per_request"], failed_text(r),
-              f"{num(r['p99_ok_ms'])} ms", ready_text(r)] for r in by(1)]))
+              pct(r["goodput_of_sum"]), r["retries_per_request"],
+              r["balancer_connections_per_request"], failed_text(r),
+              f"{num(r['p99_ok_ms'])} ms", balancer_text(r)] for r in by(1)]))
     if by(2):
         out.append("Scenario 2 (capacities: " + "; ".join(sorted(
             {f"{r['balancer']} {num(r['capacity_sum'])}/s" for r in by(2)})) + ")")
@@ -647,13 +660,14 @@ def tables(results):
         out.append(table(
             ["balancer", "variant", "1x: of the sum", "retries per request", "failed",
              "3x: of the sum", "retries per request", "failed",
-             "servers out / balancer's own 503s (1x; 3x)"],
+             "HAProxy: servers taken out / its own 503s (1x; 3x)"],
             [[b, f"`{v}`", *[c for x in (1, 3) for c in (
                 (pct(runs[x]["goodput_of_sum"]), runs[x]["retries_per_request"],
                  failed_text(runs[x])) if x in runs else ("", "", ""))],
-              "; ".join(ready_text(runs[x]) for x in (1, 3) if x in runs)]
+              "; ".join(balancer_text(runs[x]) for x in (1, 3) if x in runs).strip("; ")]
              for (b, v), runs in rows.items()]))
     if by(3):
+        out.append("Scenario 3")
         out.append(table(
             ["balancer", "variant", "scheduled", "2xx", "503", "failed at the client",
              "2xx by the instances' /metrics", "back to full goodput after restart",
@@ -664,6 +678,7 @@ def tables(results):
               " ".join(f"{k}:{v}" for k, v in sorted(r["balancer_endings"].items()))]
              for r in by(3)]))
     if by(4):
+        out.append("Scenario 4")
         out.append(table(
             ["balancer", "mode", "goodput/s", "of the pools' nominal", "503",
              "failed at the client", "p99 of 2xx"],
