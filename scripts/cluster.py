@@ -418,7 +418,7 @@ def balancer_log(balancer):
                 elif len(parts) >= 4 and parts[0].isdigit():
                     requests += 1
                     retries += int(parts[1].lstrip("+") or 0)
-                    nosrv += parts[2] == "<NOSRV>"
+                    nosrv += parts[2] == "<NOSRV>" and parts[0] == "503"
                     if len(parts) >= 5 and parts[4] != "--":
                         endings[parts[4]] = endings.get(parts[4], 0) + 1
                 elif line.startswith("Server ") and " is DOWN" in line:
