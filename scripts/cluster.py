@@ -14,21 +14,22 @@ balancer configurations are deploy/haproxy.cfg and deploy/nginx.conf, with the l
 `# cluster.py: KEY` swapped for each variant measured.
 
 Scenarios (every instance: `--mode pool --limit fixed`, W workers, a queue of W, 20 ms jobs
-standing for a downstream call, so its capacity is about W / 20 ms):
+standing for a downstream call, so its capacity is about W / 20 ms; `--ready-max-shed 0.5`,
+which only the `+ready` variants read):
   1. three equal instances, offered 3x the sum of their capacities (each measured alone
-     first): cluster goodput against that sum;
+     first): cluster goodput against that sum, for each variant (VARIANTS below);
   2. unequal instances (s3 has a quarter of the workers), offered 1x and 3x their sum:
-     each variant (round robin or least connections, with or without one retry of a 503
-     elsewhere, or HAProxy's per-server maxconn); retries per request;
-  3. s1 gets SIGTERM (drain) and s2 SIGKILL during the run, each restarted 2 s later:
-     requests lost, the client's counts against the instances' /metrics, time to recover;
+     each variant; retries per request;
+  3. s1 gets SIGTERM (drain) and s2 SIGKILL during the run, each restarted 2 s later, with
+     the shipped configurations and with rr+retry: requests lost, the client's counts against
+     the instances' /metrics, time to recover;
   4. naive mode (no bound) against pool mode (4 workers each) in the same cluster, with jobs
-     that also burn CPU, offered 3x the pools' nominal capacity.
+     that also burn CPU, offered 3x the pools' nominal capacity, the shipped configurations.
 
 Every run is bounded in time (--duration) and rate. Everything made is removed at the end,
 also on Ctrl-C or failure. Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2's
 `ip netns`, and Debian's haproxy / nginx (`--install` gets them with apt-get). Results are
-printed and written as JSON (--json).
+printed and written as JSON (--json), and at the end as the README's Markdown tables.
 """
 
 import argparse

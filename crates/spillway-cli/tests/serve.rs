@@ -166,11 +166,17 @@ async fn each_mode_answers_every_route() {
     }
 }
 
-#[tokio::test]
-async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests_succeed() {
-    let server = Running::start(&[
+/// A server in pool mode with one worker and one queue slot, its jobs waiting `wait_ms`, and the
+/// two requests that fill it: the first runs, the second waits in the queue.
+async fn filled_one_slot_pool(
+    wait_ms: &str,
+    extra: &[&str],
+) -> (Running, JoinHandle<Reply>, JoinHandle<Reply>) {
+    let mut argv = vec![
         "--mode",
         "pool",
+        "--limit",
+        "fixed",
         "--min-workers",
         "1",
         "--max-workers",
@@ -178,12 +184,10 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
         "--queue",
         "1",
         "--wait-ms",
-        "4000",
-        "--retry-after",
-        "3",
-    ])
-    .await;
-    // Two requests fill the pool: one runs, one waits.
+        wait_ms,
+    ];
+    argv.extend_from_slice(extra);
+    let server = Running::start(&argv).await;
     let first = server.spawn_get("/work");
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
@@ -192,6 +196,12 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
     server
         .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
         .await;
+    (server, first, second)
+}
+
+#[tokio::test]
+async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests_succeed() {
+    let (server, first, second) = filled_one_slot_pool("4000", &["--retry-after", "3"]).await;
     // Everything else is shed at once, without touching the queue.
     for _ in 0..5 {
         let shed = server.get("/work").await;
@@ -1002,33 +1012,10 @@ async fn an_instance_name_is_on_every_response_and_in_the_metrics() {
 /// (`--ready-max-shed`), while `/healthz` stays 200.
 #[tokio::test]
 async fn readyz_is_503_while_the_instance_sheds_more_than_allowed() {
-    let server = Running::start(&[
-        "--mode",
-        "pool",
-        "--limit",
-        "fixed",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue",
-        "1",
-        "--wait-ms",
-        "3000",
-        "--ready-max-shed",
-        "0.5",
-    ])
-    .await;
+    let (server, first, second) = filled_one_slot_pool("3000", &["--ready-max-shed", "0.5"]).await;
+    // Two /work requests so far, none shed: fewer than a check needs to say anything.
     let ready = server.get("/readyz").await;
     assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
-    let first = server.spawn_get("/work");
-    server
-        .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
-        .await;
-    let second = server.spawn_get("/work");
-    server
-        .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
-        .await;
     for _ in 0..30 {
         assert_eq!(server.get("/work").await.status, 503);
     }
