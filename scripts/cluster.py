@@ -14,21 +14,22 @@ balancer configurations are deploy/haproxy.cfg and deploy/nginx.conf, with the l
 `# cluster.py: KEY` swapped for each variant measured.
 
 Scenarios (every instance: `--mode pool --limit fixed`, W workers, a queue of W, 20 ms jobs
-standing for a downstream call, so its capacity is about W / 20 ms):
+standing for a downstream call, so its capacity is about W / 20 ms; `--ready-max-shed 0.5`,
+which only the `+ready` variants read):
   1. three equal instances, offered 3x the sum of their capacities (each measured alone
-     first): cluster goodput against that sum;
+     first): cluster goodput against that sum, for each variant (VARIANTS below);
   2. unequal instances (s3 has a quarter of the workers), offered 1x and 3x their sum:
-     each variant (round robin or least connections, with or without one retry of a 503
-     elsewhere, or HAProxy's per-server maxconn); retries per request;
-  3. s1 gets SIGTERM (drain) and s2 SIGKILL during the run, each restarted 2 s later:
-     requests lost, the client's counts against the instances' /metrics, time to recover;
+     each variant; retries per request;
+  3. s1 gets SIGTERM (drain) and s2 SIGKILL during the run, each restarted 2 s later, with
+     the shipped configurations and with rr+retry: requests lost, the client's counts against
+     the instances' /metrics, time to recover;
   4. naive mode (no bound) against pool mode (4 workers each) in the same cluster, with jobs
-     that also burn CPU, offered 3x the pools' nominal capacity.
+     that also burn CPU, offered 3x the pools' nominal capacity, the shipped configurations.
 
 Every run is bounded in time (--duration) and rate. Everything made is removed at the end,
 also on Ctrl-C or failure. Needs root (or CAP_NET_ADMIN and CAP_SYS_ADMIN), iproute2's
 `ip netns`, and Debian's haproxy / nginx (`--install` gets them with apt-get). Results are
-printed and written as JSON (--json).
+printed and written as JSON (--json), and at the end as the README's Markdown tables.
 """
 
 import argparse
@@ -53,8 +54,10 @@ WORKERS = 12
 INSTANCE_NAMES = ("s1", "s2", "s3")
 S3_DURATION = 13.0
 S4_WORKERS = 4
-# The variant scenarios 3 and 4 run with, the best of scenarios 1 and 2.
-BEST = "rr+retry"
+# Scenario 3 runs the shipped configurations, and last session's rr+retry for contrast;
+# scenario 4 the shipped ones.
+S3_VARIANTS = ("rr+retry", "shipped")
+S4_VARIANT = "shipped"
 
 
 class Refused(Exception):
@@ -206,7 +209,8 @@ class Cluster:
         argv = [self.binary, "serve", "--addr", f"{addr}:{PORT}", "--instance", name,
                 "--mode", mode, "--wait-ms", str(WAIT_MS), "--cpu-ms", str(cpu_ms),
                 "--max-workers", str(workers), "--min-workers", str(workers),
-                "--queue", str(workers), "--limit", "fixed", "--drain-timeout", "5s"]
+                "--queue", str(workers), "--limit", "fixed", "--drain-timeout", "5s",
+                "--ready-max-shed", str(READY_MAX_SHED)]
         proc = self.procs.start(name, self.net.exec(name, argv))
         self.instances[name] = proc
         self.workers[name] = workers
@@ -242,6 +246,12 @@ class Cluster:
                 "--json", out, url]
         proc = self.procs.start(f"load-{name}", self.net.exec("client", argv))
         return proc, out
+
+    def connections_opened(self, host):
+        """TCP connections a host has opened so far (ActiveOpens in its /proc/net/snmp)."""
+        got = run(self.net.exec(host, ["cat", "/proc/net/snmp"]), check=False)
+        tcp = [line.split() for line in got.stdout.splitlines() if line.startswith("Tcp:")]
+        return int(tcp[1][tcp[0].index("ActiveOpens")]) if len(tcp) >= 2 else 0
 
     def instance_seen(self):
         """The x-spillway-instance header of one /healthz answer through the balancer."""
@@ -292,35 +302,67 @@ def render(template, edits):
     return "\n".join(out) + "\n"
 
 
-# Variants: the balancing rule, whether a 503 is retried once on another instance, and
-# whether the balancer itself holds each instance to as many requests at once as it has workers
-# (HAProxy's per-server maxconn, its queue timed out after 50 ms with its own 503).
+# Variants: the balancing rule, whether a 503 is retried once on another instance, whether
+# the balancer itself holds each instance to its workers + queue (HAProxy's per-server maxconn,
+# its queue timed out after 50 ms with its own 503), and what the health check reads: /healthz
+# every 500 ms, or /readyz every 100 ms (503 while the instance sheds more than half of its
+# requests over the last second; HAProxy only: open-source nginx has no active checks).
+# "shipped" is deploy/haproxy.cfg or deploy/nginx.conf exactly as in the repository.
 VARIANTS = {
-    "rr": ("roundrobin", False, False),
-    "rr+retry": ("roundrobin", True, False),
-    "leastconn": ("leastconn", False, False),
-    "leastconn+retry": ("leastconn", True, False),
-    "leastconn+maxconn": ("leastconn", False, True),
+    "rr": ("roundrobin", False, False, "/healthz"),
+    "rr+retry": ("roundrobin", True, False, "/healthz"),
+    "leastconn": ("leastconn", False, False, "/healthz"),
+    "leastconn+retry": ("leastconn", True, False, "/healthz"),
+    "leastconn+maxconn": ("leastconn", False, True, "/healthz"),
+    "rr+ready": ("roundrobin", False, False, "/readyz"),
+    "leastconn+ready": ("leastconn", False, False, "/readyz"),
+    "shipped": None,
 }
+READY_MAX_SHED = 0.5
+
+
+def haproxy_only(variant):
+    spec = VARIANTS[variant]
+    return spec is not None and (spec[2] or spec[3] == "/readyz")
+
+
+def shipped_servers(template, workers, line):
+    """The template's server lines, one per instance in `workers`, with the options of its
+    first server line (HAProxy's maxconn set to each instance's workers + queue)."""
+    first = next(l.strip() for l in open(template) if re.match(r"\s*server ", l))
+    opts = first.split(f":{PORT}", 1)[1].rstrip(";")
+    return [line(n, re.sub(r"maxconn \d+", f"maxconn {2 * workers[n]}", opts)) for n in workers]
 
 
 def haproxy_edits(variant, workers):
-    balance, retry, maxconn = VARIANTS[variant]
+    if VARIANTS[variant] is None:
+        return {"servers": shipped_servers(
+            os.path.join(DEPLOY, "haproxy.cfg"), workers,
+            lambda n, opts: f"server {n} {instance_addr(n)}:{PORT}{opts}")}
+    balance, retry, maxconn, check = VARIANTS[variant]
     cap = lambda n: f" maxconn {2 * workers[n]}" if maxconn else ""
+    inter = "100ms" if check == "/readyz" else "500ms"
     return {
         "balance": [f"balance {balance}"],
         "retry": ["retry-on conn-failure empty-response 503" if retry else "retry-on none"],
         "retries": ["retries 1" if retry else "retries 0"],
         "redispatch": ["option redispatch 1" if retry else "no option redispatch"],
         "queue": ["timeout queue 50ms"],
+        "check": [f"option httpchk GET {check}"],
+        "inter": [f"default-server inter {inter} fall 2 rise 2 check"],
         "servers": [f"server {n} {instance_addr(n)}:{PORT}{cap(n)}" for n in workers],
     }
 
 
 def nginx_edits(variant, workers):
-    balance, retry, maxconn = VARIANTS[variant]
-    if maxconn:
-        raise ValueError("open-source nginx has no queue for max_conns: HAProxy only")
+    if VARIANTS[variant] is None:
+        return {"servers": shipped_servers(
+            os.path.join(DEPLOY, "nginx.conf"), workers,
+            lambda n, opts: f"server {instance_addr(n)}:{PORT}{opts};")}
+    if haproxy_only(variant):
+        raise ValueError("open-source nginx has no queue for max_conns nor active health "
+                         "checks: HAProxy only")
+    balance, retry, _, _ = VARIANTS[variant]
     return {
         "balance": ["least_conn;" if balance == "leastconn" else "# round robin"],
         "retry": ["proxy_next_upstream error timeout http_503;" if retry
@@ -360,11 +402,13 @@ def summarize(load_json, counts, duration):
     }
 
 
-def balancer_retries(balancer):
-    """Retries the balancer itself logged (HAProxy's %rc, nginx's comma-separated
-    $upstream_status), and the requests it logged."""
+def balancer_log(balancer):
+    """What the balancer itself logged: requests, retries (HAProxy's %rc, nginx's
+    comma-separated $upstream_status), HAProxy's termination states other than "--" and its own
+    answers for want of a server (<NOSRV>), and its health checks taking servers out."""
     path = balancer.access_log if balancer.kind == "nginx" else balancer.log_path
-    retries = requests = 0
+    retries = requests = nosrv = downs = 0
+    endings = {}
     try:
         with open(path) as f:
             for line in f:
@@ -372,13 +416,20 @@ def balancer_retries(balancer):
                 if balancer.kind == "nginx" and len(parts) >= 2:
                     requests += 1
                     retries += parts[1].count(",")
-                elif len(parts) == 4 and parts[0].isdigit():
+                elif len(parts) >= 4 and parts[0].isdigit():
                     requests += 1
                     retries += int(parts[1].lstrip("+") or 0)
+                    nosrv += parts[2] == "<NOSRV>" and parts[0] == "503"
+                    if len(parts) >= 5 and parts[4] != "--":
+                        endings[parts[4]] = endings.get(parts[4], 0) + 1
+                elif line.startswith("Server ") and " is DOWN" in line:
+                    downs += 1
     except OSError:
         pass
     return {"balancer_logged": requests, "balancer_retries": retries,
-            "retries_per_request": round(retries / max(1, requests), 3)}
+            "retries_per_request": round(retries / max(1, requests), 3),
+            "balancer_no_server": nosrv, "servers_taken_out": downs,
+            "balancer_endings": endings}
 
 
 # ---- scenarios ----
@@ -421,6 +472,7 @@ class Experiment:
         self.c.start_balancer(kind, variant, names, label)
         seen = self.c.instance_seen()
         before = {n: self.c.work_counts(n) for n in names}
+        opened = self.c.connections_opened("lb")
         dur = duration or self.args.duration
         proc, out = self.c.load(f"http://{LB_ADDR}:{PORT}/work", rate, dur, label)
         extra = events(time.time(), dur) if events else {}
@@ -432,19 +484,22 @@ class Experiment:
         counts = {n: add(diff(pre[n], before[n]), after[n]) if n in pre
                   else diff(after[n], before[n]) for n in names}
         row = summarize(out, counts, dur)
-        row.update(balancer_retries(self.c.balancer))
+        row.update(balancer_log(self.c.balancer))
+        # Includes its health checks (a few per second).
+        row["balancer_connections_per_request"] = round(
+            (self.c.connections_opened("lb") - opened) / max(1, row["scheduled"]), 3)
         row.update(extra, instance_seen_through_balancer=seen)
         return row
 
-    def variants(self, kind):
-        return [v for v in self.args.s1_variants if kind == "haproxy" or not VARIANTS[v][2]]
+    def variants(self, kind, chosen):
+        return [v for v in chosen if kind == "haproxy" or not haproxy_only(v)]
 
     def scenario1(self, kind, names):
         workers = {n: WORKERS for n in names}
         self.instances(workers)
         caps = {n: self.capacity(n, w) for n, w in workers.items()}
         total = sum(caps.values())
-        for variant in self.variants(kind):
+        for variant in self.variants(kind, self.args.s1_variants):
             row = self.through(kind, variant, names, 3 * total, f"s1-{kind}-{variant}")
             row.update(scenario=1, balancer=kind, variant=variant, capacities=caps,
                        capacity_sum=total,
@@ -457,7 +512,7 @@ class Experiment:
         caps = {n: self.capacity(n, w) for n, w in workers.items()}
         total = sum(caps.values())
         for times, variant in ((t, v) for t in self.args.s2_overloads
-                               for v in self.variants(kind)):
+                               for v in self.variants(kind, self.args.s2_variants)):
             row = self.through(kind, variant, list(workers), times * total,
                                f"s2-{kind}-{variant}-{times}x")
             row.update(scenario=2, balancer=kind, variant=variant, capacities=caps,
@@ -467,14 +522,15 @@ class Experiment:
 
     def scenario3(self, kind):
         names = list(INSTANCE_NAMES)
-        self.instances({n: WORKERS for n in names})
         nominal = len(names) * WORKERS * 1000 / WAIT_MS
         rate = round(0.8 * nominal)
-        row = self.through(kind, BEST, names, rate, f"s3-{kind}",
-                           events=self.kill_and_restart, duration=S3_DURATION)
-        row.update(scenario=3, balancer=kind, variant=BEST)
-        row["recovery_s"] = recovery(row["series"], row["events"])
-        self.record(row)
+        for variant in self.args.s3_variants:
+            self.instances({n: WORKERS for n in names})
+            row = self.through(kind, variant, names, rate, f"s3-{kind}-{variant}",
+                               events=self.kill_and_restart, duration=S3_DURATION)
+            row.update(scenario=3, balancer=kind, variant=variant)
+            row["recovery_s"] = recovery(row["series"], row["events"])
+            self.record(row)
 
     def kill_and_restart(self, t0, duration):
         """s1: SIGTERM at 3 s (it drains), back at 5 s; s2: SIGKILL at 8 s, back at 10 s.
@@ -501,8 +557,8 @@ class Experiment:
         nominal = len(names) * workers * 1000 / (WAIT_MS + self.args.cpu_ms)
         for mode in ("pool", "naive"):
             self.instances({n: workers for n in names}, mode, cpu_ms=self.args.cpu_ms)
-            row = self.through(kind, BEST, names, 3 * nominal, f"s4-{kind}-{mode}")
-            row.update(scenario=4, balancer=kind, variant=BEST, mode=mode,
+            row = self.through(kind, S4_VARIANT, names, 3 * nominal, f"s4-{kind}-{mode}")
+            row.update(scenario=4, balancer=kind, variant=S4_VARIANT, mode=mode,
                        cpu_ms=self.args.cpu_ms, workers=workers, nominal_sum=round(nominal),
                        goodput_of_sum=round(row["goodput_per_s"] / nominal, 3))
             self.record(row)
@@ -546,6 +602,93 @@ def recovery(series, events):
     return out
 
 
+# ---- the README's tables ----
+
+def pct(x):
+    return "" if x is None else f"{100 * x:.0f}%"
+
+
+def num(x):
+    return "" if x is None else f"{x:,.0f}"
+
+
+def failed_text(r):
+    """Failures at the client: statuses other than 2xx and 503, timeouts, errors."""
+    bad = {k: v for k, v in r["statuses"].items() if not k.startswith("2") and k != "503"}
+    parts = [f"{v:,} {k}s" for k, v in sorted(bad.items())]
+    if r["timeouts"]:
+        parts.append(f"{r['timeouts']:,} timeouts")
+    if r["errors"]:
+        parts.append(f"{r['errors']:,} errors")
+    return ", ".join(parts) or "0"
+
+
+def balancer_text(r):
+    """HAProxy's health checks taking a server out, and its own 503s (no server up, or a
+    request that waited `timeout queue` for a server's maxconn); nothing for nginx."""
+    if r["balancer"] != "haproxy":
+        return ""
+    return f"{r['servers_taken_out']} / {r['balancer_no_server']:,}"
+
+
+def table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def tables(results):
+    """Markdown tables of every scenario run, as the README shows them."""
+    out = []
+    by = lambda n: [r for r in results if r["scenario"] == n]
+    if by(1):
+        out.append("Scenario 1 (capacities: " + "; ".join(sorted(
+            {f"{r['balancer']} {num(r['capacity_sum'])}/s" for r in by(1)})) + ")")
+        out.append(table(
+            ["balancer", "variant", "goodput/s", "of the sum", "retries per request",
+             "new connections to the instances per request", "failed at the client",
+             "p99 of 2xx", "HAProxy: servers taken out / its own 503s"],
+            [[r["balancer"], f"`{r['variant']}`", num(r["goodput_per_s"]),
+              pct(r["goodput_of_sum"]), r["retries_per_request"],
+              r["balancer_connections_per_request"], failed_text(r),
+              f"{num(r['p99_ok_ms'])} ms", balancer_text(r)] for r in by(1)]))
+    if by(2):
+        out.append("Scenario 2 (capacities: " + "; ".join(sorted(
+            {f"{r['balancer']} {num(r['capacity_sum'])}/s" for r in by(2)})) + ")")
+        rows = {}
+        for r in by(2):
+            rows.setdefault((r["balancer"], r["variant"]), {})[r["offered_x"]] = r
+        out.append(table(
+            ["balancer", "variant", "1x: of the sum", "retries per request", "failed",
+             "3x: of the sum", "retries per request", "failed",
+             "HAProxy: servers taken out / its own 503s (1x; 3x)"],
+            [[b, f"`{v}`", *[c for x in (1, 3) for c in (
+                (pct(runs[x]["goodput_of_sum"]), runs[x]["retries_per_request"],
+                 failed_text(runs[x])) if x in runs else ("", "", ""))],
+              "; ".join(balancer_text(runs[x]) for x in (1, 3) if x in runs).strip("; ")]
+             for (b, v), runs in rows.items()]))
+    if by(3):
+        out.append("Scenario 3")
+        out.append(table(
+            ["balancer", "variant", "scheduled", "2xx", "503", "failed at the client",
+             "2xx by the instances' /metrics", "back to full goodput after restart",
+             "HAProxy's endings other than --"],
+            [[r["balancer"], f"`{r['variant']}`", num(r["scheduled"]), num(r["ok"]),
+              num(r["shed_503"]), failed_text(r), num(r["instance_ok"]),
+              ", ".join("never" if s is None else f"{s} s" for s in r["recovery_s"] or []),
+              " ".join(f"{k}:{v}" for k, v in sorted(r["balancer_endings"].items()))]
+             for r in by(3)]))
+    if by(4):
+        out.append("Scenario 4")
+        out.append(table(
+            ["balancer", "mode", "goodput/s", "of the pools' nominal", "503",
+             "failed at the client", "p99 of 2xx"],
+            [[r["balancer"], r["mode"], num(r["goodput_per_s"]), pct(r["goodput_of_sum"]),
+              num(r["shed_503"]), failed_text(r), f"{num(r['p99_ok_ms'])} ms"]
+             for r in by(4)]))
+    return "\n\n".join(out)
+
+
 # ---- main ----
 
 def parse_args():
@@ -560,8 +703,9 @@ def parse_args():
                    help="seconds of load to measure each instance alone")
     p.add_argument("--cpu-ms", type=float, default=1.0,
                    help="CPU each job burns in scenario 4")
-    p.add_argument("--variants", help="comma list of the variants scenarios 1 and 2 run: "
-                   + ", ".join(VARIANTS) + " (default: all; nginx skips leastconn+maxconn)")
+    p.add_argument("--variants", help="comma list of the variants scenarios 1-3 run: "
+                   + ", ".join(VARIANTS) + " (default: a set for each scenario; nginx skips "
+                   "leastconn+maxconn and the +ready ones)")
     p.add_argument("--quick", action="store_true",
                    help="the test suite's run: scenario 1, two instances, HAProxy, short")
     p.add_argument("--install", action="store_true",
@@ -575,14 +719,17 @@ def parse_args():
         p.error(f"--scenario {args.scenario!r}: a comma list of 1, 2, 3 and 4")
     if args.variants and any(v not in VARIANTS for v in args.variants.split(",")):
         p.error(f"--variants {args.variants!r}: a comma list of {', '.join(VARIANTS)}")
-    args.s1_variants = ["rr", "rr+retry", "leastconn+retry", "leastconn+maxconn"]
+    args.s1_variants = ["rr", "rr+retry", "leastconn+maxconn", "rr+ready", "shipped"]
+    args.s2_variants = ["rr", "rr+retry", "leastconn", "leastconn+maxconn", "rr+ready",
+                        "leastconn+ready", "shipped"]
+    args.s3_variants = list(S3_VARIANTS)
     args.s2_overloads = [1, 3]
     if args.variants:
-        args.s1_variants = args.variants.split(",")
+        args.s1_variants = args.s2_variants = args.s3_variants = args.variants.split(",")
     if args.quick:
         args.balancer, args.scenario = "haproxy", "1"
         args.duration, args.capacity_duration = 3.0, 2.0
-        args.s1_variants = ["rr+retry"]
+        args.s1_variants = ["shipped"]
     return args
 
 
@@ -608,6 +755,8 @@ def main():
     net, procs = Network(), Processes(workdir)
     signal.signal(signal.SIGTERM, interrupted)
     exp = None
+    started = time.time()
+    load_before = os.getloadavg()
     try:
         net.up({"client": CLIENT_ADDR, "lb": LB_ADDR,
                 **{n: instance_addr(n) for n in INSTANCE_NAMES}})
@@ -630,6 +779,11 @@ def main():
         if exp and args.json:
             with open(args.json, "w") as f:
                 json.dump(exp.results, f, indent=1)
+        if exp and exp.results:
+            print("\n" + tables(exp.results) + "\n")
+        load = ", ".join(f"{a:.1f}" for a in (*load_before, *os.getloadavg()))
+        print(f"took {time.time() - started:.0f} s; load average (1, 5, 15 min) at the start "
+              f"and the end: {load}", file=sys.stderr)
         print(f"logs: {workdir}", file=sys.stderr)
     return 0
 

@@ -38,6 +38,8 @@ fn two_instances_behind_haproxy_share_the_load_and_account_for_every_request() {
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
     let run = &runs[0];
     assert_eq!(run["scenario"], 1, "{run}");
+    // The configuration measured is deploy/haproxy.cfg as it is in the repository.
+    assert_eq!(run["variant"], "shipped", "{run}");
     // Every request the client scheduled ended in one counted outcome.
     assert_eq!(run["unaccounted"], 0, "{run}");
     // Both instances did work, and the balancer passes their names through.

@@ -47,11 +47,17 @@ async fn each_mode_answers_every_route() {
     }
 }
 
-#[tokio::test]
-async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests_succeed() {
-    let server = Running::start(&[
+/// A server in pool mode with one worker and one queue slot, its jobs waiting `wait_ms`, and the
+/// two requests that fill it: the first runs, the second waits in the queue.
+async fn filled_one_slot_pool(
+    wait_ms: &str,
+    extra: &[&str],
+) -> (Running, JoinHandle<Reply>, JoinHandle<Reply>) {
+    let mut argv = vec![
         "--mode",
         "pool",
+        "--limit",
+        "fixed",
         "--min-workers",
         "1",
         "--max-workers",
@@ -59,12 +65,10 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
         "--queue",
         "1",
         "--wait-ms",
-        "4000",
-        "--retry-after",
-        "3",
-    ])
-    .await;
-    // Two requests fill the pool: one runs, one waits.
+        wait_ms,
+    ];
+    argv.extend_from_slice(extra);
+    let server = Running::start(&argv).await;
     let first = server.spawn_get("/work");
     server
         .wait_metric(r#"spillway_workers_busy{pool="serve"}"#, 1.0)
@@ -73,6 +77,12 @@ async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests
     server
         .wait_metric(r#"spillway_queue_depth{pool="serve"}"#, 1.0)
         .await;
+    (server, first, second)
+}
+
+#[tokio::test]
+async fn a_saturated_pool_sheds_with_503_and_retry_after_while_admitted_requests_succeed() {
+    let (server, first, second) = filled_one_slot_pool("4000", &["--retry-after", "3"]).await;
     // Everything else is shed at once, without touching the queue.
     for _ in 0..5 {
         let shed = server.get("/work").await;
@@ -830,6 +840,26 @@ async fn an_instance_name_is_on_every_response_and_in_the_metrics() {
             .await,
         1.0
     );
+}
+
+/// `/readyz` turns 503 once most `/work` requests of the last second were shed
+/// (`--ready-max-shed`), while `/healthz` stays 200.
+#[tokio::test]
+async fn readyz_is_503_while_the_instance_sheds_more_than_allowed() {
+    let (server, first, second) = filled_one_slot_pool("3000", &["--ready-max-shed", "0.5"]).await;
+    // Two /work requests so far, none shed: fewer than a check needs to say anything.
+    let ready = server.get("/readyz").await;
+    assert_eq!((ready.status, ready.body.as_str()), (200, "ready\n"));
+    for _ in 0..30 {
+        assert_eq!(server.get("/work").await.status, 503);
+    }
+    let unready = server.get("/readyz").await;
+    assert_eq!(unready.status, 503, "{unready:?}");
+    assert_eq!(unready.body, "shedding 94% of /work requests\n");
+    assert_eq!(server.get("/healthz").await.status, 200);
+    assert_eq!(first.await.unwrap().status, 200);
+    assert_eq!(second.await.unwrap().status, 200);
+    server.drain().await;
 }
 
 // ---- issue 14: run deadlines ----

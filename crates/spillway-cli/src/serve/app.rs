@@ -24,6 +24,7 @@ use super::dashboard::{self, Dashboard, Observed};
 use super::job::{CpuLane, JobFailure};
 use super::limiter::Limiter;
 use super::metrics::ServerMetrics;
+use super::readiness::{Readiness, Reading};
 use crate::workload::Profile;
 
 /// Everything the handlers share.
@@ -49,6 +50,8 @@ pub(crate) struct App {
     pub(crate) abandoning: AtomicBool,
     /// The live dashboard (`/`, `/events`, `/snapshot`).
     pub(crate) live: Dashboard,
+    /// `/readyz`'s past readings and `--ready-max-shed`.
+    pub(crate) readiness: Readiness,
 }
 
 impl App {
@@ -81,6 +84,7 @@ impl App {
             limiter.describe(args)
         );
         let live = Dashboard::new(args, &summary, &mut registry);
+        let readiness = Readiness::new(args.ready_max_shed, work_reading(&metrics));
         Ok(App {
             profile: w.profile(),
             limiter,
@@ -103,6 +107,7 @@ impl App {
             draining: AtomicBool::new(false),
             abandoning: AtomicBool::new(false),
             live,
+            readiness,
         })
     }
 }
@@ -125,7 +130,7 @@ impl Observed for App {
     }
 }
 
-/// The service: `/work`, `/metrics`, `/healthz` and the live dashboard, behind [`observe`].
+/// The service: `/work`, `/metrics`, `/healthz`, `/readyz` and the live dashboard, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
     let work = get(work).post(work);
     let work = match &app.limiter {
@@ -160,6 +165,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .route("/work", work)
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
         .merge(dashboard::routes(&app.live, &app.summary))
         .layer(middleware::from_fn_with_state(Arc::clone(&app), observe))
         .with_state(app)
@@ -237,6 +243,22 @@ async fn healthz(State(app): State<Arc<App>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "draining\n").into_response()
     } else {
         "ok\n".into_response()
+    }
+}
+
+/// 503 while draining, or while shedding more than `--ready-max-shed` of `/work`.
+async fn readyz(State(app): State<Arc<App>>) -> Response {
+    let draining = app.draining.load(Ordering::Relaxed);
+    let now = work_reading(&app.metrics);
+    app.readiness.check(draining, now).into_response()
+}
+
+/// The `/work` requests received and shed so far.
+fn work_reading(metrics: &ServerMetrics) -> Reading {
+    Reading {
+        at: Instant::now(),
+        requests: metrics.work_requests.get(),
+        shed: metrics.shed.get(),
     }
 }
 

@@ -21,6 +21,7 @@ mod job;
 mod limiter;
 mod limits;
 mod metrics;
+mod readiness;
 mod server;
 mod snapshot;
 mod window;
@@ -151,6 +152,12 @@ pub struct ServeArgs {
     /// `x-spillway-instance` and exported as `spillway_instance_info{instance="NAME"}`.
     #[arg(long, value_name = "NAME")]
     pub instance: Option<String>,
+    /// `/readyz` answers 503 while more than this fraction of the `/work` requests of the last
+    /// second were shed (e.g. 0.5), as well as while draining. Off by default (`/readyz` is
+    /// then 503 only while draining): when every instance is overloaded, all turn unready at
+    /// once (see the README's "Running several instances").
+    #[arg(long, value_name = "FRACTION", value_parser = readiness::max_shed)]
+    pub ready_max_shed: Option<f64>,
     /// Drop a connection whose first request head (first line and headers, or the HTTP/2
     /// preface and first request) has not all arrived within this of the accept (slowloris);
     /// a later request on a keep-alive connection gets as long from the previous response, and
