@@ -13,6 +13,7 @@
 //! HTTP/2 (h2c prior knowledge) connections with a header read timeout, a body limit, an
 //! optional connection limit and a graceful drain.
 
+mod admit;
 mod app;
 mod balancer;
 mod classify;
