@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body::Body as _;
 use prometheus_client::registry::Registry;
+use spillway::JobOptions;
 
 use super::ServeArgs;
-use super::admit;
+use super::admit::{self, NotDone};
 use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
 use super::classify;
 use super::dashboard::{self, Dashboard, Observed};
@@ -126,7 +127,7 @@ impl Observed for App {
 /// The service: `/work`, `/metrics`, `/healthz` and the live dashboard, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
     let work = match &app.limiter {
-        Limiter::Pool { .. } => get(admit::work).post(admit::work),
+        Limiter::Pool { .. } => get(pooled_work).post(pooled_work),
         Limiter::Naive | Limiter::Semaphore(_) => get(work).post(work),
     };
     Router::new()
@@ -139,7 +140,7 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 }
 
 /// `/work` in the naive and semaphore modes: the seed's job; in semaphore mode it first waits
-/// for a permit. (Pool mode's is [`admit::work`].)
+/// for a permit.
 async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile>) -> Response {
     let _permit = match &app.limiter {
         Limiter::Semaphore(semaphore) => match semaphore.acquire().await {
@@ -148,15 +149,50 @@ async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile
         },
         Limiter::Naive | Limiter::Pool { .. } => None,
     };
-    match app.lane.run(profile, app.limiter.cpu()).await {
+    ran(&app, app.lane.run(profile, app.limiter.cpu()).await)
+}
+
+/// `/work` in pool mode: the seed's job as a pool job, with the priority and deadline
+/// `options` from the headers; shed with 503 when the pool has no room.
+async fn pooled_work(
+    State(app): State<Arc<App>>,
+    Extension(profile): Extension<Profile>,
+    Extension(options): Extension<JobOptions>,
+) -> Response {
+    let Limiter::Pool {
+        pool,
+        admission_wait,
+        ..
+    } = &app.limiter
+    else {
+        unreachable!("the pool's /work route exists in pool mode only")
+    };
+    let job = {
+        let app = Arc::clone(&app);
+        async move { app.lane.run(profile, app.limiter.cpu()).await }
+    };
+    let outcome = match admit::admit(pool, options, *admission_wait, job).await {
+        Ok(handle) => handle.await,
+        Err(reason) => return shed(&app, &reason.to_string()),
+    };
+    match outcome.map_err(admit::not_done) {
+        Ok(result) => ran(&app, result),
+        Err(NotDone::Shed(reason)) => shed(&app, &reason.to_string()),
+        Err(NotDone::Failed(response)) => response,
+    }
+}
+
+/// The answer to a job that ran.
+fn ran(app: &App, result: Result<(), JobFailure>) -> Response {
+    match result {
         Ok(()) => "ok\n".into_response(),
-        Err(JobFailure::Shed) => shed(&app, "the CPU lane is full"),
+        Err(JobFailure::Shed) => shed(app, "the CPU lane is full"),
         Err(failure) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{failure}\n")).into_response(),
     }
 }
 
 /// 503 with `Retry-After`, counted as shed.
-pub(super) fn shed(app: &App, reason: &str) -> Response {
+fn shed(app: &App, reason: &str) -> Response {
     app.metrics.shed.inc();
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
