@@ -1,7 +1,12 @@
 #!/usr/bin/env python3
 """Measures `spillway serve` beside seed 001's Go servers, on loopback, in one run.
 
-    python3 scripts/bench_serve.py [--duration 10] [--only seed|overload|h2]
+    python3 scripts/bench_serve.py [--duration 10] [--only seed|overload|h2|ratio]
+
+`--only ratio` is issue 11's goal 3 on its own (about 2 minutes): `serve --mode pool` against
+`--mode naive` at 1,000 connections, alternately (A/B/A/B, `--rounds`), then the pool's goodput
+at 10x its capacity, open loop with `spillway load`; it prints the ratios and the goodput.
+`--pool-arg=--pool-threads=0` (repeatable) adds flags to the pool server in both parts.
 
 Needs wrk and h2load (Debian: wrk, nghttp2-client). The Go servers of seed 001 are built from
 ../shared/anchors/go-seed2 (beside this repository) with Go 1.19 (Debian: golang-1.19-go); when
@@ -11,11 +16,14 @@ bounded in time. Prints Markdown tables.
 """
 
 import argparse
+import json
+import math
 import os
 import re
 import shutil
 import subprocess
 import sys
+import tempfile
 import urllib.request
 
 from benchlib import GO, ROOT, SPILLWAY, build_go_seed, build_spillway, raise_nofile
@@ -28,14 +36,15 @@ def Server(name, argv):
     return benchlib.Server(name, argv, PORT)
 
 
-def ensure_tools():
+def ensure_tools(build=True):
     missing = [p for p, exe in [("wrk", "wrk"), ("nghttp2-client", "h2load")] if not shutil.which(exe)]
     if not os.path.exists(GO):
         missing.append("golang-1.19-go")
     if missing and os.geteuid() == 0:
         subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=False,
                        stdout=subprocess.DEVNULL)
-    build_spillway()
+    if build:
+        build_spillway()
 
 
 def servers(go_bin, which):
@@ -195,14 +204,98 @@ def h2(go_bin, seconds, conns, streams):
               f"{fmt_mb(peak)} |", flush=True)
 
 
+def load(rate, seconds, conns):
+    """One open-loop run of `spillway load` against /work; its JSON report."""
+    out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
+    argv = [SPILLWAY, "load", f"http://127.0.0.1:{PORT}/work", "--rate", str(round(rate)),
+            "--duration", f"{seconds}s", "--warmup", "2s", "--timeout", "5s",
+            "--connections", str(conns), "--quiet", "--json", out]
+    try:
+        subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=seconds + 120)
+        with open(out) as f:
+            return json.load(f)
+    finally:
+        os.unlink(out)
+
+
+def cpu_seconds(pid):
+    """User + system CPU time a process has used so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def ratio(seconds, rounds, pool_extra, workers):
+    """Pool against naive at 1,000 connections, alternately, then the pool's 10x goodput."""
+    conns = 1_000
+    url_args = ["--addr", f"127.0.0.1:{PORT}"]
+    print(f"\n## Pool against naive: wrk -t2 -c{conns} -d{seconds}s, 10 ms handler, "
+          f"{rounds} rounds A/B\n")
+    print("| round | naive req/s | pool req/s | req/s ratio | naive p99 | pool p99 | p99 ratio | "
+          "server CPU/req naive | pool | ratio | load avg |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    rps, p99, cpu = [], [], []
+    for n in range(1, rounds + 1):
+        runs = {}
+        for mode, extra in [("naive", []), ("pool", pool_extra)]:
+            server = Server(mode, [SPILLWAY, "serve", "--mode", mode, *url_args, *extra])
+            try:
+                wrk(200, 2)  # warm up
+                before = cpu_seconds(server.proc.pid)
+                runs[mode] = wrk(conns, seconds)
+                used = cpu_seconds(server.proc.pid) - before
+                runs[mode]["cpu_us"] = 1e6 * used / max(runs[mode]["total"], 1)
+            finally:
+                server.stop()
+        naive, pool = runs["naive"], runs["pool"]
+        rps.append(pool["rps"] / naive["rps"])
+        p99.append(pool["p99"] / naive["p99"])
+        cpu.append(pool["cpu_us"] / naive["cpu_us"])
+        print(f"| {n} | {naive['rps']:,.0f} | {pool['rps']:,.0f} | {rps[-1]:.3f}x | "
+              f"{naive['p99']:.1f} ms | {pool['p99']:.1f} ms | {p99[-1]:.3f}x | "
+              f"{naive['cpu_us']:.1f} us | {pool['cpu_us']:.1f} us | {cpu[-1]:.3f}x | "
+              f"{open('/proc/loadavg').read().split()[0]} |", flush=True)
+    geo = lambda xs: math.prod(xs) ** (1 / len(xs))
+    print(f"\npool / naive over {rounds} rounds (geometric mean): req/s **{geo(rps):.3f}x** "
+          f"(goal >= 0.97), p99 **{geo(p99):.3f}x** (goal <= 1.10), server CPU per request "
+          f"**{geo(cpu):.3f}x** (what the req/s ratio tends to when the CPU is the limit)")
+    overload_goodput(seconds, pool_extra, workers)
+
+
+def overload_goodput(seconds, pool_extra, workers):
+    """The pool's goodput at 10x its capacity, open loop over 1,000 HTTP/1.1 connections."""
+    pool_args = ["--min-workers", str(workers), "--max-workers", str(workers),
+                 "--queue", str(workers), *pool_extra]
+    argv = [SPILLWAY, "serve", "--mode", "pool", "--addr", f"127.0.0.1:{PORT}", *pool_args]
+    server = Server("pool", argv)
+    try:
+        # Capacity: the goodput when offered twice the nominal rate (the 100k experiment's).
+        cap = load(workers / 0.010 * 2, seconds, 1_000)["latency"]["2xx"]["rate"]
+        r = load(cap * 10, seconds, 1_000)
+    finally:
+        server.stop()
+    ok, shed = r["latency"]["2xx"], r["latency"]["503"]
+    errors = r["timeouts"] + r["connect_errors"] + r["other_errors"]
+    print(f"\n10x overload, open loop (`spillway load`, 1,000 HTTP/1.1 connections, {seconds} s "
+          f"after 2 s of warm-up), pool of {workers} workers and {workers} queue slots: "
+          f"capacity {cap:,.0f}/s, offered {cap * 10:,.0f}/s, goodput {ok['rate']:,.0f}/s = "
+          f"**{100 * ok['rate'] / cap:.0f}%** of capacity (goal >= 95%); admitted p99 "
+          f"{ok['p99_ms']:.1f} ms, {shed['rate']:,.0f} shed/s with p99 {shed['p99_ms']:.2f} ms, "
+          f"{errors:,} timeouts + errors; load avg {open('/proc/loadavg').read().split()[0]}")
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=int, default=10, help="seconds per load run")
-    p.add_argument("--only", choices=["seed", "overload", "h2"], action="append")
+    p.add_argument("--only", choices=["seed", "overload", "h2", "ratio"], action="append")
+    p.add_argument("--rounds", type=int, default=2, help="A/B rounds of the ratio table")
+    p.add_argument("--pool-arg", action="append", default=[],
+                   help="extra flag for the pool server of the ratio table (repeatable)")
+    p.add_argument("--no-build", action="store_true", help="use the binary already built")
     p.add_argument("--conns", type=int, action="append", help="connection levels (seed table)")
     p.add_argument("--workers", type=int, default=100, help="pool workers in the overload table")
     a = p.parse_args()
-    ensure_tools()
+    ensure_tools(build=not a.no_build)
     raise_nofile()
     only = a.only or ["seed", "overload", "h2"]
     go_bin = build_go_seed() if "seed" in only else None
@@ -213,6 +306,8 @@ def main():
         overload(a.duration, a.workers)
     if "h2" in only:
         h2(go_bin, a.duration, 1_000, 100)
+    if "ratio" in only:
+        ratio(a.duration, a.rounds, a.pool_arg, a.workers)
 
 
 if __name__ == "__main__":

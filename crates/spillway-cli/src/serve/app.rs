@@ -6,7 +6,6 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
@@ -14,10 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http_body::Body as _;
 use prometheus_client::registry::Registry;
-use spillway::{BoxError, JobError, JobOptions, Overloaded, PoolLayer};
-use tower::ServiceBuilder;
+use spillway::JobOptions;
 
 use super::ServeArgs;
+use super::admit::{self, NotDone};
 use super::balancer::{self, INSTANCE_HEADER, RetryAfter};
 use super::classify;
 use super::dashboard::{self, Dashboard, Observed};
@@ -132,34 +131,9 @@ impl Observed for App {
 
 /// The service: `/work`, `/metrics`, `/healthz`, `/readyz` and the live dashboard, behind [`observe`].
 pub(crate) fn router(app: Arc<App>) -> Router {
-    let work = get(work).post(work);
     let work = match &app.limiter {
-        Limiter::Pool {
-            pool,
-            admission_wait,
-            ..
-        } => {
-            // The priority and deadline `observe` read from the headers (pool mode only).
-            let mut layer = PoolLayer::new(pool.clone()).classify(|req: &Request| {
-                req.extensions()
-                    .get::<JobOptions>()
-                    .cloned()
-                    .unwrap_or_default()
-            });
-            if let Some(wait) = *admission_wait {
-                layer = layer.wait(wait);
-            }
-            let shed_app = Arc::clone(&app);
-            work.layer(
-                ServiceBuilder::new()
-                    .layer(HandleErrorLayer::new(move |err: BoxError| {
-                        let app = Arc::clone(&shed_app);
-                        async move { pool_error(&app, &err) }
-                    }))
-                    .layer(layer),
-            )
-        }
-        Limiter::Naive | Limiter::Semaphore(_) => work,
+        Limiter::Pool { .. } => get(pooled_work).post(pooled_work),
+        Limiter::Naive | Limiter::Semaphore(_) => get(work).post(work),
     };
     Router::new()
         .route("/work", work)
@@ -171,8 +145,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
         .with_state(app)
 }
 
-/// `/work`: the seed's job. In pool mode this runs as a pool job; in semaphore mode it first
-/// waits for a permit.
+/// `/work` in the naive and semaphore modes: the seed's job; in semaphore mode it first waits
+/// for a permit.
 async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile>) -> Response {
     let _permit = match &app.limiter {
         Limiter::Semaphore(semaphore) => match semaphore.acquire().await {
@@ -181,9 +155,44 @@ async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile
         },
         Limiter::Naive | Limiter::Pool { .. } => None,
     };
-    match app.lane.run(profile, app.limiter.cpu()).await {
+    ran(&app, app.lane.run(profile, app.limiter.cpu()).await)
+}
+
+/// `/work` in pool mode: the seed's job as a pool job, with the priority and deadline
+/// `options` from the headers; shed with 503 when the pool has no room.
+async fn pooled_work(
+    State(app): State<Arc<App>>,
+    Extension(profile): Extension<Profile>,
+    Extension(options): Extension<JobOptions>,
+) -> Response {
+    let Limiter::Pool {
+        pool,
+        admission_wait,
+        ..
+    } = &app.limiter
+    else {
+        unreachable!("the pool's /work route exists in pool mode only")
+    };
+    let job = {
+        let app = Arc::clone(&app);
+        async move { app.lane.run(profile, app.limiter.cpu()).await }
+    };
+    let outcome = match admit::admit(pool, options, *admission_wait, job).await {
+        Ok(handle) => handle.await,
+        Err(reason) => return shed(&app, &reason.to_string()),
+    };
+    match outcome.map_err(admit::not_done) {
+        Ok(result) => ran(&app, result),
+        Err(NotDone::Shed(reason)) => shed(&app, &reason.to_string()),
+        Err(NotDone::Failed(response)) => response,
+    }
+}
+
+/// The answer to a job that ran.
+fn ran(app: &App, result: Result<(), JobFailure>) -> Response {
+    match result {
         Ok(()) => "ok\n".into_response(),
-        Err(JobFailure::Shed) => shed(&app, "the CPU lane is full"),
+        Err(JobFailure::Shed) => shed(app, "the CPU lane is full"),
         Err(failure) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{failure}\n")).into_response(),
     }
 }
@@ -201,22 +210,6 @@ fn shed(app: &App, reason: &str) -> Response {
         response.headers_mut().insert(header::RETRY_AFTER, value);
     }
     response
-}
-
-/// What a `/work` request that the pool did not complete is answered.
-fn pool_error(app: &App, err: &BoxError) -> Response {
-    if let Some(overloaded) = err.downcast_ref::<Overloaded>() {
-        return shed(app, &overloaded.reason().to_string());
-    }
-    let message = match err.downcast_ref::<JobError>() {
-        Some(JobError::TimedOut) => {
-            let message = "the job ran past --run-timeout and was stopped\n";
-            return (StatusCode::GATEWAY_TIMEOUT, message).into_response();
-        }
-        Some(JobError::Panicked(msg)) => format!("the job panicked: {msg}\n"),
-        _ => format!("internal error: {err}\n"),
-    };
-    (StatusCode::INTERNAL_SERVER_ERROR, message).into_response()
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {

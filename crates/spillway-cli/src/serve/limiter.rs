@@ -17,7 +17,7 @@ pub(crate) enum Limiter {
     Naive,
     /// A request first waits, without limit, for one of the permits.
     Semaphore(Arc<Semaphore>),
-    /// `/work` goes through the pool's tower layer.
+    /// `/work`'s job is submitted to the pool; what it has no room for is shed.
     Pool {
         pool: Pool,
         /// Wait this long for a queue slot before shedding (`--admission-wait`).

@@ -4,7 +4,7 @@
 //! * `naive`: the handler runs in the connection's own task, like Go's goroutine per request.
 //! * `semaphore`: the handler first waits for one of `--max-workers` permits (tokio's
 //!   `Semaphore`), as seed 001 does with a buffered channel. Nothing is ever refused.
-//! * `pool`: `/work` goes through [`spillway::PoolLayer`]; when the queue is full the request is
+//! * `pool`: `/work` runs as a [`spillway::Pool`] job; when the queue is full the request is
 //!   answered `503` with `Retry-After` at once, and a client that leaves cancels its job. The
 //!   `x-priority` and `grpc-timeout` headers set each job's priority and deadline (a trusted
 //!   proxy must set or strip `x-priority` in production); the other modes ignore them.
@@ -13,6 +13,7 @@
 //! HTTP/2 (h2c prior knowledge) connections with a header read timeout, a body limit, an
 //! optional connection limit and a graceful drain.
 
+mod admit;
 mod app;
 mod balancer;
 mod classify;
