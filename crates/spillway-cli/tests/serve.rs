@@ -11,6 +11,7 @@ use spillway_cli::Cli;
 use spillway_cli::serve::Server;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
 use support::{
     PATIENCE, Reply, Running, get_raw, get_request, get_with, open_get, read_reply, serve_args,
