@@ -432,7 +432,7 @@ impl Shared {
     /// leaves the queue empty was held up by the worker's wake-up, not by a standing queue, and
     /// dropping it would shed work that nothing else is waiting to use the slot for.
     pub(crate) fn drop_at_dequeue(&self, waited: Duration, priority: Priority) -> bool {
-        self.limiter.drop_at_dequeue(waited, priority) && self.counts.queued() > 0
+        self.counts.queued() > 0 && self.limiter.drop_at_dequeue(waited, priority)
     }
 
     /// A job left the queue (taken or removed): wakes whoever waits for that.
