@@ -272,16 +272,12 @@ impl<T> Queue<T> {
         }
     }
 
-    /// Publishes which lanes of `items` store an item (called with the lock held). Stores only
-    /// a change, so that the refusals reading the hint keep their copy of its cache line while
-    /// the occupancy stays the same (one lane in use, as is common).
+    /// Publishes which lanes of `items` store an item (called with the lock held).
     fn publish(&self, items: &Items<T>) {
         let mask = (0..LANES)
             .filter(|&lane| items.stored[lane] > 0)
             .fold(0, |mask, lane| mask | 1 << lane);
-        if self.occupied.load(Ordering::Relaxed) != mask {
-            self.occupied.store(mask, Ordering::Relaxed);
-        }
+        self.occupied.store(mask, Ordering::Relaxed);
     }
 
     /// Reserves one slot, or says why not. Never waits, never allocates.
