@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::JobError;
 use crate::job::{BoxJob, Job, Outcome, drop_quietly};
 use crate::scaler;
-use crate::state::{Ended, Samples, Shared, Taken};
+use crate::state::{Ended, Samples, Shared, Taken, Woken};
 
 /// Counts the worker out when the task ends, however it ends: return, abort, or abort before its
 /// first poll (it is created outside the task's future and moved into it for that), or the drop
@@ -192,18 +192,17 @@ async fn work(mut alive: Alive) {
 /// Parks until woken, or until the idle timer says to retire (then retires if allowed).
 async fn wait_idle(shared: &Shared, mut idle: Pin<&mut Sleep>, last_active: Instant) -> Idle {
     let policy = shared.config().policy;
-    let mut parked = pin!(shared.park());
-    if let Some(job) = parked.as_mut().last_look() {
-        return Idle::Job(job);
-    }
-    if shared.is_drained() {
-        return Idle::Drained;
-    }
     // At min_workers nobody may retire, so the idle timer need not even be polled.
     let may_retire = shared.workers() > policy.min_workers;
+    // Polled first (biased): it registers, counts the worker parked and takes a last look.
+    let parked = pin!(shared.park());
     tokio::select! {
         biased;
-        () = &mut parked => Idle::LookAgain,
+        woken = parked => match woken {
+            Woken::Job(job) => Idle::Job(job),
+            Woken::Drained => Idle::Drained,
+            Woken::Notified => Idle::LookAgain,
+        },
         () = &mut idle, if may_retire => {
             let idle_for = last_active.elapsed();
             if scaler::should_retire(idle_for, shared.workers(), &policy) && shared.retire() {

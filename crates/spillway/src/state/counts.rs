@@ -175,6 +175,9 @@ impl<T> Counts<T> {
     /// empty). So at most `limit` jobs run at once, and a job still counts as queued until its
     /// worker counts as busy.
     pub(crate) fn take_next_within(&self, limit: usize) -> Option<(T, usize)> {
+        if self.queue.len() == 0 {
+            return None; // nothing reserved, so nothing to take: skip counting in and out
+        }
         let busy = self
             .busy
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
@@ -370,9 +373,9 @@ mod loom_tests {
     //! What these models cover: the counting protocols above, run on loom's atomics and mutex.
     //! tokio's `Notify` is not built on the `sync` switch, so the wake-up is modelled with
     //! `loom::sync::Notify`, which keeps a permit when nobody waits yet, as tokio's does for a
-    //! worker that registered (`Notified::enable`) before counting itself parked. A model in
-    //! which a needed wake-up is skipped leaves the worker waiting forever, and loom fails it as
-    //! a deadlock.
+    //! worker that registered (its first poll of `Notified`) before counting itself parked. A
+    //! model in which a needed wake-up is skipped leaves the worker waiting forever, and loom
+    //! fails it as a deadlock.
 
     use super::*;
     use loom::sync::{Arc, Notify};

@@ -20,7 +20,8 @@
 //! every job); at a low rate, where jobs end more than a millisecond apart, every sample is
 //! handed over as it comes. The samples of a worker's last jobs before it parks wait for its next
 //! job: a pool whose workers park is not saturated, so they hold nothing the law is waiting for,
-//! and its windows last at least 10 ms anyway. A shed submission only increments an atomic; the
+//! and its windows last at least 10 ms anyway. A shed submission only sets a flag (a load, when
+//! it is set already, as under a standing overload: no read-modify-write on the refusal path); the
 //! next batch delivers it.
 //!
 //! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
@@ -81,8 +82,9 @@ pub(crate) struct Limiter {
     queue_bounded: AtomicBool,
     /// Nanoseconds a queued job may wait before a worker drops it; `u64::MAX` for never.
     drop_after: AtomicU64,
-    /// Submissions shed since the algorithm last heard of it.
-    shed: CachePadded<AtomicU64>,
+    /// A submission was shed since the algorithm last heard of it (the algorithm wants to know
+    /// whether, not how many).
+    shed: CachePadded<AtomicBool>,
 }
 
 impl Limiter {
@@ -97,7 +99,7 @@ impl Limiter {
                     && algorithm.queue_bound(capacity) < capacity,
             ),
             drop_after: AtomicU64::new(u64::MAX),
-            shed: CachePadded::new(AtomicU64::new(0)),
+            shed: CachePadded::new(AtomicBool::new(false)),
             algorithm: match algorithm {
                 LimitAlgorithm::Fixed(_) => None,
                 other => Some(CachePadded::new(Mutex::new(other))),
@@ -148,8 +150,8 @@ impl Limiter {
 
     /// A submission was shed (the limit's bound or the queue was full).
     pub(crate) fn shed(&self) {
-        if !self.is_fixed() {
-            self.shed.fetch_add(1, Ordering::Relaxed);
+        if !self.is_fixed() && !self.shed.load(Ordering::Relaxed) {
+            self.shed.store(true, Ordering::Relaxed);
         }
     }
 
@@ -175,7 +177,7 @@ impl Limiter {
             return false;
         }
         let mut algorithm = crate::sync::lock_std(algorithm);
-        if self.shed.swap(0, Ordering::Relaxed) > 0 {
+        if self.shed.swap(false, Ordering::Relaxed) {
             algorithm.on_shed(batch.kept[0].0);
         }
         let before = self.limit();

@@ -432,7 +432,7 @@ impl Shared {
     /// leaves the queue empty was held up by the worker's wake-up, not by a standing queue, and
     /// dropping it would shed work that nothing else is waiting to use the slot for.
     pub(crate) fn drop_at_dequeue(&self, waited: Duration, priority: Priority) -> bool {
-        self.limiter.drop_at_dequeue(waited, priority) && self.counts.queued() > 0
+        self.counts.queued() > 0 && self.limiter.drop_at_dequeue(waited, priority)
     }
 
     /// A job left the queue (taken or removed): wakes whoever waits for that.
@@ -670,9 +670,10 @@ impl Unqueue for Shared {
 }
 
 pin_project! {
-    /// A worker waiting for work. [`last_look`](Parked::last_look) registers it for a wake-up
-    /// and counts it parked, *then* looks at the queue once more ("parked before the last look",
-    /// in `counts.rs`); awaiting it waits for the wake-up. Dropping it uncounts the worker.
+    /// A worker waiting for work. Its first poll registers it for a wake-up (with the task's
+    /// waker, one lock of the `Notify`), counts it parked, *then* looks at the queue once more
+    /// ("parked before the last look", in `counts.rs`) and at whether the pool drained; later
+    /// polls wait for the wake-up. Dropping it uncounts the worker.
     #[must_use = "futures do nothing unless polled"]
     pub(crate) struct Parked<'a> {
         #[pin]
@@ -682,23 +683,35 @@ pin_project! {
     }
 }
 
-impl Parked<'_> {
-    /// Registers for a wake-up, counts the worker parked, and takes the next job if one arrived.
-    pub(crate) fn last_look(self: Pin<&mut Self>) -> Option<Taken> {
-        let mut this = self.project();
-        this.wake.as_mut().enable();
-        if this.count.is_none() {
-            *this.count = Some(this.shared.counts.park());
-        }
-        this.shared.take_next()
-    }
+/// What ended a worker's wait.
+pub(crate) enum Woken {
+    /// The last look found a job.
+    Job(Taken),
+    /// The pool closed and nothing can arrive any more.
+    Drained,
+    /// A wake-up: look again.
+    Notified,
 }
 
 impl Future for Parked<'_> {
-    type Output = ();
+    type Output = Woken;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        self.project().wake.poll(cx)
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Woken> {
+        let this = self.project();
+        if this.wake.poll(cx).is_ready() {
+            return Poll::Ready(Woken::Notified);
+        }
+        if this.count.is_none() {
+            // Registered above: a job pushed or a drain from here on wakes this worker.
+            *this.count = Some(this.shared.counts.park());
+            if let Some(job) = this.shared.take_next() {
+                return Poll::Ready(Woken::Job(job));
+            }
+            if this.shared.is_drained() {
+                return Poll::Ready(Woken::Drained);
+            }
+        }
+        Poll::Pending
     }
 }
 
