@@ -22,7 +22,8 @@
 //!   task or by two producer tasks at once (500 each). Criterion reports the time per batch and,
 //!   through `Throughput::Elements(1000)`, jobs per second; the time per job is the batch time
 //!   divided by 1,000. The queue (1,024 slots) and the semaphore (1,024 permits) never fill, so no
-//!   submission waits.
+//!   submission waits. On a busy machine the default pool may drop a few jobs of a burst at
+//!   dequeue (`JobError::Expired`, its queue-wait rule): they count as ended round trips.
 //! * `shed`: the load-shedding path. A pool with one worker and a one-slot queue is filled with
 //!   two jobs that never end, then `try_submit` is measured failing with `Full`; next to it,
 //!   `Semaphore::try_acquire_owned` (and the borrowing `try_acquire`) failing on a semaphore with
@@ -58,7 +59,7 @@ use criterion::measurement::WallTime;
 use criterion::{
     BenchmarkGroup, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main,
 };
-use spillway::{BlockingPool, JobHandle, Limit, Pool, Priority, TrySubmitError};
+use spillway::{BlockingPool, JobError, JobHandle, Limit, Pool, Priority, TrySubmitError};
 use tokio::runtime::Runtime;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
@@ -197,7 +198,7 @@ impl Runner {
                         handles.push(spillway_submit(pool, *priority).await);
                     }
                     for handle in handles.drain(..) {
-                        black_box(handle.await).expect("job ran");
+                        ended(black_box(handle.await));
                     }
                 }
             }
@@ -224,6 +225,16 @@ impl Runner {
                 }
             }
         }
+    }
+}
+
+/// A batched job's outcome: it ran, or the adaptive limit's queue-wait rule dropped it at
+/// dequeue (`Expired`) because the burst queued longer than the target on a busy machine. Both
+/// are a finished round trip of the default pool; anything else is a bug.
+fn ended(result: Result<(), JobError>) {
+    match result {
+        Ok(()) | Err(JobError::Expired) => {}
+        Err(other) => panic!("job ended {other:?}"),
     }
 }
 
