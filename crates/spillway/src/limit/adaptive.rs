@@ -20,7 +20,13 @@
 //! A window *binds* when demand met the limit: a submission was shed, a job was dropped, or a job
 //! started with the limit in use. A queue wait alone does not count: below the limit a job waits
 //! only for a worker to take it (a wake-up on a busy machine), and reading that as the limit
-//! binding made a pool at 0.3x load descend to a quarter of what it later needed.
+//! binding made a pool at 0.3x load descend to a quarter of what it later needed (in the model,
+//! with a 2 ms wake-up in every wait, it shed 54% of the slowdown scenario). A window that does
+//! not bind but whose jobs *queued* (a mean wait over the queue target: the workers lag the
+//! limit, their tasks polled late on a saturated CPU) gives no verdict at all: its run times
+//! teach no `R0` (they are inflated by whatever saturates the pool) and it does not make the
+//! law forget its last settled window (forgetting it made every settled window a "rise at
+//! constant `N`", probed up to the ceiling: the spike collapse of the reverted change).
 //! Windows that do not bind never raise the limit (no drift upward while app-limited); a limit
 //! above twice the demand they saw relaxes toward it by at most 20% per window, never below
 //! `initial_limit` (so a limit grown for a slower downstream does not stay high after it, ready to
@@ -53,7 +59,9 @@
 //!    No Envoy-style pinning to a tiny limit is needed.
 //! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
 //!    knee), by 10% near it (by one job at least).
-//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
+//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
+//!    below the limit during the window (that would be another saturation: the CPU, see "The
+//!    queue"): either the downstream
 //!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
 //!    `R / ((1 + tolerance) R0)`, between +25% and doubling, and let the next settled window tell
 //!    (rule 1 or 5).
@@ -80,9 +88,22 @@
 //! Before `R0` is known (cold) the queue holds at most `initial_limit` jobs: nothing is learned
 //! to size it by, and unbounded it let a step overload from idle queue 20,000 jobs (model, 10x)
 //! before the first verdict. Otherwise the queue is bounded only by `queue_capacity`: a slower
-//! downstream or a burst is absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
-//! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
-//! (200 at 40k jobs/s) keep every worker fed between two submissions.
+//! downstream or a burst is absorbed while the limit grows, never shed. The default target is
+//! 5 ms, CoDel's: a quarter of the seed job's 20 ms, so admitted latency stays near the job's
+//! own time, yet `X * 5 ms` jobs (200 at 40k jobs/s) keep every worker fed between two
+//! submissions.
+//!
+//! One bound needs no verdict (`standing.rs`): when over a whole 100 ms interval (CoDel's)
+//! every completed job waited longer than the target and none of them could have waited for
+//! the limit (none started with it in use, none arrived before it last rose), a queue stands
+//! although the limit has room: the workers lag it, the pool takes jobs slower than they come.
+//! Then, at once, the queue holds at most what the pool completed within the target at the
+//! interval's rate, and a job that waited over twice the target is dropped at dequeue, until
+//! an interval's smallest wait is within the target or a job waited for the limit (a limit
+//! that binds is the law's to judge). A slower downstream does not trigger it: there the queue
+//! stands because the limit binds. Every queue bound applies to the queue itself
+//! (`queued < bound`) as well as to `busy + queued < limit + bound`: with the workers below
+//! the limit, the latter alone let the idle part of the limit fill with queued jobs.
 //!
 //! # Cold start
 //!
@@ -122,7 +143,16 @@
 //!   not decay while it does not bind.
 //! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
 //!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
-//!   does not shed until the pool is proven saturated.
+//!   does not shed until the pool is proven saturated or a queue stands below the limit. A
+//!   queue wait alone (a wake-up on a busy machine) is not the limit binding.
+//! * *A queue growing while the limit does not bind* (the workers lag the limit; a real spike
+//!   run queued 12,900 jobs for 1.5 s at 0.7x load waiting for a verdict on settled windows):
+//!   bounded within one 100 ms interval, without a verdict ("The queue").
+//! * *Probing up while something else saturates* (with the workers lagging, windows alternate
+//!   between binding and not; each binding one, compared with nothing, read as a slower
+//!   downstream and probed, up to the ceiling: 32,000 admitted in the model, 85,000 in flight
+//!   in a real run): a window in which jobs queued below the limit keeps the last settled one
+//!   for comparison and teaches no `R0`, and a queue standing below the limit stops the probe.
 
 use std::time::Duration;
 

@@ -9,7 +9,8 @@
 //! This detector needs no verdict. Over each interval of [`INTERVAL`] (CoDel's) it takes the
 //! smallest queue wait among the jobs that completed in it and notes whether any of them could
 //! have waited for the limit: one that started with the limit in use, or one that arrived before
-//! the limit last rose (it waited under a lower limit). An interval of at least [`MIN_SAMPLES`]
+//! the limit last rose and started within an interval of the raise (it waited under a lower
+//! limit; one that still waited for an interval after the raise waited for the workers). An interval of at least [`MIN_SAMPLES`]
 //! jobs whose every job waited longer than the target, none of them for the limit, means a queue
 //! stands although the limit has room: the pool takes jobs slower than they come, and more
 //! concurrency cannot be what is missing. The queue is then bounded at once (what the pool
@@ -19,8 +20,11 @@
 //! law's own rules apply: a limit that binds is the law's to judge).
 //!
 //! A slower downstream does not trigger it: there the queue stands *because* the limit binds
-//! (every job starts with the limit in use, or arrived before the probe that raised it), and the
-//! law grows the limit instead.
+//! (every job starts with the limit in use, or arrived before the probe that raised it and
+//! started right after it), and the law grows the limit instead. A machine starved of CPU does:
+//! the law reads its inflated run times at the limit as a slower downstream and probes up, but
+//! the workers then cannot reach the new limit and the backlog still waits an interval after
+//! the raise (a real run at a load average of 10: 52,000 queued behind a probe to 2,000).
 
 use std::time::Duration;
 
@@ -76,8 +80,11 @@ impl Standing {
             self.completed = self.completed.saturating_add(1);
             let wait = sample.queue_wait;
             self.min_wait = Some(self.min_wait.map_or(wait, |w| w.min(wait)));
-            let arrived = now.saturating_sub(sample.run.saturating_add(sample.queue_wait));
-            self.limited |= sample.in_flight >= limit || arrived < raised;
+            let started = now.saturating_sub(sample.run);
+            let arrived = started.saturating_sub(sample.queue_wait);
+            // Queued under a lower limit and started soon after the raise: the old limit's wait.
+            let raised_for_it = arrived < raised && started < raised.saturating_add(INTERVAL);
+            self.limited |= sample.in_flight >= limit || raised_for_it;
         }
     }
 
@@ -146,7 +153,12 @@ mod tests {
         interval(&mut s, 200, 100, 30, 900, 280);
         interval(&mut s, 300, 1, 0, 500, 0);
         assert!(!s.is_active(), "arrived before the raise");
+        // ...but a backlog that still waits an interval after the raise waits for the workers
+        interval(&mut s, 400, 100, 200, 900, 250);
+        interval(&mut s, 500, 1, 0, 500, 0);
+        assert!(s.is_active(), "started over an interval after the raise");
         // a lone job that waited is a wake-up, not a standing queue
+        let mut s = Standing::default();
         interval(&mut s, 400, 3, 30, 10, 0);
         interval(&mut s, 500, 1, 0, 10, 0);
         assert!(!s.is_active(), "too few jobs to tell");
