@@ -95,7 +95,8 @@
 //!
 //! One bound needs no verdict (`standing.rs`): when over a whole 100 ms interval (CoDel's)
 //! every completed job waited longer than the target and none of them could have waited for
-//! the limit (none started with it in use, none arrived before it last rose), a queue stands
+//! the limit (none started with it in use, none was queued under a lower limit and started
+//! within an interval of its rise), a queue stands
 //! although the limit has room: the workers lag it, the pool takes jobs slower than they come.
 //! Then, at once, the queue holds at most what the pool completed within the target at the
 //! interval's rate, and a job that waited over twice the target is dropped at dequeue, until
