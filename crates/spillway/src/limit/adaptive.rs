@@ -20,7 +20,13 @@
 //! A window *binds* when demand met the limit: a submission was shed, a job was dropped, or a job
 //! started with the limit in use. A queue wait alone does not count: below the limit a job waits
 //! only for a worker to take it (a wake-up on a busy machine), and reading that as the limit
-//! binding made a pool at 0.3x load descend to a quarter of what it later needed.
+//! binding made a pool at 0.3x load descend to a quarter of what it later needed (in the model,
+//! with a 2 ms wake-up in every wait, it shed 54% of the slowdown scenario). A window that does
+//! not bind but whose jobs *queued* (a mean wait over the queue target: the workers lag the
+//! limit, their tasks polled late on a saturated CPU) gives no verdict at all: its run times
+//! teach no `R0` (they are inflated by whatever saturates the pool) and it does not make the
+//! law forget its last settled window (forgetting it made every settled window a "rise at
+//! constant `N`", probed up to the ceiling: the spike collapse of the reverted change).
 //! Windows that do not bind never raise the limit (no drift upward while app-limited); a limit
 //! above twice the demand they saw relaxes toward it by at most 20% per window, never below
 //! `initial_limit` (so a limit grown for a slower downstream does not stay high after it, ready to
@@ -53,7 +59,9 @@
 //!    No Envoy-style pinning to a tiny limit is needed.
 //! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
 //!    knee), by 10% near it (by one job at least).
-//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated: either the downstream
+//! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
+//!    below the limit during the window (that would be another saturation: the CPU, see "The
+//!    queue"): either the downstream
 //!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
 //!    `R / ((1 + tolerance) R0)`, between +25% and doubling, and let the next settled window tell
 //!    (rule 1 or 5).
@@ -80,9 +88,23 @@
 //! Before `R0` is known (cold) the queue holds at most `initial_limit` jobs: nothing is learned
 //! to size it by, and unbounded it let a step overload from idle queue 20,000 jobs (model, 10x)
 //! before the first verdict. Otherwise the queue is bounded only by `queue_capacity`: a slower
-//! downstream or a burst is absorbed while the limit grows, never shed. The default target is 5 ms, CoDel's: a quarter of
-//! the seed job's 20 ms, so admitted latency stays near the job's own time, yet `X * 5 ms` jobs
-//! (200 at 40k jobs/s) keep every worker fed between two submissions.
+//! downstream or a burst is absorbed while the limit grows, never shed. The default target is
+//! 5 ms, CoDel's: a quarter of the seed job's 20 ms, so admitted latency stays near the job's
+//! own time, yet `X * 5 ms` jobs (200 at 40k jobs/s) keep every worker fed between two
+//! submissions.
+//!
+//! One bound needs no verdict (`standing.rs`): when over a whole 100 ms interval (CoDel's)
+//! every completed job waited longer than the target and none of them could have waited for
+//! the limit (none started with it in use, none was queued under a lower limit and started
+//! within an interval of its rise), a queue stands
+//! although the limit has room: the workers lag it, the pool takes jobs slower than they come.
+//! Then, at once, the queue holds at most what the pool completed within the target at the
+//! interval's rate, and a job that waited over twice the target is dropped at dequeue, until
+//! an interval's smallest wait is within the target or a job waited for the limit (a limit
+//! that binds is the law's to judge). A slower downstream does not trigger it: there the queue
+//! stands because the limit binds. Every queue bound applies to the queue itself
+//! (`queued < bound`) as well as to `busy + queued < limit + bound`: with the workers below
+//! the limit, the latter alone let the idle part of the limit fill with queued jobs.
 //!
 //! # Cold start
 //!
@@ -122,11 +144,21 @@
 //!   not decay while it does not bind.
 //! * *Shedding on a latency rise alone* (Vegas and Gradient shed 56% and 59% when a downstream
 //!   merely slowed): a rise of `R` at constant `N` is probed, not punished (rule 4), and the queue
-//!   does not shed until the pool is proven saturated.
+//!   does not shed until the pool is proven saturated or a queue stands below the limit. A
+//!   queue wait alone (a wake-up on a busy machine) is not the limit binding.
+//! * *A queue growing while the limit does not bind* (the workers lag the limit; a real spike
+//!   run queued 12,900 jobs for 1.5 s at 0.7x load waiting for a verdict on settled windows):
+//!   bounded within one 100 ms interval, without a verdict ("The queue").
+//! * *Probing up while something else saturates* (with the workers lagging, windows alternate
+//!   between binding and not; each binding one, compared with nothing, read as a slower
+//!   downstream and probed, up to the ceiling: 32,000 admitted in the model, 85,000 in flight
+//!   in a real run): a window in which jobs queued below the limit keeps the last settled one
+//!   for comparison and teaches no `R0`, and a queue standing below the limit stops the probe.
 
 use std::time::Duration;
 
 use super::config::AdaptiveConfig;
+use super::standing::Standing;
 use super::{Bounds, Sample};
 
 /// A window closes after at least this long...
@@ -138,8 +170,6 @@ const MAX_WINDOW: Duration = Duration::from_secs(1);
 /// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
 /// it reached `MAX_WINDOW`.
 const MAX_RELATIVE_ERROR: f64 = 0.05;
-/// A mean queue wait at least this long means the limit binds.
-const BINDING_WAIT: f64 = 0.001;
 /// `N` must move by this much (in ln) between windows for `e` to be measured.
 const MIN_DLN_N: f64 = 0.05;
 /// A binding window is settled (its jobs started under the current limit) when its mean `N` is
@@ -172,6 +202,9 @@ pub(crate) struct Window {
     pub(crate) in_flight: f64,
     /// Whether demand met the limit during the window.
     pub(crate) binding: bool,
+    /// Whether its jobs queued (a mean wait over the queue target), bound or not: its run times
+    /// are then no uncongested baseline, even though a wait alone is not the limit binding.
+    pub(crate) queued: bool,
     /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
     pub(crate) rate: f64,
 }
@@ -222,6 +255,12 @@ pub(crate) struct AdaptiveLimit {
     last_bound: Duration,
     /// The queue bound until `R0` is known: `initial_limit`, even above `max_workers`.
     cold_queue: usize,
+    /// A queue standing while the limit does not bind (module docs, "The queue").
+    standing: Standing,
+    /// When the limit last rose.
+    raised: Duration,
+    /// A standing queue was seen during the current window.
+    lagged: bool,
 }
 
 /// The control law's memory between windows.
@@ -242,6 +281,9 @@ pub(crate) struct Law {
     pub(crate) floor: f64,
     /// Whether the last verdict was a flat step.
     pub(crate) streak: bool,
+    /// During the last window a queue stood while the limit had room: the pool is saturated
+    /// by something other than the limit (a rise of `R` is not probed).
+    pub(crate) lagging: bool,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -261,6 +303,7 @@ impl Law {
             last: None,
             fastest: None,
             streak: false,
+            lagging: false,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -280,6 +323,9 @@ impl AdaptiveLimit {
             law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
             last_bound: Duration::ZERO,
             cold_queue: config.initial_limit,
+            standing: Standing::default(),
+            raised: Duration::ZERO,
+            lagged: false,
         }
     }
 
@@ -302,6 +348,9 @@ impl AdaptiveLimit {
         } else if self.law.saturated && now.saturating_sub(self.last_bound) >= MAX_WINDOW {
             self.law.idle();
         }
+        self.standing
+            .add(now, sample, limit, self.raised, self.queue_target);
+        self.lagged |= self.standing.is_active();
         self.acc.add(sample, limit);
         self.maybe_close(now);
     }
@@ -314,6 +363,15 @@ impl AdaptiveLimit {
 
     /// See the module docs, "The queue".
     pub(crate) fn queue_bound(&self, capacity: usize) -> usize {
+        let bound = self.law_queue_bound(capacity);
+        if self.standing.is_active() {
+            return bound.min(self.standing.bound(self.queue_target));
+        }
+        bound
+    }
+
+    /// The queue bound from the law's state alone.
+    fn law_queue_bound(&self, capacity: usize) -> usize {
         if !self.law.confirmed && !self.law.saturated {
             // Cold: nothing learned to size the queue by, so as many may wait as may run at
             // first (`initial_limit`, whatever `max_workers` is).
@@ -330,29 +388,38 @@ impl AdaptiveLimit {
     /// The queue wait past which a job is dropped at dequeue, while saturated (module docs,
     /// "The queue").
     pub(crate) fn drop_after(&self) -> Option<Duration> {
-        self.law
-            .saturated
-            .then(|| self.queue_target.saturating_mul(2))
+        self.drops().then(|| self.queue_target.saturating_mul(2))
+    }
+
+    /// Whether a queued job that waited over twice the target is dropped at dequeue.
+    fn drops(&self) -> bool {
+        self.law.saturated || self.standing.is_active()
     }
 
     /// See the module docs, "The queue".
     #[cfg(test)]
     pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
-        self.law.saturated && waited > self.queue_target.saturating_mul(2)
+        self.drops() && waited > self.queue_target.saturating_mul(2)
     }
 
     fn maybe_close(&mut self, now: Duration) {
-        let Some(window) = self.acc.close(now, self.law.last_run) else {
+        let target = self.queue_target.as_secs_f64();
+        let Some(window) = self.acc.close(now, self.law.last_run, target) else {
             return;
         };
         if window.run > 0.0 {
             self.law.last_run = window.run;
         }
         let bounds = (self.bounds.min as f64, self.bounds.max as f64);
+        self.law.lagging = std::mem::replace(&mut self.lagged, self.standing.is_active());
+        let before = self.limit();
         let next = self
             .law
             .update(self.limit, &window, self.tolerance, bounds.1);
         self.limit = next.clamp(bounds.0, bounds.1);
+        if self.limit() > before {
+            self.raised = now;
+        }
     }
 }
 
@@ -393,10 +460,19 @@ impl Law {
     }
 
     fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>) -> f64 {
+        self.reason = Reason::NotBinding;
+        if w.queued {
+            // Jobs queued although the limit had room: the workers lag it (their tasks polled
+            // late on a saturated CPU), and demand is still there. No verdict, and nothing
+            // learned or forgotten: such run times are no baseline (learning them let R0, and
+            // with it the limit, creep up through a spike), and the last settled window stays
+            // the point the next one is compared with (forgetting it made every settled window
+            // a "rise at constant N", probed up to the ceiling).
+            return limit;
+        }
         self.saturated = false;
         self.measured = None;
-        self.reason = Reason::NotBinding;
-        if last.is_some_and(|l| !l.binding && steady(&l, w)) {
+        if last.is_some_and(|l| !l.binding && !l.queued && steady(&l, w)) {
             self.baseline = Some(match self.baseline.filter(|_| self.confirmed) {
                 Some(r0) => r0 + 0.5 * (w.run - r0),
                 None => w.run,
@@ -430,8 +506,9 @@ impl Law {
         match step {
             _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
-            // Unless already saturated, move N to find out.
-            None if !self.saturated => {
+            // Unless already saturated, or a queue stood while the limit had room (the pool
+            // is saturated by something else), move N to find out.
+            None if !self.saturated && !self.lagging => {
                 // The more R rose, the larger the probe (up to doubling).
                 self.probe(limit, (inflation / (1.0 + tolerance)).clamp(PROBE, 2.0))
             }
@@ -621,7 +698,8 @@ impl Accumulator {
     }
 
     /// The window, if it is long and full enough to close at `now`; then starts the next one.
-    fn close(&mut self, now: Duration, last_run: f64) -> Option<Window> {
+    /// A mean wait over `queued_wait` (seconds) marks the window as [`Window::queued`].
+    fn close(&mut self, now: Duration, last_run: f64, queued_wait: f64) -> Option<Window> {
         let start = *self.start.get_or_insert(now);
         let elapsed = now.saturating_sub(start);
         if elapsed < MIN_WINDOW {
@@ -631,8 +709,11 @@ impl Accumulator {
             .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
             .min(MAX_WINDOW);
         let n = f64::from(self.completed);
-        let binding = self.shed > 0 || self.dropped > 0 || self.wait_sum / n >= BINDING_WAIT;
-        let binding = binding || self.full;
+        // A queue wait alone is not the limit binding: below the limit a job waits only for a
+        // worker to take it (a wake-up, a busy machine), and reading that as demand met the limit
+        // made an idle pool descend at 0.3x load. A queue that stands below the limit is
+        // bounded by `Standing` instead.
+        let binding = self.shed > 0 || self.dropped > 0 || self.full;
         // Only binding windows are compared with each other, so only they need precision.
         let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
         let precise = precise && self.completed >= MIN_SAMPLES;
@@ -644,6 +725,7 @@ impl Accumulator {
             run: self.run_sum / n,
             in_flight: self.in_flight_sum / n,
             binding,
+            queued: self.wait_sum / n > queued_wait,
             rate: n / elapsed.as_secs_f64(),
         };
         *self = Accumulator {
@@ -667,6 +749,7 @@ mod tests {
             run: run_ms / 1_000.0,
             in_flight,
             binding,
+            queued: binding,
             rate: in_flight * 1_000.0 / run_ms,
         }
     }
@@ -897,15 +980,23 @@ mod tests {
     fn window_closes_after_enough_jobs_and_time_and_ignores_dropped_run_times() {
         let mut acc = Accumulator::default();
         let at = Duration::from_millis;
-        assert_eq!(acc.close(at(0), 0.0), None);
+        assert_eq!(acc.close(at(0), 0.0, 0.005), None);
         for _ in 1..MIN_SAMPLES {
             acc.add(&sample(20, 0, 10, false), 1_000);
         }
         acc.add(&sample(0, 50, 10, true), 1_000);
-        assert_eq!(acc.close(at(50), 0.0), None, "one completed job short");
+        assert_eq!(
+            acc.close(at(50), 0.0, 0.005),
+            None,
+            "one completed job short"
+        );
         acc.add(&sample(20, 0, 10, false), 1_000);
-        assert_eq!(acc.close(at(15), 0.020), None, "shorter than a run time");
-        let w = acc.close(at(25), 0.020).expect("closes");
+        assert_eq!(
+            acc.close(at(15), 0.020, 0.005),
+            None,
+            "shorter than a run time"
+        );
+        let w = acc.close(at(25), 0.020, 0.005).expect("closes");
         assert!(close(w.run, 0.020));
         assert_eq!(w.in_flight, 10.0);
         assert!(w.binding, "a dropped job means demand met the limit");
@@ -916,39 +1007,39 @@ mod tests {
     fn a_binding_window_stays_open_until_its_mean_is_precise() {
         let mut acc = Accumulator::default();
         let at = Duration::from_millis;
-        acc.close(at(0), 0.0);
+        acc.close(at(0), 0.0, 0.005);
         // run times of 1 and 39 ms alternate: mean 20, standard deviation 19
         let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
-                acc.add(&sample(run, 5, 10, false), 1_000);
+                acc.add(&sample(run, 5, 1_000, false), 1_000);
             }
         };
         add(&mut acc, MIN_SAMPLES);
         assert_eq!(
-            acc.close(at(100), 0.0),
+            acc.close(at(100), 0.0, 0.005),
             None,
             "19 / 20 / sqrt(64) = 12% error"
         );
         // (19 / 20) / sqrt(n) <= 5% from n = 361 on
         add(&mut acc, 360 - MIN_SAMPLES);
-        assert_eq!(acc.close(at(200), 0.0), None);
+        assert_eq!(acc.close(at(200), 0.0, 0.005), None);
         add(&mut acc, 2);
-        let w = acc.close(at(300), 0.0).expect("precise enough");
+        let w = acc.close(at(300), 0.0, 0.005).expect("precise enough");
         assert!(w.binding);
         assert!(close(w.run, 0.020));
         // the same spread without binding closes at once: only binding windows are compared
         let mut quiet = Accumulator::default();
-        quiet.close(at(0), 0.0);
+        quiet.close(at(0), 0.0, 0.005);
         for i in 0..MIN_SAMPLES {
             let run = if i % 2 == 0 { 1 } else { 39 };
             quiet.add(&sample(run, 0, 10, false), 1_000);
         }
-        assert!(!quiet.close(at(100), 0.0).expect("closes").binding);
+        assert!(!quiet.close(at(100), 0.0, 0.005).expect("closes").binding);
     }
 
     #[test]
-    fn waits_sheds_and_a_full_limit_each_make_a_window_bind() {
+    fn sheds_and_a_full_limit_make_a_window_bind_but_a_wait_alone_does_not() {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
             for _ in 0..MIN_SAMPLES {
@@ -956,16 +1047,19 @@ mod tests {
             }
         };
         let mut acc = Accumulator::default();
-        acc.close(at(0), 0.0);
+        acc.close(at(0), 0.0, 0.005);
         fill(&mut acc, 0, 10);
-        assert!(!acc.close(at(100), 0.0).unwrap().binding);
+        assert!(!acc.close(at(100), 0.0, 0.005).unwrap().binding);
         fill(&mut acc, 2, 10);
-        assert!(acc.close(at(200), 0.0).unwrap().binding);
+        assert!(
+            !acc.close(at(200), 0.0, 0.005).unwrap().binding,
+            "waited for a worker, below the limit"
+        );
         fill(&mut acc, 0, 100);
-        assert!(acc.close(at(300), 0.0).unwrap().binding);
+        assert!(acc.close(at(300), 0.0, 0.005).unwrap().binding);
         fill(&mut acc, 0, 10);
         acc.shed = 1;
-        assert!(acc.close(at(400), 0.0).unwrap().binding);
+        assert!(acc.close(at(400), 0.0, 0.005).unwrap().binding);
     }
 
     #[test]

@@ -190,7 +190,9 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 /// uncongested run time at most `initial_limit` more wait in the queue (within
 /// `queue_capacity`). Past the concurrency where the jobs'
 /// run time starts to follow the number in flight, the limit settles where the run time is
-/// `1 + tolerance` times its uncongested value. While the pool is saturated, jobs that would
+/// `1 + tolerance` times its uncongested value. While the pool is saturated, and while a queue
+/// stands although the limit has room (every job of a 100 ms interval waited longer than
+/// `queue_target`, none of them for the limit: the workers cannot keep up), jobs that would
 /// wait in the queue longer than `queue_target` are shed.
 ///
 /// # Examples

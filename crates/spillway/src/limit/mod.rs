@@ -26,6 +26,7 @@ mod model;
 mod props;
 #[cfg(test)]
 mod scenarios;
+mod standing;
 pub(crate) mod vegas;
 
 use std::time::Duration;

@@ -9,6 +9,14 @@
 //!   wait (the seed job: about 50 us of CPU, then 20 ms of downstream I/O).
 //! * [`Service::permits`]: a downstream semaphore of `P` permits, each held for `T`, FIFO.
 //!
+//! The pool's workers are unlimited and start at once unless [`Sim::with_spawn_lag`] sets a
+//! delay: then a job starts only on an idle worker, and a worker asked for (when a queued job
+//! finds none idle, up to the limit) is ready only that long after (a spawned task polled late on
+//! a busy machine: the worker count lags the limit).
+//!
+//! [`Sim::with_wake`] adds a fixed delay to every job's measured queue wait, for the wake-up of
+//! a worker on a busy machine: a job that found the limit with room still "waited".
+//!
 //! Time is `f64` seconds; nothing here reads a clock.
 
 use std::cmp::Reverse;
@@ -186,6 +194,16 @@ impl Service {
             Service::Permits(permits) => permits.hold.steps.push((at, value)),
         }
         self
+    }
+
+    /// The CPU model's jobs make almost no progress from `at` to `until` (the machine's cores
+    /// taken by something else): completions stall.
+    pub(crate) fn stall(self, at: f64, until: f64) -> Service {
+        let cores = match &self {
+            Service::Cpu(cpu) => cpu.cores.at(at),
+            Service::Permits(_) => return self,
+        };
+        self.cores_at(at, cores / 100.0).cores_at(until, cores)
     }
 
     /// The CPU model's cores become `value` from `at` on.
@@ -373,6 +391,13 @@ pub(crate) struct Sim {
     jobs: Vec<Job>,
     rng: Rng,
     run: Run,
+    /// Workers ready to take a job; unused while `spawn_lag` is zero (then workers are free).
+    workers: usize,
+    spawn_lag: f64,
+    /// Added to every job's measured queue wait.
+    wake: f64,
+    /// When each worker asked for becomes ready.
+    spawning: BinaryHeap<Reverse<T>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -398,7 +423,57 @@ impl Sim {
             jobs: Vec::new(),
             rng: Rng(0),
             run: Run::default(),
+            workers: 0,
+            spawn_lag: 0.0,
+            wake: 0.0,
+            spawning: BinaryHeap::new(),
         }
+    }
+
+    /// A worker asked for is ready `lag` seconds later (module docs).
+    pub(crate) fn with_spawn_lag(mut self, lag: f64) -> Sim {
+        self.spawn_lag = lag;
+        self
+    }
+
+    /// Every job's measured queue wait is `wake` seconds longer (module docs).
+    pub(crate) fn with_wake(mut self, wake: f64) -> Sim {
+        self.wake = wake;
+        self
+    }
+
+    /// Whether one more job may start now: below the limit, and on an idle worker.
+    fn may_start(&self) -> bool {
+        let workers = if self.spawn_lag > 0.0 {
+            self.workers
+        } else {
+            usize::MAX
+        };
+        self.in_flight < self.algorithm.limit().min(workers)
+    }
+
+    /// Asks for workers while queued jobs find none idle, up to the limit.
+    fn spawn(&mut self) {
+        if self.spawn_lag <= 0.0 {
+            return;
+        }
+        let idle = self.workers + self.spawning.len() - self.in_flight;
+        let room = self
+            .algorithm
+            .limit()
+            .saturating_sub(self.workers + self.spawning.len());
+        for _ in 0..self.queue.len().saturating_sub(idle).min(room) {
+            self.spawning.push(Reverse(T(self.now + self.spawn_lag)));
+        }
+    }
+
+    /// Workers asked for by `now` are ready: they take queued jobs.
+    fn spawned(&mut self) {
+        while self.spawning.peek().is_some_and(|r| r.0.0 <= self.now) {
+            self.spawning.pop();
+            self.workers += 1;
+        }
+        self.fill();
     }
 
     /// Runs `load` to its end, then lets the admitted jobs finish.
@@ -417,18 +492,27 @@ impl Sim {
     }
 
     fn advance_to(&mut self, to: f64, done: &mut Vec<usize>) {
-        while let Some(next) = self.service.next_event(self.now).filter(|&t| t <= to) {
+        while let Some(next) = self.next_event().filter(|&t| t <= to) {
             self.service.advance(self.now, next, done);
             self.now = next;
             for id in done.drain(..) {
                 self.finish(id);
             }
+            self.spawned();
         }
         self.service.advance(self.now, to, done);
         self.now = to;
         for id in done.drain(..) {
             self.finish(id);
         }
+    }
+
+    fn next_event(&self) -> Option<f64> {
+        let spawn = self.spawning.peek().map(|r| r.0.0);
+        [self.service.next_event(self.now), spawn]
+            .into_iter()
+            .flatten()
+            .reduce(f64::min)
     }
 
     fn arrive(&mut self, at: f64) {
@@ -439,10 +523,11 @@ impl Sim {
             start: at,
             in_flight: 0,
         });
-        if self.queue.is_empty() && self.in_flight < self.algorithm.limit() {
+        if self.queue.is_empty() && self.may_start() {
             self.start(id);
         } else if self.queue.len() < self.algorithm.queue_bound(self.queue_capacity) {
             self.queue.push_back(id);
+            self.spawn();
             let admitted = self.in_flight + self.queue.len();
             self.run.max_admitted = self.run.max_admitted.max(admitted);
         } else {
@@ -475,7 +560,7 @@ impl Sim {
         });
         let sample = Sample {
             run: dur(self.now - job.start),
-            queue_wait: dur(job.start - job.arrival),
+            queue_wait: dur(job.start - job.arrival + self.wake),
             in_flight: job.in_flight,
             dropped: false,
         };
@@ -486,7 +571,7 @@ impl Sim {
 
     /// Starts queued jobs while the limit allows, dropping those that waited too long.
     fn fill(&mut self) {
-        while self.in_flight < self.algorithm.limit() {
+        while self.may_start() {
             let Some(id) = self.queue.pop_front() else {
                 return;
             };

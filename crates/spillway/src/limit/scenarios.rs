@@ -260,3 +260,50 @@ fn scenarios() -> Vec<Scenario> {
         ),
     ]
 }
+
+/// The spike scenario at the seed job, with a stall of the CPU (100 ms) at 0.7x before it.
+fn spike_with_a_stall() -> (Service, Load) {
+    let load = Load::constant(0.7 * CAPACITY, 2.0)
+        .then(1.4 * CAPACITY, 4.0)
+        .then(0.7 * CAPACITY, 5.0);
+    (seed_job().stall(1.2, 1.3), load)
+}
+
+#[test]
+fn a_spike_while_the_workers_lag_the_limit_keeps_the_queue_bounded() {
+    // A worker asked for starts 100 ms later, so the jobs in flight trail the limit, windows
+    // rarely see it in use, and the queue stands below it. With only "a wait below the limit
+    // is not binding" (the change reverted last session), such windows taught an inflated R0
+    // and every settled window probed a "rise at constant N": the limit climbed to the
+    // ceiling, 32,000 jobs were admitted at once, and p99 reached 1.1 s.
+    for lag in [0.1, 0.2] {
+        let (service, load) = spike_with_a_stall();
+        let run = Sim::new(LimitAlgorithm::new(&adaptive(), CEILINGS), service, QUEUE)
+            .with_spawn_lag(lag)
+            .run(&load, 7);
+        assert!(run.max_admitted <= 6_000, "lag {lag}: {}", run.max_admitted);
+        assert!(run.mean_limit(2.5, 4.0) <= 1.6 * KNEE, "lag {lag}");
+        assert!(run.goodput(2.5, 4.0) >= 0.9 * CAPACITY, "lag {lag}");
+        for i in 15..50 {
+            let (from, to) = (f64::from(i) / 10.0, f64::from(i + 1) / 10.0);
+            let p99 = run.p99(from, to);
+            assert!(p99 <= 0.15, "lag {lag}: p99 {p99} at {from}");
+        }
+    }
+}
+
+#[test]
+fn slowdown_sheds_nothing_though_every_job_waits_for_a_wake_up() {
+    // Every job's measured wait includes 2 ms for its worker's wake-up on a busy machine, and
+    // workers start 50 ms after they are asked for. When such waits made a window bind, the
+    // pool at 0.3x load met "the limit" far below it, descended blind from cold and shed 54%
+    // of the offer once the wait grew tenfold (the real runs: 22%).
+    let load = Load::constant(0.3 * CAPACITY, 5.0);
+    let service = seed_job().slow_down(2.0, 0.200);
+    let run = Sim::new(LimitAlgorithm::new(&adaptive(), CEILINGS), service, QUEUE)
+        .with_spawn_lag(0.05)
+        .with_wake(0.002)
+        .run(&load, 7);
+    assert_eq!((run.shed, run.expired), (0, 0));
+    assert!(run.goodput(4.5, 5.0) >= 0.29 * CAPACITY);
+}

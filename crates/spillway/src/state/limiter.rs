@@ -130,14 +130,19 @@ impl Limiter {
     }
 
     /// Whether one more job of `priority` may be admitted when `busy` run and `queued` wait:
-    /// fewer than `limit + tolerance x queue bound` in flight, the tolerance being
-    /// [`Priority::queue_tolerance`]. (Read without a lock, so racing submitters may pass
-    /// together; `queue_capacity` stays the hard ceiling.)
+    /// fewer than `tolerance x queue bound` queued (unless the bound is zero) and fewer than
+    /// `limit + tolerance x queue bound` in flight, the tolerance being
+    /// [`Priority::queue_tolerance`]. The first matters when the workers lag the limit (`busy`
+    /// below it): the queue bound bounds the queue, whatever part of the limit is idle. (Read
+    /// without a lock, so racing submitters may pass together; `queue_capacity` stays the hard
+    /// ceiling.)
     pub(crate) fn has_room(&self, busy: usize, queued: usize, priority: Priority) -> bool {
         let bound = self.queue_bound.load(Ordering::Relaxed);
         let tolerance = priority.queue_tolerance() as usize;
-        let room = self.limit().saturating_add(bound.saturating_mul(tolerance));
-        busy.saturating_add(queued) < room
+        let queue = bound.saturating_mul(tolerance);
+        // A bound of zero (the peers: no queue) leaves the jobs on their way to a worker alone.
+        let queue_room = queue == 0 || queued < queue;
+        queue_room && busy.saturating_add(queued) < self.limit().saturating_add(queue)
     }
 
     /// Whether a job of `priority` that waited `waited` must be dropped at dequeue (CoDel's
@@ -253,6 +258,11 @@ mod tests {
         limiter.queue_bound.store(10, Ordering::Relaxed);
         limiter.drop_after.store(10_000_000, Ordering::Relaxed);
         let full = limit + 10;
+        assert!(
+            !limiter.has_room(0, 10, Priority::Normal),
+            "the bound is on the queue, however few run"
+        );
+        assert!(limiter.has_room(0, 9, Priority::Normal));
         assert!(!limiter.has_room(full, 0, Priority::Low));
         assert!(!limiter.has_room(full, 0, Priority::Normal));
         assert!(limiter.has_room(full, 0, Priority::High));
