@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::{Running, open_get};
+use support::{ONE_SLOT_POOL, Running, open_get};
 use tokio::io::AsyncBufReadExt as _;
 use tokio::net::TcpStream;
 
@@ -109,21 +109,7 @@ async fn the_snapshot_holds_the_pool_the_http_counters_and_the_tick_s_rates() {
 #[tokio::test]
 async fn events_stream_the_load_then_the_drain_and_end_so_the_drain_is_quick() {
     // One worker, no queue: of a burst of requests some are shed.
-    let server = Running::start(&[
-        "--mode",
-        "pool",
-        "--wait-ms",
-        "50",
-        "--limit",
-        "fixed",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue",
-        "1",
-    ])
-    .await;
+    let server = Running::start(&[&ONE_SLOT_POOL[..], &["--wait-ms", "50"]].concat()).await;
     let mut events = Events::open(server.addr).await;
     let first = events.next().await.expect("a first frame");
     assert_eq!(first["state"], "serving");

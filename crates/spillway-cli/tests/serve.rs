@@ -14,8 +14,8 @@ use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
 use support::{
-    PATIENCE, Reply, Running, get_raw, get_request, get_with, open_get, read_reply, serve_args,
-    spawn_send,
+    ONE_SLOT_POOL, PATIENCE, Reply, Running, get_raw, get_request, get_with, open_get, read_reply,
+    serve_args, spawn_send,
 };
 
 #[tokio::test]
@@ -54,20 +54,8 @@ async fn filled_one_slot_pool(
     wait_ms: &str,
     extra: &[&str],
 ) -> (Running, JoinHandle<Reply>, JoinHandle<Reply>) {
-    let mut argv = vec![
-        "--mode",
-        "pool",
-        "--limit",
-        "fixed",
-        "--min-workers",
-        "1",
-        "--max-workers",
-        "1",
-        "--queue",
-        "1",
-        "--wait-ms",
-        wait_ms,
-    ];
+    let mut argv = ONE_SLOT_POOL.to_vec();
+    argv.extend_from_slice(&["--wait-ms", wait_ms]);
     argv.extend_from_slice(extra);
     let server = Running::start(&argv).await;
     let first = server.spawn_get("/work");

@@ -12,7 +12,7 @@ pub(crate) use child::Reaper;
 pub(crate) use http::{
     Reply, get_at, get_raw, get_request, get_with, open_get, read_reply, send_to, spawn_send,
 };
-pub(crate) use server::{Running, serve_args};
+pub(crate) use server::{ONE_SLOT_POOL, Running, serve_args};
 
 /// Longest a helper here waits for one step before failing instead of hanging.
 pub(crate) const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);

@@ -13,6 +13,21 @@ use tokio::task::JoinHandle;
 use super::PATIENCE;
 use super::http::{Reply, get_at, send_to};
 
+/// `serve`'s flags for a pool of exactly one worker and one queue slot, under a fixed limit: the
+/// second request fills it, a third is shed.
+pub(crate) const ONE_SLOT_POOL: [&str; 10] = [
+    "--mode",
+    "pool",
+    "--limit",
+    "fixed",
+    "--min-workers",
+    "1",
+    "--max-workers",
+    "1",
+    "--queue",
+    "1",
+];
+
 /// `spillway serve --addr 127.0.0.1:0` with `extra` flags, parsed.
 ///
 /// # Panics
