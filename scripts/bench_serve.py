@@ -204,12 +204,15 @@ def h2(go_bin, seconds, conns, streams):
               f"{fmt_mb(peak)} |", flush=True)
 
 
-def load(rate, seconds, conns):
-    """One open-loop run of `spillway load` against /work; its JSON report."""
+def load(rate, seconds, conns, streams=None):
+    """One open-loop run of `spillway load` against /work; its JSON report. With `streams`, over
+    HTTP/2 with that many concurrent streams per connection."""
     out = tempfile.NamedTemporaryFile(suffix=".json", delete=False).name
     argv = [SPILLWAY, "load", f"http://127.0.0.1:{PORT}/work", "--rate", str(round(rate)),
             "--duration", f"{seconds}s", "--warmup", "2s", "--timeout", "5s",
             "--connections", str(conns), "--quiet", "--json", out]
+    if streams:
+        argv += ["--http2", "--streams-per-connection", str(streams)]
     try:
         subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, timeout=seconds + 120)
         with open(out) as f:
@@ -225,7 +228,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def ratio(seconds, rounds, pool_extra, workers):
+def ratio(seconds, rounds, pool_extra, workers, streams):
     """Pool against naive at 1,000 connections, alternately, then the pool's 10x goodput."""
     conns = 1_000
     url_args = ["--addr", f"127.0.0.1:{PORT}"]
@@ -259,24 +262,26 @@ def ratio(seconds, rounds, pool_extra, workers):
     print(f"\npool / naive over {rounds} rounds (geometric mean): req/s **{geo(rps):.3f}x** "
           f"(goal >= 0.97), p99 **{geo(p99):.3f}x** (goal <= 1.10), server CPU per request "
           f"**{geo(cpu):.3f}x** (what the req/s ratio tends to when the CPU is the limit)")
-    overload_goodput(seconds, pool_extra, workers)
+    overload_goodput(seconds, pool_extra, workers, streams)
 
 
-def overload_goodput(seconds, pool_extra, workers):
-    """The pool's goodput at 10x its capacity, open loop over 1,000 HTTP/1.1 connections."""
+def overload_goodput(seconds, pool_extra, workers, streams):
+    """The pool's goodput at 10x its capacity, open loop over 1,000 connections: HTTP/1.1, or
+    HTTP/2 with `streams` concurrent streams each (the 100k experiment's shape with 100)."""
     pool_args = ["--min-workers", str(workers), "--max-workers", str(workers),
                  "--queue", str(workers), *pool_extra]
     argv = [SPILLWAY, "serve", "--mode", "pool", "--addr", f"127.0.0.1:{PORT}", *pool_args]
     server = Server("pool", argv)
     try:
         # Capacity: the goodput when offered twice the nominal rate (the 100k experiment's).
-        cap = load(workers / 0.010 * 2, seconds, 1_000)["latency"]["2xx"]["rate"]
-        r = load(cap * 10, seconds, 1_000)
+        cap = load(workers / 0.010 * 2, seconds, 1_000, streams)["latency"]["2xx"]["rate"]
+        r = load(cap * 10, seconds, 1_000, streams)
     finally:
         server.stop()
     ok, shed = r["latency"]["2xx"], r["latency"]["503"]
     errors = r["timeouts"] + r["connect_errors"] + r["other_errors"]
-    print(f"\n10x overload, open loop (`spillway load`, 1,000 HTTP/1.1 connections, {seconds} s "
+    shape = f"HTTP/2 x {streams} streams" if streams else "HTTP/1.1"
+    print(f"\n10x overload, open loop (`spillway load`, 1,000 {shape} connections, {seconds} s "
           f"after 2 s of warm-up), pool of {workers} workers and {workers} queue slots: "
           f"capacity {cap:,.0f}/s, offered {cap * 10:,.0f}/s, goodput {ok['rate']:,.0f}/s = "
           f"**{100 * ok['rate'] / cap:.0f}%** of capacity (goal >= 95%); admitted p99 "
@@ -294,7 +299,12 @@ def main():
     p.add_argument("--no-build", action="store_true", help="use the binary already built")
     p.add_argument("--conns", type=int, action="append", help="connection levels (seed table)")
     p.add_argument("--workers", type=int, default=100, help="pool workers in the overload table")
+    p.add_argument("--h2-streams", type=int, default=0, metavar="N",
+                   help="run the ratio table's 10x overload over HTTP/2 with N streams per "
+                        "connection (0: HTTP/1.1, the default)")
     a = p.parse_args()
+    if a.h2_streams < 0:
+        p.error(f"--h2-streams must be 0 (HTTP/1.1) or a positive stream count, not {a.h2_streams}")
     ensure_tools(build=not a.no_build)
     raise_nofile()
     only = a.only or ["seed", "overload", "h2"]
@@ -307,7 +317,7 @@ def main():
     if "h2" in only:
         h2(go_bin, a.duration, 1_000, 100)
     if "ratio" in only:
-        ratio(a.duration, a.rounds, a.pool_arg, a.workers)
+        ratio(a.duration, a.rounds, a.pool_arg, a.workers, a.h2_streams)
 
 
 if __name__ == "__main__":
