@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 
 mod args;
 mod child;
+mod cpu_time;
 #[doc(hidden)]
 pub mod fuzzing;
 mod histogram;

@@ -261,10 +261,18 @@ async fn json_and_html_reports_are_written() {
     assert_every_job_accounted(mode);
     assert_eq!(mode["oom"], false);
     assert!(mode["series"][0]["rss_bytes"].as_u64().unwrap() > 0);
+    if cfg!(target_os = "linux") {
+        for sample in mode["series"].as_array().unwrap() {
+            for field in ["cpu_user_s", "cpu_system_s"] {
+                let cpu = sample[field].as_f64();
+                assert!(cpu.is_some_and(|s| s >= 0.0), "{field} in {sample}");
+            }
+        }
+    }
 
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") || page.starts_with("<!doctype html>"));
-    assert_eq!(page.matches("<svg").count(), 6, "six charts");
+    assert_eq!(page.matches("<svg").count(), 7, "seven charts");
     assert!(page.contains("semaphore"));
 }
 

@@ -48,7 +48,7 @@ fn per_s(n: u64, s: &Sample) -> Option<f64> {
     Some(n as f64 / s.span_s.max(1e-3))
 }
 
-const METRICS: [Metric; 6] = [
+const METRICS: [Metric; 7] = [
     Metric {
         title: "Resident memory",
         y_desc: "RSS (MiB)",
@@ -78,6 +78,11 @@ const METRICS: [Metric; 6] = [
         title: "Concurrency limit (pool modes)",
         y_desc: "limit (jobs at once)",
         value: |s| s.limit.map(|l| l as f64),
+    },
+    Metric {
+        title: "Kernel CPU (system calls, first touches of memory)",
+        y_desc: "kernel time (cores)",
+        value: |s| s.cpu_system_s.map(|cpu| cpu / s.span_s.max(1e-3)),
     },
 ];
 
@@ -474,6 +479,8 @@ mod tests {
             in_flight,
             rss_bytes: rss_mib << 20,
             p99_ms: 12.5 * f64::from(t),
+            cpu_user_s: Some(0.08),
+            cpu_system_s: Some(0.01 * f64::from(t)),
         }
     }
 
@@ -544,13 +551,13 @@ mod tests {
     }
 
     #[test]
-    fn html_is_one_document_with_six_charts() {
+    fn html_is_one_document_with_a_chart_per_metric() {
         let html = render(&report()).unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(html.matches("<html").count(), 1);
         assert_eq!(html.matches("</html>").count(), 1);
-        assert_eq!(html.matches("<svg").count(), 6);
-        assert_eq!(html.matches("</svg>").count(), 6);
+        assert_eq!(html.matches("<svg").count(), METRICS.len());
+        assert_eq!(html.matches("</svg>").count(), METRICS.len());
         assert!(html.contains("Measured capacity"));
         assert!(html.contains("OOM at 2.5 s"));
     }
@@ -570,12 +577,12 @@ mod tests {
             let in_legend = format!(">\n{legend}\n</text>");
             assert_eq!(
                 html.matches(&in_legend).count(),
-                6,
+                METRICS.len(),
                 "{legend} not in every legend"
             );
         }
         // The OOM mode's last point is marked in every chart.
-        assert_eq!(html.matches(">\nOOM\n</text>").count(), 6);
+        assert_eq!(html.matches(">\nOOM\n</text>").count(), METRICS.len());
     }
 
     #[test]
@@ -603,11 +610,11 @@ mod tests {
         for m in &mut r.modes {
             m.series.clear();
         }
-        assert_eq!(render(&r).unwrap().matches("<svg").count(), 6);
+        assert_eq!(render(&r).unwrap().matches("<svg").count(), METRICS.len());
         r.modes.clear();
         r.capacity_per_s = None;
         r.overload_factor = None;
-        assert_eq!(render(&r).unwrap().matches("<svg").count(), 6);
+        assert_eq!(render(&r).unwrap().matches("<svg").count(), METRICS.len());
     }
 
     #[test]

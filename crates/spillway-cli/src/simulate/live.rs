@@ -130,6 +130,8 @@ mod tests {
             rss_bytes: 1 << 20,
             p99_ms: 12.5,
             limit: Some(16),
+            cpu_user_s: Some(0.05),
+            cpu_system_s: Some(0.01),
         };
         let f = frame("pool-adaptive", "step", &s);
         assert_eq!(f.rates.offered_per_s, 1000.0);

@@ -18,6 +18,7 @@ use super::ledger::{Counts, Ledger, PriorityCounts};
 use super::report::{LatencyMs, ModeReport, PriorityRow, SAMPLE_S, Sample};
 use super::scenario::{Arrivals, Phase};
 use crate::args::{FaultArgs, PoolArgs};
+use crate::cpu_time::CpuTime;
 use crate::histogram::quantile_ms;
 use crate::memory::Rss;
 use crate::priority::{self, PriorityMix};
@@ -451,6 +452,7 @@ fn watch(
     let mut rss = Rss::of_self();
     let mut watched = Watched::default();
     let mut last = (Counts::default(), 0, start);
+    let mut last_cpu = CpuTime::of_self();
     let mut next_sample = start + interval;
     loop {
         std::thread::sleep(TICK);
@@ -463,11 +465,14 @@ fn watch(
         let done = now >= end || over_cap;
         if now >= next_sample || done {
             let t = watched.series.len() as u32 + 1;
+            let cpu = CpuTime::of_self();
             let reading = Reading {
                 rss: memory,
                 p99_ms: ledger.take_sample_p99_ms(),
                 limit: runner.limit(),
+                cpu: cpu.zip(last_cpu).map(|(now, was)| now.since(was)),
             };
+            last_cpu = cpu;
             let sample = one_sample(t, start, last, counts, reading);
             progress(&sample);
             watched.series.push(sample);
@@ -488,6 +493,8 @@ struct Reading {
     rss: u64,
     p99_ms: f64,
     limit: Option<usize>,
+    /// CPU (user, system) seconds of the interval.
+    cpu: Option<(f64, f64)>,
 }
 
 /// Sample `t`: the change from `last` to `now` (ledger counts, expired jobs, time).
@@ -512,6 +519,8 @@ fn one_sample(
         rss_bytes: reading.rss,
         p99_ms: reading.p99_ms,
         limit: reading.limit,
+        cpu_user_s: reading.cpu.map(|(user, _)| user),
+        cpu_system_s: reading.cpu.map(|(_, system)| system),
     }
 }
 

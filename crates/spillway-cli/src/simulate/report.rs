@@ -94,6 +94,14 @@ pub struct Sample {
     /// The pool's concurrency limit at the end of the interval (`Snapshot::limit`); absent
     /// for the modes without a pool.
     pub limit: Option<usize>,
+    /// CPU seconds the mode's process ran its own code during the interval (divided by
+    /// `span_s`: cores busy); absent where the platform does not tell (only Linux does).
+    #[serde(default)]
+    pub cpu_user_s: Option<f64>,
+    /// CPU seconds the kernel spent for the process during the interval (system calls, page
+    /// faults of memory touched for the first time); absent where the platform does not tell.
+    #[serde(default)]
+    pub cpu_system_s: Option<f64>,
 }
 
 /// The series' resolution: one [`Sample`] every 100 ms, so recovery times can be read.
