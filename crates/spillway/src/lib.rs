@@ -90,6 +90,7 @@ mod priority;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod queue;
+mod run;
 mod scaler;
 mod state;
 mod sync;
@@ -104,7 +105,7 @@ pub use self::tower::{
 };
 pub use blocking::{BlockingBuilder, BlockingPool};
 pub use builder::{Builder, MAX_WORKERS};
-pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
+pub use error::{BuildError, JobError, RunError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
 pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
 pub use metrics::{ByPriority, Latency, PriorityCounts, Snapshot};
@@ -113,6 +114,7 @@ pub use priority::{JobOptions, ParsePriorityError, Priority};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use prometheus::PoolMetrics;
+pub use run::Run;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "tower"))]
