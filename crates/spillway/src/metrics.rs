@@ -327,7 +327,8 @@ pub struct Snapshot {
     pub name: String,
     /// Worker tasks alive.
     pub workers: usize,
-    /// Workers running a job.
+    /// Jobs running: on a worker, or inline on the task that awaits them
+    /// ([`Pool::run`](crate::Pool::run)). At most the concurrency limit.
     pub busy: usize,
     /// Jobs admitted and waiting for a worker.
     pub queued: usize,

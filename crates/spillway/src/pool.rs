@@ -196,11 +196,7 @@ impl Pool {
     {
         self.shared()
             .try_admit(job, opts.into())
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full => TrySubmitError::Full(job),
-                Refusal::Closed => TrySubmitError::Closed(job),
-                Refusal::Late => TrySubmitError::Expired(job),
-            })
+            .map_err(try_submit_error)
     }
 
     /// Admits `job`, waiting for room while the queue is full (backpressure).
@@ -451,11 +447,7 @@ impl Pool {
         self.shared()
             .try_admit_run(job, opts.into())
             .map(Run::new)
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full => TrySubmitError::Full(job),
-                Refusal::Closed => TrySubmitError::Closed(job),
-                Refusal::Late => TrySubmitError::Expired(job),
-            })
+            .map_err(try_submit_error)
     }
 
     /// Admits `job` with `opts` to be run by the caller, waiting for room until `wait_until`
@@ -475,10 +467,7 @@ impl Pool {
             .admit_run_until(job, opts, wait_until)
             .await
             .map(Run::new)
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
-                Refusal::Closed => SubmitTimeoutError::Closed(job),
-            })
+            .map_err(submit_timeout_error)
     }
 
     /// Admits `job`, waiting for room until `deadline` (forever if `None`).
@@ -508,10 +497,7 @@ impl Pool {
         self.shared()
             .admit_until(job, opts, wait_until)
             .await
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
-                Refusal::Closed => SubmitTimeoutError::Closed(job),
-            })
+            .map_err(submit_timeout_error)
     }
 
     /// Stops admission. Queued and running jobs still finish; workers exit when the queue is
@@ -597,6 +583,23 @@ impl Pool {
     /// The pool's name, as given to [`Builder::name`].
     pub fn name(&self) -> &str {
         &self.shared().config().name
+    }
+}
+
+/// What a job refused without waiting comes back as.
+fn try_submit_error<F>((refused, job): (Refusal, F)) -> TrySubmitError<F> {
+    match refused {
+        Refusal::Full => TrySubmitError::Full(job),
+        Refusal::Closed => TrySubmitError::Closed(job),
+        Refusal::Late => TrySubmitError::Expired(job),
+    }
+}
+
+/// What a job refused after waiting for room comes back as.
+fn submit_timeout_error<F>((refused, job): (Refusal, F)) -> SubmitTimeoutError<F> {
+    match refused {
+        Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
+        Refusal::Closed => SubmitTimeoutError::Closed(job),
     }
 }
 

@@ -63,7 +63,7 @@ pub(crate) struct Counts<T> {
     max_workers: usize,
     /// Worker tasks alive (or claimed and about to start).
     workers: CachePadded<AtomicUsize>,
-    /// Workers running a job.
+    /// Jobs running: on workers, or inline on their callers' tasks (worker slots in use).
     busy: CachePadded<AtomicUsize>,
     /// Workers parked waiting for work, or about to park.
     parked: CachePadded<AtomicUsize>,
