@@ -13,9 +13,12 @@
 //!
 //! * `round_trip`: one empty job at a time is submitted, run and awaited before the next one
 //!   (`spillway`, `tokio_spawn`, `semaphore_spawn`). This is the fixed cost a pool adds to a job.
-//!   `spillway` is the default pool (the adaptive limit), `spillway_fixed` the same pool with
+//!   `spillway` is the default pool (the adaptive limit) through `Pool::run`, the call for a job
+//!   its caller awaits: with a worker slot free it runs on the calling task.
+//!   `spillway_handle` is the same pool through `try_submit` and awaiting the `JobHandle`, so
+//!   a worker runs the job: the hand-off `run` saves. `spillway_fixed` is `spillway` with
 //!   `Limit::fixed()`: their ratio is what the adaptive bookkeeping costs per job (goal: at most
-//!   1.10). `spillway_priority` is the default pool through `try_submit_with(Priority::Normal,
+//!   1.10). `spillway_priority` is the default pool through `try_run_with(Priority::Normal,
 //!   ..)`: its ratio to `spillway` is what the priority API costs on the fast path (goal: at
 //!   most 1.05).
 //! * `batched`: 1,000 empty jobs are submitted, then all 1,000 results awaited, by one producer
@@ -144,11 +147,25 @@ async fn semaphore_spawn(semaphore: &Arc<Semaphore>) -> JoinHandle<()> {
     })
 }
 
+/// Admits one empty job and runs it with `Pool::run` (or `try_run_with(priority, ..)`).
+async fn spillway_run(pool: &Pool, priority: Option<Priority>) {
+    let ran = match priority {
+        None => pool.run(async {}).await.map_err(|e| e.to_string()),
+        Some(priority) => match pool.try_run_with(priority, async {}) {
+            Ok(run) => run.await.map_err(|e| e.to_string()),
+            Err(error) => panic!("{error} during the benchmark"),
+        },
+    };
+    black_box(ran).expect("job ran");
+}
+
 /// One way of running a job, and the state it needs.
 #[derive(Clone)]
 enum Runner {
     /// A pool, submitted to with `try_submit`, or `try_submit_with` if a priority is given.
     Spillway(Pool, Option<Priority>),
+    /// A pool, run with `Pool::run`, or `try_run_with` if a priority is given.
+    SpillwayRun(Pool, Option<Priority>),
     TokioSpawn,
     SemaphoreSpawn(Arc<Semaphore>),
 }
@@ -172,6 +189,11 @@ impl Runner {
                 for _ in 0..iters {
                     let handle = spillway_submit(pool, *priority).await;
                     black_box(handle.await).expect("job ran");
+                }
+            }
+            Runner::SpillwayRun(pool, priority) => {
+                for _ in 0..iters {
+                    spillway_run(pool, *priority).await;
                 }
             }
             Runner::TokioSpawn => {
@@ -202,6 +224,7 @@ impl Runner {
                     }
                 }
             }
+            Runner::SpillwayRun(..) => unreachable!("a batch awaits its jobs after submitting"),
             Runner::TokioSpawn => {
                 let mut handles = Vec::with_capacity(size);
                 for _ in 0..rounds {
@@ -268,13 +291,16 @@ fn round_trip(c: &mut Criterion) {
     for name in [
         "spillway_fixed",
         "spillway",
+        "spillway_handle",
         "spillway_priority",
         "tokio_spawn",
         "semaphore_spawn",
     ] {
         let runner = match name {
-            "spillway_fixed" => Runner::Spillway(fixed.clone(), None),
-            "spillway_priority" => Runner::Spillway(pool.clone(), Some(Priority::Normal)),
+            "spillway" => Runner::SpillwayRun(pool.clone(), None),
+            "spillway_fixed" => Runner::SpillwayRun(fixed.clone(), None),
+            "spillway_priority" => Runner::SpillwayRun(pool.clone(), Some(Priority::Normal)),
+            "spillway_handle" => Runner::Spillway(pool.clone(), None),
             other => Runner::new(other, &pool),
         };
         group.bench_function(name, |b| {

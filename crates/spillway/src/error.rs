@@ -152,6 +152,77 @@ impl<F> fmt::Display for SubmitTimeoutError<F> {
 
 impl<F> std::error::Error for SubmitTimeoutError<F> {}
 
+/// [`Pool::run`](crate::Pool::run) got no value from the job: the pool closed before admitting
+/// it (the job is handed back, unrun), or the job ran, or was queued, and ended without one.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use spillway::{JobError, Pool, RunError};
+///
+/// let pool = Pool::builder().build().unwrap();
+/// let err = pool.run(async { panic!("boom") }).await.unwrap_err();
+/// assert!(matches!(err, RunError::Job(JobError::Panicked(_))));
+///
+/// pool.close();
+/// match pool.run(async { 1 }).await {
+///     Err(RunError::Closed(job)) => assert_eq!(job.await, 1), // we still own the job
+///     _ => unreachable!(),
+/// }
+/// # }
+/// ```
+#[derive(PartialEq, Eq, Clone)]
+pub enum RunError<F> {
+    /// The pool was closed or shut down: the job was not admitted.
+    Closed(F),
+    /// The job was admitted and produced no value.
+    Job(JobError),
+}
+
+impl<F> RunError<F> {
+    /// The job, if it was not admitted.
+    pub fn into_inner(self) -> Option<F> {
+        match self {
+            RunError::Closed(job) => Some(job),
+            RunError::Job(_) => None,
+        }
+    }
+
+    /// Whether the pool was closed before the job was admitted.
+    pub fn is_closed(&self) -> bool {
+        matches!(self, RunError::Closed(_))
+    }
+}
+
+impl<F> fmt::Debug for RunError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Closed(_) => f.write_str("Closed(..)"),
+            RunError::Job(error) => f.debug_tuple("Job").field(error).finish(),
+        }
+    }
+}
+
+impl<F> fmt::Display for RunError<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Closed(_) => f.write_str("pool closed"),
+            RunError::Job(error) => fmt::Display::fmt(error, f),
+        }
+    }
+}
+
+impl<F> std::error::Error for RunError<F> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            RunError::Closed(_) => None,
+            RunError::Job(error) => Some(error),
+        }
+    }
+}
+
 /// Why an admitted job produced no value. Returned by awaiting a [`JobHandle`](crate::JobHandle).
 ///
 /// Each admitted job ends in exactly one outcome, counted once in [`Snapshot`](crate::Snapshot):

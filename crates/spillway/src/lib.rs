@@ -19,6 +19,11 @@
 //!   ([`Builder::scale_up_threshold`]).
 //! * **Explicit backpressure**: [`Pool::try_submit`] fails fast without allocating, and never while
 //!   there is room; [`Pool::submit`] and [`Pool::submit_timeout`] wait.
+//! * **Run where you await**: [`Pool::run`] (waiting for room) and [`Pool::try_run`] (failing
+//!   fast) admit a job whose result the caller awaits anyway; when a worker slot is free and
+//!   nothing is queued it runs on the caller's own task, with no hand-off to a worker (cheaper
+//!   than a `tokio::spawn`), and otherwise it is queued like any job. Either way it counts
+//!   busy, stays within the limit, and ends in one counted outcome like a worker's job.
 //! * **Typed results and cancellation**: a [`JobHandle`] resolves to the job's value or a
 //!   [`JobError`]; dropping it cancels the job, [`JobHandle::detach`] lets it run on.
 //! * **Panic isolation**: a panicking job is reported to its handle; its worker keeps serving.
@@ -90,6 +95,7 @@ mod priority;
 #[cfg(feature = "prometheus")]
 mod prometheus;
 mod queue;
+mod run;
 mod scaler;
 mod state;
 mod sync;
@@ -104,7 +110,7 @@ pub use self::tower::{
 };
 pub use blocking::{BlockingBuilder, BlockingPool};
 pub use builder::{Builder, MAX_WORKERS};
-pub use error::{BuildError, JobError, SubmitError, SubmitTimeoutError, TrySubmitError};
+pub use error::{BuildError, JobError, RunError, SubmitError, SubmitTimeoutError, TrySubmitError};
 pub use job::JobHandle;
 pub use limit::{Adaptive, Aimd, Gradient2, Limit, Vegas};
 pub use metrics::{ByPriority, Latency, PriorityCounts, Snapshot};
@@ -113,6 +119,7 @@ pub use priority::{JobOptions, ParsePriorityError, Priority};
 #[cfg(feature = "prometheus")]
 #[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
 pub use prometheus::PoolMetrics;
+pub use run::Run;
 
 /// The README's examples, compiled and run as doc tests.
 #[cfg(all(doctest, feature = "tower"))]

@@ -144,11 +144,21 @@ thread_local! {
     static SHARD: Cell<usize> = Cell::new(NEXT_SHARD.fetch_add(1, Ordering::Relaxed));
 }
 
+/// How many shards per-thread state is split into: one per core, 1 to 16.
+pub(crate) fn shards() -> usize {
+    std::thread::available_parallelism()
+        .map_or(4, usize::from)
+        .clamp(1, 16)
+}
+
+/// The shard of the calling thread among `len` (threads take shards in turn).
+pub(crate) fn shard(len: usize) -> usize {
+    SHARD.with(Cell::get) % len
+}
+
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let shards = std::thread::available_parallelism()
-            .map_or(4, usize::from)
-            .clamp(1, 16);
+        let shards = shards();
         Metrics {
             lanes: Default::default(),
             shards: (0..shards)
@@ -179,8 +189,7 @@ impl Metrics {
         run: Option<Duration>,
     ) {
         {
-            let shard = SHARD.with(Cell::get) % self.shards.len();
-            let mut timings = lock_std(&self.shards[shard]);
+            let mut timings = lock_std(&self.shards[shard(self.shards.len())]);
             timings.queue_wait.saturating_record(nanos(queue_wait));
             if let Some(run) = run {
                 timings.run.saturating_record(nanos(run));
@@ -318,7 +327,8 @@ pub struct Snapshot {
     pub name: String,
     /// Worker tasks alive.
     pub workers: usize,
-    /// Workers running a job.
+    /// Jobs running: on a worker, or inline on the task that awaits them
+    /// ([`Pool::run`](crate::Pool::run)). At most the concurrency limit.
     pub busy: usize,
     /// Jobs admitted and waiting for a worker.
     pub queued: usize,

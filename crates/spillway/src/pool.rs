@@ -11,10 +11,11 @@ use tokio::time::Instant;
 
 use crate::builder::Builder;
 use crate::config::Config;
-use crate::error::{SubmitError, SubmitTimeoutError, TrySubmitError};
+use crate::error::{RunError, SubmitError, SubmitTimeoutError, TrySubmitError};
 use crate::job::JobHandle;
 use crate::metrics::Snapshot;
 use crate::priority::JobOptions;
+use crate::run::Run;
 use crate::state::{Refusal, Shared, StartWorker};
 use crate::worker;
 
@@ -195,11 +196,7 @@ impl Pool {
     {
         self.shared()
             .try_admit(job, opts.into())
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full => TrySubmitError::Full(job),
-                Refusal::Closed => TrySubmitError::Closed(job),
-                Refusal::Late => TrySubmitError::Expired(job),
-            })
+            .map_err(try_submit_error)
     }
 
     /// Admits `job`, waiting for room while the queue is full (backpressure).
@@ -324,6 +321,155 @@ impl Pool {
             .await
     }
 
+    /// Admits `job`, runs it and returns its value: the way to run a job whose result the
+    /// caller awaits anyway.
+    ///
+    /// When the pool is open, nothing is queued and the concurrency limit has room, the job
+    /// takes a worker slot and runs right here, on the caller's task: no worker is woken and
+    /// nothing is handed between threads, so it costs about what awaiting the job directly
+    /// does. It is a running job for everything else: it counts busy and within the limit, its
+    /// run time and outcome are recorded as a worker's job's are (its queue wait is zero), a
+    /// panic is caught and returned, the run timeout stops it, and a shutdown waits for it (and
+    /// past its deadline counts it abandoned: it is not polled again). It never overtakes
+    /// queued work: when anything is queued, or the limit is in use, the job is queued like
+    /// [`submit`](Self::submit)'s and awaited. When its slot is freed a parked worker is woken
+    /// for what is queued.
+    ///
+    /// Admission waits for room like [`submit`](Self::submit)'s (backpressure). To fail fast
+    /// instead, use [`try_run`](Self::try_run) (or [`try_run_with`](Self::try_run_with), with a
+    /// priority and a deadline): it admits or refuses at once, and its [`Run`] future runs the
+    /// job the same way.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::Closed`], holding the job, if the pool is or becomes closed before admitting
+    /// it; [`RunError::Job`] with the [`JobError`](crate::JobError) of a job that produced no
+    /// value.
+    ///
+    /// # Cancel safety
+    ///
+    /// Dropping this future before it returns cancels the job: not yet admitted, it is dropped
+    /// unrun; running or queued, it ends as cancelled, as when a [`JobHandle`] is dropped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use spillway::{JobError, Pool, RunError};
+    ///
+    /// let pool = Pool::builder().build().unwrap();
+    /// assert_eq!(pool.run(async { 2 + 2 }).await.unwrap(), 4);
+    /// let panicked = pool.run(async { panic!("boom") }).await.unwrap_err();
+    /// assert!(matches!(panicked, RunError::Job(JobError::Panicked(_))));
+    /// let m = pool.metrics();
+    /// assert_eq!((m.completed, m.panicked, m.busy), (1, 1, 0));
+    /// # }
+    /// ```
+    pub async fn run<F>(&self, job: F) -> Result<F::Output, RunError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let admitted = self
+            .shared()
+            .admit_run_until(job, JobOptions::new(), None)
+            .await
+            .map_err(|(_, job)| RunError::Closed(job))?;
+        Run::new(admitted).await.map_err(RunError::Job)
+    }
+
+    /// Admits `job` if there is room, without ever waiting, to be run by the caller: the
+    /// fail-fast [`run`](Self::run). The returned [`Run`] runs the job on the awaiting task if
+    /// it took a worker slot ([`Run::is_inline`]), or awaits it queued.
+    ///
+    /// Refused only when [`try_submit`](Self::try_submit) would refuse it: a refusal hands the
+    /// job back untouched and allocates nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`] or [`TrySubmitError::Closed`], holding the job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let pool = spillway::Pool::builder().max_workers(1).queue_capacity(1).build().unwrap();
+    /// let running = pool.try_run(std::future::pending::<()>()).unwrap();
+    /// assert!(running.is_inline(), "the only slot was free");
+    /// let queued = pool.try_run(async { "later" }).unwrap();
+    /// assert!(!queued.is_inline(), "the limit is in use: queued");
+    /// assert!(pool.try_run(async {}).unwrap_err().is_full());
+    /// drop(running); // cancels it: its slot goes to the queued job
+    /// assert_eq!(queued.await, Ok("later"));
+    /// # }
+    /// ```
+    pub fn try_run<F>(&self, job: F) -> Result<Run<F>, TrySubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.try_run_with(JobOptions::new(), job)
+    }
+
+    /// [`try_run`](Self::try_run) with a [`Priority`](crate::Priority) and a deadline, as for
+    /// [`try_submit_with`](Self::try_submit_with). A job that runs inline never waits in the
+    /// queue, so its deadline only matters if it is queued.
+    ///
+    /// # Errors
+    ///
+    /// [`TrySubmitError::Full`], [`TrySubmitError::Closed`], or [`TrySubmitError::Expired`] when
+    /// the deadline has passed already; each holds the job.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use spillway::{Pool, Priority};
+    ///
+    /// let pool = Pool::builder().build().unwrap();
+    /// let run = pool.try_run_with(Priority::High, async { 1 }).unwrap();
+    /// assert_eq!(run.await, Ok(1));
+    /// assert_eq!(pool.metrics().by_priority[Priority::High].completed, 1);
+    /// # }
+    /// ```
+    pub fn try_run_with<F>(
+        &self,
+        opts: impl Into<JobOptions>,
+        job: F,
+    ) -> Result<Run<F>, TrySubmitError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.shared()
+            .try_admit_run(job, opts.into())
+            .map(Run::new)
+            .map_err(try_submit_error)
+    }
+
+    /// Admits `job` with `opts` to be run by the caller, waiting for room until `wait_until`
+    /// (forever if `None`).
+    #[cfg(feature = "tower")]
+    pub(crate) async fn admit_run_with<F>(
+        &self,
+        job: F,
+        opts: JobOptions,
+        wait_until: Option<Instant>,
+    ) -> Result<Run<F>, SubmitTimeoutError<F>>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.shared()
+            .admit_run_until(job, opts, wait_until)
+            .await
+            .map(Run::new)
+            .map_err(submit_timeout_error)
+    }
+
     /// Admits `job`, waiting for room until `deadline` (forever if `None`).
     async fn submit_until<F>(
         &self,
@@ -351,10 +497,7 @@ impl Pool {
         self.shared()
             .admit_until(job, opts, wait_until)
             .await
-            .map_err(|(refused, job)| match refused {
-                Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
-                Refusal::Closed => SubmitTimeoutError::Closed(job),
-            })
+            .map_err(submit_timeout_error)
     }
 
     /// Stops admission. Queued and running jobs still finish; workers exit when the queue is
@@ -440,6 +583,23 @@ impl Pool {
     /// The pool's name, as given to [`Builder::name`].
     pub fn name(&self) -> &str {
         &self.shared().config().name
+    }
+}
+
+/// What a job refused without waiting comes back as.
+fn try_submit_error<F>((refused, job): (Refusal, F)) -> TrySubmitError<F> {
+    match refused {
+        Refusal::Full => TrySubmitError::Full(job),
+        Refusal::Closed => TrySubmitError::Closed(job),
+        Refusal::Late => TrySubmitError::Expired(job),
+    }
+}
+
+/// What a job refused after waiting for room comes back as.
+fn submit_timeout_error<F>((refused, job): (Refusal, F)) -> SubmitTimeoutError<F> {
+    match refused {
+        Refusal::Full | Refusal::Late => SubmitTimeoutError::Timeout(job),
+        Refusal::Closed => SubmitTimeoutError::Closed(job),
     }
 }
 

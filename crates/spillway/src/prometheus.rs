@@ -33,9 +33,11 @@ type Read = fn(&Snapshot) -> usize;
 /// The gauges: name, help, reading.
 const GAUGES: [(&str, &str, Read); 6] = [
     ("spillway_workers", "Worker tasks alive.", |s| s.workers),
-    ("spillway_workers_busy", "Workers running a job.", |s| {
-        s.busy
-    }),
+    (
+        "spillway_workers_busy",
+        "Jobs running: on workers, or inline on their callers' tasks.",
+        |s| s.busy,
+    ),
     ("spillway_workers_max", "Upper bound on workers.", |s| {
         s.max_workers
     }),

@@ -3,7 +3,8 @@
 //!
 //! Random pools (sizes, concurrency limit, queue and run timeouts, scale-up threshold and
 //! cooldown) run random sequences of
-//! submit / try_submit / submit_timeout, and try_submit_with / submit_with with random
+//! submit / try_submit / submit_timeout, try_run (a job run by a task that awaits it, on that
+//! task when a worker slot is free), and try_submit_with / submit_with with random
 //! priorities and deadlines (some already past, some passing while the job is queued), so that
 //! jobs displace each other from full queues and expire unrun; handle drops, aborts and detaches, panicking, slow,
 //! never-ending jobs and jobs that panic when dropped, closes and shutdowns: on a paused-clock
@@ -30,6 +31,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use spillway::{JobError, JobHandle, JobOptions, Limit, Pool, Priority};
+use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone, Copy)]
 enum Kind {
@@ -52,7 +54,11 @@ enum Op {
     SubmitTimeout(Kind, u64),
     TrySubmitWith(Kind, Priority, Option<u64>),
     SubmitWith(Kind, Priority, Option<u64>),
+    /// `try_run_with`, its `Run` awaited by a task of its own.
+    TryRun(Kind, Priority),
     Drop(usize),
+    /// Aborts the task awaiting a `Run`: drops it, cancelling the job.
+    DropRun(usize),
     Abort(usize),
     Detach(usize),
     Advance(u64),
@@ -89,7 +95,9 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (kind(), priority(), deadline()).prop_map(|(k, p, d)| Op::SubmitWith(k, p, d)),
         2 => kind().prop_map(Op::Submit),
         2 => (kind(), 0u64..20).prop_map(|(k, t)| Op::SubmitTimeout(k, t)),
+        4 => (kind(), priority()).prop_map(|(k, p)| Op::TryRun(k, p)),
         2 => any::<usize>().prop_map(Op::Drop),
+        1 => any::<usize>().prop_map(Op::DropRun),
         1 => any::<usize>().prop_map(Op::Abort),
         2 => any::<usize>().prop_map(Op::Detach),
         3 => (0u64..40).prop_map(Op::Advance),
@@ -344,7 +352,9 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
     }
     let pool = builder.build().unwrap();
     let mut held: Vec<Held> = Vec::new();
+    let mut runs: Vec<(Kind, JoinHandle<Result<u32, JobError>>)> = Vec::new();
     let (mut admitted, mut shed) = (0u64, 0u64);
+    let (mut runs_admitted, mut runs_shed) = (0u64, 0u64); // `admit` holds the two above
     let mut let_go = 0u64; // handles dropped or detached: their outcomes are not reported
 
     let mut admit =
@@ -412,8 +422,30 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
                     admit(result.map_err(drop_given_back), k, slot, &mut held);
                 }
             }
+            Op::TryRun(k, p) => {
+                // It has no handle to abort itself with.
+                let k = if matches!(k, Kind::AbortsItself) {
+                    Kind::Ready
+                } else {
+                    k
+                };
+                match pool.try_run_with(p, job(k, clock, &Slot::default())) {
+                    Ok(run) => {
+                        runs_admitted += 1;
+                        runs.push((k, tokio::spawn(run)));
+                    }
+                    Err(refused) => {
+                        runs_shed += 1;
+                        drop_given_back(refused);
+                    }
+                }
+            }
             Op::Drop(i) if !held.is_empty() => {
                 drop(held.remove(i % held.len()).take());
+                let_go += 1;
+            }
+            Op::DropRun(i) if !runs.is_empty() => {
+                runs.remove(i % runs.len()).1.abort();
                 let_go += 1;
             }
             Op::Abort(i) if !held.is_empty() => {
@@ -435,15 +467,19 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
             Op::Shutdown(ms) => {
                 pool.shutdown(clock.ms(ms)).await;
             }
-            Op::Drop(_) | Op::Abort(_) | Op::Detach(_) => {}
+            Op::Drop(_) | Op::Abort(_) | Op::Detach(_) | Op::DropRun(_) => {}
         }
         check_limit(&settings, &pool.metrics())?;
     }
 
     let report = pool.shutdown(clock.ms(20)).await;
     let m = pool.metrics();
-    prop_assert_eq!(m.submitted, admitted, "admissions seen by callers");
-    prop_assert_eq!(m.shed(), shed, "sheds seen by callers");
+    prop_assert_eq!(
+        m.submitted,
+        admitted + runs_admitted,
+        "admissions seen by callers"
+    );
+    prop_assert_eq!(m.shed(), shed + runs_shed, "sheds seen by callers");
     prop_assert_eq!((m.queued, m.busy, m.workers), (0, 0, 0));
     prop_assert_eq!(m.unaccounted(), 0, "{:?}", m);
     prop_assert_eq!(m.ended(), m.submitted);
@@ -462,6 +498,16 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
             "{:?} (aborted: {}) resolved to {:?}",
             h.kind,
             h.aborted,
+            result
+        );
+        reported[outcome(&result)] += 1;
+    }
+    for (kind, task) in runs {
+        let result = ran(kind, clock, task).await?;
+        prop_assert!(
+            plausible(kind, false, clock, &result),
+            "{:?} run resolved to {:?}",
+            kind,
             result
         );
         reported[outcome(&result)] += 1;
@@ -498,6 +544,31 @@ async fn run(settings: Settings, ops: Vec<Op>, clock: Clock) -> Result<(), TestC
         }
     }
     Ok(())
+}
+
+/// What the task awaiting a `Run` returned, once every job has ended. A job a shutdown counted
+/// abandoned while it ran on that task returns `Abandoned` at its next poll; one never woken
+/// again (`Pending`) is not polled again, and its task is aborted here: it reports what it was
+/// counted as.
+async fn ran(
+    kind: Kind,
+    clock: Clock,
+    mut task: JoinHandle<Result<u32, JobError>>,
+) -> Result<Result<u32, JobError>, TestCaseError> {
+    let wait = match (kind, clock) {
+        (Kind::Pending, Clock::Real) => Duration::from_millis(50),
+        _ => Duration::from_secs(1),
+    };
+    match tokio::time::timeout(wait, &mut task).await {
+        Ok(joined) => joined.map_err(|e| TestCaseError::fail(format!("a run's task failed: {e}"))),
+        Err(_) if matches!(kind, Kind::Pending) => {
+            task.abort();
+            Ok(Err(JobError::Abandoned))
+        }
+        Err(_) => Err(TestCaseError::fail(
+            "a run never resolved: its job was lost",
+        )),
+    }
 }
 
 /// The limit is within its range (see the module docs).

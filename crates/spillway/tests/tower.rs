@@ -179,12 +179,15 @@ async fn dropping_the_response_future_cancels_the_job_and_frees_its_slot() {
     let first_dropped = Arc::new(AtomicBool::new(false));
     let second_dropped = Arc::new(AtomicBool::new(false));
 
-    let running = service
+    let mut running = service
         .ready()
         .await
         .unwrap()
         .call(Some(first_dropped.clone()));
     until(&pool, |m| m.busy == 1).await;
+    // The server polls the response: the request runs on its task (the slot was free).
+    let polled = tokio::time::timeout(Duration::from_millis(5), &mut running).await;
+    assert!(polled.is_err(), "it never ends by itself");
     let queued = service
         .ready()
         .await

@@ -177,8 +177,8 @@ async fn pooled_work(
         let app = Arc::clone(&app);
         async move { app.lane.run(profile, app.limiter.cpu()).await }
     };
-    let outcome = match admit::admit(pool, options, *admission_wait, job).await {
-        Ok(handle) => handle.await,
+    let outcome = match admit::run(pool, options, *admission_wait, job).await {
+        Ok(outcome) => outcome,
         Err(reason) => return shed(&app, &reason.to_string()),
     };
     match outcome.map_err(admit::not_done) {

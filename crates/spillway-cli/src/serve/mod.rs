@@ -108,9 +108,10 @@ pub struct ServeArgs {
     /// The pool (pool mode); `--max-workers` is the semaphore's permits too.
     #[command(flatten)]
     pub pool: PoolArgs,
-    /// Threads of the pool's own runtime, which runs the admitted jobs apart from the
-    /// connections, so that a flood of requests to shed cannot starve the work already taken;
-    /// 0 runs jobs on the server's runtime (pool mode); at most 1024.
+    /// Threads of the pool's own runtime, which runs the queued jobs apart from the
+    /// connections, so that a flood of requests to shed cannot starve the work already taken
+    /// (a job admitted while a slot is free runs on its connection's task); 0 runs the workers
+    /// on the server's runtime (pool mode); at most 1024.
     #[arg(
         long,
         default_value_t = 1,

@@ -4,11 +4,11 @@
 //! Everything here is built from the [`sync`](crate::sync) switch and is generic over the queued
 //! item, so the loom models at the bottom run these very functions. The protocols:
 //!
-//! * **Busy before release** ([`Counts::take_next`]): a taken job counts as busy before its queue
-//!   slot is given back, so it is counted as queued, busy, or (briefly) both, never neither.
-//!   Under a concurrency limit ([`Counts::take_next_within`]) the worker counts itself busy
-//!   first, with a compare-and-swap bounded by the limit, and only then pops (uncounting itself
-//!   if the queue was empty): so at most `limit` ever run at once, and the order is the same.
+//! * **Busy before release** ([`Counts::take_next_within`]): a taken job counts as busy before
+//!   its queue slot is given back, so it is counted as queued, busy, or (briefly) both, never
+//!   neither. The worker counts itself busy first, with a compare-and-swap bounded by the
+//!   concurrency limit (`max_workers` for a fixed one), and only then pops (uncounting itself if
+//!   the queue was empty): so at most `limit` ever run at once, inline jobs included.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
 //!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
 //!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
@@ -30,6 +30,19 @@
 //!   the caller counted it, as for a pop.
 //! * **Stop starting** ([`Counts::stop_starting`]): once a shutdown abandons work, neither growth nor
 //!   a retiring worker may add to the count again.
+//! * **A freed slot goes to the queue** ([`Counts::take_slot_within`], [`Counts::free_slot`]):
+//!   a job run on its caller's task ("inline") takes a worker slot (`busy`, bounded by the
+//!   limit) only while nothing is queued, so it never overtakes queued work. A worker that
+//!   found every slot taken parks ("parked before the last look"); the inline job gives its slot
+//!   back, fences, and then reads the queue and the parked count: either the worker's last look
+//!   saw the slot free, or the inline job sees the worker parked and wakes it for the queued
+//!   job (the store-buffering pattern again). A worker that never ends its own job is woken by
+//!   nobody else: workers take the next job themselves.
+//! * **Stop inline** ([`Counts::start_inline`], [`Counts::stop_inline`]): inline jobs are
+//!   counted per lane in one word, `count << 1 | STOPPED`. A shutdown sets `STOPPED` with one
+//!   `fetch_or` once its deadline passed and counts the jobs still there abandoned; from then on
+//!   no inline job starts, and one that ends finds `STOPPED` and knows it was counted already.
+//!   So each inline job is counted once, by itself or by the shutdown, never both.
 //! * **Orphans are abandoned** ([`Counts::is_orphaned`]): once stopping, the last worker out
 //!   looks at the queue after counting itself out, and a submitter looks at the worker count
 //!   after its push; both are `SeqCst`, so one of them sees the job and abandons it (if the
@@ -50,13 +63,20 @@ pub(crate) struct Counts<T> {
     max_workers: usize,
     /// Worker tasks alive (or claimed and about to start).
     workers: CachePadded<AtomicUsize>,
-    /// Workers running a job.
+    /// Jobs running: on workers, or inline on their callers' tasks (worker slots in use).
     busy: CachePadded<AtomicUsize>,
     /// Workers parked waiting for work, or about to park.
     parked: CachePadded<AtomicUsize>,
     /// A shutdown is abandoning work: start no more workers.
     stopping: AtomicBool,
+    /// Inline jobs running, per lane: `count << 1 | STOPPED` (see "stop inline").
+    inline: [CachePadded<AtomicUsize>; LANES],
 }
+
+/// The flag of an inline word: a shutdown counted its jobs abandoned, none may start.
+const STOPPED: usize = 1;
+/// One inline job in an inline word.
+const ONE_INLINE: usize = 1 << 1;
 
 /// What a push did.
 #[must_use = "a parked worker may need waking"]
@@ -87,6 +107,7 @@ impl<T> Counts<T> {
             busy: CachePadded::new(AtomicUsize::new(0)),
             parked: CachePadded::new(AtomicUsize::new(0)),
             stopping: AtomicBool::new(false),
+            inline: std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0))),
         }
     }
 
@@ -161,19 +182,11 @@ impl<T> Counts<T> {
 
     // ---- workers ----
 
-    /// Takes the oldest job and counts its worker busy ("busy before release"). Also returns the
-    /// number busy with it, itself included.
-    pub(crate) fn take_next(&self) -> Option<(T, usize)> {
-        let item = self.queue.pop()?;
-        let busy = self.busy.fetch_add(1, Ordering::SeqCst) + 1;
-        self.queue.release();
-        Some((item, busy))
-    }
-
-    /// [`take_next`](Self::take_next) under a concurrency limit: the worker counts itself busy
-    /// first, only while fewer than `limit` are, then pops (and uncounts itself if the queue was
-    /// empty). So at most `limit` jobs run at once, and a job still counts as queued until its
-    /// worker counts as busy.
+    /// Takes the next job and counts its worker busy ("busy before release"), within a
+    /// concurrency limit: the worker counts itself busy first, only while fewer than `limit`
+    /// are, then pops (and uncounts itself if the queue was empty). So at most `limit` jobs run
+    /// at once, inline jobs included, and a job still counts as queued until its worker counts
+    /// as busy. Also returns the number busy with it, itself included.
     pub(crate) fn take_next_within(&self, limit: usize) -> Option<(T, usize)> {
         if self.queue.len() == 0 {
             return None; // nothing reserved, so nothing to take: skip counting in and out
@@ -193,9 +206,79 @@ impl<T> Counts<T> {
         Some((item, busy))
     }
 
-    /// A job taken with [`take_next`](Self::take_next) ended, however it ended.
+    /// A job taken with [`take_next_within`](Self::take_next_within) ended, however it ended.
     pub(crate) fn end_job(&self) {
         self.busy.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    // ---- inline jobs ----
+
+    /// Takes a worker slot for a job that its caller runs: only while nothing is queued (so it
+    /// never overtakes queued work) and fewer than `limit` run. Returns the number running with
+    /// it, itself included; `None` if the job must be queued.
+    pub(crate) fn take_slot_within(&self, limit: usize) -> Option<usize> {
+        if self.queue.len() != 0 {
+            return None;
+        }
+        let busy = self
+            .busy
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
+                (b < limit).then_some(b + 1)
+            })
+            .ok()?;
+        Some(busy + 1)
+    }
+
+    /// Gives back a slot taken with [`take_slot_within`](Self::take_slot_within). Returns whether
+    /// a parked worker must be woken for a queued job ("a freed slot goes to the queue").
+    pub(crate) fn free_slot(&self) -> bool {
+        self.busy.fetch_sub(1, Ordering::SeqCst);
+        fence(Ordering::SeqCst); // pairs with the fence in `park`
+        self.queue.len() > 0 && self.parked.load(Ordering::SeqCst) > 0
+    }
+
+    /// Counts an inline job of `lane` running. Returns `false` once a shutdown stopped inline
+    /// jobs ("stop inline"): the job must not run.
+    pub(crate) fn start_inline(&self, lane: usize) -> bool {
+        self.inline[lane]
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w & STOPPED == 0).then_some(w + ONE_INLINE)
+            })
+            .is_ok()
+    }
+
+    /// An inline job of `lane` ended: uncounts it and returns `true`, or returns `false` if a
+    /// shutdown stopped it and counted it abandoned already.
+    pub(crate) fn end_inline(&self, lane: usize) -> bool {
+        self.inline[lane]
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |w| {
+                (w & STOPPED == 0).then(|| w - ONE_INLINE)
+            })
+            .is_ok()
+    }
+
+    /// Whether a shutdown stopped the inline jobs of `lane`.
+    pub(crate) fn inline_stopped(&self, lane: usize) -> bool {
+        self.inline[lane].load(Ordering::SeqCst) & STOPPED != 0
+    }
+
+    /// Stops inline jobs: none starts from now on, and those running are the caller's to count
+    /// abandoned. Returns how many were running in each lane (none, if stopped before).
+    pub(crate) fn stop_inline(&self) -> [usize; LANES] {
+        std::array::from_fn(|lane| {
+            let word = self.inline[lane].fetch_or(STOPPED, Ordering::SeqCst);
+            if word & STOPPED == 0 { word >> 1 } else { 0 }
+        })
+    }
+
+    /// Inline jobs running and not stopped.
+    pub(crate) fn inline_running(&self) -> usize {
+        self.inline
+            .iter()
+            .map(|word| word.load(Ordering::SeqCst))
+            .filter(|word| word & STOPPED == 0)
+            .map(|word| word >> 1)
+            .sum()
     }
 
     /// Counts the calling worker parked until the returned count is dropped. Call it before the
@@ -309,12 +392,17 @@ impl<T> Counts<T> {
 mod tests {
     use super::*;
 
+    /// A worker's take under a fixed limit (`max_workers`).
+    fn take<T>(counts: &Counts<T>) -> Option<(T, usize)> {
+        counts.take_next_within(counts.max_workers)
+    }
+
     #[test]
     fn a_taken_job_counts_busy_until_it_ends() {
         let counts = Counts::new(2, 0, 1);
         let permit = counts.try_reserve().expect("room");
         assert!(!counts.push(permit, 1, 1).wake, "nobody parked: no wake-up");
-        assert_eq!(counts.take_next(), Some((1, 1)));
+        assert_eq!(take(&counts), Some((1, 1)));
         assert_eq!((counts.queued(), counts.busy()), (0, 1));
         counts.end_job();
         assert_eq!(counts.busy(), 0);
@@ -338,7 +426,7 @@ mod tests {
         assert_eq!(ended, Some(3));
         assert_eq!((counts.queued(), counts.busy()), (0, 0));
         assert!(!counts.remove(pushed.ticket, |_| unreachable!("removed once")));
-        assert_eq!(counts.take_next(), None);
+        assert_eq!(take(&counts), None);
     }
 
     #[test]
@@ -366,6 +454,35 @@ mod tests {
         );
         assert_eq!(counts.workers(), 2);
     }
+
+    #[test]
+    fn an_inline_slot_never_overtakes_the_queue_nor_the_limit() {
+        let counts = Counts::new(2, 0, 2);
+        assert_eq!(counts.take_slot_within(2), Some(1));
+        assert_eq!(counts.take_slot_within(2), Some(2));
+        assert_eq!(counts.take_slot_within(2), None, "the limit is in use");
+        assert!(!counts.free_slot(), "nothing queued: nobody to wake");
+        let parked = counts.park();
+        let _ = counts.push(counts.try_reserve().expect("room"), 1, 1);
+        assert_eq!(counts.take_slot_within(2), None, "a job is queued");
+        assert!(counts.free_slot(), "a queued job and a parked worker");
+        drop(parked);
+        assert_eq!(counts.take_next_within(2), Some((1, 1)));
+    }
+
+    #[test]
+    fn a_stopped_inline_job_is_counted_by_the_stop_not_by_its_end() {
+        let counts: Counts<u8> = Counts::new(1, 0, 1);
+        assert!(counts.start_inline(1) && counts.start_inline(1) && counts.start_inline(3));
+        assert!(counts.end_inline(1));
+        assert_eq!(counts.inline_running(), 2);
+        assert_eq!(counts.stop_inline(), [0, 1, 0, 1]);
+        assert!(counts.inline_stopped(1));
+        assert!(!counts.end_inline(1), "counted by the stop");
+        assert!(!counts.start_inline(0), "none starts once stopped");
+        assert_eq!(counts.inline_running(), 0);
+        assert_eq!(counts.stop_inline(), [0; LANES], "counted once");
+    }
 }
 
 #[cfg(all(test, spillway_loom))]
@@ -382,6 +499,11 @@ mod loom_tests {
     use loom::thread;
 
     use crate::scaler::{self, Decision, Policy};
+
+    /// A worker's take under a fixed limit (`max_workers`).
+    fn take<T>(counts: &Counts<T>) -> Option<(T, usize)> {
+        counts.take_next_within(counts.max_workers)
+    }
 
     /// Two workers race for two queued jobs under a limit of one: at most one runs at a time,
     /// a worker that finds the limit in use takes nothing and leaves `busy` as it was, and every
@@ -425,12 +547,12 @@ mod loom_tests {
                 let (counts, work) = (counts.clone(), work.clone());
                 thread::spawn(move || {
                     loop {
-                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
+                        if let Some(job) = take(&counts).map(|(job, _)| job) {
                             counts.end_job();
                             return job;
                         }
                         let parked = counts.park();
-                        if let Some(job) = counts.take_next().map(|(job, _)| job) {
+                        if let Some(job) = take(&counts).map(|(job, _)| job) {
                             drop(parked);
                             counts.end_job();
                             return job;
@@ -484,14 +606,14 @@ mod loom_tests {
                     }
                     let taken = loop {
                         let finishing = done.load(Ordering::SeqCst);
-                        if counts.take_next().is_some() {
+                        if take(&counts).is_some() {
                             break 1;
                         }
                         if finishing {
                             break 0;
                         }
                         let parked = counts.park();
-                        if counts.take_next().is_some() {
+                        if take(&counts).is_some() {
                             break 1;
                         }
                         work.wait();
@@ -528,7 +650,7 @@ mod loom_tests {
                     let counts = counts.clone();
                     // Started after the push, with the retiring worker gone for good.
                     thread::spawn(move || {
-                        let taken = usize::from(counts.take_next().is_some());
+                        let taken = usize::from(take(&counts).is_some());
                         counts.end_job();
                         counts.release_workers(1);
                         taken
@@ -542,6 +664,98 @@ mod loom_tests {
             assert_eq!(by_retiring + by_new, 1, "the job was stranded or run twice");
             assert_eq!((counts.queued(), counts.workers()), (0, 0));
         }
+    }
+
+    /// A worker parks while an inline job holds the only slot under a limit of one and a job is
+    /// queued: when the inline job gives its slot back, either the worker's last look finds the
+    /// slot free or the inline job sees it parked and wakes it. The queued job is never
+    /// stranded behind a slot freed by a job no worker ran.
+    #[test]
+    fn loom_a_slot_freed_inline_goes_to_the_queued_job() {
+        loom::model(|| freed_slot_goes_to_the_queued_job(false));
+    }
+
+    /// The same, with the job pushed while the inline job ends (its submitter wakes a parked
+    /// worker too).
+    #[test]
+    fn loom_a_slot_freed_inline_goes_to_a_job_pushed_meanwhile() {
+        loom::model(|| freed_slot_goes_to_the_queued_job(true));
+    }
+
+    fn freed_slot_goes_to_the_queued_job(push_meanwhile: bool) {
+        let counts = Arc::new(Counts::new(1, 1, 1));
+        let work = Arc::new(Notify::new());
+        assert_eq!(counts.take_slot_within(1), Some(1));
+        if !push_meanwhile {
+            let _ = counts.push(counts.try_reserve().expect("room"), 5, 1);
+        }
+        let worker = {
+            let (counts, work) = (counts.clone(), work.clone());
+            thread::spawn(move || {
+                loop {
+                    if let Some((job, _)) = counts.take_next_within(1) {
+                        counts.end_job();
+                        return job;
+                    }
+                    let parked = counts.park();
+                    if let Some((job, _)) = counts.take_next_within(1) {
+                        drop(parked);
+                        counts.end_job();
+                        return job;
+                    }
+                    work.wait(); // blocks for good if both sides skipped the wake-up
+                    drop(parked);
+                }
+            })
+        };
+        let submitter = push_meanwhile.then(|| {
+            let (counts, work) = (counts.clone(), work.clone());
+            thread::spawn(move || {
+                if counts.push(counts.try_reserve().expect("room"), 5, 1).wake {
+                    work.notify();
+                }
+            })
+        });
+        if counts.free_slot() {
+            work.notify();
+        }
+        if let Some(submitter) = submitter {
+            submitter.join().unwrap();
+        }
+        assert_eq!(worker.join().unwrap(), 5);
+        assert_eq!((counts.queued(), counts.busy()), (0, 0));
+    }
+
+    /// A shutdown stops inline jobs while one ends and another starts: each job that started is
+    /// counted exactly once, by its own end or by the stop.
+    #[test]
+    fn loom_stop_inline_counts_each_job_once() {
+        loom::model(|| {
+            let counts: Arc<Counts<u8>> = Arc::new(Counts::new(1, 0, 1));
+            assert!(counts.start_inline(1));
+            let ending = {
+                let counts = counts.clone();
+                thread::spawn(move || usize::from(counts.end_inline(1)))
+            };
+            let starting = {
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    if !counts.start_inline(1) {
+                        return (0, 0);
+                    }
+                    (1, usize::from(counts.end_inline(1)))
+                })
+            };
+            let stopped: usize = counts.stop_inline().iter().sum();
+            let ended = ending.join().unwrap();
+            let (started, ended_late) = starting.join().unwrap();
+            assert_eq!(
+                stopped + ended + ended_late,
+                1 + started,
+                "an inline job was counted twice or never"
+            );
+            assert_eq!(counts.inline_running(), 0);
+        });
     }
 
     /// Abandons what is queued if the pool is orphaned; returns how many jobs it abandoned.
@@ -665,7 +879,7 @@ mod loom_tests {
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {
-                    let taken = counts.take_next().map(|(job, _)| job);
+                    let taken = take(&counts).map(|(job, _)| job);
                     if taken.is_some() {
                         counts.end_job();
                     }
@@ -685,7 +899,7 @@ mod loom_tests {
             };
             let taken = worker.join().unwrap();
             let mut ended: Vec<i32> = taken.into_iter().chain(displaced).collect();
-            ended.extend(counts.take_next().map(|(job, _)| job));
+            ended.extend(take(&counts).map(|(job, _)| job));
             ended.sort_unstable();
             let expected: &[i32] = if displaced.is_some() { &[1, 2] } else { &[1] };
             assert_eq!(ended, expected, "a job was lost or ended twice");
@@ -702,7 +916,7 @@ mod loom_tests {
             let worker = {
                 let counts = counts.clone();
                 thread::spawn(move || {
-                    let taken = counts.take_next().map(|(job, _)| job);
+                    let taken = take(&counts).map(|(job, _)| job);
                     if taken.is_some() {
                         assert_eq!(counts.busy(), 1);
                         counts.end_job();

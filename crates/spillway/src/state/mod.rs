@@ -27,8 +27,18 @@
 //!   still running at its run deadline (`run_timeout`, `worker.rs`) ends there as timed out;
 //!   one stopped by a shutdown ends in [`Shared::job_stopped`]. Either way it is counted as its
 //!   handle reports it: a handle aborted first made it cancelled.
-//! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline, stop starting workers
-//!   and abort those left, end what is still queued as abandoned.
+//! * **Inline jobs** ([`Shared::admit_run`], [`InlineSlot`]): a caller that awaits its job
+//!   anyway ([`Pool::run`](crate::Pool::run)) runs it on its own task when the pool is open,
+//!   nothing is queued and the limit has room: it takes a worker slot ("a freed slot goes to
+//!   the queue", in [`counts`]) and is then a running job for everything else: counted busy,
+//!   queue wait zero, its end observed in [`Shared::job_ended`]'s one place with the same
+//!   samples for the limit. No worker is woken for it, which is the point (a cross-thread wake
+//!   costs more than the job's whole bookkeeping). Its slot, once free, goes to the queue: a
+//!   parked worker is woken if a job waits.
+//! * **Shutdown** ([`Shared::shutdown`]): close, drain until the deadline (inline jobs
+//!   included), stop starting workers and abort those left, count the inline jobs still running
+//!   abandoned ("stop inline", in [`counts`]: each stops at its next poll), end what is still
+//!   queued as abandoned.
 //! * **No queued work without a worker** ([`Shared::abandon_if_orphaned`]): once no worker may
 //!   start (a shutdown stopped them, or the runtime is gone), whoever may be the last to touch
 //!   the queue abandons what it holds: the last worker to exit, a submitter after its push, the
@@ -46,6 +56,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use crossbeam_utils::CachePadded;
 use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -60,7 +71,7 @@ use crate::config::Config;
 use crate::error::JobError;
 use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
 use crate::limit::{Bounds, Sample};
-use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
+use crate::metrics::{self as metrics_shard, Latency, Metrics, PriorityCounts, Snapshot};
 use crate::priority::{JobOptions, Priority};
 use crate::queue::{Permit, Refused, Ticket};
 use crate::scaler::{self, Decision};
@@ -92,6 +103,10 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
     last_growth: AtomicU64,
+    /// The samples of inline jobs for the limit, one batch per shard of threads (as the
+    /// metrics' histograms), so that a caller's thread nearly always takes an uncontended lock.
+    /// Empty under a fixed limit.
+    inline_samples: Box<[CachePadded<Mutex<Samples>>]>,
 }
 
 /// Why a submission was refused: the queue's reasons, or a deadline that had passed already.
@@ -122,21 +137,29 @@ impl Shared {
     /// Builds the state and starts `min_workers` workers.
     pub(crate) fn start(config: Config, runtime: Handle, start_worker: StartWorker) -> Arc<Self> {
         let policy = config.policy;
+        let limiter = Limiter::new(
+            &config.limit,
+            // At least one job may run, even with `min_workers = 0`.
+            Bounds {
+                min: policy.min_workers.max(1),
+                max: policy.max_workers,
+            },
+            config.queue_capacity,
+        );
+        let inline_samples = if limiter.is_fixed() {
+            Box::default()
+        } else {
+            (0..metrics_shard::shards())
+                .map(|_| CachePadded::new(Mutex::new(Samples::default())))
+                .collect()
+        };
         let shared = Arc::new(Shared {
             counts: Counts::new(
                 config.queue_capacity,
                 policy.min_workers,
                 policy.max_workers,
             ),
-            limiter: Limiter::new(
-                &config.limit,
-                // At least one job may run, even with `min_workers = 0`.
-                Bounds {
-                    min: policy.min_workers.max(1),
-                    max: policy.max_workers,
-                },
-                config.queue_capacity,
-            ),
+            limiter,
             config,
             metrics: Metrics::new(),
             work: Notify::new(),
@@ -148,6 +171,7 @@ impl Shared {
             runtime,
             epoch: Instant::now(),
             last_growth: AtomicU64::new(0),
+            inline_samples,
         });
         // Not a growth step: the cooldown starts with the first growth.
         shared.grow(policy.min_workers);
@@ -179,7 +203,7 @@ impl Shared {
     /// `Refusal::Full` means the wait timed out. Counts a refusal as shed, once.
     pub(crate) async fn admit_until<F>(
         self: &Arc<Self>,
-        mut job: F,
+        job: F,
         opts: JobOptions,
         wait_until: Option<Instant>,
     ) -> Result<JobHandle<F::Output>, (Refusal, F)>
@@ -187,6 +211,44 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.wait_for_room(job, opts, wait_until, Self::admit).await
+    }
+
+    /// [`admit_until`](Self::admit_until) for a job its caller will await: run by the caller if
+    /// [`admit_run`](Self::admit_run) lets it, else queued.
+    pub(crate) async fn admit_run_until<F>(
+        self: &Arc<Self>,
+        job: F,
+        opts: JobOptions,
+        wait_until: Option<Instant>,
+    ) -> Result<Admitted<F>, (Refusal, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        // Room now is the common case: look once before registering for a wake-up.
+        match self.admit_run(job, opts) {
+            Err((Refusal::Full, job)) => {
+                self.wait_for_room(job, opts, wait_until, Self::admit_run)
+                    .await
+            }
+            Err((refused, job)) => {
+                self.count_shed(refused, opts.get_priority());
+                Err((refused, job))
+            }
+            admitted => admitted,
+        }
+    }
+
+    /// Tries `admit` until it admits `job` or refuses it for another reason than a full queue,
+    /// waiting for room in between, until `wait_until` (forever if `None`).
+    async fn wait_for_room<F, A>(
+        self: &Arc<Self>,
+        mut job: F,
+        opts: JobOptions,
+        wait_until: Option<Instant>,
+        admit: impl Fn(&Arc<Self>, F, JobOptions) -> Result<A, (Refusal, F)>,
+    ) -> Result<A, (Refusal, F)> {
         let priority = opts.get_priority();
         loop {
             // Register interest before looking, so that a slot freed in between wakes us.
@@ -194,7 +256,7 @@ impl Shared {
             let mut room = pin!(room);
             room.as_mut().enable();
             let _waiting = Waiting::new(&self.waiting_submitters);
-            match self.admit(job, opts) {
+            match admit(self, job, opts) {
                 Ok(handle) => return Ok(handle),
                 Err((Refusal::Full, returned)) => job = returned,
                 Err((refused, returned)) => {
@@ -251,6 +313,67 @@ impl Shared {
         self.maybe_grow();
         self.queued_at(&mut handle, pushed.ticket);
         Ok(handle)
+    }
+
+    /// Admits `job` if there is room now, for a caller that will await it; counts a refusal as
+    /// shed.
+    pub(crate) fn try_admit_run<F>(
+        self: &Arc<Self>,
+        job: F,
+        opts: JobOptions,
+    ) -> Result<Admitted<F>, (Refusal, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let priority = opts.get_priority();
+        self.admit_run(job, opts)
+            .inspect_err(|(refused, _)| self.count_shed(*refused, priority))
+    }
+
+    /// The admission check for a job its caller will await ("inline jobs"): while the pool is
+    /// open, nothing is queued and fewer than the limit run, the job takes a worker slot and
+    /// its caller runs it; otherwise it goes through [`admit`](Self::admit) and is queued.
+    fn admit_run<F>(self: &Arc<Self>, job: F, opts: JobOptions) -> Result<Admitted<F>, (Refusal, F)>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        if self.counts.is_closed() {
+            return Err((Refusal::Closed, job));
+        }
+        let Some(in_flight) = self.counts.take_slot_within(self.limiter.limit()) else {
+            return self.admit(job, opts).map(Admitted::Queued);
+        };
+        let deadline = opts.get_deadline().map(Instant::from_std);
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            self.free_slot();
+            return Err((Refusal::Late, job));
+        }
+        let priority = opts.get_priority();
+        self.metrics.lane(priority).submitted.inc();
+        self.metrics.started(priority);
+        if !self.counts.start_inline(priority.index()) {
+            // A shutdown stopped inline jobs since the look at `closed`: admitted, and at once
+            // abandoned, as a queued job would have been.
+            self.metrics.stopped(priority, Outcome::Abandoned);
+            self.free_slot();
+            return Ok(Admitted::Abandoned(job));
+        }
+        let slot = InlineSlot {
+            shared: self.clone(),
+            priority,
+            in_flight,
+            ended: false,
+        };
+        Ok(Admitted::Inline(slot, job))
+    }
+
+    /// Gives back a worker slot taken by an inline job; wakes a parked worker if a job waits.
+    fn free_slot(&self) {
+        if self.counts.free_slot() {
+            self.work.notify_one();
+        }
     }
 
     /// Reserves a queue slot. Under a concurrency limit, a job beyond `limit + queue bound` in
@@ -414,14 +537,11 @@ impl Shared {
     // ---- workers: jobs ----
 
     /// Takes the next job and marks its worker busy, unless the concurrency limit is reached
-    /// (the worker then parks; a rise of the limit wakes it). The job counts as queued until it
-    /// counts as busy, never as neither.
+    /// (the worker then parks; a rise of the limit, or an inline job's freed slot, wakes it).
+    /// The job counts as queued until it counts as busy, never as neither. A fixed limit is
+    /// `max_workers`: only inline jobs can fill it before the workers do.
     pub(crate) fn take_next(&self) -> Option<Taken> {
-        let (job, in_flight) = if self.limiter.is_fixed() {
-            self.counts.take_next()?
-        } else {
-            self.counts.take_next_within(self.limiter.limit())?
-        };
+        let (job, in_flight) = self.counts.take_next_within(self.limiter.limit())?;
         self.metrics.started(job.priority());
         self.left_queue();
         Some(Taken { job, in_flight })
@@ -469,6 +589,31 @@ impl Shared {
         self.metrics
             .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
+        self.learn(ended, samples);
+    }
+
+    /// An inline job ended: counted and observed as [`job_ended`](Self::job_ended) does, its
+    /// slot given to the queue, and a waiting shutdown told. Returns `false`, counting nothing,
+    /// if a shutdown had stopped it and counted it abandoned ("stop inline").
+    fn inline_ended(&self, ended: &Ended) -> bool {
+        if !self.counts.end_inline(ended.priority.index()) {
+            return false;
+        }
+        self.metrics
+            .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
+        self.free_slot();
+        if !self.inline_samples.is_empty() {
+            let shard = metrics_shard::shard(self.inline_samples.len());
+            self.learn(ended, &mut lock_std(&self.inline_samples[shard]));
+        }
+        if self.counts.is_closed() {
+            self.exited.notify_waiters();
+        }
+        true
+    }
+
+    /// What the concurrency limit learns from a job's end (nothing, for a fixed limit).
+    fn learn(&self, ended: &Ended, samples: &mut Samples) {
         if self.limiter.is_fixed() {
             return;
         }
@@ -531,12 +676,17 @@ impl Shared {
             self.counts.stop_starting();
             tasks.abort_all();
         }
+        self.abandon_inline();
         // No worker left to be the last one out: abandon now, before the first await.
         self.abandon_if_orphaned();
         self.wait_for_workers(None, false).await;
         self.abandon_queued().await;
         let mut tasks = std::mem::take(&mut *lock_std(&self.tasks));
         while tasks.join_next().await.is_some() {}
+        while self.counts.busy() > 0 {
+            // An inline job that ended just before the stop is still counting its end.
+            tokio::task::yield_now().await;
+        }
         let (ended_after, abandoned_after) = self.metrics.ended();
         let abandoned = abandoned_after - abandoned_before;
         Stopped {
@@ -550,19 +700,22 @@ impl Shared {
     /// jobs with no worker left to run them gets one (possible only with `min_workers = 0`).
     async fn wait_for_workers(self: &Arc<Self>, deadline: Option<Instant>, restart: bool) -> bool {
         loop {
-            if deadline.is_some_and(|deadline| Instant::now() >= deadline) && self.workers() > 0 {
+            if deadline.is_some_and(|deadline| Instant::now() >= deadline)
+                && (self.workers() > 0 || self.counts.inline_running() > 0)
+            {
                 return false; // checked here too, in case every wake-up below is ready at once
             }
             let exited = self.exited.notified();
             let mut exited = pin!(exited);
             exited.as_mut().enable();
             if self.counts.workers() == 0 {
-                if !restart || self.counts.is_drained() || self.counts.is_stopping() {
+                if restart && !self.counts.is_drained() && !self.counts.is_stopping() {
+                    // Start one and wait for it like any other (no busy loop if it dies at
+                    // once, for instance because its runtime is gone).
+                    self.grow(1);
+                } else if self.counts.inline_running() == 0 {
                     return true;
                 }
-                // Start one and wait for it like any other (no busy loop if it dies at once,
-                // for instance because its runtime is gone).
-                self.grow(1);
             }
             match deadline {
                 Some(deadline) => {
@@ -571,6 +724,18 @@ impl Shared {
                     }
                 }
                 None => exited.await,
+            }
+        }
+    }
+
+    /// Stops inline jobs ("stop inline") and counts those still running abandoned: each returns
+    /// `Abandoned` at its next poll, without running further.
+    fn abandon_inline(&self) {
+        let running = self.counts.stop_inline();
+        for (priority, n) in Priority::ALL.into_iter().map(|p| (p, running[p.index()])) {
+            for _ in 0..n {
+                self.metrics.stopped(priority, Outcome::Abandoned);
+                self.counts.end_job();
             }
         }
     }
@@ -732,6 +897,82 @@ pub(crate) struct Ended {
     pub(crate) run: Option<Duration>,
     /// From [`Taken::in_flight`].
     pub(crate) in_flight: usize,
+}
+
+/// What admission did with a job its caller will await.
+pub(crate) enum Admitted<F: Future> {
+    /// A worker slot was free and nothing was queued: the caller runs the job in the slot.
+    Inline(InlineSlot, F),
+    /// Queued, as any submitted job.
+    Queued(JobHandle<F::Output>),
+    /// Admitted as a shutdown stopped inline jobs: counted abandoned, never to run.
+    Abandoned(F),
+}
+
+/// A worker slot held by a job its caller runs ("inline jobs"). Ending it with
+/// [`end`](Self::end) counts the job; dropping it unended counts it cancelled.
+#[must_use = "the slot counts the job busy until it is ended or dropped"]
+pub(crate) struct InlineSlot {
+    shared: Arc<Shared>,
+    priority: Priority,
+    /// Jobs running when it took its slot, itself included.
+    in_flight: usize,
+    ended: bool,
+}
+
+impl InlineSlot {
+    /// Whether a shutdown stopped the job and counted it abandoned: it must not run further.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.shared.counts.inline_stopped(self.priority.index())
+    }
+
+    /// The pool's run timeout.
+    pub(crate) fn run_timeout(&self) -> Option<Duration> {
+        self.shared.config.run_timeout
+    }
+
+    /// A timer for the run deadline `until`, on the pool's runtime (the caller's may have no
+    /// timer).
+    pub(crate) fn timer(&self, until: Instant) -> tokio::time::Sleep {
+        let _runtime = self.shared.runtime.enter();
+        tokio::time::sleep_until(until)
+    }
+
+    /// Counts the job's end: `outcome` at `at`, having run since `started` if its body
+    /// finished (`ran`). Returns `false` if a shutdown had counted it abandoned already.
+    pub(crate) fn end(
+        mut self,
+        outcome: Outcome,
+        started: Instant,
+        at: Instant,
+        ran: bool,
+    ) -> bool {
+        self.ended = true;
+        self.shared.inline_ended(&Ended {
+            priority: self.priority,
+            outcome,
+            at,
+            queue_wait: Duration::ZERO,
+            run: ran.then(|| at.saturating_duration_since(started)),
+            in_flight: self.in_flight,
+        })
+    }
+}
+
+impl Drop for InlineSlot {
+    fn drop(&mut self) {
+        if !self.ended {
+            // Dropped unended: its caller dropped the job's future.
+            self.shared.inline_ended(&Ended {
+                priority: self.priority,
+                outcome: Outcome::Cancelled,
+                at: Instant::now(),
+                queue_wait: Duration::ZERO,
+                run: None,
+                in_flight: self.in_flight,
+            });
+        }
+    }
 }
 
 /// What a job of `priority` admitted now carries.

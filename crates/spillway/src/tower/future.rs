@@ -7,11 +7,16 @@ use std::task::{Context, Poll, ready};
 
 use super::error::{BoxError, Overloaded, ShedReason};
 use crate::error::JobError;
-use crate::job::JobHandle;
+use crate::run::{BoxBody, Run};
 
-/// Waits for room in the queue (wait mode): the job inside, its handle or why it was shed out.
+/// The job of one request: the inner service's future, boxed once admitted to run inline (the
+/// response future's type does not name the inner future's).
+pub(crate) type RequestJob<T> = BoxBody<Result<T, BoxError>>;
+
+/// Waits for room in the queue (wait mode): the job inside, its admission or why it was shed
+/// out.
 pub(crate) type Admission<T> =
-    Pin<Box<dyn Future<Output = Result<JobHandle<Result<T, BoxError>>, ShedReason>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Run<RequestJob<T>>, ShedReason>> + Send>>;
 
 /// The response of a [`PoolService`](crate::PoolService): the inner service's response once
 /// the pool has run its future, or why not.
@@ -34,10 +39,12 @@ pub(crate) type Admission<T> =
 /// # Cancel safety
 ///
 /// Dropping this future cancels the request: if it is still waiting for room, it never enters
-/// the queue; if it is queued, it never runs; if it is running, its future is dropped at its
-/// next `.await` (a future that computes without awaiting keeps its worker until it does).
-/// A queued request's slot is freed at once; a running one's when its future is dropped. This
-/// is what happens when a client disconnects and the server drops the response future.
+/// the queue; if it is queued, it never runs; if it runs on this task (a worker slot was free
+/// at admission), it is dropped with this future; if it runs on a worker, its future is dropped
+/// at its next `.await` (a future that computes without awaiting keeps its worker until it
+/// does). A queued request's slot is freed at once; a running one's when its future is
+/// dropped. This is what happens when a client disconnects and the server drops the response
+/// future.
 ///
 /// # Examples
 ///
@@ -66,8 +73,8 @@ enum State<T> {
     Shed(Option<ShedReason>),
     /// Waiting for room in the queue.
     Admitting(Admission<T>),
-    /// Admitted: queued or running.
-    Admitted(JobHandle<Result<T, BoxError>>),
+    /// Admitted: running on this task (inline), queued, or running on a worker.
+    Admitted(Run<RequestJob<T>>),
     /// Returned its result.
     Done,
 }
@@ -85,9 +92,9 @@ impl<T> ResponseFuture<T> {
         }
     }
 
-    pub(crate) fn admitted(handle: JobHandle<Result<T, BoxError>>) -> Self {
+    pub(crate) fn admitted(run: Run<RequestJob<T>>) -> Self {
         ResponseFuture {
-            state: State::Admitted(handle),
+            state: State::Admitted(run),
         }
     }
 }
@@ -121,11 +128,11 @@ impl<T> Future for ResponseFuture<T> {
                     return Poll::Ready(Err(Box::new(Overloaded::new(reason))));
                 }
                 State::Admitting(admission) => match ready!(admission.as_mut().poll(cx)) {
-                    Ok(handle) => this.state = State::Admitted(handle),
+                    Ok(run) => this.state = State::Admitted(run),
                     Err(reason) => this.state = State::Shed(Some(reason)),
                 },
-                State::Admitted(handle) => {
-                    let result = ready!(Pin::new(handle).poll(cx));
+                State::Admitted(run) => {
+                    let result = ready!(Pin::new(run).poll(cx));
                     this.state = State::Done;
                     return Poll::Ready(result.unwrap_or_else(|error| Err(job_error(error))));
                 }
@@ -141,7 +148,7 @@ impl<T> fmt::Debug for ResponseFuture<T> {
         match &self.state {
             State::Shed(Some(reason)) => f.field("shed", reason),
             State::Admitting(_) => f.field("state", &"admitting"),
-            State::Admitted(handle) => f.field("job", handle),
+            State::Admitted(run) => f.field("job", run),
             State::Shed(None) | State::Done => f.field("state", &"done"),
         }
         .finish()

@@ -13,16 +13,19 @@ use super::future::ResponseFuture;
 use crate::error::{SubmitTimeoutError, TrySubmitError};
 use crate::pool::Pool;
 use crate::priority::JobOptions;
+use crate::run::Run;
 
 /// A [`Service`] that runs the inner service's response futures as jobs of a [`Pool`], and sheds
 /// requests the pool has no room for. Usually made by a [`PoolLayer`](crate::PoolLayer).
 ///
 /// * `poll_ready` is the inner service's: its backpressure passes through unchanged.
-/// * `call` calls the inner service on the caller's task, then submits the future it returns.
-///   By default it fails fast: a full queue sheds the request with
-///   [`Overloaded`](crate::Overloaded) ([`ShedReason::QueueFull`]) without waiting or
-///   allocating. With [`wait`](Self::wait), the response future instead waits up to a timeout
-///   for room ([`ShedReason::WaitTimedOut`] after it).
+/// * `call` calls the inner service on the caller's task, then admits the future it returns as
+///   a job with [`Pool::try_run_with`]: when a worker slot is free and nothing is queued, the
+///   job runs in the [`ResponseFuture`] itself, on the task that awaits it, holding the slot
+///   (no hand-off to a worker); otherwise it is queued for a worker. By default admission fails
+///   fast: a full queue sheds the request with [`Overloaded`](crate::Overloaded)
+///   ([`ShedReason::QueueFull`]) without waiting. With [`wait`](Self::wait), the response
+///   future instead waits up to a timeout for room ([`ShedReason::WaitTimedOut`] after it).
 /// * The [`ResponseFuture`] resolves when the job ends; dropping it cancels the job.
 ///
 /// # Examples
@@ -249,8 +252,8 @@ where
         let opts = self.classify.classify(&req);
         let job = run(self.inner.call(req));
         match self.wait {
-            None => match self.pool.try_submit_with(opts, job) {
-                Ok(handle) => ResponseFuture::admitted(handle),
+            None => match self.pool.try_run_with(opts, job) {
+                Ok(run) => ResponseFuture::admitted(run.boxed()),
                 // The shed job is dropped here: the inner future never ran.
                 Err(TrySubmitError::Full(_)) => ResponseFuture::shed(ShedReason::QueueFull),
                 Err(TrySubmitError::Closed(_)) => ResponseFuture::shed(ShedReason::Closed),
@@ -268,8 +271,9 @@ where
                     (wait, job) => wait.or(job),
                 };
                 ResponseFuture::admitting(Box::pin(async move {
-                    pool.admit_with(job, opts, deadline)
+                    pool.admit_run_with(job, opts, deadline)
                         .await
+                        .map(Run::boxed)
                         .map_err(|error| match error {
                             SubmitTimeoutError::Timeout(_) => ShedReason::WaitTimedOut,
                             SubmitTimeoutError::Closed(_) => ShedReason::Closed,
