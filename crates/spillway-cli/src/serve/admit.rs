@@ -7,10 +7,10 @@
 //! call) and without moving the response through a boxed error.
 //!
 //! The handler awaits the job anyway, so (failing fast, the default) it is admitted with
-//! `Pool::try_run_with`: when a worker slot is free and nothing is queued, the job runs on the connection's own task, holding the
-//! slot (no hand-off to the pool's runtime, which cost a cross-thread wake per request); under
-//! load it is queued for the pool's workers, whose runtime keeps serving the work already taken
-//! while the server sheds the rest.
+//! `Pool::try_run_with`: when a worker slot is free and nothing is queued, the job runs on the
+//! connection's own task, holding the slot (no hand-off to the pool's runtime, which cost a
+//! cross-thread wake per request); under load it is queued for the pool's workers, whose runtime
+//! keeps serving the work already taken while the server sheds the rest.
 
 use std::time::Duration;
 

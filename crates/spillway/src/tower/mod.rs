@@ -5,10 +5,10 @@
 //! a tonic server...) in a [`PoolService`](crate::PoolService). Each request is handed to the
 //! inner service on the caller's task, and the future it returns becomes a pool job (run by the
 //! response future itself when a worker slot is free, see
-//! [`Pool::try_run`](crate::Pool::try_run)): at most
-//! the pool's concurrency limit (adaptive by default, never above `max_workers`) run and at most
-//! `queue_capacity` wait in the queue, whatever the traffic. (In [`wait`](crate::PoolLayer::wait) mode, requests waiting for a queue slot are
-//! outside the queue: they are bounded only by the callers and connections.)
+//! [`Pool::try_run`](crate::Pool::try_run)): at most the pool's concurrency limit (adaptive by
+//! default, never above `max_workers`) run and at most `queue_capacity` wait in the queue,
+//! whatever the traffic. (In [`wait`](crate::PoolLayer::wait) mode, requests waiting for a queue
+//! slot are outside the queue: they are bounded only by the callers and connections.)
 //!
 //! * **Backpressure in `poll_ready`**: it is the inner service's, passed through.
 //! * **Shedding in `call`**: a request the pool has no room for resolves to an
