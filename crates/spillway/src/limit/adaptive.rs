@@ -183,7 +183,7 @@ const FLAT_DLN_N: f64 = 0.15;
 /// ...and the counted completion rate followed `N` at least this much (`dln X / dln N`): a
 /// flat `R` measured on noise, with the completions flat, is no evidence.
 const MIN_GAIN: f64 = 0.5;
-const FAST_GROWTH: f64 = 1.5;
+const FAST_GROWTH: f64 = 1.25;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
@@ -207,6 +207,10 @@ pub(crate) struct Window {
     pub(crate) queued: bool,
     /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
     pub(crate) rate: f64,
+    /// The rate at which its completed jobs had arrived (admitted), from the spread of their
+    /// arrival times; zero when unknown (also when jobs were shed or dropped: the demand was
+    /// more than what arrived). While a backlog drains it is below `rate`.
+    pub(crate) arrivals: f64,
 }
 
 /// Why the limit last moved (or did not), for debug logs.
@@ -222,6 +226,8 @@ pub(crate) enum Reason {
     Probe,
     Settling,
     Ceiling,
+    Demand,
+    Unpaid,
 }
 
 impl Reason {
@@ -238,6 +244,8 @@ impl Reason {
             Reason::Probe => "probe",
             Reason::Settling => "settling",
             Reason::Ceiling => "at the ceiling",
+            Reason::Demand => "enough for the demand",
+            Reason::Unpaid => "the last step brought no more completions",
         }
     }
 }
@@ -284,6 +292,9 @@ pub(crate) struct Law {
     /// During the last window a queue stood while the limit had room: the pool is saturated
     /// by something other than the limit (a rise of `R` is not probed).
     pub(crate) lagging: bool,
+    /// The last step up brought no more completions: no probe up until a window does not
+    /// bind or a step pays (the probe would only repeat it, with more memory first touched).
+    pub(crate) unpaid: bool,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -304,6 +315,7 @@ impl Law {
             fastest: None,
             streak: false,
             lagging: false,
+            unpaid: false,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -352,6 +364,7 @@ impl AdaptiveLimit {
             .add(now, sample, limit, self.raised, self.queue_target);
         self.lagged |= self.standing.is_active();
         self.acc.add(sample, limit);
+        self.acc.arrived(now, sample);
         self.maybe_close(now);
     }
 
@@ -443,7 +456,7 @@ impl Law {
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
             self.measured = Some(*w);
-            next
+            self.within_demand(limit, next, w, tolerance)
         } else if !self.confirmed && !self.saturated {
             // Cold start: demand met the limit for the first time. If R grew with N since the
             // fastest window, descend now rather than after the ramp settles.
@@ -459,6 +472,24 @@ impl Law {
         next.clamp(1.0, max.max(1.0))
     }
 
+    /// A rise to `next` capped at what the demand needs by Little's law, the rate at which
+    /// the window's jobs arrived times their run time, plus `tolerance` (when that rate is
+    /// known): a backlog that keeps the windows binding while it drains does not make the limit
+    /// (and the memory its jobs first touch) grow past what the offered load needs.
+    fn within_demand(&mut self, limit: f64, next: f64, w: &Window, tolerance: f64) -> f64 {
+        let need = w.arrivals * w.run * (1.0 + tolerance);
+        // A probe asks whether more concurrency helps at all: it is not capped.
+        let growth = matches!(self.reason, Reason::Room | Reason::Productive);
+        if !growth || next <= limit || need <= 0.0 || next <= need {
+            return next;
+        }
+        if need <= limit {
+            self.reason = Reason::Demand;
+            return limit;
+        }
+        need
+    }
+
     fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>) -> f64 {
         self.reason = Reason::NotBinding;
         if w.queued {
@@ -471,6 +502,7 @@ impl Law {
             return limit;
         }
         self.saturated = false;
+        self.unpaid = false;
         self.measured = None;
         if last.is_some_and(|l| !l.binding && !l.queued && steady(&l, w)) {
             self.baseline = Some(match self.baseline.filter(|_| self.confirmed) {
@@ -493,7 +525,17 @@ impl Law {
     fn settled(&mut self, limit: f64, w: &Window, tolerance: f64) -> f64 {
         let step = self.measured.and_then(|m| Step::between(&m, w));
         if let Some(step) = step.filter(|s| s.is_flat()) {
-            return self.productive(limit, w, step);
+            return self.productive(limit, w, step.mean_run);
+        }
+        // More in flight brought more completions, R rose less than N: the step paid, and a
+        // run time before it already well above R0 was not ours (a slower downstream). (Near
+        // R0, at the knee, a step that looks paid is the noise of short windows.)
+        let stale = |s: &Step| {
+            self.baseline
+                .is_none_or(|r0| s.low_run > (1.0 + tolerance) * r0)
+        };
+        if let Some(step) = step.filter(|s| s.paid() && stale(s)) {
+            return self.productive(limit, w, step.low_run);
         }
         if let Some(r0) = self.baseline.filter(|&r0| w.run < r0) {
             // A mean below R0 says R0 is too high; follow slowly, as one window is noisy.
@@ -503,14 +545,39 @@ impl Law {
             Some(r0) if self.confirmed => w.run / r0,
             _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
+        let draining = w.arrivals > 0.0 && w.arrivals <= w.rate;
         match step {
+            // The last step up brought no more completions: growing further would only put
+            // more jobs (and more memory) in flight. Hold there. A backlog that drains (fewer
+            // arrive than complete) is left to drain; if more arrives (or was shed) the pool is
+            // saturated, the queue kept short, and the next window shrinks the limit if `R`
+            // stays inflated.
+            Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued => {
+                self.streak = false;
+                self.unpaid = true;
+                self.reason = Reason::Unpaid;
+                if !draining {
+                    self.knee = Some(s.low_n);
+                    self.saturated = true;
+                }
+                limit
+            }
             _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
             // Unless already saturated, or a queue stood while the limit had room (the pool
             // is saturated by something else), move N to find out.
-            None if !self.saturated && !self.lagging => {
+            // After a step that did not pay, while a backlog drains (fewer arrive than
+            // complete): hold, neither probe again nor shrink.
+            None if self.unpaid && draining => {
+                self.reason = Reason::Unpaid;
+                limit
+            }
+            None if !self.saturated && !self.lagging && !self.unpaid => {
                 // The more R rose, the larger the probe (up to doubling).
-                self.probe(limit, (inflation / (1.0 + tolerance)).clamp(PROBE, 2.0))
+                self.probe(
+                    limit,
+                    (inflation / (1.0 + tolerance)).clamp(GENTLE_GROWTH, PROBE),
+                )
             }
             _ => {
                 self.knee = Some(w.in_flight);
@@ -575,8 +642,9 @@ impl Law {
     }
 
     /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
-    fn productive(&mut self, limit: f64, w: &Window, step: Step) -> f64 {
-        self.baseline = Some(step.mean_run);
+    fn productive(&mut self, limit: f64, w: &Window, baseline: f64) -> f64 {
+        self.baseline = Some(baseline);
+        self.unpaid = false;
         self.confirmed = true;
         if self.knee.is_some_and(|knee| w.in_flight > knee) {
             self.knee = None; // productive past the old knee: it moved
@@ -584,7 +652,11 @@ impl Law {
         // Growing back toward a known knee, the queue stays short; past it, it opens.
         self.saturated &= self.knee.is_some();
         // Two flat steps in a row: far from any knee, double.
-        let factor = if self.streak { 2.0 } else { FAST_GROWTH };
+        let factor = if self.streak {
+            FAST_GROWTH
+        } else {
+            FAST_GROWTH
+        };
         let next = self.grow(limit, Reason::Productive, factor);
         self.streak = true;
         next
@@ -613,6 +685,8 @@ pub(crate) struct Step {
     pub(crate) low_n: f64,
     /// The mean of the two `R` (for a flat step, both are uncongested).
     pub(crate) mean_run: f64,
+    /// `R` of the window with the lower `N`.
+    pub(crate) low_run: f64,
     /// `dln X / dln N`, `X` the counted completion rate (1 when more in flight brought
     /// proportionally more completions, 0 when none).
     pub(crate) gain: f64,
@@ -639,7 +713,16 @@ impl Step {
             dln_n,
             low_n: prev.in_flight.min(cur.in_flight),
             mean_run: (prev.run + cur.run) / 2.0,
+            low_run: if dln_n > 0.0 { prev.run } else { cur.run },
         })
+    }
+
+    /// A large enough step up paid: the counted completions grew with `N` and `R` grew less
+    /// than half as fast (not saturated, though not flat: the step's own first touches, or
+    /// noise, may have slowed its jobs).
+    fn paid(&self) -> bool {
+        let e = -FLAT_E..SATURATED_E;
+        self.dln_n >= FLAT_DLN_N && e.contains(&self.e) && self.gain >= MIN_GAIN
     }
 
     /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
@@ -666,6 +749,9 @@ struct Accumulator {
     run_sq_sum: f64,
     in_flight_sum: f64,
     wait_sum: f64,
+    /// Sums of the completed jobs' arrival times (seconds since the epoch) and their squares.
+    arrival_sum: f64,
+    arrival_sq_sum: f64,
     full: bool,
     dropped: u32,
     shed: u32,
@@ -684,6 +770,33 @@ impl Accumulator {
         self.in_flight_sum += sample.in_flight as f64;
         self.wait_sum += sample.queue_wait.as_secs_f64();
         self.full |= sample.in_flight >= limit;
+    }
+
+    /// Notes when the job of `sample`, which ended at `now`, arrived (completed jobs only).
+    fn arrived(&mut self, now: Duration, sample: &Sample) {
+        if sample.dropped {
+            return;
+        }
+        let arrival = now
+            .saturating_sub(sample.run)
+            .saturating_sub(sample.queue_wait)
+            .as_secs_f64();
+        self.arrival_sum += arrival;
+        self.arrival_sq_sum += arrival * arrival;
+    }
+
+    /// Jobs per second over the spread of the arrivals of the `n` completed jobs (0 if
+    /// unknown): arrivals uniform over a span `S` have a standard deviation of `S / sqrt(12)`,
+    /// which a few jobs that queued long stretch far less than they stretch the span itself.
+    fn arrival_rate(&self, n: f64) -> f64 {
+        let mean = self.arrival_sum / n;
+        let variance = self.arrival_sq_sum / n - mean * mean;
+        let span = (12.0 * variance.max(0.0)).sqrt();
+        if span > 0.0 && span.is_finite() {
+            n / span
+        } else {
+            0.0
+        }
     }
 
     /// The standard error of the mean run time, relative to it.
@@ -727,6 +840,12 @@ impl Accumulator {
             binding,
             queued: self.wait_sum / n > queued_wait,
             rate: n / elapsed.as_secs_f64(),
+            // What was shed or dropped is demand the arrivals do not show.
+            arrivals: if self.shed > 0 || self.dropped > 0 {
+                0.0
+            } else {
+                self.arrival_rate(n)
+            },
         };
         *self = Accumulator {
             start: Some(now),
@@ -751,6 +870,7 @@ mod tests {
             binding,
             queued: binding,
             rate: in_flight * 1_000.0 / run_ms,
+            arrivals: 0.0,
         }
     }
 
@@ -825,11 +945,11 @@ mod tests {
     }
 
     #[test]
-    fn room_grows_fast_without_a_knee_and_gently_near_one() {
+    fn room_grows_by_a_quarter_without_a_knee_and_gently_near_one() {
         let mut law = learned(20.0);
         assert_eq!(
             law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
-            1_500.0
+            1_250.0
         );
         assert_eq!(law.reason, Reason::Room);
         law.knee = Some(1_050.0);
@@ -840,12 +960,12 @@ mod tests {
         law.knee = Some(3_000.0);
         assert_eq!(
             law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
-            1_500.0
+            1_250.0
         );
-        law.knee = Some(1_300.0);
+        law.knee = Some(1_200.0);
         assert_eq!(
             law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
-            1_300.0
+            1_200.0
         );
     }
 
@@ -854,7 +974,20 @@ mod tests {
         let mut law = learned(20.0);
         law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
         // N 1000 -> 1200 and R 24 -> 30 ms: e = ln(1.25) / ln(1.2) > 0.5; inflation 1.5
+        // with jobs queued, the step that brought no more completions first holds, saturated
         let next = law.update(1_200.0, &window(30.0, 1_200.0, true), TOL, MAX);
+        assert_eq!(next, 1_200.0);
+        assert_eq!(law.reason, Reason::Unpaid);
+        assert!(law.saturated);
+        assert_eq!(law.knee, Some(1_000.0));
+        // without a queue, the same step shrinks at once
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
+        let unqueued = Window {
+            queued: false,
+            ..window(30.0, 1_200.0, true)
+        };
+        let next = law.update(1_200.0, &unqueued, TOL, MAX);
         assert!(close(next, 1_200.0 * 1.25 / 1.5), "{next}");
         assert_eq!(law.reason, Reason::Saturated);
         assert!(law.saturated);
@@ -867,17 +1000,18 @@ mod tests {
     #[test]
     fn latency_rise_at_constant_n_probes_unless_saturated() {
         let mut law = learned(20.0);
-        // 10x slower: the probe doubles N
+        // 10x slower: the probe is +25%, never more (a doubling, 1,000 more jobs each touching
+        // memory the process never had, stalled both cores of the real machine for 0.4-1 s)
         assert_eq!(
             law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX),
-            2_000.0
+            1_250.0
         );
         assert_eq!(law.reason, Reason::Probe);
-        // 1.5x slower: the probe is +25%
+        // 1.5x slower: the probe is the excess over the tolerance, +20%
         let mut law = learned(20.0);
         assert_eq!(
             law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX),
-            1_250.0
+            1_200.0
         );
         law.saturated = true;
         let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
@@ -886,21 +1020,92 @@ mod tests {
     }
 
     #[test]
-    fn flat_step_raises_r0_to_the_slower_downstream_and_grows() {
+    fn flat_step_raises_r0_to_the_slower_downstream_and_grows_a_quarter_at_a_time() {
         let mut law = learned(20.0);
         law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe
         law.saturated = true;
         let next = law.update(1_250.0, &window(202.0, 1_240.0, true), TOL, MAX);
-        assert_eq!(next, 1_875.0);
+        assert_eq!(next, 1_562.5);
         assert_eq!(law.reason, Reason::Productive);
         assert!(
             close(law.baseline.unwrap(), 0.201),
             "the mean of both windows"
         );
         assert!(!law.saturated);
-        // a second flat step in a row doubles
-        let next = law.update(1_875.0, &window(200.0, 1_875.0, true), TOL, MAX);
-        assert_eq!(next, 3_750.0);
+        // a second flat step in a row grows by a quarter again, never doubles
+        let next = law.update(1_562.5, &window(200.0, 1_562.5, true), TOL, MAX);
+        assert_eq!(next, 1_953.125);
+    }
+
+    #[test]
+    fn a_step_that_paid_re_baselines_a_slower_downstream_though_not_flat() {
+        // The probe's own first touches slowed its jobs by 10%: e = 0.43, not flat, but the
+        // completions grew with N. Read as saturation, it halved the limit of a pool at 0.3x.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe to 1,250
+        let next = law.update(1_250.0, &window(220.0, 1_250.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(law.baseline, Some(0.2), "the run time before the step");
+        assert_eq!(next, 1_562.5);
+        // the same step at the knee, R before it near R0, is noise: no re-baseline
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX); // room to 1,250
+        law.update(1_250.0, &window(26.4, 1_250.0, true), TOL, MAX);
+        assert_eq!(law.baseline, Some(0.02));
+    }
+
+    #[test]
+    fn a_step_that_did_not_pay_holds_and_probes_no_further() {
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe to 1,250
+        // R followed N, the completions did not grow; fewer arrive than complete (a backlog
+        // drains): hold, not saturated
+        let draining = Window {
+            rate: 5_000.0,
+            arrivals: 4_000.0,
+            ..window(250.0, 1_250.0, true)
+        };
+        assert_eq!(law.update(1_250.0, &draining, TOL, MAX), 1_250.0);
+        assert_eq!(law.reason, Reason::Unpaid);
+        assert!(!law.saturated);
+        // the next window at the same N, R still high: no probe, no shrink
+        assert_eq!(law.update(1_250.0, &draining, TOL, MAX), 1_250.0);
+        assert_eq!(law.reason, Reason::Unpaid);
+        // more arrives than completes: saturated, the queue is kept short
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX);
+        let overloaded = Window {
+            arrivals: 7_000.0,
+            ..draining
+        };
+        assert_eq!(law.update(1_250.0, &overloaded, TOL, MAX), 1_250.0);
+        assert!(law.saturated);
+        assert_eq!(law.knee, Some(1_000.0));
+    }
+
+    #[test]
+    fn growth_stops_at_what_the_arrivals_need() {
+        // A backlog keeps the windows binding while it drains: the limit grows no further than
+        // arrivals x R x (1 + tolerance).
+        let mut law = learned(20.0);
+        let w = Window {
+            arrivals: 45_000.0,
+            ..window(24.0, 1_000.0, true)
+        };
+        // 45,000/s x 24 ms x 1.25 = 1,350: the quarter step (1,250) is within it
+        assert_eq!(law.update(1_000.0, &w, TOL, MAX), 1_250.0);
+        let w = Window {
+            arrivals: 36_000.0,
+            ..window(24.0, 1_000.0, true)
+        };
+        // 1,080 needed
+        assert!(close(law.update(1_000.0, &w, TOL, MAX), 1_080.0));
+        let w = Window {
+            arrivals: 30_000.0,
+            ..window(24.0, 1_000.0, true)
+        };
+        assert_eq!(law.update(1_000.0, &w, TOL, MAX), 1_000.0);
+        assert_eq!(law.reason, Reason::Demand);
     }
 
     #[test]
@@ -914,7 +1119,8 @@ mod tests {
             ..window(30.0, 1_200.0, true)
         };
         law.update(1_250.0, &noisy, TOL, MAX);
-        assert_eq!(law.reason, Reason::Saturated);
+        assert_eq!(law.reason, Reason::Unpaid);
+        assert!(law.saturated);
         assert_eq!(law.baseline, Some(0.02));
     }
 
@@ -948,7 +1154,7 @@ mod tests {
         // 800 -> 480 left R at 20 ms: flat, R0 found; grow back toward the knee
         assert_eq!(
             law.update(480.0, &window(20.0, 480.0, true), TOL, MAX),
-            720.0
+            600.0
         );
         assert_eq!(law.reason, Reason::Productive);
         assert_eq!(law.baseline, Some(0.02));
