@@ -573,7 +573,8 @@ impl Law {
                 limit
             }
             None if !self.saturated && !self.lagging && !self.unpaid => {
-                // The more R rose, the larger the probe (up to doubling).
+                // The more R rose, the larger the probe (up to +25%: a larger step puts more
+                // jobs in flight at once, each touching memory the process may not have).
                 self.probe(
                     limit,
                     (inflation / (1.0 + tolerance)).clamp(GENTLE_GROWTH, PROBE),
@@ -584,7 +585,12 @@ impl Law {
                 self.saturated = true;
                 self.streak = false;
                 self.reason = Reason::Saturated;
-                limit * ((1.0 + tolerance) / inflation).max(0.5)
+                // R followed a move of N: at most halving (Breakwater's decrease). At an
+                // unchanged N nothing new was learned since the last verdict (R may be a slower
+                // downstream's, which R0 does not know): at most 20% per window, so that a
+                // stall does not halve the limit window after window.
+                let floor = if step.is_some() { 0.5 } else { RELAX };
+                limit * ((1.0 + tolerance) / inflation).max(floor)
             }
         }
     }
@@ -1014,8 +1020,9 @@ mod tests {
             1_200.0
         );
         law.saturated = true;
+        // saturated, at an unchanged N: shrink, by at most 20% (nothing new was learned)
         let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
-        assert_eq!(next, 500.0);
+        assert_eq!(next, 800.0);
         assert_eq!(law.reason, Reason::Saturated);
     }
 
