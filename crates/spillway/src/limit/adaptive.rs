@@ -207,9 +207,10 @@ pub(crate) struct Window {
     pub(crate) queued: bool,
     /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
     pub(crate) rate: f64,
-    /// The rate at which its completed jobs had arrived (admitted), from the spread of their
-    /// arrival times; zero when unknown (also when jobs were shed or dropped: the demand was
-    /// more than what arrived). While a backlog drains it is below `rate`.
+    /// The rate at which jobs arrived (were admitted), from the completions and the trend of
+    /// the queue wait since the last window (FIFO: `arrivals = rate x (1 + dW/dt)`); zero when
+    /// unknown (the first window, or jobs were shed or dropped: the demand was more than what
+    /// was admitted). While a backlog drains (the wait falls) it is below `rate`.
     pub(crate) arrivals: f64,
 }
 
@@ -364,7 +365,6 @@ impl AdaptiveLimit {
             .add(now, sample, limit, self.raised, self.queue_target);
         self.lagged |= self.standing.is_active();
         self.acc.add(sample, limit);
-        self.acc.arrived(now, sample);
         self.maybe_close(now);
     }
 
@@ -755,9 +755,8 @@ struct Accumulator {
     run_sq_sum: f64,
     in_flight_sum: f64,
     wait_sum: f64,
-    /// Sums of the completed jobs' arrival times (seconds since the epoch) and their squares.
-    arrival_sum: f64,
-    arrival_sq_sum: f64,
+    /// The end (seconds since the epoch) and mean queue wait of the last window.
+    previous: Option<(f64, f64)>,
     full: bool,
     dropped: u32,
     shed: u32,
@@ -778,30 +777,17 @@ impl Accumulator {
         self.full |= sample.in_flight >= limit;
     }
 
-    /// Notes when the job of `sample`, which ended at `now`, arrived (completed jobs only).
-    fn arrived(&mut self, now: Duration, sample: &Sample) {
-        if sample.dropped {
-            return;
-        }
-        let arrival = now
-            .saturating_sub(sample.run)
-            .saturating_sub(sample.queue_wait)
-            .as_secs_f64();
-        self.arrival_sum += arrival;
-        self.arrival_sq_sum += arrival * arrival;
-    }
-
-    /// Jobs per second over the spread of the arrivals of the `n` completed jobs (0 if
-    /// unknown): arrivals uniform over a span `S` have a standard deviation of `S / sqrt(12)`,
-    /// which a few jobs that queued long stretch far less than they stretch the span itself.
-    fn arrival_rate(&self, n: f64) -> f64 {
-        let mean = self.arrival_sum / n;
-        let variance = self.arrival_sq_sum / n - mean * mean;
-        let span = (12.0 * variance.max(0.0)).sqrt();
-        if span > 0.0 && span.is_finite() {
-            n / span
-        } else {
-            0.0
+    /// The arrival rate of a window that ends at `end` with `rate` completions per second and
+    /// a mean queue wait `wait` (see [`Window::arrivals`]; 0 if unknown). A job that arrives at
+    /// `a` starts at `a + W(a)`; jobs start at the completion rate, so they arrived at about
+    /// `rate x (1 + dW/dt)`: unlike the spread of the arrival times themselves, this does not
+    /// widen with the spread of the run times.
+    fn arrival_rate(&self, end: f64, rate: f64, wait: f64) -> f64 {
+        match self.previous {
+            Some((t, w)) if end > t && self.shed == 0 && self.dropped == 0 => {
+                (rate * (1.0 + (wait - w) / (end - t))).max(f64::MIN_POSITIVE)
+            }
+            _ => 0.0,
         }
     }
 
@@ -840,21 +826,19 @@ impl Accumulator {
         if elapsed < min_len || !enough {
             return None;
         }
+        let (wait, end) = (self.wait_sum / n, now.as_secs_f64());
+        let rate = n / elapsed.as_secs_f64();
         let window = Window {
             run: self.run_sum / n,
             in_flight: self.in_flight_sum / n,
             binding,
-            queued: self.wait_sum / n > queued_wait,
-            rate: n / elapsed.as_secs_f64(),
-            // What was shed or dropped is demand the arrivals do not show.
-            arrivals: if self.shed > 0 || self.dropped > 0 {
-                0.0
-            } else {
-                self.arrival_rate(n)
-            },
+            queued: wait > queued_wait,
+            rate,
+            arrivals: self.arrival_rate(end, rate, wait),
         };
         *self = Accumulator {
             start: Some(now),
+            previous: Some((end, wait)),
             ..Accumulator::default()
         };
         Some(window)
@@ -1214,6 +1198,34 @@ mod tests {
         assert_eq!(w.in_flight, 10.0);
         assert!(w.binding, "a dropped job means demand met the limit");
         assert_eq!(acc.completed, 0);
+    }
+
+    #[test]
+    fn arrivals_follow_the_trend_of_the_queue_wait_and_are_unknown_after_a_shed() {
+        let at = Duration::from_millis;
+        let fill = |acc: &mut Accumulator, wait| {
+            for _ in 0..100 {
+                acc.add(&sample(20, wait, 10, false), 1_000);
+            }
+        };
+        let mut acc = Accumulator::default();
+        acc.close(at(0), 0.0, 0.005);
+        fill(&mut acc, 0);
+        let first = acc.close(at(100), 0.0, 0.005).unwrap();
+        assert_eq!(first.arrivals, 0.0, "no trend yet");
+        // 1,000 completions/s while the wait grew by 50 ms in 100 ms: 1,500 arrived per second
+        fill(&mut acc, 50);
+        let growing = acc.close(at(200), 0.0, 0.005).unwrap();
+        assert!(close(growing.rate, 1_000.0));
+        assert!(close(growing.arrivals, 1_500.0), "{}", growing.arrivals);
+        // the backlog drains: fewer arrive than complete
+        fill(&mut acc, 20);
+        let draining = acc.close(at(300), 0.0, 0.005).unwrap();
+        assert!(close(draining.arrivals, 700.0), "{}", draining.arrivals);
+        // a shed submission: the demand is more than what was admitted, unknown
+        fill(&mut acc, 20);
+        acc.shed = 1;
+        assert_eq!(acc.close(at(400), 0.0, 0.005).unwrap().arrivals, 0.0);
     }
 
     #[test]
