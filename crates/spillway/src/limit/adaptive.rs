@@ -12,8 +12,14 @@
 //! known within 5% (one standard error; at most 1 s), so that two of them can be compared even
 //! for jobs whose run times vary a lot. The law runs once per window, on the means of `N` and `R`
 //! over the jobs that completed in it, and on the completions it counted per second (`X` as
-//! measured, not as `N / R` computes it from a possibly noisy mean). Dropped jobs (expired, dropped at dequeue) are counted, never
-//! averaged in: they did not run, so their near-zero "latency" cannot pull `R` down.
+//! measured, not as `N / R` computes it from a possibly noisy mean). Dropped jobs (expired,
+//! dropped at dequeue) are counted, never averaged in: they did not run, so their near-zero
+//! "latency" cannot pull `R` down. A window also estimates the rate at which jobs *arrived*
+//! (were admitted): jobs start in arrival order at the completion rate, so a mean queue wait
+//! `W` that grows by `dW` over `dt` since the last window means `X (1 + dW/dt)` arrived per
+//! second (more than completed: a backlog grows; fewer: it drains). It is unknown when a
+//! submission was shed or a job dropped in the window (the demand was more than what was
+//! admitted).
 //!
 //! # The law
 //!
@@ -44,9 +50,18 @@
 //! 1. *Flat step* (`|e| < 0.25` over a move of `N` of 15% or more, and the counted completion
 //!    rate followed `N`: `dln X / dln N >= 0.5`): `R` did not follow `N`, so `R` at this `N` is
 //!    uncongested; `R0` becomes the mean `R` of the two windows (this is how a
-//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows (doubles after
-//!    two flat steps in a row, while no knee is known). (`e` clearly
-//!    negative, `R` up while `N` went down, means conditions changed: no verdict.)
+//!    slower downstream raises `R0`: by proof, not by drift), and the limit grows by 25%.
+//!    (`e` clearly negative, `R` up while `N` went down, means conditions changed: no verdict.)
+//!    A step up of 15% or more that *paid* without being flat (`-0.25 < e < 0.5`, completions
+//!    followed `N`) from a window whose `R` was already over `(1 + tolerance) R0` counts too,
+//!    with `R0` the run time before the step: the step's own first touches (below) slow its
+//!    jobs by 10-20%, and reading that as saturation halved the limit of a pool at 0.3x load
+//!    whose downstream had slowed (the model: 38% of the slowdown shed or expired).
+//! 1b. *A step that did not pay* (`N` rose, the completions did not follow, jobs queued):
+//!    hold the limit and probe no further up (rule 4) until a window does not bind or a step
+//!    pays. If fewer jobs arrive than complete (a backlog drains), that is all; otherwise (more
+//!    arrive, or some were shed) the pool is saturated: the queue is kept short ("The queue"),
+//!    and the next window shrinks the limit if `R` stays inflated (rule 5).
 //! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
 //!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
 //!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
@@ -57,17 +72,31 @@
 //!    step up would put more jobs in flight (and more memory) before the first verdict, and the
 //!    next settled window says as much either way (`R` fell with `N`: descend; flat: rule 1).
 //!    No Envoy-style pinning to a tiny limit is needed.
-//! 3. `R <= (1 + tolerance) R0`: room; grow by 50% while no knee is known (capped at the last
+//! 3. `R <= (1 + tolerance) R0`: room; grow by 25% while no knee is known (capped at the last
 //!    knee), by 10% near it (by one job at least).
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
 //!    below the limit during the window (that would be another saturation: the CPU, see "The
 //!    queue"): either the downstream
 //!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
-//!    `R / ((1 + tolerance) R0)`, between +25% and doubling, and let the next settled window tell
-//!    (rule 1 or 5).
+//!    `R / ((1 + tolerance) R0)`, between +10% and +25%, and let the next settled window tell
+//!    (rule 1, 1b or 5).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
-//!    excess, `L (1 + tolerance) R0 / R`, at most halving (Breakwater's decrease), and note the
-//!    knee.
+//!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
+//!    decrease) when `R` followed a move of `N`, at most 20% when `N` did not move (nothing new
+//!    was learned since the last verdict, and `R` may be a slower downstream's that `R0` does
+//!    not know yet: halving window after window shed half of a slowdown).
+//!
+//! Every rise (rules 1, 3 and 4) is at most 25% per settled window, never a doubling, and
+//! growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
+//! rate times its `R` plus the tolerance, when that rate is known: a backlog keeps the windows
+//! binding while it drains, and growth that followed binding alone took the limit of a pool at
+//! 0.3x to its ceiling in the model. Why bounded steps: a job that starts while more run than
+//! ever before touches memory the process does not have yet (the seed job's 500 KiB), and the
+//! kernel zeroes it page by page on the same cores, about 0.4 ms of CPU per job on the 2-core
+//! VM, five times the job's own cost. A limit doubled from 1,000 to 2,000 put 1,000 such jobs
+//! in flight at once: both cores at 100% system time for 0.4-1 s, completions near zero, the
+//! queue and p99 exploding (`perf`: `clear_page_erms` 21% of all samples). A 25% step costs a
+//! quarter of that, spread over a window, and the next verdict sees whether it paid.
 //!
 //! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
 //! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
@@ -129,8 +158,8 @@
 //! * *Dropped requests recording near-zero latency*: see above.
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
 //!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
-//! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 50% per
-//!   settled window while that proves productive.
+//! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 25% per
+//!   settled window while that proves productive (not faster: see "Growing in big jumps").
 //! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
 //!   from windows that do not bind or from flat steps; the limit is never pinned low.
 //! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
@@ -149,6 +178,15 @@
 //! * *A queue growing while the limit does not bind* (the workers lag the limit; a real spike
 //!   run queued 12,900 jobs for 1.5 s at 0.7x load waiting for a verdict on settled windows):
 //!   bounded within one 100 ms interval, without a verdict ("The queue").
+//! * *Growing in big jumps* (doubling, as this law did until session 4, or Gradient2's
+//!   `+queue_size` per sample at a high rate): each rise puts that many more jobs in flight at
+//!   once, and on a machine where a new job's memory costs page faults the rise itself stalls
+//!   the CPU, its next verdict reads the stall as saturation and halves the limit. Every rise is
+//!   at most 25%, capped at what the arrivals need, and a rise that did not pay stops the
+//!   growth (rule 1b). In the model with first touches (`scenarios.rs`): the slowdown sheds 0
+//!   (38% before), the spike and the step keep their p99 within 100 ms.
+//! * *Growth that follows a backlog* (windows bind while a queue drains, so binding alone says
+//!   "grow"): growth stops at the arrivals' need.
 //! * *Probing up while something else saturates* (with the workers lagging, windows alternate
 //!   between binding and not; each binding one, compared with nothing, read as a slower
 //!   downstream and probed, up to the ceiling: 32,000 admitted in the model, 85,000 in flight
@@ -288,8 +326,6 @@ pub(crate) struct Law {
     pub(crate) fastest: Option<Window>,
     /// The initial limit: while the limit does not bind, it relaxes no lower.
     pub(crate) floor: f64,
-    /// Whether the last verdict was a flat step.
-    pub(crate) streak: bool,
     /// During the last window a queue stood while the limit had room: the pool is saturated
     /// by something other than the limit (a rise of `R` is not probed).
     pub(crate) lagging: bool,
@@ -314,7 +350,6 @@ impl Law {
             measured: None,
             last: None,
             fastest: None,
-            streak: false,
             lagging: false,
             unpaid: false,
             knee: None,
@@ -553,7 +588,6 @@ impl Law {
             // saturated, the queue kept short, and the next window shrinks the limit if `R`
             // stays inflated.
             Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued => {
-                self.streak = false;
                 self.unpaid = true;
                 self.reason = Reason::Unpaid;
                 if !draining {
@@ -583,7 +617,6 @@ impl Law {
             _ => {
                 self.knee = Some(w.in_flight);
                 self.saturated = true;
-                self.streak = false;
                 self.reason = Reason::Saturated;
                 // R followed a move of N: at most halving (Breakwater's decrease). At an
                 // unchanged N nothing new was learned since the last verdict (R may be a slower
@@ -616,7 +649,6 @@ impl Law {
             _ if descend => {
                 self.knee = Some(step.map_or(w.in_flight, |s| s.low_n));
                 self.saturated = true;
-                self.streak = false;
                 self.reason = Reason::BlindDescent;
                 // Where R would be (1 + tol) times the fastest mean seen, if X stays flat; at
                 // least a 40% step, at most a fiftyfold one.
@@ -631,7 +663,6 @@ impl Law {
             // tells whether R followed.
             _ if otherwise == Reason::Probe => {
                 self.reason = Reason::Probe;
-                self.streak = false;
                 limit / PROBE
             }
             _ => {
@@ -643,7 +674,6 @@ impl Law {
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
         self.reason = Reason::Probe;
-        self.streak = false;
         (limit * factor).max(limit + 1.0)
     }
 
@@ -657,21 +687,15 @@ impl Law {
         }
         // Growing back toward a known knee, the queue stays short; past it, it opens.
         self.saturated &= self.knee.is_some();
-        // Two flat steps in a row: far from any knee, double.
-        let factor = if self.streak {
-            FAST_GROWTH
-        } else {
-            FAST_GROWTH
-        };
-        let next = self.grow(limit, Reason::Productive, factor);
-        self.streak = true;
-        next
+        // By a quarter at most, however many steps paid in a row: a doubling (1,000 more
+        // jobs each touching memory the process never had) stalled both cores of the real
+        // machine for 0.4-1 s.
+        self.grow(limit, Reason::Productive, FAST_GROWTH)
     }
 
     /// Grows by `fast` (by 10% near the last knee, and not past it otherwise).
     fn grow(&mut self, limit: f64, reason: Reason, fast: f64) -> f64 {
         self.reason = reason;
-        self.streak = false;
         let next = match self.knee {
             Some(knee) if limit * GENTLE_GROWTH >= knee => limit * GENTLE_GROWTH,
             Some(knee) => (limit * fast).min(knee),
