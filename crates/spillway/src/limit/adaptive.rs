@@ -67,7 +67,10 @@
 //!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
 //!    the descent is under way and `N` did not move, descend to where `R` would be
 //!    `1 + tolerance` times that fastest mean if throughput stays flat,
-//!    `N (1 + tolerance) R_fastest / R`, by at least 40% and at most fiftyfold per settled window,
+//!    `N (1 + tolerance) R_fastest / R`, by at least 40% and at most fourfold per settled window
+//!    (fiftyfold until session 4: a cold start's own stall, 1,000 jobs first touching their
+//!    memory at once, inflated `R` twentyfold and sent the limit of a pool at 0.3x load to 57,
+//!    from where it regrew too slowly for the slowdown that followed),
 //!    until a step leaves `R` flat (rule 1). Otherwise step *down* by 20%: with nothing known a
 //!    step up would put more jobs in flight (and more memory) before the first verdict, and the
 //!    next settled window says as much either way (`R` fell with `N`: descend; flat: rule 1).
@@ -225,7 +228,7 @@ const FAST_GROWTH: f64 = 1.25;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
-const MAX_BLIND_DESCENT: f64 = 0.02;
+const MAX_BLIND_DESCENT: f64 = 0.25;
 /// Per window that does not bind, a limit above twice the demand falls at most this much.
 const RELAX: f64 = 0.8;
 /// Weight of a settled mean below `R0`.
@@ -607,6 +610,9 @@ impl Law {
                 limit
             }
             None if !self.saturated && !self.lagging && !self.unpaid => {
+                // The conditions changed: a knee learned before them is stale (kept, it
+                // would hold the growth that follows a slower downstream to 10% a window).
+                self.knee = None;
                 // The more R rose, the larger the probe (up to +25%: a larger step puts more
                 // jobs in flight at once, each touching memory the process may not have).
                 self.probe(
@@ -651,7 +657,7 @@ impl Law {
                 self.saturated = true;
                 self.reason = Reason::BlindDescent;
                 // Where R would be (1 + tol) times the fastest mean seen, if X stays flat; at
-                // least a 40% step, at most a fiftyfold one.
+                // least a 40% step, at most a fourfold one.
                 let fastest = self.fastest.map_or(w.run, |f| f.run);
                 let estimate = w.in_flight * (1.0 + tol) * fastest / w.run;
                 (limit * BLIND_DESCENT)
