@@ -85,9 +85,10 @@
 //!    (rule 1, 1b or 5).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
-//!    decrease) when `R` followed a move of `N`, at most 20% when `N` did not move (nothing new
-//!    was learned since the last verdict, and `R` may be a slower downstream's that `R0` does
-//!    not know yet: halving window after window shed half of a slowdown).
+//!    decrease) when `R` followed a move of `N`, at most 20% otherwise (`N` did not move, or
+//!    `R` did not follow it: `R` may be a slower downstream's that `R0` does not know yet, and
+//!    halving window after window shed half of a slowdown; a 20% step down that leaves `R`
+//!    flat is a flat step, rule 1, which teaches `R0`).
 //!
 //! Every rise (rules 1, 3 and 4) is at most 25% per settled window, never a doubling, and
 //! growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
@@ -624,11 +625,13 @@ impl Law {
                 self.knee = Some(w.in_flight);
                 self.saturated = true;
                 self.reason = Reason::Saturated;
-                // R followed a move of N: at most halving (Breakwater's decrease). At an
-                // unchanged N nothing new was learned since the last verdict (R may be a slower
-                // downstream's, which R0 does not know): at most 20% per window, so that a
-                // stall does not halve the limit window after window.
-                let floor = if step.is_some() { 0.5 } else { RELAX };
+                // R followed a move of N: at most halving (Breakwater's decrease). Otherwise
+                // (N unchanged, or R did not follow it) nothing says our concurrency inflated R
+                // (it may be a slower downstream's, which R0 does not know): at most 20% per
+                // window, so that a stall does not halve the limit window after window; a 20%
+                // step that leaves R flat is then a flat step (rule 1), which learns R0.
+                let followed = step.is_some_and(|s| s.e >= SATURATED_E);
+                let floor = if followed { 0.5 } else { RELAX };
                 limit * ((1.0 + tolerance) / inflation).max(floor)
             }
         }
@@ -1012,9 +1015,16 @@ mod tests {
         assert_eq!(law.reason, Reason::Saturated);
         assert!(law.saturated);
         assert_eq!(law.knee, Some(1_200.0));
-        // far worse at a lower N (conditions changed, no verdict), while saturated: halve, no more
+        // far worse at a lower N (R did not follow N: conditions changed), while saturated:
+        // at most 20% (a stall, or a slower downstream R0 does not know, is not our doing)
         let next = law.update(1_000.0, &window(100.0, 1_000.0, true), TOL, MAX);
-        assert_eq!(next, 500.0);
+        assert_eq!(next, 800.0);
+        // R followed a move of N (1,000 -> 1,200, R 100 -> 150 ms: e = 2.2): at most halving
+        let followed = Window {
+            queued: false,
+            ..window(150.0, 1_200.0, true)
+        };
+        assert_eq!(law.update(1_200.0, &followed, TOL, MAX), 600.0);
     }
 
     #[test]
