@@ -57,7 +57,8 @@
 //!    with `R0` the run time before the step: the step's own first touches (below) slow its
 //!    jobs by 10-20%, and reading that as saturation halved the limit of a pool at 0.3x load
 //!    whose downstream had slowed (the model: 38% of the slowdown shed or expired).
-//! 1b. *A step that did not pay* (`N` rose, the completions did not follow, jobs queued):
+//!
+//!    *A step that did not pay* (`N` rose, the completions did not follow, jobs queued):
 //!    hold the limit and probe no further up (rule 4) until a window does not bind or a step
 //!    pays. If fewer jobs arrive than complete (a backlog drains), that is all; otherwise (more
 //!    arrive, or some were shed) the pool is saturated: the queue is kept short ("The queue"),
@@ -82,7 +83,7 @@
 //!    queue"): either the downstream
 //!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
 //!    `R / ((1 + tolerance) R0)`, between +10% and +25%, and let the next settled window tell
-//!    (rule 1, 1b or 5).
+//!    (rule 1 or 5).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
 //!    decrease) when `R` followed a move of `N`, at most 20% otherwise (`N` did not move, or
@@ -187,7 +188,7 @@
 //!   once, and on a machine where a new job's memory costs page faults the rise itself stalls
 //!   the CPU, its next verdict reads the stall as saturation and halves the limit. Every rise is
 //!   at most 25%, capped at what the arrivals need, and a rise that did not pay stops the
-//!   growth (rule 1b). In the model with first touches (`scenarios.rs`): the slowdown sheds 0
+//!   growth (rule 1, "a step that did not pay"). In the model with first touches (`scenarios.rs`): the slowdown sheds 0
 //!   (38% before), the spike and the step keep their p99 within 100 ms.
 //! * *Growth that follows a backlog* (windows bind while a queue drains, so binding alone says
 //!   "grow"): growth stops at the arrivals' need.
