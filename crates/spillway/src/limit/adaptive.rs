@@ -188,8 +188,9 @@
 //!   once, and on a machine where a new job's memory costs page faults the rise itself stalls
 //!   the CPU, its next verdict reads the stall as saturation and halves the limit. Every rise is
 //!   at most 25%, capped at what the arrivals need, and a rise that did not pay stops the
-//!   growth (rule 1, "a step that did not pay"). In the model with first touches (`scenarios.rs`): the slowdown sheds 0
-//!   (38% before), the spike and the step keep their p99 within 100 ms.
+//!   growth (rule 1, "a step that did not pay"). In the model with first touches
+//!   (`scenarios.rs`): the slowdown sheds 0 (38% before), the spike and the step keep their p99
+//!   within 100 ms.
 //! * *Growth that follows a backlog* (windows bind while a queue drains, so binding alone says
 //!   "grow"): growth stops at the arrivals' need.
 //! * *Probing up while something else saturates* (with the workers lagging, windows alternate
