@@ -613,9 +613,6 @@ impl Law {
                 limit
             }
             None if !self.saturated && !self.lagging && !self.unpaid => {
-                // The conditions changed: a knee learned before them is stale (kept, it
-                // would hold the growth that follows a slower downstream to 10% a window).
-                self.knee = None;
                 // The more R rose, the larger the probe (up to +25%: a larger step puts more
                 // jobs in flight at once, each touching memory the process may not have).
                 self.probe(
