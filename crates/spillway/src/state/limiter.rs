@@ -17,12 +17,14 @@
 //! [`MAX_BATCH_AGE`] old. So at a high rate a job's end costs a few stores into memory of its
 //! own, and the shared lock and the algorithm's state move between cores once per batch, not once
 //! per job (handing over at every park would undo that: at a moderate rate a worker parks after
-//! every job); at a low rate, where jobs end more than a millisecond apart, every sample is
-//! handed over as it comes. The samples of a worker's last jobs before it parks wait for its next
-//! job: a pool whose workers park is not saturated, so they hold nothing the law is waiting for,
-//! and its windows last at least 10 ms anyway. A shed submission only sets a flag (a load, when
-//! it is set already, as under a standing overload: no read-modify-write on the refusal path); the
-//! next batch delivers it.
+//! every job). Jobs that run inline (`Pool::run`) keep theirs in one batch per shard of threads,
+//! inside the metrics' shard, under the lock a job's end takes for its timings anyway. At a low
+//! rate, where jobs end more than a millisecond apart, every sample is handed over as it comes.
+//! The samples of a worker's last jobs before it parks wait for its next job: a pool whose
+//! workers park is not saturated, so they hold nothing the law is waiting for, and its windows
+//! last at least 10 ms anyway. A shed submission only sets a flag (a load, when it is set
+//! already, as under a standing overload: no read-modify-write on the refusal path); the next
+//! batch delivers it.
 //!
 //! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
 
