@@ -64,6 +64,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::counts::{Counts, ParkedCount};
+use self::limiter::INLINE_BATCH;
 use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
 use crate::config::Config;
@@ -91,7 +92,7 @@ pub(crate) struct Shared {
     /// Its shards also keep the samples of inline jobs for the limit, one batch per shard of
     /// threads, so that a caller's thread nearly always takes an uncontended lock, and one lock
     /// per job for both (see [`Shared::inline_ended`]). Unused under a fixed limit.
-    metrics: Metrics<Samples>,
+    metrics: Metrics<Samples<INLINE_BATCH>>,
     /// Wakes parked workers: a job was queued, or nothing more can arrive.
     work: Notify,
     /// Wakes submitters waiting for room: a slot was freed, or the pool closed.
@@ -613,7 +614,7 @@ impl Shared {
 
     /// What the concurrency limit learns from a job's end (nothing, for a fixed limit): its
     /// sample, kept in `samples` until the batch is due. Returns `true` if the limit rose.
-    fn keep_sample(&self, ended: &Ended, samples: &mut Samples) -> bool {
+    fn keep_sample<const N: usize>(&self, ended: &Ended, samples: &mut Samples<N>) -> bool {
         if self.limiter.is_fixed() {
             return false;
         }
