@@ -589,9 +589,11 @@ impl Shared {
     /// if a shutdown had stopped it and counted it abandoned ("stop inline").
     ///
     /// Its sample for the limit is kept in the calling thread's shard of the metrics, under the
-    /// lock the timings take anyway (a second lock per job cost the adaptive limit a tenth of an
-    /// inline round trip). The wake-ups wait until the slot is free: a submitter woken for room
-    /// before that would find none, and wait again.
+    /// lock the timings take anyway (a second lock per job cost the adaptive limit a few percent
+    /// of an inline round trip). So once per batch the algorithm runs, and logs its moves at
+    /// debug level, under that lock: a `tracing` subscriber that read this pool's metrics from
+    /// inside such an event, on the same thread, would wait for itself. The wake-ups wait until
+    /// the slot is free: a submitter woken for room before that would find none, and wait again.
     fn inline_ended(&self, ended: &Ended) -> bool {
         if !self.counts.end_inline(ended.priority.index()) {
             return false;
