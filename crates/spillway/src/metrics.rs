@@ -132,11 +132,20 @@ impl Lane {
     }
 }
 
+/// `X`: what the pool keeps per shard besides the timings (the concurrency limit's samples of
+/// inline jobs), under the same lock, so that a job's end takes one lock for both.
 #[derive(Debug)]
-pub(crate) struct Metrics {
+pub(crate) struct Metrics<X = ()> {
     /// Indexed by [`Priority::index`].
     lanes: [Lane; PRIORITIES],
-    shards: Box<[CachePadded<Mutex<Timings>>]>,
+    shards: Box<[CachePadded<Mutex<Shard<X>>>]>,
+}
+
+/// One shard: the timings of the jobs that ended on its threads, and the pool's own `X`.
+#[derive(Debug)]
+struct Shard<X> {
+    timings: Timings,
+    kept: X,
 }
 
 static NEXT_SHARD: AtomicUsize = AtomicUsize::new(0);
@@ -156,13 +165,18 @@ pub(crate) fn shard(len: usize) -> usize {
     SHARD.with(Cell::get) % len
 }
 
-impl Metrics {
+impl<X: Default> Metrics<X> {
     pub(crate) fn new() -> Self {
         let shards = shards();
         Metrics {
             lanes: Default::default(),
             shards: (0..shards)
-                .map(|_| CachePadded::new(Mutex::new(Timings::new())))
+                .map(|_| {
+                    CachePadded::new(Mutex::new(Shard {
+                        timings: Timings::new(),
+                        kept: X::default(),
+                    }))
+                })
                 .collect(),
         }
     }
@@ -188,13 +202,28 @@ impl Metrics {
         queue_wait: Duration,
         run: Option<Duration>,
     ) {
+        self.record_with(priority, outcome, queue_wait, run, |_| ());
+    }
+
+    /// [`record`](Self::record), and `with` the calling thread's shard of `X`, under the lock
+    /// the timings take anyway (run before the job is counted).
+    pub(crate) fn record_with(
+        &self,
+        priority: Priority,
+        outcome: Outcome,
+        queue_wait: Duration,
+        run: Option<Duration>,
+        with: impl FnOnce(&mut X),
+    ) {
         {
-            let mut timings = lock_std(&self.shards[shard(self.shards.len())]);
+            let mut shard = lock_std(&self.shards[shard(self.shards.len())]);
+            let timings = &mut shard.timings;
             timings.queue_wait.saturating_record(nanos(queue_wait));
             if let Some(run) = run {
                 timings.run.saturating_record(nanos(run));
                 timings.total.saturating_record(nanos(queue_wait + run));
             }
+            with(&mut shard.kept);
         }
         let lane = self.lane(priority);
         lane.count(outcome);
@@ -216,7 +245,7 @@ impl Metrics {
     pub(crate) fn timings(&self) -> Timings {
         let mut merged = Timings::new();
         for shard in self.shards.iter() {
-            merged.add(&lock_std(shard));
+            merged.add(&lock_std(shard).timings);
         }
         merged
     }

@@ -17,12 +17,14 @@
 //! [`MAX_BATCH_AGE`] old. So at a high rate a job's end costs a few stores into memory of its
 //! own, and the shared lock and the algorithm's state move between cores once per batch, not once
 //! per job (handing over at every park would undo that: at a moderate rate a worker parks after
-//! every job); at a low rate, where jobs end more than a millisecond apart, every sample is
-//! handed over as it comes. The samples of a worker's last jobs before it parks wait for its next
-//! job: a pool whose workers park is not saturated, so they hold nothing the law is waiting for,
-//! and its windows last at least 10 ms anyway. A shed submission only sets a flag (a load, when
-//! it is set already, as under a standing overload: no read-modify-write on the refusal path); the
-//! next batch delivers it.
+//! every job). Jobs that run inline (`Pool::run`) keep theirs in one batch per shard of threads,
+//! inside the metrics' shard, under the lock a job's end takes for its timings anyway. At a low
+//! rate, where jobs end more than a millisecond apart, every sample is handed over as it comes.
+//! The samples of a worker's last jobs before it parks wait for its next job: a pool whose
+//! workers park is not saturated, so they hold nothing the law is waiting for, and its windows
+//! last at least 10 ms anyway. A shed submission only sets a flag (a load, when it is set
+//! already, as under a standing overload: no read-modify-write on the refusal path); the next
+//! batch delivers it.
 //!
 //! [`Counts::take_next_within`]: super::counts::Counts::take_next_within
 
@@ -38,19 +40,24 @@ use crate::priority::Priority;
 /// Samples a worker keeps before it hands them to the algorithm.
 const BATCH: usize = 16;
 
+/// Samples a shard of inline jobs keeps before it hands them to the algorithm: more than a
+/// worker, as there are at most 16 such batches (not one per worker, up to `max_workers`), and
+/// an inline job's whole bookkeeping is cheap enough for the hand-over to show.
+pub(crate) const INLINE_BATCH: usize = 64;
+
 /// The oldest a kept sample may get before the batch is handed over.
 pub(crate) const MAX_BATCH_AGE: Duration = Duration::from_millis(1);
 
-/// One worker's samples not yet handed to the algorithm, each with its job's end (since the
-/// pool's epoch).
+/// One worker's samples (or one shard's, of inline jobs) not yet handed to the algorithm, each
+/// with its job's end (since the pool's epoch); at most `N`.
 #[derive(Debug)]
-pub(crate) struct Samples {
-    kept: [(Duration, Sample); BATCH],
+pub(crate) struct Samples<const N: usize = BATCH> {
+    kept: [(Duration, Sample); N],
     len: usize,
 }
 
-impl Default for Samples {
-    fn default() -> Samples {
+impl<const N: usize> Default for Samples<N> {
+    fn default() -> Samples<N> {
         let none = Sample {
             run: Duration::ZERO,
             queue_wait: Duration::ZERO,
@@ -58,15 +65,15 @@ impl Default for Samples {
             dropped: false,
         };
         Samples {
-            kept: [(Duration::ZERO, none); BATCH],
+            kept: [(Duration::ZERO, none); N],
             len: 0,
         }
     }
 }
 
-impl Samples {
+impl<const N: usize> Samples<N> {
     fn is_due(&self, now: Duration) -> bool {
-        self.len == BATCH || now.saturating_sub(self.kept[0].0) >= MAX_BATCH_AGE
+        self.len == N || now.saturating_sub(self.kept[0].0) >= MAX_BATCH_AGE
     }
 }
 
@@ -163,7 +170,12 @@ impl Limiter {
     /// Keeps the sample of a job that ended `now` (since the pool's epoch) in `batch`, and
     /// hands the batch over when it is due (see "Cost"). Returns `true` if the limit rose, so
     /// parked workers may now take queued jobs.
-    pub(crate) fn on_sample(&self, batch: &mut Samples, now: Duration, sample: &Sample) -> bool {
+    pub(crate) fn on_sample<const N: usize>(
+        &self,
+        batch: &mut Samples<N>,
+        now: Duration,
+        sample: &Sample,
+    ) -> bool {
         if self.is_fixed() {
             return false;
         }
@@ -173,7 +185,7 @@ impl Limiter {
     }
 
     /// Hands `batch` to the algorithm and empties it. Returns `true` if the limit rose.
-    pub(crate) fn flush(&self, batch: &mut Samples) -> bool {
+    pub(crate) fn flush<const N: usize>(&self, batch: &mut Samples<N>) -> bool {
         let Some(algorithm) = &self.algorithm else {
             return false;
         };
@@ -246,7 +258,7 @@ mod tests {
         assert!(limiter.has_room(8, 99, Priority::Normal));
         assert!(!limiter.has_room(8, 100, Priority::Normal));
         assert!(!limiter.drop_at_dequeue(Duration::MAX, Priority::Normal));
-        let mut batch = Samples::default();
+        let mut batch: Samples = Samples::default();
         assert!(!limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(1, 1)));
         assert_eq!(batch.len, 0);
     }
@@ -288,7 +300,7 @@ mod tests {
             !limiter.has_room(start, 0, Priority::Normal),
             "no queue for Netflix's limiters"
         );
-        let mut batch = Samples::default();
+        let mut batch: Samples = Samples::default();
         assert!(
             !limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, start)),
             "kept: the batch is fresh and not full"
@@ -311,5 +323,19 @@ mod tests {
         limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, 1));
         limiter.on_sample(&mut batch, MAX_BATCH_AGE, &Sample::ran(10, 1));
         assert_eq!(batch.len, 0, "handed over when the oldest is old enough");
+    }
+
+    #[test]
+    fn an_inline_batch_holds_more_samples_than_a_workers() {
+        let limiter = Limiter::new(&Limit::aimd().into(), Bounds { min: 1, max: 1_000 }, 100);
+        let mut batch: Samples<INLINE_BATCH> = Samples::default();
+        for i in 0..INLINE_BATCH {
+            limiter.on_sample(&mut batch, Duration::ZERO, &Sample::ran(10, 1));
+            assert_eq!(
+                batch.len,
+                (i + 1) % INLINE_BATCH,
+                "handed over only when full"
+            );
+        }
     }
 }

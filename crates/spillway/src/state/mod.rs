@@ -56,7 +56,6 @@ use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use crossbeam_utils::CachePadded;
 use pin_project_lite::pin_project;
 use tokio::runtime::Handle;
 use tokio::sync::Notify;
@@ -65,13 +64,14 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use self::counts::{Counts, ParkedCount};
+use self::limiter::INLINE_BATCH;
 use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
 use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
 use crate::limit::{Bounds, Sample};
-use crate::metrics::{self as metrics_shard, Latency, Metrics, PriorityCounts, Snapshot};
+use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
 use crate::priority::{JobOptions, Priority};
 use crate::queue::{Permit, Refused, Ticket};
 use crate::scaler::{self, Decision};
@@ -89,7 +89,10 @@ pub(crate) struct Shared {
     config: Config,
     counts: Counts<BoxJob>,
     limiter: Limiter,
-    metrics: Metrics,
+    /// Its shards also keep the samples of inline jobs for the limit, one batch per shard of
+    /// threads, so that a caller's thread nearly always takes an uncontended lock, and one lock
+    /// per job for both (see [`Shared::inline_ended`]). Unused under a fixed limit.
+    metrics: Metrics<Samples<INLINE_BATCH>>,
     /// Wakes parked workers: a job was queued, or nothing more can arrive.
     work: Notify,
     /// Wakes submitters waiting for room: a slot was freed, or the pool closed.
@@ -103,10 +106,6 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
     last_growth: AtomicU64,
-    /// The samples of inline jobs for the limit, one batch per shard of threads (as the
-    /// metrics' histograms), so that a caller's thread nearly always takes an uncontended lock.
-    /// Empty under a fixed limit.
-    inline_samples: Box<[CachePadded<Mutex<Samples>>]>,
 }
 
 /// Why a submission was refused: the queue's reasons, or a deadline that had passed already.
@@ -146,13 +145,6 @@ impl Shared {
             },
             config.queue_capacity,
         );
-        let inline_samples = if limiter.is_fixed() {
-            Box::default()
-        } else {
-            (0..metrics_shard::shards())
-                .map(|_| CachePadded::new(Mutex::new(Samples::default())))
-                .collect()
-        };
         let shared = Arc::new(Shared {
             counts: Counts::new(
                 config.queue_capacity,
@@ -171,7 +163,6 @@ impl Shared {
             runtime,
             epoch: Instant::now(),
             last_growth: AtomicU64::new(0),
-            inline_samples,
         });
         // Not a growth step: the cooldown starts with the first growth.
         shared.grow(policy.min_workers);
@@ -589,42 +580,50 @@ impl Shared {
         self.metrics
             .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
         self.counts.end_job();
-        self.learn(ended, samples);
+        let rose = self.keep_sample(ended, samples);
+        self.wake_after_end(rose);
     }
 
     /// An inline job ended: counted and observed as [`job_ended`](Self::job_ended) does, its
     /// slot given to the queue, and a waiting shutdown told. Returns `false`, counting nothing,
     /// if a shutdown had stopped it and counted it abandoned ("stop inline").
+    ///
+    /// Its sample for the limit is kept in the calling thread's shard of the metrics, under the
+    /// lock the timings take anyway (a second lock per job cost the adaptive limit a few percent
+    /// of an inline round trip). So once per batch the algorithm runs, and logs its moves at
+    /// debug level, under that lock: a `tracing` subscriber that read this pool's metrics from
+    /// inside such an event, on the same thread, would wait for itself. The wake-ups wait until
+    /// the slot is free: a submitter woken for room before that would find none, and wait again.
     fn inline_ended(&self, ended: &Ended) -> bool {
         if !self.counts.end_inline(ended.priority.index()) {
             return false;
         }
-        self.metrics
-            .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
+        let mut rose = false;
+        self.metrics.record_with(
+            ended.priority,
+            ended.outcome,
+            ended.queue_wait,
+            ended.run,
+            |samples| rose = self.keep_sample(ended, samples),
+        );
         self.free_slot();
-        if !self.inline_samples.is_empty() {
-            let shard = metrics_shard::shard(self.inline_samples.len());
-            self.learn(ended, &mut lock_std(&self.inline_samples[shard]));
-        }
+        self.wake_after_end(rose);
         if self.counts.is_closed() {
             self.exited.notify_waiters();
         }
         true
     }
 
-    /// What the concurrency limit learns from a job's end (nothing, for a fixed limit).
-    fn learn(&self, ended: &Ended, samples: &mut Samples) {
+    /// What the concurrency limit learns from a job's end (nothing, for a fixed limit): its
+    /// sample, kept in `samples` until the batch is due. Returns `true` if the limit rose.
+    fn keep_sample<const N: usize>(&self, ended: &Ended, samples: &mut Samples<N>) -> bool {
         if self.limiter.is_fixed() {
-            return;
-        }
-        // Under a limit, a job's end makes room for a submitter too (`limit + queue bound`).
-        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
-            self.room.notify_one();
+            return false;
         }
         // A job that timed out is a drop too, with the time it really ran.
         let dropped = matches!(ended.outcome, Outcome::Expired | Outcome::TimedOut);
         if ended.run.is_none() && !dropped {
-            return;
+            return false;
         }
         let sample = Sample {
             run: ended.run.unwrap_or_default(),
@@ -633,8 +632,20 @@ impl Shared {
             dropped,
         };
         let now = ended.at.saturating_duration_since(self.epoch);
-        if self.limiter.on_sample(samples, now, &sample) {
-            // Workers parked at the old limit may take queued jobs now.
+        self.limiter.on_sample(samples, now, &sample)
+    }
+
+    /// The wake-ups a job's end owes under a limit, once it no longer counts: a submitter
+    /// waiting for room (`limit + queue bound`), and, if the limit `rose`, the workers parked
+    /// at the old limit, which may take queued jobs now.
+    fn wake_after_end(&self, rose: bool) {
+        if self.limiter.is_fixed() {
+            return;
+        }
+        if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
+            self.room.notify_one();
+        }
+        if rose {
             self.work.notify_waiters();
         }
     }
