@@ -299,6 +299,9 @@ impl Reason {
 #[derive(Debug, Clone)]
 pub(crate) struct AdaptiveLimit {
     limit: f64,
+    /// `limit` rounded and clamped, kept so that a sample (several reads of the limit per job)
+    /// does not round again: it changes only when a window closes.
+    rounded: usize,
     bounds: Bounds,
     tolerance: f64,
     queue_target: Duration,
@@ -368,8 +371,10 @@ impl Law {
 
 impl AdaptiveLimit {
     pub(crate) fn new(config: &AdaptiveConfig, bounds: Bounds) -> AdaptiveLimit {
+        let initial = config.initial_limit.clamp(bounds.min, bounds.max);
         AdaptiveLimit {
-            limit: config.initial_limit.clamp(bounds.min, bounds.max) as f64,
+            limit: initial as f64,
+            rounded: initial,
             bounds,
             tolerance: config.tolerance,
             queue_target: config.queue_target,
@@ -386,7 +391,7 @@ impl AdaptiveLimit {
     /// The limit, rounded to the nearest count (not truncated as in the Netflix ports: at a knee of
     /// two jobs, 1.6 means 2).
     pub(crate) fn limit(&self) -> usize {
-        self.bounds.clamp(self.limit.round())
+        self.rounded
     }
 
     /// Why the limit last moved or held.
@@ -471,6 +476,7 @@ impl AdaptiveLimit {
             .law
             .update(self.limit, &window, self.tolerance, bounds.1);
         self.limit = next.clamp(bounds.0, bounds.1);
+        self.rounded = self.bounds.clamp(self.limit.round());
         if self.limit() > before {
             self.raised = now;
         }
