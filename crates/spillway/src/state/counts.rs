@@ -191,13 +191,7 @@ impl<T> Counts<T> {
         if self.queue.len() == 0 {
             return None; // nothing reserved, so nothing to take: skip counting in and out
         }
-        let busy = self
-            .busy
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
-                (b < limit).then_some(b + 1)
-            })
-            .ok()?
-            + 1;
+        let busy = self.count_busy_within(limit)?;
         let Some(item) = self.queue.pop() else {
             self.busy.fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -220,13 +214,18 @@ impl<T> Counts<T> {
         if self.queue.len() != 0 {
             return None;
         }
-        let busy = self
-            .busy
+        self.count_busy_within(limit)
+    }
+
+    /// Counts one more job busy if fewer than `limit` are; returns the number busy with it.
+    /// The one place where "at most `limit` run" is enforced, for workers and inline jobs alike.
+    fn count_busy_within(&self, limit: usize) -> Option<usize> {
+        self.busy
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| {
                 (b < limit).then_some(b + 1)
             })
-            .ok()?;
-        Some(busy + 1)
+            .ok()
+            .map(|before| before + 1)
     }
 
     /// Gives back a slot taken with [`take_slot_within`](Self::take_slot_within). Returns whether

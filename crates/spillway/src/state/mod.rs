@@ -185,9 +185,7 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let priority = opts.get_priority();
-        self.admit(job, opts)
-            .inspect_err(|(refused, _)| self.count_shed(*refused, priority))
+        self.try_admit_by(job, opts, Self::admit)
     }
 
     /// Admits `job` with `opts`, waiting for room until `wait_until` (forever if `None`).
@@ -317,9 +315,18 @@ impl Shared {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
+        self.try_admit_by(job, opts, Self::admit_run)
+    }
+
+    /// Admits `job` with `admit` if there is room now; counts a refusal as shed.
+    fn try_admit_by<F, A>(
+        self: &Arc<Self>,
+        job: F,
+        opts: JobOptions,
+        admit: impl Fn(&Arc<Self>, F, JobOptions) -> Result<A, (Refusal, F)>,
+    ) -> Result<A, (Refusal, F)> {
         let priority = opts.get_priority();
-        self.admit_run(job, opts)
-            .inspect_err(|(refused, _)| self.count_shed(*refused, priority))
+        admit(self, job, opts).inspect_err(|(refused, _)| self.count_shed(*refused, priority))
     }
 
     /// The admission check for a job its caller will await ("inline jobs"): while the pool is
