@@ -120,11 +120,13 @@ impl Limiter {
         limiter
     }
 
+    #[inline]
     pub(crate) fn is_fixed(&self) -> bool {
         self.algorithm.is_none()
     }
 
     /// The current concurrency limit.
+    #[inline]
     pub(crate) fn limit(&self) -> usize {
         self.limit.load(Ordering::Relaxed)
     }
@@ -132,6 +134,7 @@ impl Limiter {
     /// Whether admission must check [`has_room`](Self::has_room): the algorithm bounds the queue
     /// below its capacity (never for [`Limit::fixed`]). Otherwise, as at most `limit` run, the
     /// queue's capacity alone decides.
+    #[inline]
     pub(crate) fn bounds_queue(&self) -> bool {
         self.queue_bounded.load(Ordering::Relaxed)
     }
@@ -143,6 +146,7 @@ impl Limiter {
     /// below it): the queue bound bounds the queue, whatever part of the limit is idle. (Read
     /// without a lock, so racing submitters may pass together; `queue_capacity` stays the hard
     /// ceiling.)
+    #[inline]
     pub(crate) fn has_room(&self, busy: usize, queued: usize, priority: Priority) -> bool {
         let bound = self.queue_bound.load(Ordering::Relaxed);
         let tolerance = priority.queue_tolerance() as usize;
@@ -161,6 +165,7 @@ impl Limiter {
     }
 
     /// A submission was shed (the limit's bound or the queue was full).
+    #[inline]
     pub(crate) fn shed(&self) {
         if !self.is_fixed() && !self.shed.load(Ordering::Relaxed) {
             self.shed.store(true, Ordering::Relaxed);
