@@ -203,13 +203,25 @@ impl Limiter {
             algorithm.on_shed(batch.kept[0].0);
         }
         let before = self.limit();
-        for (now, sample) in &batch.kept[..kept] {
-            if let Some(after) = algorithm.on_sample(*now, sample) {
-                tracing::debug!(
-                    after,
-                    reason = algorithm.reason().unwrap_or("the algorithm's rule"),
-                    "concurrency limit moved"
-                );
+        let samples = &batch.kept[..kept];
+        match &mut *algorithm {
+            // The default: its law is fed directly, one match per batch instead of one per
+            // sample (with the limit read before and after each), as in `LimitAlgorithm`.
+            LimitAlgorithm::Adaptive(law) => {
+                for (now, sample) in samples {
+                    let was = law.limit();
+                    law.on_sample(*now, sample);
+                    if law.limit() != was {
+                        moved(law.limit(), Some(law.reason().as_str()));
+                    }
+                }
+            }
+            other => {
+                for (now, sample) in samples {
+                    if let Some(after) = other.on_sample(*now, sample) {
+                        moved(after, other.reason());
+                    }
+                }
             }
         }
         self.publish(&algorithm);
@@ -233,6 +245,15 @@ impl Limiter {
             self.drop_after.store(drop_after, Ordering::Relaxed);
         }
     }
+}
+
+/// The debug log of a move of the limit to `after`, for `reason`.
+fn moved(after: usize, reason: Option<&'static str>) {
+    tracing::debug!(
+        after,
+        reason = reason.unwrap_or("the algorithm's rule"),
+        "concurrency limit moved"
+    );
 }
 
 fn store_if_changed(cell: &AtomicUsize, value: usize) {
