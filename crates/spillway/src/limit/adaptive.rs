@@ -399,7 +399,7 @@ impl AdaptiveLimit {
         self.law.reason
     }
 
-    #[inline] // once per job: into `LimitAlgorithm::on_sample`'s match, without a call
+    #[inline] // once per job: into the driver's loop over a batch, without a call
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
         let limit = self.limit();
         // Batches from different workers arrive out of order: the latest time counts.
