@@ -26,6 +26,7 @@ pub(crate) struct Counter(CachePadded<AtomicU64>);
 impl Counter {
     // SeqCst so that `Shared::snapshot` can order its reads; on x86 the increment is a locked
     // add either way and the load a plain move.
+    #[inline]
     pub(crate) fn inc(&self) {
         self.0.fetch_add(1, Ordering::SeqCst);
     }
@@ -182,6 +183,7 @@ impl<X: Default> Metrics<X> {
     }
 
     /// The counters of `priority`.
+    #[inline]
     pub(crate) fn lane(&self, priority: Priority) -> &Lane {
         &self.lanes[priority.index()]
     }

@@ -281,6 +281,7 @@ impl<T> Queue<T> {
     }
 
     /// Reserves one slot, or says why not. Never waits, never allocates.
+    #[inline]
     pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, Refused> {
         let mut current = self.state.load(Ordering::SeqCst);
         loop {
@@ -317,10 +318,16 @@ impl<T> Queue<T> {
     /// Takes the newest item of the lowest lane below `lane` out ("displacement") and hands its
     /// slot over as a [`Permit`], for the item that displaces it: the count does not move. Or
     /// says why not: `Closed`, or `Full` when no lower item is stored.
+    #[inline]
     pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
         if self.occupied.load(Ordering::Relaxed) & ((1 << lane) - 1) == 0 && !self.is_closed() {
-            return Err(Refused::Full);
+            return Err(Refused::Full); // the common refusal: inlined, off the lock
         }
+        self.displace_locked(lane)
+    }
+
+    /// [`displace`](Self::displace) once a lower item may be stored: looks under the lock.
+    fn displace_locked(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
         let mut items = lock(&self.items);
         if self.is_closed() {
             return Err(Refused::Closed);
@@ -355,6 +362,7 @@ impl<T> Queue<T> {
         self.state.fetch_or(CLOSED, Ordering::SeqCst) & CLOSED == 0
     }
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.state.load(Ordering::SeqCst) & CLOSED != 0
     }
@@ -365,6 +373,7 @@ impl<T> Queue<T> {
     }
 
     /// Reserved slots: items queued plus items being pushed right now.
+    #[inline]
     pub(crate) fn len(&self) -> usize {
         self.state.load(Ordering::SeqCst) >> 1
     }

@@ -399,6 +399,7 @@ impl AdaptiveLimit {
         self.law.reason
     }
 
+    #[inline] // once per job: into the driver's loop over a batch, without a call
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
         let limit = self.limit();
         // Batches from different workers arrive out of order: the latest time counts.
@@ -411,6 +412,15 @@ impl AdaptiveLimit {
             .add(now, sample, limit, self.raised, self.queue_target);
         self.lagged |= self.standing.is_active();
         self.acc.add(sample, limit);
+        // The common case, decided here: a window younger than `MIN_WINDOW` cannot close (as
+        // `Accumulator::close` finds), so skip `maybe_close`'s conversions and call.
+        if self
+            .acc
+            .start
+            .is_some_and(|start| now.saturating_sub(start) < MIN_WINDOW)
+        {
+            return;
+        }
         self.maybe_close(now);
     }
 
@@ -808,12 +818,21 @@ impl Accumulator {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
+        // Once per job, so the same values as `Duration::as_secs_f64` and `usize as f64` more
+        // cheaply: the one-instruction signed conversion where the unsigned one takes a dozen
+        // (no count or duration here comes near `i64::MAX`; one that did takes the slow path).
+        let secs = |d: Duration| match i64::try_from(d.as_secs()) {
+            Ok(s) => s as f64 + f64::from(d.subsec_nanos()) / 1e9,
+            Err(_) => d.as_secs_f64(),
+        };
+        let in_flight =
+            i64::try_from(sample.in_flight).map_or(sample.in_flight as f64, |n| n as f64);
         self.completed = self.completed.saturating_add(1);
-        let run = sample.run.as_secs_f64();
+        let run = secs(sample.run);
         self.run_sum += run;
         self.run_sq_sum += run * run;
-        self.in_flight_sum += sample.in_flight as f64;
-        self.wait_sum += sample.queue_wait.as_secs_f64();
+        self.in_flight_sum += in_flight;
+        self.wait_sum += secs(sample.queue_wait);
         self.full |= sample.in_flight >= limit;
     }
 

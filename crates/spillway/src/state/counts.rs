@@ -114,6 +114,7 @@ impl<T> Counts<T> {
     // ---- submitters ----
 
     /// Reserves a queue slot, or says why not. Never waits, never allocates.
+    #[inline]
     pub(crate) fn try_reserve(&self) -> Result<Permit<'_, T>, Refused> {
         self.queue.try_reserve()
     }
@@ -132,6 +133,7 @@ impl<T> Counts<T> {
     /// Takes the newest item of the lowest lane below `lane` out of a full queue and hands its
     /// slot over ("displacement", in `queue.rs`): push the displacing item with the permit, after
     /// the displaced one is counted. The queue count does not move.
+    #[inline]
     pub(crate) fn displace(&self, lane: usize) -> Result<(T, Permit<'_, T>), Refused> {
         self.queue.displace(lane)
     }
@@ -356,6 +358,7 @@ impl<T> Counts<T> {
 
     // ---- readings ----
 
+    #[inline]
     pub(crate) fn is_closed(&self) -> bool {
         self.queue.is_closed()
     }
@@ -365,6 +368,7 @@ impl<T> Counts<T> {
         self.queue.is_drained()
     }
 
+    #[inline]
     pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
@@ -382,6 +386,7 @@ impl<T> Counts<T> {
         self.workers.load(Ordering::SeqCst)
     }
 
+    #[inline]
     pub(crate) fn busy(&self) -> usize {
         self.busy.load(Ordering::SeqCst)
     }

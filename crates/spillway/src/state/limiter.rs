@@ -120,11 +120,13 @@ impl Limiter {
         limiter
     }
 
+    #[inline]
     pub(crate) fn is_fixed(&self) -> bool {
         self.algorithm.is_none()
     }
 
     /// The current concurrency limit.
+    #[inline]
     pub(crate) fn limit(&self) -> usize {
         self.limit.load(Ordering::Relaxed)
     }
@@ -132,6 +134,7 @@ impl Limiter {
     /// Whether admission must check [`has_room`](Self::has_room): the algorithm bounds the queue
     /// below its capacity (never for [`Limit::fixed`]). Otherwise, as at most `limit` run, the
     /// queue's capacity alone decides.
+    #[inline]
     pub(crate) fn bounds_queue(&self) -> bool {
         self.queue_bounded.load(Ordering::Relaxed)
     }
@@ -143,6 +146,7 @@ impl Limiter {
     /// below it): the queue bound bounds the queue, whatever part of the limit is idle. (Read
     /// without a lock, so racing submitters may pass together; `queue_capacity` stays the hard
     /// ceiling.)
+    #[inline]
     pub(crate) fn has_room(&self, busy: usize, queued: usize, priority: Priority) -> bool {
         let bound = self.queue_bound.load(Ordering::Relaxed);
         let tolerance = priority.queue_tolerance() as usize;
@@ -161,6 +165,7 @@ impl Limiter {
     }
 
     /// A submission was shed (the limit's bound or the queue was full).
+    #[inline]
     pub(crate) fn shed(&self) {
         if !self.is_fixed() && !self.shed.load(Ordering::Relaxed) {
             self.shed.store(true, Ordering::Relaxed);
@@ -198,13 +203,25 @@ impl Limiter {
             algorithm.on_shed(batch.kept[0].0);
         }
         let before = self.limit();
-        for (now, sample) in &batch.kept[..kept] {
-            if let Some(after) = algorithm.on_sample(*now, sample) {
-                tracing::debug!(
-                    after,
-                    reason = algorithm.reason().unwrap_or("the algorithm's rule"),
-                    "concurrency limit moved"
-                );
+        let samples = &batch.kept[..kept];
+        match &mut *algorithm {
+            // The default: its law is fed directly, one match per batch instead of one per
+            // sample (with the limit read before and after each), as in `LimitAlgorithm`.
+            LimitAlgorithm::Adaptive(law) => {
+                for (now, sample) in samples {
+                    let was = law.limit();
+                    law.on_sample(*now, sample);
+                    if law.limit() != was {
+                        moved(law.limit(), Some(law.reason().as_str()));
+                    }
+                }
+            }
+            other => {
+                for (now, sample) in samples {
+                    if let Some(after) = other.on_sample(*now, sample) {
+                        moved(after, other.reason());
+                    }
+                }
             }
         }
         self.publish(&algorithm);
@@ -228,6 +245,15 @@ impl Limiter {
             self.drop_after.store(drop_after, Ordering::Relaxed);
         }
     }
+}
+
+/// The debug log of a move of the limit to `after`, for `reason`.
+fn moved(after: usize, reason: Option<&'static str>) {
+    tracing::debug!(
+        after,
+        reason = reason.unwrap_or("the algorithm's rule"),
+        "concurrency limit moved"
+    );
 }
 
 fn store_if_changed(cell: &AtomicUsize, value: usize) {

@@ -376,6 +376,7 @@ impl Shared {
 
     /// Reserves a queue slot. Under a concurrency limit, a job beyond `limit + queue bound` in
     /// flight is refused as full first.
+    #[inline]
     fn reserve(&self, priority: Priority) -> Result<Permit<'_, BoxJob>, Refused> {
         if self.limiter.bounds_queue()
             && !self
@@ -394,6 +395,7 @@ impl Shared {
     /// A full queue: takes out the newest queued job of the lowest priority below `priority`
     /// ("displacement", in `queue.rs`), ends it as displaced, and hands its slot over for the job
     /// that displaced it. Refused as full when there is no such job.
+    #[inline]
     fn displace(&self, priority: Priority) -> Result<Permit<'_, BoxJob>, Refused> {
         let (displaced, permit) = self.counts.displace(priority.index())?;
         self.end_unrun(displaced, JobError::Displaced, Outcome::Displaced);
@@ -418,6 +420,7 @@ impl Shared {
         drop_quietly(job);
     }
 
+    #[inline]
     fn count_shed(&self, refused: Refusal, priority: Priority) {
         let lane = self.metrics.lane(priority);
         match refused {
