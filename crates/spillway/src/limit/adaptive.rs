@@ -228,6 +228,9 @@ const FLAT_DLN_N: f64 = 0.15;
 /// flat `R` measured on noise, with the completions flat, is no evidence.
 const MIN_GAIN: f64 = 0.5;
 const FAST_GROWTH: f64 = 1.25;
+/// A catch-up toward the demand (rule 4 with a growing queue) multiplies the limit by at most
+/// this per settled window.
+const MAX_CATCH_UP: f64 = 2.0;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
@@ -273,6 +276,8 @@ pub(crate) enum Reason {
     Ceiling,
     Demand,
     Unpaid,
+    CatchUp,
+    Inconclusive,
 }
 
 impl Reason {
@@ -291,6 +296,8 @@ impl Reason {
             Reason::Ceiling => "at the ceiling",
             Reason::Demand => "enough for the demand",
             Reason::Unpaid => "the last step brought no more completions",
+            Reason::CatchUp => "catching up with the demand",
+            Reason::Inconclusive => "the completions and Little's law disagree",
         }
     }
 }
@@ -502,7 +509,10 @@ impl Law {
             self.not_binding(limit, w, last)
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
-            self.measured = Some(*w);
+            if self.reason != Reason::Inconclusive {
+                // An inconclusive step is measured again, from the same point, by the next window.
+                self.measured = Some(*w);
+            }
             self.within_demand(limit, next, w, tolerance)
         } else if !self.confirmed && !self.saturated {
             // Cold start: demand met the limit for the first time. If R grew with N since the
@@ -593,13 +603,14 @@ impl Law {
             _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
         let draining = w.arrivals > 0.0 && w.arrivals <= w.rate;
+        let inconclusive = step.is_some_and(|s| s.inconclusive());
         match step {
             // The last step up brought no more completions: growing further would only put
             // more jobs (and more memory) in flight. Hold there. A backlog that drains (fewer
             // arrive than complete) is left to drain; if more arrives (or was shed) the pool is
             // saturated, the queue kept short, and the next window shrinks the limit if `R`
             // stays inflated.
-            Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued => {
+            Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued && !inconclusive => {
                 self.unpaid = true;
                 self.reason = Reason::Unpaid;
                 if !draining {
@@ -609,6 +620,15 @@ impl Law {
                 limit
             }
             _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
+            // The counted completions and Little's law (`R` against `N`) disagree on whether
+            // the step paid: completions that come in cohorts (jobs that started together end
+            // together) make the count of a window swing twofold, a step's own first touches
+            // inflate its `R`. Neither is evidence of saturation: hold, and measure the step
+            // again (from the same point) on the next window.
+            _ if inconclusive => {
+                self.reason = Reason::Inconclusive;
+                limit
+            }
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
             // Unless already saturated, or a queue stood while the limit had room (the pool
             // is saturated by something else), move N to find out.
@@ -619,12 +639,7 @@ impl Law {
                 limit
             }
             None if !self.saturated && !self.lagging && !self.unpaid => {
-                // The more R rose, the larger the probe (up to +25%: a larger step puts more
-                // jobs in flight at once, each touching memory the process may not have).
-                self.probe(
-                    limit,
-                    (inflation / (1.0 + tolerance)).clamp(GENTLE_GROWTH, PROBE),
-                )
+                self.probe_or_catch_up(limit, w, inflation / (1.0 + tolerance), tolerance)
             }
             _ => {
                 self.knee = Some(w.in_flight);
@@ -635,7 +650,10 @@ impl Law {
                 // (it may be a slower downstream's, which R0 does not know): at most 20% per
                 // window, so that a stall does not halve the limit window after window; a 20%
                 // step that leaves R flat is then a flat step (rule 1), which learns R0.
-                let followed = step.is_some_and(|s| s.e >= SATURATED_E);
+                // (An elasticity over a move of `N` under 15% is noise: a step's own first
+                // touches alone read as `e = 0.6` on a 14% move, and halved the limit of a pool
+                // at 0.3x load in the model.)
+                let followed = step.is_some_and(|s| s.e >= SATURATED_E && s.dln_n >= FLAT_DLN_N);
                 let floor = if followed { 0.5 } else { RELAX };
                 limit * ((1.0 + tolerance) / inflation).max(floor)
             }
@@ -684,6 +702,22 @@ impl Law {
                 limit
             }
         }
+    }
+
+    /// Rule 4: `R` rose `excess` times past the tolerance at an unchanged `N`. While the queue
+    /// grows (more arrive than complete), the demand is known by Little's law, arrivals times
+    /// `R`: catch up with it (plus the tolerance, so the backlog drains), by at most the excess
+    /// and `MAX_CATCH_UP` per window. Otherwise probe by the excess, between +10% and +25%
+    /// (a larger step puts more jobs in flight at once, each touching memory the process may
+    /// not have).
+    fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
+        let probe = excess.clamp(GENTLE_GROWTH, PROBE);
+        let need = w.arrivals * w.run * (1.0 + tolerance);
+        if w.arrivals > w.rate && need > limit * probe {
+            self.reason = Reason::CatchUp;
+            return need.min(limit * excess.clamp(probe, MAX_CATCH_UP));
+        }
+        self.probe(limit, probe)
     }
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
@@ -769,6 +803,16 @@ impl Step {
     fn paid(&self) -> bool {
         let e = -FLAT_E..SATURATED_E;
         self.dln_n >= FLAT_DLN_N && e.contains(&self.e) && self.gain >= MIN_GAIN
+    }
+
+    /// A step up that gives no verdict (checked once it neither was flat nor paid): the counted
+    /// completions followed `N` (`gain >= MIN_GAIN`, so nothing saturated), or they did not
+    /// while `R` stayed flat (`|e| < FLAT_E`: Little's `X = N / R` grew with `N`); the two
+    /// measures of throughput disagree.
+    /// A smaller move (under `FLAT_DLN_N`) is not measured well enough to doubt.
+    fn inconclusive(&self) -> bool {
+        let counted = self.gain >= MIN_GAIN;
+        self.dln_n >= FLAT_DLN_N && (counted || self.e.abs() < FLAT_E)
     }
 
     /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
@@ -1165,10 +1209,21 @@ mod tests {
             rate: 1_000.0 * 1_000.0 / 30.0,
             ..window(30.0, 1_200.0, true)
         };
-        law.update(1_250.0, &noisy, TOL, MAX);
+        assert_eq!(law.update(1_250.0, &noisy, TOL, MAX), 1_250.0);
+        assert_eq!(law.baseline, Some(0.02));
+        // nor evidence of saturation: Little's law (`R` flat while `N` rose) says the step paid;
+        // held, and measured again from the same point
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated);
+        assert_eq!(law.measured.map(|m| m.in_flight), Some(1_000.0));
+        // the next window agrees with the count (R followed N, e = 1): the step did not pay
+        let followed = Window {
+            rate: 1_000.0 * 1_000.0 / 30.0,
+            ..window(36.0, 1_200.0, true)
+        };
+        assert_eq!(law.update(1_250.0, &followed, TOL, MAX), 1_250.0);
         assert_eq!(law.reason, Reason::Unpaid);
         assert!(law.saturated);
-        assert_eq!(law.baseline, Some(0.02));
     }
 
     #[test]
