@@ -254,11 +254,23 @@ pub(crate) struct Window {
     pub(crate) queued: bool,
     /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
     pub(crate) rate: f64,
-    /// The rate at which jobs arrived (were admitted), from the completions and the trend of
-    /// the queue wait since the last window (FIFO: `arrivals = rate x (1 + dW/dt)`); zero when
-    /// unknown (the first window, or jobs were shed or dropped: the demand was more than what
-    /// was admitted). While a backlog drains (the wait falls) it is below `rate`.
+    /// The rate at which jobs arrived (were admitted), counted against their arrival times
+    /// (end - run - wait) over this window and the last; zero when unknown (the first window,
+    /// or jobs were shed or dropped: the demand was more than what was admitted). While a
+    /// backlog drains it is below the completion rate.
     pub(crate) arrivals: f64,
+}
+
+impl Window {
+    /// The completion rate by Little's law, `N / R`: unlike the counted `rate`, it does not
+    /// swing with the phase of cohorts (jobs that started together end together).
+    fn throughput(&self) -> f64 {
+        if self.run > 0.0 {
+            self.in_flight / self.run
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Why the limit last moved (or did not), for debug logs.
@@ -348,6 +360,8 @@ pub(crate) struct Law {
     /// The last step up brought no more completions: no probe up until a window does not
     /// bind or a step pays (the probe would only repeat it, with more memory first touched).
     pub(crate) unpaid: bool,
+    /// The step of the last settled window is to be measured again (from the same point).
+    pub(crate) remeasure: bool,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -368,6 +382,7 @@ impl Law {
             fastest: None,
             lagging: false,
             unpaid: false,
+            remeasure: false,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -417,7 +432,7 @@ impl AdaptiveLimit {
         self.standing
             .add(now, sample, limit, self.raised, self.queue_target);
         self.lagged |= self.standing.is_active();
-        self.acc.add(sample, limit);
+        self.acc.add(now, sample, limit);
         self.maybe_close(now);
     }
 
@@ -509,8 +524,8 @@ impl Law {
             self.not_binding(limit, w, last)
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
-            if self.reason != Reason::Inconclusive {
-                // An inconclusive step is measured again, from the same point, by the next window.
+            if !std::mem::take(&mut self.remeasure) {
+                // Otherwise the step is measured again, from the same point, by the next window.
                 self.measured = Some(*w);
             }
             self.within_demand(limit, next, w, tolerance)
@@ -602,18 +617,27 @@ impl Law {
             Some(r0) if self.confirmed => w.run / r0,
             _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
-        let draining = w.arrivals > 0.0 && w.arrivals <= w.rate;
+        // Fewer arrive than complete, by either measure of the completions (the count swings
+        // with cohorts, Little's `N / R` with a step's first touches).
+        let completions = w.throughput().max(w.rate);
+        let draining = w.arrivals > 0.0 && w.arrivals <= completions;
+        // Demand clearly over what completes (or unknown: jobs were shed): no time to lose.
+        let overloaded = w.arrivals <= 0.0 || w.arrivals > (1.0 + tolerance) * completions;
         let inconclusive = step.is_some_and(|s| s.inconclusive());
         match step {
             // The last step up brought no more completions: growing further would only put
             // more jobs (and more memory) in flight. Hold there. A backlog that drains (fewer
             // arrive than complete) is left to drain; if more arrives (or was shed) the pool is
             // saturated, the queue kept short, and the next window shrinks the limit if `R`
-            // stays inflated.
+            // stays inflated. Unless the demand is clearly over the completions, the step is
+            // measured again first: its own first touches may have stalled its first window,
+            // and cutting the queue of a pool that was catching up with a slower downstream
+            // dropped its whole backlog (the model: 6,800 expired).
             Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued && !inconclusive => {
-                self.unpaid = true;
+                let confirmed = std::mem::replace(&mut self.unpaid, true) || overloaded;
+                self.remeasure = !confirmed;
                 self.reason = Reason::Unpaid;
-                if !draining {
+                if confirmed && !draining {
                     self.knee = Some(s.low_n);
                     self.saturated = true;
                 }
@@ -627,6 +651,7 @@ impl Law {
             // again (from the same point) on the next window.
             _ if inconclusive => {
                 self.reason = Reason::Inconclusive;
+                self.remeasure = true;
                 limit
             }
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
@@ -713,7 +738,7 @@ impl Law {
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
         let probe = excess.clamp(GENTLE_GROWTH, PROBE);
         let need = w.arrivals * w.run * (1.0 + tolerance);
-        if w.arrivals > w.rate && need > limit * probe {
+        if w.arrivals > w.throughput() && need > limit * probe {
             self.reason = Reason::CatchUp;
             return need.min(limit * excess.clamp(probe, MAX_CATCH_UP));
         }
@@ -809,10 +834,12 @@ impl Step {
     /// completions followed `N` (`gain >= MIN_GAIN`, so nothing saturated), or they did not
     /// while `R` stayed flat (`|e| < FLAT_E`: Little's `X = N / R` grew with `N`); the two
     /// measures of throughput disagree.
-    /// A smaller move (under `FLAT_DLN_N`) is not measured well enough to doubt.
+    ///
+    /// On a move under `FLAT_DLN_N`, only a flat `R` counts: the counted completions of two
+    /// windows are too noisy to compare over so small a move.
     fn inconclusive(&self) -> bool {
-        let counted = self.gain >= MIN_GAIN;
-        self.dln_n >= FLAT_DLN_N && (counted || self.e.abs() < FLAT_E)
+        let counted = self.gain >= MIN_GAIN && self.dln_n >= FLAT_DLN_N;
+        self.dln_n > 0.0 && (counted || self.e.abs() < FLAT_E)
     }
 
     /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
@@ -839,15 +866,17 @@ struct Accumulator {
     run_sq_sum: f64,
     in_flight_sum: f64,
     wait_sum: f64,
-    /// The end (seconds since the epoch) and mean queue wait of the last window.
-    previous: Option<(f64, f64)>,
+    /// Sum of the arrival times (end - run - wait, seconds since the epoch) of the completed jobs.
+    arrival_sum: f64,
+    /// The mean arrival time and the number of completed jobs of the last window.
+    previous: Option<(f64, u32)>,
     full: bool,
     dropped: u32,
     shed: u32,
 }
 
 impl Accumulator {
-    fn add(&mut self, sample: &Sample, limit: usize) {
+    fn add(&mut self, now: Duration, sample: &Sample, limit: usize) {
         if sample.dropped {
             self.dropped = self.dropped.saturating_add(1);
             return;
@@ -857,19 +886,25 @@ impl Accumulator {
         self.run_sum += run;
         self.run_sq_sum += run * run;
         self.in_flight_sum += sample.in_flight as f64;
-        self.wait_sum += sample.queue_wait.as_secs_f64();
+        let wait = sample.queue_wait.as_secs_f64();
+        self.wait_sum += wait;
+        self.arrival_sum += now.as_secs_f64() - run - wait;
         self.full |= sample.in_flight >= limit;
     }
 
-    /// The arrival rate of a window that ends at `end` with `rate` completions per second and
-    /// a mean queue wait `wait` (see [`Window::arrivals`]; 0 if unknown). A job that arrives at
-    /// `a` starts at `a + W(a)`; jobs start at the completion rate, so they arrived at about
-    /// `rate x (1 + dW/dt)`: unlike the spread of the arrival times themselves, this does not
-    /// widen with the spread of the run times.
-    fn arrival_rate(&self, end: f64, rate: f64, wait: f64) -> f64 {
+    /// The arrival rate of a window whose completed jobs arrived, on average, at `arrived`
+    /// (see [`Window::arrivals`]; 0 if unknown). Jobs start in arrival order, so the jobs that
+    /// completed in two consecutive windows arrived one after the other: `n1 + n2` of them over
+    /// twice the distance between their mean arrival times. Counted against when they arrived,
+    /// not when they completed, this does not swing with cohorts (jobs that started together
+    /// and end together make the count of a window swing twofold with its phase, and the
+    /// arrivals with it when they were that count times the trend of the wait); means, not the
+    /// first and last arrival, so that a spread of run times does not widen the span.
+    fn arrival_rate(&self, arrived: f64) -> f64 {
         match self.previous {
-            Some((t, w)) if end > t && self.shed == 0 && self.dropped == 0 => {
-                (rate * (1.0 + (wait - w) / (end - t))).max(f64::MIN_POSITIVE)
+            Some((before, n)) if arrived > before && self.shed == 0 && self.dropped == 0 => {
+                let jobs = f64::from(n) + f64::from(self.completed);
+                (jobs / (2.0 * (arrived - before))).max(f64::MIN_POSITIVE)
             }
             _ => 0.0,
         }
@@ -910,7 +945,7 @@ impl Accumulator {
         if elapsed < min_len || !enough {
             return None;
         }
-        let (wait, end) = (self.wait_sum / n, now.as_secs_f64());
+        let (wait, arrived) = (self.wait_sum / n, self.arrival_sum / n);
         let rate = n / elapsed.as_secs_f64();
         let window = Window {
             run: self.run_sum / n,
@@ -918,11 +953,11 @@ impl Accumulator {
             binding,
             queued: wait > queued_wait,
             rate,
-            arrivals: self.arrival_rate(end, rate, wait),
+            arrivals: self.arrival_rate(arrived),
         };
         *self = Accumulator {
             start: Some(now),
-            previous: Some((end, wait)),
+            previous: Some((arrived, self.completed)),
             ..Accumulator::default()
         };
         Some(window)
@@ -1227,14 +1262,119 @@ mod tests {
     }
 
     #[test]
+    fn a_slower_downstream_with_a_growing_queue_is_caught_up_with_by_littles_law() {
+        // R rose tenfold at an unchanged N while 7,450 jobs/s arrive and 5,000 complete: the
+        // need is 7,450/s x 200 ms, plus the tolerance so the backlog drains
+        let slow = |arrivals: f64| Window {
+            arrivals,
+            ..window(200.0, 1_000.0, true)
+        };
+        let mut law = learned(20.0);
+        let next = law.update(1_000.0, &slow(7_450.0), TOL, MAX);
+        assert!(close(next, 7_450.0 * 0.2 * 1.25), "{next}");
+        assert_eq!(law.reason, Reason::CatchUp);
+        assert!(!law.saturated);
+        // at most doubling per window, however large the need
+        let mut law = learned(20.0);
+        assert_eq!(law.update(1_000.0, &slow(40_000.0), TOL, MAX), 2_000.0);
+        // a backlog that drains, or arrivals unknown: the probe of +25%
+        for arrivals in [4_000.0, 0.0] {
+            let mut law = learned(20.0);
+            assert_eq!(law.update(1_000.0, &slow(arrivals), TOL, MAX), 1_250.0);
+            assert_eq!(law.reason, Reason::Probe);
+        }
+        // R only 1.5x R0 (a CPU near its knee rather than a slower downstream): no more than
+        // the excess, as the probe
+        let mut law = learned(20.0);
+        let knee = Window {
+            arrivals: 60_000.0,
+            ..window(30.0, 1_000.0, true)
+        };
+        assert!(close(law.update(1_000.0, &knee, TOL, MAX), 1_200.0));
+    }
+
+    #[test]
+    fn a_flat_step_whose_count_fell_with_the_cohorts_holds_and_is_measured_again() {
+        // Jobs that started together end together: a window's count swings with its phase.
+        // After the probe to 1,250, R stayed at 200 ms (Little's X grew 25%) but the window
+        // counted fewer completions than the last: before, "unpaid" and saturated, the queue cut
+        // to the target and the limit shrunk window after window.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe to 1,250
+        let low_phase = Window {
+            rate: 4_000.0,
+            ..window(200.0, 1_250.0, true)
+        };
+        assert_eq!(law.update(1_250.0, &low_phase, TOL, MAX), 1_250.0);
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated && !law.unpaid);
+        // the next window, in the other phase: a flat step, R0 is the slower downstream's
+        let next = law.update(1_250.0, &window(200.0, 1_250.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(next, 1_562.5);
+        assert!(close(law.baseline.unwrap(), 0.2));
+    }
+
+    #[test]
+    fn r_following_a_small_move_of_n_shrinks_by_a_fifth_at_most() {
+        // A 10% move is too small to measure e: the step's own first touches alone can read as
+        // R following N. Saturated (R inflated, N moved), but no halving.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX); // probe to 1,200
+        let unqueued = Window {
+            queued: false,
+            ..window(60.0, 1_100.0, true)
+        };
+        assert!(close(law.update(1_200.0, &unqueued, TOL, MAX), 960.0));
+        assert_eq!(law.reason, Reason::Saturated);
+    }
+
+    #[test]
     fn small_moves_never_count_as_flat() {
         let mut law = learned(20.0);
         law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
-        // N +10% and R flat: too small a move to re-baseline; R is inflated and N moved, so it
-        // is a saturated verdict
-        law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX);
+        // N +10% and R flat: too small a move to re-baseline, and no evidence of saturation
+        // either (R did not follow N): held, measured again
+        assert_eq!(
+            law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX),
+            1_100.0
+        );
         assert_eq!(law.baseline, Some(0.02));
-        assert_eq!(law.reason, Reason::Saturated);
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated);
+    }
+
+    #[test]
+    fn a_step_that_did_not_pay_by_a_little_is_measured_again_before_the_queue_is_cut() {
+        // Catching up with a slower downstream (R0 200 ms), a step from 2,000 to 2,450 in flight
+        // whose first touches stalled its first window: R +22%, the count flat, the arrivals
+        // about what completes. Read at once as saturation, it cut a two-second backlog.
+        let mut law = learned(200.0);
+        let measured = Window {
+            arrivals: 11_900.0,
+            ..window(200.0, 2_000.0, true)
+        };
+        law.update(2_000.0, &measured, TOL, MAX); // room: 2,500
+        let stalled = Window {
+            rate: 10_100.0,
+            arrivals: 11_950.0,
+            ..window(245.0, 2_450.0, true)
+        };
+        assert_eq!(law.update(2_500.0, &stalled, TOL, MAX), 2_500.0);
+        assert_eq!(law.reason, Reason::Unpaid);
+        assert!(!law.saturated, "measured again first");
+        // the second window agrees: saturated, the queue is kept short
+        assert_eq!(law.update(2_500.0, &stalled, TOL, MAX), 2_500.0);
+        assert!(law.saturated);
+        // demand clearly over the completions (a spike at a CPU knee): at once
+        let mut law = learned(200.0);
+        law.update(2_000.0, &measured, TOL, MAX);
+        let spike = Window {
+            arrivals: 15_000.0,
+            ..stalled
+        };
+        law.update(2_500.0, &spike, TOL, MAX);
+        assert!(law.saturated);
     }
 
     #[test]
@@ -1290,15 +1430,15 @@ mod tests {
         let at = Duration::from_millis;
         assert_eq!(acc.close(at(0), 0.0, 0.005), None);
         for _ in 1..MIN_SAMPLES {
-            acc.add(&sample(20, 0, 10, false), 1_000);
+            acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         }
-        acc.add(&sample(0, 50, 10, true), 1_000);
+        acc.add(Duration::ZERO, &sample(0, 50, 10, true), 1_000);
         assert_eq!(
             acc.close(at(50), 0.0, 0.005),
             None,
             "one completed job short"
         );
-        acc.add(&sample(20, 0, 10, false), 1_000);
+        acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         assert_eq!(
             acc.close(at(15), 0.020, 0.005),
             None,
@@ -1312,31 +1452,73 @@ mod tests {
     }
 
     #[test]
-    fn arrivals_follow_the_trend_of_the_queue_wait_and_are_unknown_after_a_shed() {
+    fn arrivals_are_counted_against_when_jobs_arrived_and_are_unknown_after_a_shed() {
         let at = Duration::from_millis;
-        let fill = |acc: &mut Accumulator, wait| {
-            for _ in 0..100 {
-                acc.add(&sample(20, wait, 10, false), 1_000);
+        // 100 jobs (run 20 ms, waited `wait` ms) ending evenly over the 100 ms from `from`
+        let fill = |acc: &mut Accumulator, from: u64, wait| {
+            for i in 1..=100 {
+                acc.add(at(from + i), &sample(20, wait, 10, false), 1_000);
             }
         };
         let mut acc = Accumulator::default();
         acc.close(at(0), 0.0, 0.005);
-        fill(&mut acc, 0);
+        fill(&mut acc, 0, 0);
         let first = acc.close(at(100), 0.0, 0.005).unwrap();
-        assert_eq!(first.arrivals, 0.0, "no trend yet");
-        // 1,000 completions/s while the wait grew by 50 ms in 100 ms: 1,500 arrived per second
-        fill(&mut acc, 50);
-        let growing = acc.close(at(200), 0.0, 0.005).unwrap();
+        assert_eq!(first.arrivals, 0.0, "nothing to compare with yet");
+        // steady: the mean arrival moved by 100 ms for 100 jobs a window
+        fill(&mut acc, 100, 0);
+        let steady = acc.close(at(200), 0.0, 0.005).unwrap();
+        assert!(close(steady.arrivals, 1_000.0), "{}", steady.arrivals);
+        // the wait grew by 50 ms: those 100 jobs arrived within 50 ms of the last 100
+        fill(&mut acc, 200, 50);
+        let growing = acc.close(at(300), 0.0, 0.005).unwrap();
         assert!(close(growing.rate, 1_000.0));
-        assert!(close(growing.arrivals, 1_500.0), "{}", growing.arrivals);
-        // the backlog drains: fewer arrive than complete
-        fill(&mut acc, 20);
-        let draining = acc.close(at(300), 0.0, 0.005).unwrap();
-        assert!(close(draining.arrivals, 700.0), "{}", draining.arrivals);
+        assert!(close(growing.arrivals, 2_000.0), "{}", growing.arrivals);
+        // the backlog drains (the wait fell by 30 ms): fewer arrive than complete
+        fill(&mut acc, 300, 20);
+        let draining = acc.close(at(400), 0.0, 0.005).unwrap();
+        assert!(
+            close(draining.arrivals, 1_000.0 / 1.3),
+            "{}",
+            draining.arrivals
+        );
         // a shed submission: the demand is more than what was admitted, unknown
-        fill(&mut acc, 20);
+        fill(&mut acc, 400, 20);
         acc.shed = 1;
-        assert_eq!(acc.close(at(400), 0.0, 0.005).unwrap().arrivals, 0.0);
+        assert_eq!(acc.close(at(500), 0.0, 0.005).unwrap().arrivals, 0.0);
+    }
+
+    #[test]
+    fn arrivals_do_not_swing_with_cohorts() {
+        // 7,450 jobs/s arrive; a limit that binds lets them start in cohorts, so one 200 ms
+        // window counts 1,760 completions and the next 230: counted rates of 8,800 and 1,150/s
+        let mut acc = Accumulator::default();
+        let mut next_arrival = 0.0;
+        let mut cohort = |acc: &mut Accumulator, end: f64, jobs: u32| {
+            for _ in 0..jobs {
+                let wait = end - 0.2 - next_arrival;
+                let job = Sample {
+                    run: Duration::from_millis(200),
+                    queue_wait: Duration::from_secs_f64(wait),
+                    in_flight: 10,
+                    dropped: false,
+                };
+                acc.add(Duration::from_secs_f64(end), &job, 1_000);
+                next_arrival += 1.0 / 7_450.0;
+            }
+        };
+        let at = Duration::from_secs_f64;
+        acc.close(at(0.6), 0.0, 0.005);
+        cohort(&mut acc, 0.8, 1_760);
+        acc.close(at(0.8), 0.0, 0.005).unwrap();
+        cohort(&mut acc, 1.0, 230);
+        let low = acc.close(at(1.0), 0.0, 0.005).unwrap();
+        cohort(&mut acc, 1.2, 1_760);
+        let high = acc.close(at(1.2), 0.0, 0.005).unwrap();
+        assert!(low.rate < 1_200.0 && high.rate > 8_700.0);
+        for w in [low, high] {
+            assert!((w.arrivals / 7_450.0 - 1.0).abs() < 0.01, "{}", w.arrivals);
+        }
     }
 
     #[test]
@@ -1348,7 +1530,7 @@ mod tests {
         let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
-                acc.add(&sample(run, 5, 1_000, false), 1_000);
+                acc.add(Duration::ZERO, &sample(run, 5, 1_000, false), 1_000);
             }
         };
         add(&mut acc, MIN_SAMPLES);
@@ -1369,7 +1551,7 @@ mod tests {
         quiet.close(at(0), 0.0, 0.005);
         for i in 0..MIN_SAMPLES {
             let run = if i % 2 == 0 { 1 } else { 39 };
-            quiet.add(&sample(run, 0, 10, false), 1_000);
+            quiet.add(Duration::ZERO, &sample(run, 0, 10, false), 1_000);
         }
         assert!(!quiet.close(at(100), 0.0, 0.005).expect("closes").binding);
     }
@@ -1379,7 +1561,7 @@ mod tests {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
             for _ in 0..MIN_SAMPLES {
-                acc.add(&sample(20, wait, in_flight, false), 100);
+                acc.add(Duration::ZERO, &sample(20, wait, in_flight, false), 100);
             }
         };
         let mut acc = Accumulator::default();
