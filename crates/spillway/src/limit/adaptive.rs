@@ -15,11 +15,22 @@
 //! measured, not as `N / R` computes it from a possibly noisy mean). Dropped jobs (expired,
 //! dropped at dequeue) are counted, never averaged in: they did not run, so their near-zero
 //! "latency" cannot pull `R` down. A window also estimates the rate at which jobs *arrived*
-//! (were admitted): jobs start in arrival order at the completion rate, so a mean queue wait
-//! `W` that grows by `dW` over `dt` since the last window means `X (1 + dW/dt)` arrived per
-//! second (more than completed: a backlog grows; fewer: it drains). It is unknown when a
+//! (were admitted), counted against when they arrived (end minus run minus wait): jobs start in
+//! arrival order, so the jobs that completed in two consecutive windows arrived one after the
+//! other, `n1 + n2` of them over twice the distance between their mean arrival times. (Until
+//! session 5 it was the counted rate times the trend of the wait, `X (1 + dW/dt)`: when the
+//! completions come in cohorts, below, that swung with the count.) It is unknown when a
 //! submission was shed or a job dropped in the window (the demand was more than what was
 //! admitted).
+//!
+//! *Cohorts.* When a limit binds on jobs of equal run times (a downstream that answers in a
+//! fixed 200 ms), the jobs that fill the limit start together and end together one run time
+//! later, and the queued jobs that replace them start together again: completions come in
+//! bursts, and a window of about one run time counts one, two or a fraction of a burst (the
+//! real slowdown run: 1,150 to 8,800 per second in consecutive windows, at a steady 5,000).
+//! The counted rate is then noise; Little's `N / R` and the arrivals counted against their
+//! arrival times are not. Every verdict below that rests on the count is checked against
+//! Little's law, and where the two disagree the law holds and measures again.
 //!
 //! # The law
 //!
@@ -58,11 +69,24 @@
 //!    jobs by 10-20%, and reading that as saturation halved the limit of a pool at 0.3x load
 //!    whose downstream had slowed (the model: 38% of the slowdown shed or expired).
 //!
-//!    *A step that did not pay* (`N` rose, the completions did not follow, jobs queued):
-//!    hold the limit and probe no further up (rule 4) until a window does not bind or a step
-//!    pays. If fewer jobs arrive than complete (a backlog drains), that is all; otherwise (more
-//!    arrive, or some were shed) the pool is saturated: the queue is kept short ("The queue"),
-//!    and the next window shrinks the limit if `R` stays inflated (rule 5).
+//!    *A step that did not pay* (`N` rose, the counted completions did not follow, `R` rose
+//!    with `N`, jobs queued): hold the limit and probe no further up (rule 4) until a window
+//!    does not bind or a step pays. If fewer jobs arrive than complete by either measure (the
+//!    count, or `N / R`), a backlog drains: that is all. If more arrive than complete by over
+//!    the tolerance, or some were shed, the pool is saturated: the queue is kept short ("The
+//!    queue"), and the next window shrinks the limit if `R` stays inflated (rule 5). In
+//!    between, the step is measured again (from the same window) before that verdict: a step's
+//!    own first touches stall its first window (`R` +22%, the count flat), and cutting the
+//!    queue of a pool catching up with a slower downstream dropped its whole backlog (model:
+//!    6,800 expired).
+//!
+//!    *An inconclusive step* (`N` rose, and the count and Little's law disagree: the count
+//!    followed `N` over a move of 15% or more although `R` was not flat, or `R` stayed flat,
+//!    so that `N / R` grew with `N`, while the count did not): no verdict, the limit holds and
+//!    the next window measures the step again from the same point. Cohorts make the count
+//!    swing twofold; a step's first touches inflate `R` on a small move (`e = 0.6` read on a
+//!    14% move halved the limit of a pool at 0.3x load in the model). Neither is evidence of
+//!    saturation, and a saturated verdict cuts the queue.
 //! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
 //!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
 //!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
@@ -81,18 +105,24 @@
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
 //!    below the limit during the window (that would be another saturation: the CPU, see "The
 //!    queue"): either the downstream
-//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
-//!    `R / ((1 + tolerance) R0)`, between +10% and +25%, and let the next settled window tell
-//!    (rule 1 or 5).
+//!    slowed (more concurrency would help) or capacity fell (it would not). If the queue grows
+//!    (more arrive than `N / R` completes), the need is known by Little's law: the arrival rate
+//!    times `R`, plus the tolerance so that the backlog drains. *Catch up* with it at once, by
+//!    at most the excess `R / ((1 + tolerance) R0)` and at most doubling (the seed job's
+//!    slowdown: 1,000 to about 1,860 in one window, where one +25% probe per settled window
+//!    took 2 s and its unsettled steps were misread). Otherwise probe by the excess, between
+//!    +10% and +25%. Either way the next settled window tells (rule 1, or rule 5 only on
+//!    evidence both measures agree on).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
-//!    decrease) when `R` followed a move of `N`, at most 20% otherwise (`N` did not move, or
-//!    `R` did not follow it: `R` may be a slower downstream's that `R0` does not know yet, and
+//!    decrease) when `R` followed a move of `N` of 15% or more, at most 20% otherwise (`N` did
+//!    not move enough to tell, or `R` did not follow it: `R` may be a slower downstream's that
+//!    `R0` does not know yet, and
 //!    halving window after window shed half of a slowdown; a 20% step down that leaves `R`
 //!    flat is a flat step, rule 1, which teaches `R0`).
 //!
-//! Every rise (rules 1, 3 and 4) is at most 25% per settled window, never a doubling, and
-//! growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
+//! Every rise but a catch-up (rules 1, 3 and the probe of 4) is at most 25% per settled window,
+//! and growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
 //! rate times its `R` plus the tolerance, when that rate is known: a backlog keeps the windows
 //! binding while it drains, and growth that followed binding alone took the limit of a pool at
 //! 0.3x to its ceiling in the model. Why bounded steps: a job that starts while more run than
@@ -101,7 +131,11 @@
 //! VM, five times the job's own cost. A limit doubled from 1,000 to 2,000 put 1,000 such jobs
 //! in flight at once: both cores at 100% system time for 0.4-1 s, completions near zero, the
 //! queue and p99 exploding (`perf`: `clear_page_erms` 21% of all samples). A 25% step costs a
-//! quarter of that, spread over a window, and the next verdict sees whether it paid.
+//! quarter of that, spread over a window, and the next verdict sees whether it paid. A
+//! catch-up may double the limit: it happens only when `R` is far above `R0` at an unchanged
+//! `N` while a queue grows (a slower downstream, or capacity lost), is capped at the need the
+//! arrivals prove, and its stall is no longer read as saturation (an unpaid step is measured
+//! twice unless the demand is clearly over the completions).
 //!
 //! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
 //! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
