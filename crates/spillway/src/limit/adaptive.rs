@@ -199,7 +199,15 @@
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
 //!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
 //! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 25% per
-//!   settled window while that proves productive (not faster: see "Growing in big jumps").
+//!   settled window while that proves productive (not faster: see "Growing in big jumps"),
+//!   except that a queue growing behind a run time far above `R0` is caught up with at once
+//!   (rule 4: the need is known by Little's law).
+//! * *Reading cohorts as saturation* (this law until session 5: jobs of equal run times under a
+//!   binding limit start and end together, a window's count swings 1,150 <-> 8,800/s, and a
+//!   probe compared on those counts read "no more completions": the queue was cut, 13% of a
+//!   slowdown at 0.3x load shed or expired with an idle CPU): the arrivals are counted against
+//!   their arrival times, draining is judged by Little's `N / R` as well as the count, and a
+//!   step on which the two disagree gives no verdict.
 //! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
 //!   from windows that do not bind or from flat steps; the limit is never pinned low.
 //! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
