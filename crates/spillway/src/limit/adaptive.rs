@@ -15,11 +15,22 @@
 //! measured, not as `N / R` computes it from a possibly noisy mean). Dropped jobs (expired,
 //! dropped at dequeue) are counted, never averaged in: they did not run, so their near-zero
 //! "latency" cannot pull `R` down. A window also estimates the rate at which jobs *arrived*
-//! (were admitted): jobs start in arrival order at the completion rate, so a mean queue wait
-//! `W` that grows by `dW` over `dt` since the last window means `X (1 + dW/dt)` arrived per
-//! second (more than completed: a backlog grows; fewer: it drains). It is unknown when a
+//! (were admitted), counted against when they arrived (end minus run minus wait): jobs start in
+//! arrival order, so the jobs that completed in two consecutive windows arrived one after the
+//! other, `n1 + n2` of them over twice the distance between their mean arrival times. (Until
+//! session 5 it was the counted rate times the trend of the wait, `X (1 + dW/dt)`: when the
+//! completions come in cohorts, below, that swung with the count.) It is unknown when a
 //! submission was shed or a job dropped in the window (the demand was more than what was
 //! admitted).
+//!
+//! *Cohorts.* When a limit binds on jobs of equal run times (a downstream that answers in a
+//! fixed 200 ms), the jobs that fill the limit start together and end together one run time
+//! later, and the queued jobs that replace them start together again: completions come in
+//! bursts, and a window of about one run time counts one, two or a fraction of a burst (the
+//! real slowdown run: 1,150 to 8,800 per second in consecutive windows, at a steady 5,000).
+//! The counted rate is then noise; Little's `N / R` and the arrivals counted against their
+//! arrival times are not. Every verdict below that rests on the count is checked against
+//! Little's law, and where the two disagree the law holds and measures again.
 //!
 //! # The law
 //!
@@ -58,11 +69,24 @@
 //!    jobs by 10-20%, and reading that as saturation halved the limit of a pool at 0.3x load
 //!    whose downstream had slowed (the model: 38% of the slowdown shed or expired).
 //!
-//!    *A step that did not pay* (`N` rose, the completions did not follow, jobs queued):
-//!    hold the limit and probe no further up (rule 4) until a window does not bind or a step
-//!    pays. If fewer jobs arrive than complete (a backlog drains), that is all; otherwise (more
-//!    arrive, or some were shed) the pool is saturated: the queue is kept short ("The queue"),
-//!    and the next window shrinks the limit if `R` stays inflated (rule 5).
+//!    *A step that did not pay* (`N` rose, the counted completions did not follow, `R` rose
+//!    with `N`, jobs queued): hold the limit and probe no further up (rule 4) until a window
+//!    does not bind or a step pays. If fewer jobs arrive than complete by either measure (the
+//!    count, or `N / R`), a backlog drains: that is all. If more arrive than complete by over
+//!    the tolerance, or some were shed, the pool is saturated: the queue is kept short ("The
+//!    queue"), and the next window shrinks the limit if `R` stays inflated (rule 5). In
+//!    between, the step is measured again (from the same window) before that verdict: a step's
+//!    own first touches stall its first window (`R` +22%, the count flat), and cutting the
+//!    queue of a pool catching up with a slower downstream dropped its whole backlog (model:
+//!    6,800 expired).
+//!
+//!    *An inconclusive step* (`N` rose, and the count and Little's law disagree: the count
+//!    followed `N` over a move of 15% or more although `R` was not flat, or `R` stayed flat,
+//!    so that `N / R` grew with `N`, while the count did not): no verdict, the limit holds and
+//!    the next window measures the step again from the same point. Cohorts make the count
+//!    swing twofold; a step's first touches inflate `R` on a small move (`e = 0.6` read on a
+//!    14% move halved the limit of a pool at 0.3x load in the model). Neither is evidence of
+//!    saturation, and a saturated verdict cuts the queue.
 //! 2. *Cold start* (no `R0` seen yet, e.g. a step overload from idle): compare with the window
 //!    that had the fastest mean so far (jobs that ran before demand piled up; this may be done on
 //!    the very first binding window, before it settles). If `R` grew with `N` (`e >= 0.5`), or
@@ -81,18 +105,25 @@
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
 //!    below the limit during the window (that would be another saturation: the CPU, see "The
 //!    queue"): either the downstream
-//!    slowed (more concurrency would help) or capacity fell (it would not). Probe by the excess
-//!    `R / ((1 + tolerance) R0)`, between +10% and +25%, and let the next settled window tell
-//!    (rule 1 or 5).
+//!    slowed (more concurrency would help) or capacity fell (it would not). If `R` rose past
+//!    `2 (1 + tolerance) R0` (more than a CPU near its knee, or one that lost a core, inflates
+//!    it) and the queue grows (more arrive than `N / R` completes), the need is known by
+//!    Little's law: the arrival rate times `R`, plus the tolerance so that the backlog drains.
+//!    *Catch up* with it at once, by at most doubling (the seed job's
+//!    slowdown: 1,000 to about 1,860 in one window, where one +25% probe per settled window
+//!    took 2 s and its unsettled steps were misread). Otherwise probe by the excess, between
+//!    +10% and +25%. Either way the next settled window tells (rule 1, or rule 5 only on
+//!    evidence both measures agree on).
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
-//!    decrease) when `R` followed a move of `N`, at most 20% otherwise (`N` did not move, or
-//!    `R` did not follow it: `R` may be a slower downstream's that `R0` does not know yet, and
+//!    decrease) when `R` followed a move of `N` of 15% or more, at most 20% otherwise (`N` did
+//!    not move enough to tell, or `R` did not follow it: `R` may be a slower downstream's that
+//!    `R0` does not know yet, and
 //!    halving window after window shed half of a slowdown; a 20% step down that leaves `R`
 //!    flat is a flat step, rule 1, which teaches `R0`).
 //!
-//! Every rise (rules 1, 3 and 4) is at most 25% per settled window, never a doubling, and
-//! growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
+//! Every rise but a catch-up (rules 1, 3 and the probe of 4) is at most 25% per settled window,
+//! and growth (rules 1 and 3) stops at what the demand needs by Little's law, the window's arrival
 //! rate times its `R` plus the tolerance, when that rate is known: a backlog keeps the windows
 //! binding while it drains, and growth that followed binding alone took the limit of a pool at
 //! 0.3x to its ceiling in the model. Why bounded steps: a job that starts while more run than
@@ -101,7 +132,11 @@
 //! VM, five times the job's own cost. A limit doubled from 1,000 to 2,000 put 1,000 such jobs
 //! in flight at once: both cores at 100% system time for 0.4-1 s, completions near zero, the
 //! queue and p99 exploding (`perf`: `clear_page_erms` 21% of all samples). A 25% step costs a
-//! quarter of that, spread over a window, and the next verdict sees whether it paid.
+//! quarter of that, spread over a window, and the next verdict sees whether it paid. A
+//! catch-up may double the limit: it happens only when `R` is far above `R0` at an unchanged
+//! `N` while a queue grows (a slower downstream, or capacity lost), is capped at the need the
+//! arrivals prove, and its stall is no longer read as saturation (an unpaid step is measured
+//! twice unless the demand is clearly over the completions).
 //!
 //! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
 //! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
@@ -164,7 +199,15 @@
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
 //!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
 //! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 25% per
-//!   settled window while that proves productive (not faster: see "Growing in big jumps").
+//!   settled window while that proves productive (not faster: see "Growing in big jumps"),
+//!   except that a queue growing behind a run time far above `R0` is caught up with at once
+//!   (rule 4: the need is known by Little's law).
+//! * *Reading cohorts as saturation* (this law until session 5: jobs of equal run times under a
+//!   binding limit start and end together, a window's count swings 1,150 <-> 8,800/s, and a
+//!   probe compared on those counts read "no more completions": the queue was cut, 13% of a
+//!   slowdown at 0.3x load shed or expired with an idle CPU): the arrivals are counted against
+//!   their arrival times, draining is judged by Little's `N / R` as well as the count, and a
+//!   step on which the two disagree gives no verdict.
 //! * *minRTT re-measurement bursts* (Envoy pins the limit to 3 for 50 requests): `R0` is learned
 //!   from windows that do not bind or from flat steps; the limit is never pinned low.
 //! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
@@ -228,6 +271,9 @@ const FLAT_DLN_N: f64 = 0.15;
 /// flat `R` measured on noise, with the completions flat, is no evidence.
 const MIN_GAIN: f64 = 0.5;
 const FAST_GROWTH: f64 = 1.25;
+/// A catch-up toward the demand (rule 4 with a growing queue) multiplies the limit by at most
+/// this per settled window.
+const MAX_CATCH_UP: f64 = 2.0;
 const GENTLE_GROWTH: f64 = 1.1;
 const PROBE: f64 = 1.25;
 const BLIND_DESCENT: f64 = 0.6;
@@ -251,11 +297,23 @@ pub(crate) struct Window {
     pub(crate) queued: bool,
     /// Completions per second, as counted (not `N / R`: a noisy `R` cannot fake it).
     pub(crate) rate: f64,
-    /// The rate at which jobs arrived (were admitted), from the completions and the trend of
-    /// the queue wait since the last window (FIFO: `arrivals = rate x (1 + dW/dt)`); zero when
-    /// unknown (the first window, or jobs were shed or dropped: the demand was more than what
-    /// was admitted). While a backlog drains (the wait falls) it is below `rate`.
+    /// The rate at which jobs arrived (were admitted), counted against their arrival times
+    /// (end - run - wait) over this window and the last; zero when unknown (the first window,
+    /// or jobs were shed or dropped: the demand was more than what was admitted). While a
+    /// backlog drains it is below the completion rate.
     pub(crate) arrivals: f64,
+}
+
+impl Window {
+    /// The completion rate by Little's law, `N / R`: unlike the counted `rate`, it does not
+    /// swing with the phase of cohorts (jobs that started together end together).
+    fn throughput(&self) -> f64 {
+        if self.run > 0.0 {
+            self.in_flight / self.run
+        } else {
+            0.0
+        }
+    }
 }
 
 /// Why the limit last moved (or did not), for debug logs.
@@ -273,6 +331,8 @@ pub(crate) enum Reason {
     Ceiling,
     Demand,
     Unpaid,
+    CatchUp,
+    Inconclusive,
 }
 
 impl Reason {
@@ -291,6 +351,8 @@ impl Reason {
             Reason::Ceiling => "at the ceiling",
             Reason::Demand => "enough for the demand",
             Reason::Unpaid => "the last step brought no more completions",
+            Reason::CatchUp => "catching up with the demand",
+            Reason::Inconclusive => "the completions and Little's law disagree",
         }
     }
 }
@@ -341,6 +403,8 @@ pub(crate) struct Law {
     /// The last step up brought no more completions: no probe up until a window does not
     /// bind or a step pays (the probe would only repeat it, with more memory first touched).
     pub(crate) unpaid: bool,
+    /// The step of the last settled window is to be measured again (from the same point).
+    pub(crate) remeasure: bool,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -361,6 +425,7 @@ impl Law {
             fastest: None,
             lagging: false,
             unpaid: false,
+            remeasure: false,
             knee: None,
             saturated: false,
             last_run: 0.0,
@@ -411,7 +476,7 @@ impl AdaptiveLimit {
         self.standing
             .add(now, sample, limit, self.raised, self.queue_target);
         self.lagged |= self.standing.is_active();
-        self.acc.add(sample, limit);
+        self.acc.add(now, sample, limit);
         // The common case, decided here: a window younger than `MIN_WINDOW` cannot close (as
         // `Accumulator::close` finds), so skip `maybe_close`'s conversions and call.
         if self
@@ -512,7 +577,10 @@ impl Law {
             self.not_binding(limit, w, last)
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
-            self.measured = Some(*w);
+            if !std::mem::take(&mut self.remeasure) {
+                // Otherwise the step is measured again, from the same point, by the next window.
+                self.measured = Some(*w);
+            }
             self.within_demand(limit, next, w, tolerance)
         } else if !self.confirmed && !self.saturated {
             // Cold start: demand met the limit for the first time. If R grew with N since the
@@ -530,11 +598,18 @@ impl Law {
     }
 
     /// A rise to `next` capped at what the demand needs by Little's law, the rate at which
-    /// the window's jobs arrived times their run time, plus `tolerance` (when that rate is
-    /// known): a backlog that keeps the windows binding while it drains does not make the limit
-    /// (and the memory its jobs first touch) grow past what the offered load needs.
+    /// the window's jobs arrived times their run time (`R0` if lower), plus `tolerance` (when
+    /// that rate is known): a backlog that keeps the windows binding while it drains does not
+    /// make the limit (and the memory its jobs first touch) grow past what the offered load
+    /// needs. `R0`, because a run time inflated by a stall (the first touches of the last rise)
+    /// is no reason to hold more jobs: it grew the limit of a pool at 0.3x load 25% past the
+    /// need in a real run, and the rise's own first touches stalled it again.
     fn within_demand(&mut self, limit: f64, next: f64, w: &Window, tolerance: f64) -> f64 {
-        let need = w.arrivals * w.run * (1.0 + tolerance);
+        let run = match self.baseline.filter(|_| self.confirmed) {
+            Some(r0) => w.run.min(r0),
+            None => w.run,
+        };
+        let need = w.arrivals * run * (1.0 + tolerance);
         // A probe asks whether more concurrency helps at all: it is not capped.
         let growth = matches!(self.reason, Reason::Room | Reason::Productive);
         if !growth || next <= limit || need <= 0.0 || next <= need {
@@ -602,23 +677,43 @@ impl Law {
             Some(r0) if self.confirmed => w.run / r0,
             _ => return self.unconfirmed(limit, w, step, tolerance, Reason::Probe),
         };
-        let draining = w.arrivals > 0.0 && w.arrivals <= w.rate;
+        // Fewer arrive than complete, by either measure of the completions (the count swings
+        // with cohorts, Little's `N / R` with a step's first touches).
+        let completions = w.throughput().max(w.rate);
+        let draining = w.arrivals > 0.0 && w.arrivals <= completions;
+        // Demand clearly over what completes (or unknown: jobs were shed): no time to lose.
+        let overloaded = w.arrivals <= 0.0 || w.arrivals > (1.0 + tolerance) * completions;
+        let inconclusive = step.is_some_and(|s| s.inconclusive());
         match step {
             // The last step up brought no more completions: growing further would only put
             // more jobs (and more memory) in flight. Hold there. A backlog that drains (fewer
             // arrive than complete) is left to drain; if more arrives (or was shed) the pool is
             // saturated, the queue kept short, and the next window shrinks the limit if `R`
-            // stays inflated.
-            Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued => {
-                self.unpaid = true;
+            // stays inflated. Unless the demand is clearly over the completions, the step is
+            // measured again first: its own first touches may have stalled its first window,
+            // and cutting the queue of a pool that was catching up with a slower downstream
+            // dropped its whole backlog (the model: 6,800 expired).
+            Some(s) if s.dln_n > 0.0 && s.gain < MIN_GAIN && w.queued && !inconclusive => {
+                let confirmed = std::mem::replace(&mut self.unpaid, true) || overloaded;
+                self.remeasure = !confirmed;
                 self.reason = Reason::Unpaid;
-                if !draining {
+                if confirmed && !draining {
                     self.knee = Some(s.low_n);
                     self.saturated = true;
                 }
                 limit
             }
             _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
+            // The counted completions and Little's law (`R` against `N`) disagree on whether
+            // the step paid: completions that come in cohorts (jobs that started together end
+            // together) make the count of a window swing twofold, a step's own first touches
+            // inflate its `R`. Neither is evidence of saturation: hold, and measure the step
+            // again (from the same point) on the next window.
+            _ if inconclusive => {
+                self.reason = Reason::Inconclusive;
+                self.remeasure = true;
+                limit
+            }
             // R rose at a constant N: a slower downstream (grow) or less capacity (shrink)?
             // Unless already saturated, or a queue stood while the limit had room (the pool
             // is saturated by something else), move N to find out.
@@ -629,12 +724,7 @@ impl Law {
                 limit
             }
             None if !self.saturated && !self.lagging && !self.unpaid => {
-                // The more R rose, the larger the probe (up to +25%: a larger step puts more
-                // jobs in flight at once, each touching memory the process may not have).
-                self.probe(
-                    limit,
-                    (inflation / (1.0 + tolerance)).clamp(GENTLE_GROWTH, PROBE),
-                )
+                self.probe_or_catch_up(limit, w, inflation / (1.0 + tolerance), tolerance)
             }
             _ => {
                 self.knee = Some(w.in_flight);
@@ -645,7 +735,10 @@ impl Law {
                 // (it may be a slower downstream's, which R0 does not know): at most 20% per
                 // window, so that a stall does not halve the limit window after window; a 20%
                 // step that leaves R flat is then a flat step (rule 1), which learns R0.
-                let followed = step.is_some_and(|s| s.e >= SATURATED_E);
+                // (An elasticity over a move of `N` under 15% is noise: a step's own first
+                // touches alone read as `e = 0.6` on a 14% move, and halved the limit of a pool
+                // at 0.3x load in the model.)
+                let followed = step.is_some_and(|s| s.e >= SATURATED_E && s.dln_n >= FLAT_DLN_N);
                 let floor = if followed { 0.5 } else { RELAX };
                 limit * ((1.0 + tolerance) / inflation).max(floor)
             }
@@ -694,6 +787,24 @@ impl Law {
                 limit
             }
         }
+    }
+
+    /// Rule 4: `R` rose `excess` times past the tolerance at an unchanged `N`. When it rose
+    /// at least `MAX_CATCH_UP` times past it (far more than a CPU near its knee, or one that
+    /// lost a core, inflates it) while the queue grows (more arrive than `N / R` completes),
+    /// the demand is known by Little's law, arrivals times `R`: catch up with it (plus the
+    /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise probe
+    /// by the excess, between +10% and +25% (a larger step puts more jobs in flight at once,
+    /// each touching memory the process may not have: a catch-up of 40% on a machine whose
+    /// CPU another build took stalled it for 0.6 s in a real spike run).
+    fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
+        let probe = excess.clamp(GENTLE_GROWTH, PROBE);
+        let need = w.arrivals * w.run * (1.0 + tolerance);
+        if excess >= MAX_CATCH_UP && w.arrivals > w.throughput() && need > limit * probe {
+            self.reason = Reason::CatchUp;
+            return need.min(limit * MAX_CATCH_UP);
+        }
+        self.probe(limit, probe)
     }
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
@@ -781,6 +892,18 @@ impl Step {
         self.dln_n >= FLAT_DLN_N && e.contains(&self.e) && self.gain >= MIN_GAIN
     }
 
+    /// A step up that gives no verdict (checked once it neither was flat nor paid): the counted
+    /// completions followed `N` (`gain >= MIN_GAIN`, so nothing saturated), or they did not
+    /// while `R` stayed flat (`|e| < FLAT_E`: Little's `X = N / R` grew with `N`); the two
+    /// measures of throughput disagree.
+    ///
+    /// On a move under `FLAT_DLN_N`, only a flat `R` counts: the counted completions of two
+    /// windows are too noisy to compare over so small a move.
+    fn inconclusive(&self) -> bool {
+        let counted = self.gain >= MIN_GAIN && self.dln_n >= FLAT_DLN_N;
+        self.dln_n > 0.0 && (counted || self.e.abs() < FLAT_E)
+    }
+
     /// `R` did not follow a large enough move of `N`. (A clearly negative `e`, `R` rising while
     /// `N` fell, means the conditions changed between the windows: no verdict.)
     fn is_flat(&self) -> bool {
@@ -805,15 +928,17 @@ struct Accumulator {
     run_sq_sum: f64,
     in_flight_sum: f64,
     wait_sum: f64,
-    /// The end (seconds since the epoch) and mean queue wait of the last window.
-    previous: Option<(f64, f64)>,
+    /// Sum of the arrival times (end - run - wait, seconds since the epoch) of the completed jobs.
+    arrival_sum: f64,
+    /// The mean arrival time and the number of completed jobs of the last window.
+    previous: Option<(f64, u32)>,
     full: bool,
     dropped: u32,
     shed: u32,
 }
 
 impl Accumulator {
-    fn add(&mut self, sample: &Sample, limit: usize) {
+    fn add(&mut self, now: Duration, sample: &Sample, limit: usize) {
         if sample.dropped {
             self.dropped = self.dropped.saturating_add(1);
             return;
@@ -832,19 +957,25 @@ impl Accumulator {
         self.run_sum += run;
         self.run_sq_sum += run * run;
         self.in_flight_sum += in_flight;
-        self.wait_sum += secs(sample.queue_wait);
+        let wait = secs(sample.queue_wait);
+        self.wait_sum += wait;
+        self.arrival_sum += secs(now) - run - wait;
         self.full |= sample.in_flight >= limit;
     }
 
-    /// The arrival rate of a window that ends at `end` with `rate` completions per second and
-    /// a mean queue wait `wait` (see [`Window::arrivals`]; 0 if unknown). A job that arrives at
-    /// `a` starts at `a + W(a)`; jobs start at the completion rate, so they arrived at about
-    /// `rate x (1 + dW/dt)`: unlike the spread of the arrival times themselves, this does not
-    /// widen with the spread of the run times.
-    fn arrival_rate(&self, end: f64, rate: f64, wait: f64) -> f64 {
+    /// The arrival rate of a window whose completed jobs arrived, on average, at `arrived`
+    /// (see [`Window::arrivals`]; 0 if unknown). Jobs start in arrival order, so the jobs that
+    /// completed in two consecutive windows arrived one after the other: `n1 + n2` of them over
+    /// twice the distance between their mean arrival times. Counted against when they arrived,
+    /// not when they completed, this does not swing with cohorts (jobs that started together
+    /// and end together make the count of a window swing twofold with its phase, and the
+    /// arrivals with it when they were that count times the trend of the wait); means, not the
+    /// first and last arrival, so that a spread of run times does not widen the span.
+    fn arrival_rate(&self, arrived: f64) -> f64 {
         match self.previous {
-            Some((t, w)) if end > t && self.shed == 0 && self.dropped == 0 => {
-                (rate * (1.0 + (wait - w) / (end - t))).max(f64::MIN_POSITIVE)
+            Some((before, n)) if arrived > before && self.shed == 0 && self.dropped == 0 => {
+                let jobs = f64::from(n) + f64::from(self.completed);
+                (jobs / (2.0 * (arrived - before))).max(f64::MIN_POSITIVE)
             }
             _ => 0.0,
         }
@@ -885,7 +1016,7 @@ impl Accumulator {
         if elapsed < min_len || !enough {
             return None;
         }
-        let (wait, end) = (self.wait_sum / n, now.as_secs_f64());
+        let (wait, arrived) = (self.wait_sum / n, self.arrival_sum / n);
         let rate = n / elapsed.as_secs_f64();
         let window = Window {
             run: self.run_sum / n,
@@ -893,11 +1024,11 @@ impl Accumulator {
             binding,
             queued: wait > queued_wait,
             rate,
-            arrivals: self.arrival_rate(end, rate, wait),
+            arrivals: self.arrival_rate(arrived),
         };
         *self = Accumulator {
             start: Some(now),
-            previous: Some((end, wait)),
+            previous: Some((arrived, self.completed)),
             ..Accumulator::default()
         };
         Some(window)
@@ -1152,25 +1283,20 @@ mod tests {
     #[test]
     fn growth_stops_at_what_the_arrivals_need() {
         // A backlog keeps the windows binding while it drains: the limit grows no further than
-        // arrivals x R x (1 + tolerance).
+        // arrivals x R x (1 + tolerance), with R no more than R0 (here 20 ms; the window's 24 ms
+        // may be a stall's).
         let mut law = learned(20.0);
-        let w = Window {
-            arrivals: 45_000.0,
+        let w = |arrivals| Window {
+            arrivals,
             ..window(24.0, 1_000.0, true)
         };
-        // 45,000/s x 24 ms x 1.25 = 1,350: the quarter step (1,250) is within it
-        assert_eq!(law.update(1_000.0, &w, TOL, MAX), 1_250.0);
-        let w = Window {
-            arrivals: 36_000.0,
-            ..window(24.0, 1_000.0, true)
-        };
+        // 54,000/s x 20 ms x 1.25 = 1,350: the quarter step (1,250) is within it
+        assert_eq!(law.update(1_000.0, &w(54_000.0), TOL, MAX), 1_250.0);
         // 1,080 needed
-        assert!(close(law.update(1_000.0, &w, TOL, MAX), 1_080.0));
-        let w = Window {
-            arrivals: 30_000.0,
-            ..window(24.0, 1_000.0, true)
-        };
-        assert_eq!(law.update(1_000.0, &w, TOL, MAX), 1_000.0);
+        assert!(close(law.update(1_000.0, &w(43_200.0), TOL, MAX), 1_080.0));
+        // 45,000/s needed 1,350 by the window's R, but 1,125 by R0
+        assert!(close(law.update(1_000.0, &w(45_000.0), TOL, MAX), 1_125.0));
+        assert_eq!(law.update(1_000.0, &w(36_000.0), TOL, MAX), 1_000.0);
         assert_eq!(law.reason, Reason::Demand);
     }
 
@@ -1184,21 +1310,140 @@ mod tests {
             rate: 1_000.0 * 1_000.0 / 30.0,
             ..window(30.0, 1_200.0, true)
         };
-        law.update(1_250.0, &noisy, TOL, MAX);
+        assert_eq!(law.update(1_250.0, &noisy, TOL, MAX), 1_250.0);
+        assert_eq!(law.baseline, Some(0.02));
+        // nor evidence of saturation: Little's law (`R` flat while `N` rose) says the step paid;
+        // held, and measured again from the same point
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated);
+        assert_eq!(law.measured.map(|m| m.in_flight), Some(1_000.0));
+        // the next window agrees with the count (R followed N, e = 1): the step did not pay
+        let followed = Window {
+            rate: 1_000.0 * 1_000.0 / 30.0,
+            ..window(36.0, 1_200.0, true)
+        };
+        assert_eq!(law.update(1_250.0, &followed, TOL, MAX), 1_250.0);
         assert_eq!(law.reason, Reason::Unpaid);
         assert!(law.saturated);
-        assert_eq!(law.baseline, Some(0.02));
+    }
+
+    #[test]
+    fn a_slower_downstream_with_a_growing_queue_is_caught_up_with_by_littles_law() {
+        // R rose tenfold at an unchanged N while 7,450 jobs/s arrive and 5,000 complete: the
+        // need is 7,450/s x 200 ms, plus the tolerance so the backlog drains
+        let slow = |arrivals: f64| Window {
+            arrivals,
+            ..window(200.0, 1_000.0, true)
+        };
+        let mut law = learned(20.0);
+        let next = law.update(1_000.0, &slow(7_450.0), TOL, MAX);
+        assert!(close(next, 7_450.0 * 0.2 * 1.25), "{next}");
+        assert_eq!(law.reason, Reason::CatchUp);
+        assert!(!law.saturated);
+        // at most doubling per window, however large the need
+        let mut law = learned(20.0);
+        assert_eq!(law.update(1_000.0, &slow(40_000.0), TOL, MAX), 2_000.0);
+        // a backlog that drains, or arrivals unknown: the probe of +25%
+        for arrivals in [4_000.0, 0.0] {
+            let mut law = learned(20.0);
+            assert_eq!(law.update(1_000.0, &slow(arrivals), TOL, MAX), 1_250.0);
+            assert_eq!(law.reason, Reason::Probe);
+        }
+        // R only 1.5x or 2x R0 (a CPU near its knee, or one that lost a core, rather than a
+        // slower downstream): the probe, by the excess up to +25%
+        for (run, probe) in [(30.0, 1_200.0), (45.0, 1_250.0)] {
+            let mut law = learned(20.0);
+            let knee = Window {
+                arrivals: 60_000.0,
+                ..window(run, 1_000.0, true)
+            };
+            assert!(close(law.update(1_000.0, &knee, TOL, MAX), probe));
+            assert_eq!(law.reason, Reason::Probe);
+        }
+    }
+
+    #[test]
+    fn a_flat_step_whose_count_fell_with_the_cohorts_holds_and_is_measured_again() {
+        // Jobs that started together end together: a window's count swings with its phase.
+        // After the probe to 1,250, R stayed at 200 ms (Little's X grew 25%) but the window
+        // counted fewer completions than the last: before, "unpaid" and saturated, the queue cut
+        // to the target and the limit shrunk window after window.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX); // probe to 1,250
+        let low_phase = Window {
+            rate: 4_000.0,
+            ..window(200.0, 1_250.0, true)
+        };
+        assert_eq!(law.update(1_250.0, &low_phase, TOL, MAX), 1_250.0);
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated && !law.unpaid);
+        // the next window, in the other phase: a flat step, R0 is the slower downstream's
+        let next = law.update(1_250.0, &window(200.0, 1_250.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(next, 1_562.5);
+        assert!(close(law.baseline.unwrap(), 0.2));
+    }
+
+    #[test]
+    fn r_following_a_small_move_of_n_shrinks_by_a_fifth_at_most() {
+        // A 10% move is too small to measure e: the step's own first touches alone can read as
+        // R following N. Saturated (R inflated, N moved), but no halving.
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX); // probe to 1,200
+        let unqueued = Window {
+            queued: false,
+            ..window(60.0, 1_100.0, true)
+        };
+        assert!(close(law.update(1_200.0, &unqueued, TOL, MAX), 960.0));
+        assert_eq!(law.reason, Reason::Saturated);
     }
 
     #[test]
     fn small_moves_never_count_as_flat() {
         let mut law = learned(20.0);
         law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
-        // N +10% and R flat: too small a move to re-baseline; R is inflated and N moved, so it
-        // is a saturated verdict
-        law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX);
+        // N +10% and R flat: too small a move to re-baseline, and no evidence of saturation
+        // either (R did not follow N): held, measured again
+        assert_eq!(
+            law.update(1_100.0, &window(30.0, 1_100.0, true), TOL, MAX),
+            1_100.0
+        );
         assert_eq!(law.baseline, Some(0.02));
-        assert_eq!(law.reason, Reason::Saturated);
+        assert_eq!(law.reason, Reason::Inconclusive);
+        assert!(!law.saturated);
+    }
+
+    #[test]
+    fn a_step_that_did_not_pay_by_a_little_is_measured_again_before_the_queue_is_cut() {
+        // Catching up with a slower downstream (R0 200 ms), a step from 2,000 to 2,450 in flight
+        // whose first touches stalled its first window: R +22%, the count flat, the arrivals
+        // about what completes. Read at once as saturation, it cut a two-second backlog.
+        let mut law = learned(200.0);
+        let measured = Window {
+            arrivals: 11_900.0,
+            ..window(200.0, 2_000.0, true)
+        };
+        law.update(2_000.0, &measured, TOL, MAX); // room: 2,500
+        let stalled = Window {
+            rate: 10_100.0,
+            arrivals: 11_950.0,
+            ..window(245.0, 2_450.0, true)
+        };
+        assert_eq!(law.update(2_500.0, &stalled, TOL, MAX), 2_500.0);
+        assert_eq!(law.reason, Reason::Unpaid);
+        assert!(!law.saturated, "measured again first");
+        // the second window agrees: saturated, the queue is kept short
+        assert_eq!(law.update(2_500.0, &stalled, TOL, MAX), 2_500.0);
+        assert!(law.saturated);
+        // demand clearly over the completions (a spike at a CPU knee): at once
+        let mut law = learned(200.0);
+        law.update(2_000.0, &measured, TOL, MAX);
+        let spike = Window {
+            arrivals: 15_000.0,
+            ..stalled
+        };
+        law.update(2_500.0, &spike, TOL, MAX);
+        assert!(law.saturated);
     }
 
     #[test]
@@ -1254,15 +1499,15 @@ mod tests {
         let at = Duration::from_millis;
         assert_eq!(acc.close(at(0), 0.0, 0.005), None);
         for _ in 1..MIN_SAMPLES {
-            acc.add(&sample(20, 0, 10, false), 1_000);
+            acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         }
-        acc.add(&sample(0, 50, 10, true), 1_000);
+        acc.add(Duration::ZERO, &sample(0, 50, 10, true), 1_000);
         assert_eq!(
             acc.close(at(50), 0.0, 0.005),
             None,
             "one completed job short"
         );
-        acc.add(&sample(20, 0, 10, false), 1_000);
+        acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         assert_eq!(
             acc.close(at(15), 0.020, 0.005),
             None,
@@ -1276,31 +1521,73 @@ mod tests {
     }
 
     #[test]
-    fn arrivals_follow_the_trend_of_the_queue_wait_and_are_unknown_after_a_shed() {
+    fn arrivals_are_counted_against_when_jobs_arrived_and_are_unknown_after_a_shed() {
         let at = Duration::from_millis;
-        let fill = |acc: &mut Accumulator, wait| {
-            for _ in 0..100 {
-                acc.add(&sample(20, wait, 10, false), 1_000);
+        // 100 jobs (run 20 ms, waited `wait` ms) ending evenly over the 100 ms from `from`
+        let fill = |acc: &mut Accumulator, from: u64, wait| {
+            for i in 1..=100 {
+                acc.add(at(from + i), &sample(20, wait, 10, false), 1_000);
             }
         };
         let mut acc = Accumulator::default();
         acc.close(at(0), 0.0, 0.005);
-        fill(&mut acc, 0);
+        fill(&mut acc, 0, 0);
         let first = acc.close(at(100), 0.0, 0.005).unwrap();
-        assert_eq!(first.arrivals, 0.0, "no trend yet");
-        // 1,000 completions/s while the wait grew by 50 ms in 100 ms: 1,500 arrived per second
-        fill(&mut acc, 50);
-        let growing = acc.close(at(200), 0.0, 0.005).unwrap();
+        assert_eq!(first.arrivals, 0.0, "nothing to compare with yet");
+        // steady: the mean arrival moved by 100 ms for 100 jobs a window
+        fill(&mut acc, 100, 0);
+        let steady = acc.close(at(200), 0.0, 0.005).unwrap();
+        assert!(close(steady.arrivals, 1_000.0), "{}", steady.arrivals);
+        // the wait grew by 50 ms: those 100 jobs arrived within 50 ms of the last 100
+        fill(&mut acc, 200, 50);
+        let growing = acc.close(at(300), 0.0, 0.005).unwrap();
         assert!(close(growing.rate, 1_000.0));
-        assert!(close(growing.arrivals, 1_500.0), "{}", growing.arrivals);
-        // the backlog drains: fewer arrive than complete
-        fill(&mut acc, 20);
-        let draining = acc.close(at(300), 0.0, 0.005).unwrap();
-        assert!(close(draining.arrivals, 700.0), "{}", draining.arrivals);
+        assert!(close(growing.arrivals, 2_000.0), "{}", growing.arrivals);
+        // the backlog drains (the wait fell by 30 ms): fewer arrive than complete
+        fill(&mut acc, 300, 20);
+        let draining = acc.close(at(400), 0.0, 0.005).unwrap();
+        assert!(
+            close(draining.arrivals, 1_000.0 / 1.3),
+            "{}",
+            draining.arrivals
+        );
         // a shed submission: the demand is more than what was admitted, unknown
-        fill(&mut acc, 20);
+        fill(&mut acc, 400, 20);
         acc.shed = 1;
-        assert_eq!(acc.close(at(400), 0.0, 0.005).unwrap().arrivals, 0.0);
+        assert_eq!(acc.close(at(500), 0.0, 0.005).unwrap().arrivals, 0.0);
+    }
+
+    #[test]
+    fn arrivals_do_not_swing_with_cohorts() {
+        // 7,450 jobs/s arrive; a limit that binds lets them start in cohorts, so one 200 ms
+        // window counts 1,760 completions and the next 230: counted rates of 8,800 and 1,150/s
+        let mut acc = Accumulator::default();
+        let mut next_arrival = 0.0;
+        let mut cohort = |acc: &mut Accumulator, end: f64, jobs: u32| {
+            for _ in 0..jobs {
+                let wait = end - 0.2 - next_arrival;
+                let job = Sample {
+                    run: Duration::from_millis(200),
+                    queue_wait: Duration::from_secs_f64(wait),
+                    in_flight: 10,
+                    dropped: false,
+                };
+                acc.add(Duration::from_secs_f64(end), &job, 1_000);
+                next_arrival += 1.0 / 7_450.0;
+            }
+        };
+        let at = Duration::from_secs_f64;
+        acc.close(at(0.6), 0.0, 0.005);
+        cohort(&mut acc, 0.8, 1_760);
+        acc.close(at(0.8), 0.0, 0.005).unwrap();
+        cohort(&mut acc, 1.0, 230);
+        let low = acc.close(at(1.0), 0.0, 0.005).unwrap();
+        cohort(&mut acc, 1.2, 1_760);
+        let high = acc.close(at(1.2), 0.0, 0.005).unwrap();
+        assert!(low.rate < 1_200.0 && high.rate > 8_700.0);
+        for w in [low, high] {
+            assert!((w.arrivals / 7_450.0 - 1.0).abs() < 0.01, "{}", w.arrivals);
+        }
     }
 
     #[test]
@@ -1312,7 +1599,7 @@ mod tests {
         let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
-                acc.add(&sample(run, 5, 1_000, false), 1_000);
+                acc.add(Duration::ZERO, &sample(run, 5, 1_000, false), 1_000);
             }
         };
         add(&mut acc, MIN_SAMPLES);
@@ -1333,7 +1620,7 @@ mod tests {
         quiet.close(at(0), 0.0, 0.005);
         for i in 0..MIN_SAMPLES {
             let run = if i % 2 == 0 { 1 } else { 39 };
-            quiet.add(&sample(run, 0, 10, false), 1_000);
+            quiet.add(Duration::ZERO, &sample(run, 0, 10, false), 1_000);
         }
         assert!(!quiet.close(at(100), 0.0, 0.005).expect("closes").binding);
     }
@@ -1343,7 +1630,7 @@ mod tests {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
             for _ in 0..MIN_SAMPLES {
-                acc.add(&sample(20, wait, in_flight, false), 100);
+                acc.add(Duration::ZERO, &sample(20, wait, in_flight, false), 100);
             }
         };
         let mut acc = Accumulator::default();

@@ -100,6 +100,8 @@ pub(crate) struct Cpu {
     virtual_now: f64,
     cpu_jobs: Timers,
     waiting: Timers,
+    /// The timer's resolution: a wait ends on the next tick (tokio's timer wheel: 1 ms).
+    tick: f64,
 }
 
 impl Cpu {
@@ -127,6 +129,11 @@ impl Cpu {
         self.virtual_now += (to - now) * self.rate(now);
         while let Some((_, id)) = pop_due(&mut self.cpu_jobs, self.virtual_now + 1e-12) {
             let end = to + self.wait.at(to);
+            let end = if self.tick > 0.0 {
+                (end / self.tick).ceil() * self.tick
+            } else {
+                end
+            };
             self.waiting.push(Reverse((T(end), id)));
         }
         while let Some((_, id)) = pop_due(&mut self.waiting, to) {
@@ -183,6 +190,7 @@ impl Service {
             virtual_now: 0.0,
             cpu_jobs: Timers::new(),
             waiting: Timers::new(),
+            tick: 0.0,
         })
     }
 
@@ -212,6 +220,14 @@ impl Service {
             Service::Permits(_) => return self,
         };
         self.cores_at(at, cores / 100.0).cores_at(until, cores)
+    }
+
+    /// The CPU model's waits end on the next multiple of `tick` seconds (a timer wheel).
+    pub(crate) fn ticks(mut self, tick: f64) -> Service {
+        if let Service::Cpu(cpu) = &mut self {
+            cpu.tick = tick;
+        }
+        self
     }
 
     /// The CPU model's cores become `value` from `at` on.
@@ -343,6 +359,10 @@ pub(crate) struct Run {
     pub(crate) max_in_flight: usize,
     /// The most jobs admitted at once: running plus queued.
     pub(crate) max_admitted: usize,
+    /// `(time, new limit, reason)` at every move of the limit.
+    pub(crate) moves: Vec<(f64, usize, &'static str)>,
+    /// When each shed or expired job was lost.
+    pub(crate) lost: Vec<f64>,
 }
 
 impl Run {
@@ -381,6 +401,11 @@ impl Run {
             .map(|&(_, l)| l as f64)
             .collect();
         inside.iter().sum::<f64>() / inside.len().max(1) as f64
+    }
+
+    /// Jobs shed or expired at or after `from`.
+    pub(crate) fn lost_after(&self, from: f64) -> usize {
+        self.lost.iter().filter(|&&t| t >= from).count()
     }
 
     pub(crate) fn shed_fraction(&self) -> f64 {
@@ -554,6 +579,7 @@ impl Sim {
             self.run.max_admitted = self.run.max_admitted.max(admitted);
         } else {
             self.run.shed += 1;
+            self.run.lost.push(self.now);
             self.algorithm.on_shed(dur(self.now));
             self.fill();
         }
@@ -606,6 +632,7 @@ impl Sim {
             let waited = self.now - self.jobs[id].arrival;
             if self.algorithm.drop_at_dequeue(dur(waited)) {
                 self.run.expired += 1;
+                self.run.lost.push(self.now);
                 let sample = Sample {
                     run: Duration::ZERO,
                     queue_wait: dur(waited),
@@ -620,6 +647,11 @@ impl Sim {
     }
 
     fn record_limit(&mut self) {
+        let limit = self.algorithm.limit();
+        if self.run.moves.last().is_none_or(|m| m.1 != limit) {
+            let reason = self.algorithm.reason().unwrap_or("");
+            self.run.moves.push((self.now, limit, reason));
+        }
         let last = self.run.limits.last().map_or(-1.0, |l| l.0);
         if self.now - last >= 0.001 {
             self.run.limits.push((self.now, self.algorithm.limit()));
