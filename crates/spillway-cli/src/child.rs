@@ -32,24 +32,31 @@ impl ChildOf {
     }
 }
 
-/// The variable through which mimalloc, the global allocator, reads how long freed memory stays
-/// committed before it goes back to the OS.
-const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
+/// The allocator settings every child gets unless the user set the variable: mimalloc, the
+/// global allocator, reads them from the environment when the process starts.
+///
+/// * `MIMALLOC_PURGE_DELAY=10000`: freed memory stays committed 10 s (jemalloc's default decay)
+///   rather than mimalloc's 1 s. With 1 s a mode returned 100-350 MiB to the OS about once a
+///   second as the number of jobs in flight dipped, and faulted it in again when it rose
+///   (session 5: kernel CPU of the adaptive step and spike runs 1.3-4.5 s with 4-6 such
+///   returns, 1.3-1.8 s with 0-1; loaded machine).
+/// * `MIMALLOC_ALLOW_THP=0`: no transparent huge pages. The test VM reports free memory to its
+///   host (`page_reporting`), so a 2 MiB huge page is usually memory the host must back anew:
+///   `perf` put 21% of a slowdown run in `clear_page_erms` under `folio_zero_user`, at 16-20 us
+///   of kernel CPU per 4 KiB grown, against 7-10 us without huge pages (kernel CPU of the run
+///   4.1-4.4 s against 2.0-2.3 s, session 5, quiet machine).
+const ALLOCATOR_DEFAULTS: [(&str, &str); 2] = [
+    ("MIMALLOC_PURGE_DELAY", "10000"),
+    ("MIMALLOC_ALLOW_THP", "0"),
+];
 
-/// How long a child keeps freed memory, in ms: jemalloc's default decay (10 s) rather than
-/// mimalloc's 1 s. With 1 s a mode returned 100-350 MiB to the OS about once a second as the
-/// number of jobs in flight dipped, and faulted it in again when it rose: on the 2-core VM a
-/// first touch costs 3-14 us per 4 KiB page, so each re-touch stalled both cores in the kernel
-/// for up to a second (session 5: kernel CPU of the adaptive step and spike runs 1.3-4.5 s with
-/// 4-6 such returns, 1.3-1.8 s with 0-1; loaded machine). Every mode's child gets the same setting.
-const PURGE_DELAY_MS: &str = "10000";
-
-/// The purge delay to hand a child: ours, unless the user set one.
-fn purge_delay(current: Option<&std::ffi::OsStr>) -> Option<&'static str> {
-    match current {
-        Some(_) => None,
-        None => Some(PURGE_DELAY_MS),
-    }
+/// The allocator settings to hand a child: ours, except those the user set.
+fn allocator_env(
+    is_set: impl Fn(&str) -> bool,
+) -> impl Iterator<Item = (&'static str, &'static str)> {
+    ALLOCATOR_DEFAULTS
+        .into_iter()
+        .filter(move |(var, _)| !is_set(var))
 }
 
 /// A running child, and the lines it printed so far.
@@ -80,11 +87,8 @@ impl ChildProcess {
     /// When this program cannot be found or started, or does not take its settings.
     pub(crate) fn spawn<S: Serialize>(of: ChildOf, settings: &S) -> anyhow::Result<ChildProcess> {
         let exe = std::env::current_exe().context("cannot find this program to re-run it")?;
-        let mut command = Command::new(&exe);
-        if let Some(delay) = purge_delay(std::env::var_os(PURGE_DELAY_VAR).as_deref()) {
-            command.env(PURGE_DELAY_VAR, delay);
-        }
-        let mut child = command
+        let mut child = Command::new(&exe)
+            .envs(allocator_env(|var| std::env::var_os(var).is_some()))
             .args(["child", of.as_str()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -241,8 +245,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_child_keeps_freed_memory_ten_seconds_unless_the_user_chose_a_delay() {
-        assert_eq!(purge_delay(None), Some("10000"));
-        assert_eq!(purge_delay(Some(std::ffi::OsStr::new("-1"))), None);
+    fn a_child_keeps_freed_memory_and_small_pages_unless_the_user_chose_otherwise() {
+        let all: Vec<_> = allocator_env(|_| false).collect();
+        assert_eq!(
+            all,
+            [
+                ("MIMALLOC_PURGE_DELAY", "10000"),
+                ("MIMALLOC_ALLOW_THP", "0")
+            ]
+        );
+        let kept: Vec<_> = allocator_env(|var| var == "MIMALLOC_PURGE_DELAY").collect();
+        assert_eq!(kept, [("MIMALLOC_ALLOW_THP", "0")]);
     }
 }
