@@ -100,8 +100,11 @@
 //!    step up would put more jobs in flight (and more memory) before the first verdict, and the
 //!    next settled window says as much either way (`R` fell with `N`: descend; flat: rule 1).
 //!    No Envoy-style pinning to a tiny limit is needed.
-//! 3. `R <= (1 + tolerance) R0`: room; grow by 25% while no knee is known (capped at the last
-//!    knee), by 10% near it (by one job at least).
+//! 3. `R <= (1 + tolerance) R0`: room; grow by the room left, `(1 + tolerance) R0 / R` (by
+//!    Little's law at a flat `X`, where `N` would put `R` at the tolerance), at most 25% while
+//!    no knee is known (capped at the last knee) and 10% near it, by one job at least. (A fixed
+//!    step from just under the tolerance overshot the knee by that step each time: the limit of
+//!    a real step run swung between 560 and 770 around a knee of 620, and the memory with it.)
 //! 4. `R > (1 + tolerance) R0` at an unchanged `N` while not saturated, and no queue stood
 //!    below the limit during the window (that would be another saturation: the CPU, see "The
 //!    queue"): either the downstream
@@ -156,7 +159,10 @@
 //! window for seconds (64 jobs), and without it stayed saturated and shed most of a burst.
 //! Before `R0` is known (cold) the queue holds at most `initial_limit` jobs: nothing is learned
 //! to size it by, and unbounded it let a step overload from idle queue 20,000 jobs (model, 10x)
-//! before the first verdict. Otherwise the queue is bounded only by `queue_capacity`: a slower
+//! before the first verdict. The same bound holds, not saturated, after a window that
+//! *overflowed* (a job shed or dropped): demand is more than is admitted, and a flat step
+//! then proves room for more jobs in flight, not for a longer queue (a cold start below the
+//! knee under a 10x step, the model: 62,000 admitted once `R0` was learned). Otherwise the queue is bounded only by `queue_capacity`: a slower
 //! downstream or a burst is absorbed while the limit grows, never shed. The default target is
 //! 5 ms, CoDel's: a quarter of the seed job's 20 ms, so admitted latency stays near the job's
 //! own time, yet `X * 5 ms` jobs (200 at 40k jobs/s) keep every worker fed between two
@@ -187,6 +193,17 @@
 //! before the first verdict (in the model at 3x overload: p99 near a second for the first second,
 //! under 100 ms after it, and the limit within a few jobs of the cores after about 3 s); set a
 //! smaller `initial_limit` for a pool that only computes.
+//!
+//! Measured (session 5, the real step at 16x of 24,834 jobs/s): the cold start's 1,000 jobs
+//! touch about 490 MiB at once, which is the peak memory unless the limit later swings higher.
+//! A default of 600 (with a cold queue of twice that, so that a burst of 1,000 is still
+//! admitted whole, and no cold-start descent on a window that shed nothing, so that the
+//! burst's own first touches are not read as an overload) met the step's memory bound
+//! (408 MiB, 98.9% of the tuned goodput, p99 87 ms) and kept the low-rate burst whole, but
+//! a limit that binds sooner hurt two scenarios: the slowdown's catch-up from 600 to the 1,490
+//! it needs took two doublings and a backlog (p99 847 ms, 6,400 in flight, 1.1 GiB), and the
+//! spike met the limit with the queue still open (p99 143 ms, 5,400 in flight). Both are for
+//! the catch-up and the queue's opening to handle before the default can fall.
 //!
 //! # Failure modes of the published limiters, and what this law does instead
 //!
@@ -234,6 +251,9 @@
 //!   growth (rule 1, "a step that did not pay"). In the model with first touches
 //!   (`scenarios.rs`): the slowdown sheds 0 (38% before), the spike and the step keep their p99
 //!   within 100 ms.
+//! * *Swinging past the knee in fixed steps* (a 10% step from a run time just under the
+//!   tolerance lands past it, the next verdict shrinks, and so on: the memory follows the
+//!   highest swing): growth with room to spare is by the room left, by Little's law.
 //! * *Growth that follows a backlog* (windows bind while a queue drains, so binding alone says
 //!   "grow"): growth stops at the arrivals' need.
 //! * *Probing up while something else saturates* (with the workers lagging, windows alternate
@@ -292,6 +312,9 @@ pub(crate) struct Window {
     pub(crate) in_flight: f64,
     /// Whether demand met the limit during the window.
     pub(crate) binding: bool,
+    /// Whether demand overflowed what was admitted: a submission was shed or a job dropped
+    /// (not only the limit full, which a burst that fits the cold queue also makes).
+    pub(crate) overflowed: bool,
     /// Whether its jobs queued (a mean wait over the queue target), bound or not: its run times
     /// are then no uncongested baseline, even though a wait alone is not the limit binding.
     pub(crate) queued: bool,
@@ -408,6 +431,8 @@ pub(crate) struct Law {
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
+    /// The last window overflowed (jobs shed or dropped): demand is more than is admitted.
+    pub(crate) overflowing: bool,
     /// Mean run time of the last window, seconds (for the queue bound and the window length).
     pub(crate) last_run: f64,
     pub(crate) reason: Reason,
@@ -428,6 +453,7 @@ impl Law {
             remeasure: false,
             knee: None,
             saturated: false,
+            overflowing: false,
             last_run: 0.0,
             reason: Reason::Initial,
         }
@@ -506,7 +532,7 @@ impl AdaptiveLimit {
 
     /// The queue bound from the law's state alone.
     fn law_queue_bound(&self, capacity: usize) -> usize {
-        if !self.law.confirmed && !self.law.saturated {
+        if (!self.law.confirmed || self.law.overflowing) && !self.law.saturated {
             // Cold: nothing learned to size the queue by, so as many may wait as may run at
             // first (`initial_limit`, whatever `max_workers` is).
             return self.cold_queue.min(capacity);
@@ -570,6 +596,7 @@ impl Law {
     /// the highest allowed.
     pub(crate) fn update(&mut self, limit: f64, w: &Window, tolerance: f64, max: f64) -> f64 {
         let last = self.last.replace(*w);
+        self.overflowing = w.overflowed;
         if w.run > 0.0 && self.fastest.is_none_or(|f| w.run < f.run) {
             self.fastest = Some(*w);
         }
@@ -703,7 +730,14 @@ impl Law {
                 }
                 limit
             }
-            _ if inflation <= 1.0 + tolerance => self.grow(limit, Reason::Room, FAST_GROWTH),
+            _ if inflation <= 1.0 + tolerance => {
+                // No more than the room left: by Little's law at a flat `X`, `N` can grow by
+                // `(1 + tolerance) R0 / R` before `R` reaches the tolerance. A fixed step from
+                // just under it overshot the knee by that step every time (the limit of a real
+                // step run swung 560 <-> 770 around a knee of 620, and the memory with it).
+                let room = ((1.0 + tolerance) / inflation).min(FAST_GROWTH);
+                self.grow(limit, Reason::Room, room)
+            }
             // The counted completions and Little's law (`R` against `N`) disagree on whether
             // the step paid: completions that come in cohorts (jobs that started together end
             // together) make the count of a window swing twofold, a step's own first touches
@@ -830,11 +864,12 @@ impl Law {
         self.grow(limit, Reason::Productive, FAST_GROWTH)
     }
 
-    /// Grows by `fast` (by 10% near the last knee, and not past it otherwise).
+    /// Grows by `fast` (by 10% at most near the last knee, and not past it otherwise), by one
+    /// job at least.
     fn grow(&mut self, limit: f64, reason: Reason, fast: f64) -> f64 {
         self.reason = reason;
         let next = match self.knee {
-            Some(knee) if limit * GENTLE_GROWTH >= knee => limit * GENTLE_GROWTH,
+            Some(knee) if limit * GENTLE_GROWTH >= knee => limit * fast.min(GENTLE_GROWTH),
             Some(knee) => (limit * fast).min(knee),
             None => limit * fast,
         };
@@ -1008,7 +1043,8 @@ impl Accumulator {
         // worker to take it (a wake-up, a busy machine), and reading that as demand met the limit
         // made an idle pool descend at 0.3x load. A queue that stands below the limit is
         // bounded by `Standing` instead.
-        let binding = self.shed > 0 || self.dropped > 0 || self.full;
+        let overflowed = self.shed > 0 || self.dropped > 0;
+        let binding = overflowed || self.full;
         // Only binding windows are compared with each other, so only they need precision.
         let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
         let precise = precise && self.completed >= MIN_SAMPLES;
@@ -1022,6 +1058,7 @@ impl Accumulator {
             run: self.run_sum / n,
             in_flight: self.in_flight_sum / n,
             binding,
+            overflowed,
             queued: wait > queued_wait,
             rate,
             arrivals: self.arrival_rate(arrived),
@@ -1048,6 +1085,7 @@ mod tests {
             run: run_ms / 1_000.0,
             in_flight,
             binding,
+            overflowed: binding,
             queued: binding,
             rate: in_flight * 1_000.0 / run_ms,
             arrivals: 0.0,
@@ -1128,25 +1166,44 @@ mod tests {
     fn room_grows_by_a_quarter_without_a_knee_and_gently_near_one() {
         let mut law = learned(20.0);
         assert_eq!(
-            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            law.update(1_000.0, &window(20.0, 1_000.0, true), TOL, MAX),
             1_250.0
         );
         assert_eq!(law.reason, Reason::Room);
         law.knee = Some(1_050.0);
         assert_eq!(
-            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            law.update(1_000.0, &window(20.0, 1_000.0, true), TOL, MAX),
             1_100.0
         );
         law.knee = Some(3_000.0);
         assert_eq!(
-            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            law.update(1_000.0, &window(20.0, 1_000.0, true), TOL, MAX),
             1_250.0
         );
         law.knee = Some(1_200.0);
         assert_eq!(
-            law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX),
+            law.update(1_000.0, &window(20.0, 1_000.0, true), TOL, MAX),
             1_200.0
         );
+    }
+
+    #[test]
+    fn room_grows_by_no_more_than_the_room_left_within_the_tolerance() {
+        let mut law = learned(20.0);
+        // R 24 ms of at most 25 ms: 1.25 / 1.2, by Little's law at a flat X
+        let next = law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
+        assert!(close(next, 1_000.0 * 1.25 / 1.2), "{next}");
+        assert_eq!(law.reason, Reason::Room);
+        // near a known knee, never more than the gentle 10%, and one job at least
+        law.knee = Some(1_050.0);
+        let next = law.update(1_000.0, &window(24.9, 1_000.0, true), TOL, MAX);
+        assert!(close(next, 1_000.0 * 1.25 / 1.245), "{next}");
+        assert_eq!(
+            law.update(1_000.0, &window(25.0, 1_000.0, true), TOL, MAX),
+            1_001.0
+        );
+        let next = law.update(1_000.0, &window(21.0, 1_000.0, true), TOL, MAX);
+        assert!(close(next, 1_100.0), "{next}");
     }
 
     #[test]
@@ -1286,17 +1343,23 @@ mod tests {
         // arrivals x R x (1 + tolerance), with R no more than R0 (here 20 ms; the window's 24 ms
         // may be a stall's).
         let mut law = learned(20.0);
-        let w = |arrivals| Window {
+        let w = |arrivals, run_ms| Window {
             arrivals,
-            ..window(24.0, 1_000.0, true)
+            ..window(run_ms, 1_000.0, true)
         };
         // 54,000/s x 20 ms x 1.25 = 1,350: the quarter step (1,250) is within it
-        assert_eq!(law.update(1_000.0, &w(54_000.0), TOL, MAX), 1_250.0);
+        assert_eq!(law.update(1_000.0, &w(54_000.0, 20.0), TOL, MAX), 1_250.0);
         // 1,080 needed
-        assert!(close(law.update(1_000.0, &w(43_200.0), TOL, MAX), 1_080.0));
-        // 45,000/s needed 1,350 by the window's R, but 1,125 by R0
-        assert!(close(law.update(1_000.0, &w(45_000.0), TOL, MAX), 1_125.0));
-        assert_eq!(law.update(1_000.0, &w(36_000.0), TOL, MAX), 1_000.0);
+        assert!(close(
+            law.update(1_000.0, &w(43_200.0, 20.0), TOL, MAX),
+            1_080.0
+        ));
+        // 45,000/s needed 1,181 by the window's R (21 ms, room for 1,190), but 1,125 by R0
+        assert!(close(
+            law.update(1_000.0, &w(45_000.0, 21.0), TOL, MAX),
+            1_125.0
+        ));
+        assert_eq!(law.update(1_000.0, &w(36_000.0, 20.0), TOL, MAX), 1_000.0);
         assert_eq!(law.reason, Reason::Demand);
     }
 

@@ -425,3 +425,37 @@ fn slowdown_in_cohorts_sheds_nothing_and_catches_up_with_the_demand() {
     assert!(p99 <= 0.21, "p99 {p99} at {at}");
     assert!(run.goodput(8.0, 10.0) >= 0.29 * 24_834.0);
 }
+
+/// The step of the real runs (issue 10, goal 1): the seed job on a machine of 24,834 jobs/s at
+/// 10x from cold, every wait ending on a 1 ms timer tick, workers started 50 ms after they are
+/// asked for, 2 ms of wake-up in every queue wait, and first touches.
+fn real_step() -> Run {
+    let capacity = 24_834.0;
+    let service = Service::cpu(CORES, CORES / capacity, WAIT).ticks(0.001);
+    Sim::new(LimitAlgorithm::new(&adaptive(), CEILINGS), service, QUEUE)
+        .with_first_touch(FIRST_TOUCH)
+        .with_spawn_lag(0.05)
+        .with_wake(0.002)
+        .run(&Load::constant(10.0 * capacity, 10.0), 7)
+}
+
+#[test]
+fn a_step_holds_the_limit_within_the_memory_bound_after_the_cold_start() {
+    // Goal 1's memory bound is 1.5x the jobs Little's law needs (plus 100 MiB): the limit, and
+    // with it the memory its jobs touch, must not swing far past the knee. When the room rule
+    // grew by a fixed 10-25% from just under the tolerance it reached 805 (1.61x the knee; the
+    // real run: 770 around a knee of 620, then a creep to 968 and 537 MiB).
+    let run = real_step();
+    let capacity = 24_834.0;
+    let knee = capacity * (WAIT + CORES / capacity);
+    let peak = run
+        .limits
+        .iter()
+        .filter(|(t, _)| *t >= 1.0)
+        .map(|&(_, l)| l)
+        .max()
+        .unwrap_or(0);
+    assert!(peak as f64 <= 1.6 * knee, "limit {peak}, knee {knee:.0}");
+    assert!(run.goodput(1.0, 10.0) >= 0.9 * capacity);
+    assert!(run.p99(1.0, 10.0) <= 0.1, "p99 {}", run.p99(1.0, 10.0));
+}
