@@ -395,15 +395,26 @@ fn step_settles_near_the_knee_though_each_rise_of_the_limit_touches_new_memory()
 /// binds: the 1,000 jobs that fill it start together and end together 200 ms later, so the
 /// completions come in cohorts and the count of a window swings twofold with its phase.
 fn slowdown_in_cohorts() -> Run {
-    let capacity = 24_834.0;
-    let service = Service::cpu(CORES, CORES / capacity, WAIT)
-        .ticks(0.001)
-        .slow_down(5.0, 0.200);
+    let service = real_job().slow_down(5.0, 0.200);
+    on_the_real_machine(service, &Load::constant(0.3 * REAL_CAPACITY, 10.0))
+}
+
+/// Jobs per second of the real runs' machine (`simulate --capacity 24834`).
+const REAL_CAPACITY: f64 = 24_834.0;
+
+/// The seed job on the real runs' machine, every wait ending on a 1 ms timer tick.
+fn real_job() -> Service {
+    Service::cpu(CORES, CORES / REAL_CAPACITY, WAIT).ticks(0.001)
+}
+
+/// The default pool with the real runs' costs: first touches, workers started 50 ms after they
+/// are asked for, 2 ms of wake-up in every queue wait.
+fn on_the_real_machine(service: Service, load: &Load) -> Run {
     Sim::new(LimitAlgorithm::new(&adaptive(), CEILINGS), service, QUEUE)
         .with_first_touch(FIRST_TOUCH)
         .with_spawn_lag(0.05)
         .with_wake(0.002)
-        .run(&Load::constant(0.3 * capacity, 10.0), 7)
+        .run(load, 7)
 }
 
 #[test]
@@ -426,27 +437,15 @@ fn slowdown_in_cohorts_sheds_nothing_and_catches_up_with_the_demand() {
     assert!(run.goodput(8.0, 10.0) >= 0.29 * 24_834.0);
 }
 
-/// The step of the real runs (issue 10, goal 1): the seed job on a machine of 24,834 jobs/s at
-/// 10x from cold, every wait ending on a 1 ms timer tick, workers started 50 ms after they are
-/// asked for, 2 ms of wake-up in every queue wait, and first touches.
-fn real_step() -> Run {
-    let capacity = 24_834.0;
-    let service = Service::cpu(CORES, CORES / capacity, WAIT).ticks(0.001);
-    Sim::new(LimitAlgorithm::new(&adaptive(), CEILINGS), service, QUEUE)
-        .with_first_touch(FIRST_TOUCH)
-        .with_spawn_lag(0.05)
-        .with_wake(0.002)
-        .run(&Load::constant(10.0 * capacity, 10.0), 7)
-}
-
 #[test]
 fn a_step_holds_the_limit_within_the_memory_bound_after_the_cold_start() {
     // Goal 1's memory bound is 1.5x the jobs Little's law needs (plus 100 MiB): the limit, and
     // with it the memory its jobs touch, must not swing far past the knee. When the room rule
     // grew by a fixed 10-25% from just under the tolerance it reached 805 (1.61x the knee; the
     // real run: 770 around a knee of 620, then a creep to 968 and 537 MiB); now 786.
-    let run = real_step();
-    let capacity = 24_834.0;
+    // the step of the real runs (issue 10, goal 1), 10x from cold
+    let run = on_the_real_machine(real_job(), &Load::constant(10.0 * REAL_CAPACITY, 10.0));
+    let capacity = REAL_CAPACITY;
     let knee = capacity * (WAIT + CORES / capacity);
     let peak = run
         .limits
