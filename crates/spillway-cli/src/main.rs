@@ -11,6 +11,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = spillway_cli::Cli::parse();
+    init_logs();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -28,4 +29,19 @@ fn main() -> ExitCode {
             spillway_cli::exit_code(&err)
         }
     }
+}
+
+/// With `RUST_LOG` set (`spillway=debug` shows why the adaptive limit moved), the library's
+/// tracing events go to stderr (coloured only on a terminal); without it nothing is installed
+/// and nothing is printed.
+/// `simulate`'s children inherit the variable and their stderr is printed when they end.
+fn init_logs() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
 }

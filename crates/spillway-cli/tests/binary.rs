@@ -48,6 +48,42 @@ fn help_describes_the_tool() {
 }
 
 #[test]
+fn rust_log_shows_why_the_adaptive_limit_moves_and_nothing_without_it() {
+    let run = |log: Option<&str>| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_spillway"));
+        command.env_remove("RUST_LOG").args([
+            "simulate",
+            "--mode",
+            "pool-adaptive",
+            "--isolation",
+            "inline",
+            "--capacity",
+            "2000",
+            "--rate",
+            "4000",
+            "--duration",
+            "1s",
+        ]);
+        if let Some(log) = log {
+            command.env("RUST_LOG", log);
+        }
+        let out = command.output().expect("the spillway binary runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let logged = run(Some("spillway=debug"));
+    assert!(
+        logged.contains("initial limit") && logged.contains("algorithm=\"adaptive\""),
+        "{logged}"
+    );
+    assert!(!run(None).contains("initial limit"));
+}
+
+#[test]
 fn an_unknown_flag_is_a_clear_error() {
     let out = spillway(&["--no-such-flag"]);
     assert_eq!(out.status.code(), Some(2));
