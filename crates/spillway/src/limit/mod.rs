@@ -162,6 +162,31 @@ impl LimitAlgorithm {
         (after != before).then_some(after)
     }
 
+    /// Feeds a batch of samples, each with its job's end; calls `moved` with the new limit and
+    /// the reason for each move. The default law is fed directly, one match per batch instead of
+    /// one per sample (with the limit read before and after each): its batches are the hot ones.
+    pub(crate) fn on_samples(
+        &mut self,
+        samples: &[(Duration, Sample)],
+        mut moved: impl FnMut(usize, Option<&'static str>),
+    ) {
+        if let LimitAlgorithm::Adaptive(law) = self {
+            for (now, sample) in samples {
+                let was = law.limit();
+                law.on_sample(*now, sample);
+                if law.limit() != was {
+                    moved(law.limit(), Some(law.reason().as_str()));
+                }
+            }
+            return;
+        }
+        for (now, sample) in samples {
+            if let Some(after) = self.on_sample(*now, sample) {
+                moved(after, self.reason());
+            }
+        }
+    }
+
     /// Tells the algorithm that a submission was shed at `now` because of the limit or the queue
     /// bound (demand exceeded what it admitted). Only the adaptive law uses it: Netflix's
     /// limiters do not sample rejected requests.

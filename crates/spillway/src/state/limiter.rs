@@ -203,27 +203,7 @@ impl Limiter {
             algorithm.on_shed(batch.kept[0].0);
         }
         let before = self.limit();
-        let samples = &batch.kept[..kept];
-        match &mut *algorithm {
-            // The default: its law is fed directly, one match per batch instead of one per
-            // sample (with the limit read before and after each), as in `LimitAlgorithm`.
-            LimitAlgorithm::Adaptive(law) => {
-                for (now, sample) in samples {
-                    let was = law.limit();
-                    law.on_sample(*now, sample);
-                    if law.limit() != was {
-                        moved(law.limit(), Some(law.reason().as_str()));
-                    }
-                }
-            }
-            other => {
-                for (now, sample) in samples {
-                    if let Some(after) = other.on_sample(*now, sample) {
-                        moved(after, other.reason());
-                    }
-                }
-            }
-        }
+        algorithm.on_samples(&batch.kept[..kept], moved);
         self.publish(&algorithm);
         algorithm.limit() > before
     }
