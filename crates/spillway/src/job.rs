@@ -5,7 +5,6 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
-use std::sync::Weak;
 use std::task::{Context, Poll};
 use tokio::time::Instant;
 
@@ -61,16 +60,15 @@ pub(crate) trait Unqueue: Send + Sync {
 
 /// A handle's way back to its job in the queue.
 struct Queued {
-    queue: Weak<dyn Unqueue>,
+    /// `std`'s `Arc`: the queue side is not in the loom models.
+    queue: std::sync::Arc<dyn Unqueue>,
     ticket: Ticket,
 }
 
 impl Queued {
     /// Takes the job out of the queue if it is still there (see [`Unqueue`]).
     fn unqueue(&self) -> bool {
-        self.queue
-            .upgrade()
-            .is_some_and(|queue| queue.unqueue(self.ticket))
+        self.queue.unqueue(self.ticket)
     }
 }
 
@@ -258,7 +256,7 @@ pub struct JobHandle<T> {
 
 impl<T> JobHandle<T> {
     /// Records where the job was queued, so that a cancellation can take it back out.
-    pub(crate) fn queued_at(&mut self, queue: Weak<dyn Unqueue>, ticket: Ticket) {
+    pub(crate) fn queued_at(&mut self, queue: std::sync::Arc<dyn Unqueue>, ticket: Ticket) {
         self.queued = Some(Queued { queue, ticket });
     }
 

@@ -1,9 +1,13 @@
 //! Counters, latency histograms and [`Snapshot`] (exported to Prometheus by `prometheus.rs`).
 //!
-//! Recording is cheap and nearly contention-free: each counter sits on its own cache line and is
-//! bumped with one `fetch_add`; latencies go into HDR histograms sharded by OS thread (threads
-//! take shards in turn), so a tokio worker thread nearly always takes an uncontended lock (one per
-//! job, for all three timings). Reading ([`Snapshot`]) merges the shards.
+//! Recording is cheap and nearly contention-free. The counters every job moves (submitted,
+//! started, ended after it started, completed) are sharded by OS thread like the histograms
+//! (threads take shards in turn), so a submitter and a worker on two threads never write one
+//! cache line: a contended `fetch_add` costs a cache-line transfer, several times an
+//! uncontended one. The rarer counters (shed, cancelled, expired, ...) each sit on a cache line
+//! of their own. Latencies go into HDR histograms sharded the same way, so a tokio worker
+//! thread nearly always takes an uncontended lock (one per job, for all three timings).
+//! Reading ([`Snapshot`]) sums and merges the shards.
 
 use std::cell::Cell;
 use std::sync::Mutex;
@@ -68,11 +72,10 @@ impl Timings {
     }
 }
 
-/// One priority's counters: submissions, outcomes, shed submissions, and the jobs running.
+/// One priority's rarer counters: outcomes other than completed, and shed submissions. The
+/// counters every job moves are in [`Hot`].
 #[derive(Debug, Default)]
 pub(crate) struct Lane {
-    pub(crate) submitted: Counter,
-    pub(crate) completed: Counter,
     pub(crate) panicked: Counter,
     pub(crate) cancelled: Counter,
     pub(crate) expired: Counter,
@@ -82,14 +85,29 @@ pub(crate) struct Lane {
     pub(crate) shed_full: Counter,
     pub(crate) shed_closed: Counter,
     pub(crate) shed_expired: Counter,
-    /// Jobs of this priority running (taken and not ended).
-    busy: CachePadded<AtomicUsize>,
+    /// Jobs that ended otherwise than completed after they started (a worker took them, or
+    /// they ran inline): with [`Hot`]'s counts, what tells how many run now.
+    stopped: Counter,
 }
 
+/// One priority's counters that every job moves, in one shard: summed over the shards at read
+/// time. Each only grows (wrapping), so a sum read at any instant is a count some instant had.
+#[derive(Debug, Default)]
+struct Hot {
+    submitted: AtomicU64,
+    completed: AtomicU64,
+    /// Jobs taken by a worker or run inline: `started - completed - Lane::stopped` run now.
+    started: AtomicU64,
+}
+
+/// What a read of the hot counters of one priority needs.
+type HotField = fn(&Hot) -> &AtomicU64;
+
 impl Lane {
+    /// Counts `outcome`, except `Completed`: that one is a [`Hot`] counter.
     fn count(&self, outcome: Outcome) {
         match outcome {
-            Outcome::Completed => self.completed.inc(),
+            Outcome::Completed => {}
             Outcome::Panicked => self.panicked.inc(),
             Outcome::Cancelled => self.cancelled.inc(),
             Outcome::Expired => self.expired.inc(),
@@ -99,10 +117,11 @@ impl Lane {
         }
     }
 
-    /// Jobs of this priority that ended, and how many of them were abandoned.
-    fn ended(&self) -> (u64, u64) {
+    /// Jobs of this priority that ended, given `completed`, and how many of them were
+    /// abandoned.
+    fn ended(&self, completed: u64) -> (u64, u64) {
         let abandoned = self.abandoned.get();
-        let others = self.completed.get()
+        let others = completed
             + self.panicked.get()
             + self.cancelled.get()
             + self.expired.get()
@@ -111,15 +130,15 @@ impl Lane {
         (others + abandoned, abandoned)
     }
 
-    /// The counts, given `submitted` (read first) and `queued` (read next). The rest is read in
-    /// the order a job moves (busy, then ended), so a moving job may be seen twice.
-    fn read(&self, submitted: u64, queued: usize) -> PriorityCounts {
-        let busy = self.busy.load(Ordering::SeqCst);
+    /// The counts, given `submitted` (read first), `queued` (read next), `busy` and then
+    /// `completed` (read next, in the order a job moves): the rest is read after them, so a
+    /// moving job may be seen twice.
+    fn read(&self, submitted: u64, queued: usize, busy: usize, completed: u64) -> PriorityCounts {
         PriorityCounts {
             queued,
             busy,
             submitted,
-            completed: self.completed.get(),
+            completed,
             panicked: self.panicked.get(),
             cancelled: self.cancelled.get(),
             expired: self.expired.get(),
@@ -139,6 +158,8 @@ impl Lane {
 pub(crate) struct Metrics<X = ()> {
     /// Indexed by [`Priority::index`].
     lanes: [Lane; PRIORITIES],
+    /// The counters every job moves, per shard of threads, each indexed by [`Priority::index`].
+    hot: Box<[CachePadded<[Hot; PRIORITIES]>]>,
     shards: Box<[CachePadded<Mutex<Shard<X>>>]>,
 }
 
@@ -171,6 +192,7 @@ impl<X: Default> Metrics<X> {
         let shards = shards();
         Metrics {
             lanes: Default::default(),
+            hot: (0..shards).map(|_| CachePadded::default()).collect(),
             shards: (0..shards)
                 .map(|_| {
                     CachePadded::new(Mutex::new(Shard {
@@ -188,10 +210,41 @@ impl<X: Default> Metrics<X> {
         &self.lanes[priority.index()]
     }
 
+    /// The calling thread's shard of the hot counters of `priority`.
+    #[inline]
+    fn hot(&self, priority: Priority) -> &Hot {
+        &self.hot[shard(self.hot.len())][priority.index()]
+    }
+
+    /// The sum over the shards of one hot counter of the lane `index`.
+    fn sum(&self, index: usize, field: HotField) -> u64 {
+        self.hot.iter().fold(0, |sum, shard| {
+            sum.wrapping_add(field(&shard[index]).load(Ordering::SeqCst))
+        })
+    }
+
+    /// A job of `priority` was admitted.
+    #[inline]
+    pub(crate) fn admitted(&self, priority: Priority) {
+        self.hot(priority).submitted.fetch_add(1, Ordering::SeqCst);
+    }
+
     /// A job of `priority` was taken by a worker: it counts busy until [`record`](Self::record)
     /// or [`stopped`](Self::stopped).
     pub(crate) fn started(&self, priority: Priority) {
-        self.lane(priority).busy.fetch_add(1, Ordering::SeqCst);
+        self.hot(priority).started.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// A started job of `priority` ended with `outcome`: counted, and so no longer busy. One
+    /// increment for a completed job, the common end.
+    fn left(&self, priority: Priority, outcome: Outcome) {
+        if outcome == Outcome::Completed {
+            self.hot(priority).completed.fetch_add(1, Ordering::SeqCst);
+        } else {
+            let lane = self.lane(priority);
+            lane.stopped.inc();
+            lane.count(outcome);
+        }
     }
 
     /// Counts a job that reached a worker, and its timings. `run` is `None` when the job body
@@ -227,20 +280,21 @@ impl<X: Default> Metrics<X> {
             }
             with(&mut shard.kept);
         }
-        let lane = self.lane(priority);
-        lane.count(outcome);
-        lane.busy.fetch_sub(1, Ordering::SeqCst);
+        self.left(priority, outcome);
     }
 
     /// A taken job of `priority` was dropped unfinished by a shutdown; counted by `outcome`.
     pub(crate) fn stopped(&self, priority: Priority, outcome: Outcome) {
-        let lane = self.lane(priority);
-        lane.count(outcome);
-        lane.busy.fetch_sub(1, Ordering::SeqCst);
+        self.left(priority, outcome);
     }
 
     /// Counts one job of `priority` that ended without reaching a worker, by its outcome.
     pub(crate) fn count(&self, priority: Priority, outcome: Outcome) {
+        debug_assert_ne!(
+            outcome,
+            Outcome::Completed,
+            "a job completes only once started"
+        );
         self.lane(priority).count(outcome);
     }
 
@@ -256,13 +310,25 @@ impl<X: Default> Metrics<X> {
     pub(crate) fn ended(&self) -> (u64, u64) {
         self.lanes
             .iter()
-            .map(Lane::ended)
+            .enumerate()
+            .map(|(i, lane)| lane.ended(self.sum(i, |h| &h.completed)))
             .fold((0, 0), |(e, a), (le, la)| (e + le, a + la))
     }
 
     /// Jobs admitted per priority (indexed as the lanes): read first in a snapshot.
     pub(crate) fn submitted(&self) -> [u64; PRIORITIES] {
-        std::array::from_fn(|i| self.lanes[i].submitted.get())
+        std::array::from_fn(|i| self.sum(i, |h| &h.submitted))
+    }
+
+    /// Jobs of the lane `index` running: the ends are read before the starts, so a job that
+    /// ends meanwhile may be seen busy, never one that runs missed.
+    fn busy(&self, index: usize) -> usize {
+        let left = self.lanes[index]
+            .stopped
+            .get()
+            .wrapping_add(self.sum(index, |h| &h.completed));
+        let started = self.sum(index, |h| &h.started);
+        usize::try_from(started.wrapping_sub(left)).unwrap_or(usize::MAX)
     }
 
     /// The counts per priority, given what was read before them (indexed as the lanes).
@@ -272,7 +338,9 @@ impl<X: Default> Metrics<X> {
         queued: [usize; PRIORITIES],
     ) -> ByPriority {
         ByPriority::new(std::array::from_fn(|i| {
-            self.lanes[i].read(submitted[i], queued[i])
+            let busy = self.busy(i);
+            let completed = self.sum(i, |h| &h.completed);
+            self.lanes[i].read(submitted[i], queued[i], busy, completed)
         }))
     }
 }

@@ -277,7 +277,11 @@ impl<T> Queue<T> {
         let mask = (0..LANES)
             .filter(|&lane| items.stored[lane] > 0)
             .fold(0, |mask, lane| mask | 1 << lane);
-        self.occupied.store(mask, Ordering::Relaxed);
+        // Written only when it changes (rarely, under a steady load): a store would take the
+        // cache line away from every submitter's next read.
+        if self.occupied.load(Ordering::Relaxed) != mask {
+            self.occupied.store(mask, Ordering::Relaxed);
+        }
     }
 
     /// Reserves one slot, or says why not. Never waits, never allocates.

@@ -106,6 +106,23 @@ pub(crate) struct Shared {
     epoch: Instant,
     /// Nanoseconds after `epoch` of the last growth, plus one; zero for never.
     last_growth: AtomicU64,
+    /// Each queued job's handle holds a clone of one of these, the one of its submitter's shard
+    /// of threads (as the metrics' shards): its way back to the queue. One per shard so that
+    /// two submitters on two threads never count references on one cache line (a shared
+    /// `Weak<Shared>` per handle cost a contended compare-and-swap per job and one more
+    /// `fetch_sub` at the handle's drop).
+    unqueuers: Box<[Arc<dyn Unqueue>]>,
+}
+
+/// A handle's way back to the queue, without keeping the pool's state alive.
+struct Unqueuer(Weak<Shared>);
+
+impl Unqueue for Unqueuer {
+    fn unqueue(&self, ticket: Ticket) -> bool {
+        self.0
+            .upgrade()
+            .is_some_and(|shared| shared.unqueue(ticket))
+    }
 }
 
 /// Why a submission was refused: the queue's reasons, or a deadline that had passed already.
@@ -145,7 +162,7 @@ impl Shared {
             },
             config.queue_capacity,
         );
-        let shared = Arc::new(Shared {
+        let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
             counts: Counts::new(
                 config.queue_capacity,
                 policy.min_workers,
@@ -163,6 +180,9 @@ impl Shared {
             runtime,
             epoch: Instant::now(),
             last_growth: AtomicU64::new(0),
+            unqueuers: (0..crate::metrics::shards())
+                .map(|_| Arc::new(Unqueuer(me.clone())) as Arc<dyn Unqueue>)
+                .collect(),
         });
         // Not a growth step: the cooldown starts with the first growth.
         shared.grow(policy.min_workers);
@@ -293,7 +313,7 @@ impl Shared {
             },
             Err(refused) => return Err((refused.into(), job)),
         };
-        self.metrics.lane(priority).submitted.inc();
+        self.metrics.admitted(priority);
         let (job, mut handle) = job::new(job, meta(priority, deadline));
         let pushed = self.counts.push(permit, job, priority.index());
         if pushed.wake {
@@ -349,7 +369,7 @@ impl Shared {
             return Err((Refusal::Late, job));
         }
         let priority = opts.get_priority();
-        self.metrics.lane(priority).submitted.inc();
+        self.metrics.admitted(priority);
         self.metrics.started(priority);
         if !self.counts.start_inline(priority.index()) {
             // A shutdown stopped inline jobs since the look at `closed`: admitted, and at once
@@ -404,9 +424,8 @@ impl Shared {
 
     /// Tells `handle` where its job waits, then abandons the job if no worker may take it.
     fn queued_at<T>(self: &Arc<Self>, handle: &mut JobHandle<T>, ticket: Ticket) {
-        // Weak: a handle does not keep the pool's state alive (a coercion, no allocation).
-        let queue: Weak<Shared> = Arc::downgrade(self);
-        handle.queued_at(queue, ticket);
+        let unqueuer = &self.unqueuers[crate::metrics::shard(self.unqueuers.len())];
+        handle.queued_at(unqueuer.clone(), ticket);
         // Read after the push: no worker may start and none is left to take the job.
         self.abandon_if_orphaned();
     }
@@ -437,6 +456,11 @@ impl Shared {
 
     /// Starts workers if the policy asks for them.
     fn maybe_grow(self: &Arc<Self>) {
+        if self.counts.workers() >= self.config.policy.max_workers {
+            // The policy holds at `max_workers` whatever else it would see: spare the reads of
+            // the busy count (a cache line the workers write per job) and of the clock.
+            return;
+        }
         let observation = self.counts.observe(self.since_last_growth());
         if let Decision::Grow(n) = scaler::decide(observation, &self.config.policy)
             && self.grow(self.within_limit(n, observation.workers)) > 0
