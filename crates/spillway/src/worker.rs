@@ -155,12 +155,17 @@ async fn work(mut alive: Alive) {
     // two jobs costs no timer registration.
     let idle = tokio::time::sleep_until(later(last_active, shared.config().policy.idle_timeout));
     let mut idle = pin!(idle);
-    // When the previous job just ended, its end is the next one's start.
+    // When the previous job just ended, its end is the next one's start, and its worker slot
+    // the next one's ("the slot passes on").
     let mut now = None;
     // This worker's samples for the concurrency limit, handed over in batches.
     let mut samples = Samples::default();
     loop {
-        let (job, started) = match shared.take_next() {
+        let next = match now {
+            Some(_) => shared.take_next_in_slot(),
+            None => shared.take_next(),
+        };
+        let (job, started) = match next {
             Some(job) => (job, now.unwrap_or_else(Instant::now)),
             None => match wait_idle(&shared, idle.as_mut(), last_active).await {
                 Idle::Job(job) => (job, Instant::now()),

@@ -9,6 +9,13 @@
 //!   neither. The worker counts itself busy first, with a compare-and-swap bounded by the
 //!   concurrency limit (`max_workers` for a fixed one), and only then pops (uncounting itself if
 //!   the queue was empty): so at most `limit` ever run at once, inline jobs included.
+//! * **The slot passes on** ([`Counts::take_next_in_slot`]): a worker whose job ended still
+//!   counts busy, and takes the next job in that slot, without counting out and in again (two
+//!   read-modify-writes on a line every worker and submitter touches, per job), if the limit
+//!   still has room for it (`busy <= limit`, the slot being its own: what counting out and in
+//!   again would have allowed). Otherwise, or if nothing is stored, it counts out. The slot is
+//!   held until the next job's queue slot is released, so "busy before release" holds for it
+//!   too, and nobody can take the slot meanwhile, so at most `limit` run as before.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
 //!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
 //!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
@@ -200,6 +207,23 @@ impl<T> Counts<T> {
         };
         self.queue.release();
         Some((item, busy))
+    }
+
+    /// The caller's job (taken with [`take_next_within`](Self::take_next_within) or this) ended
+    /// and it still counts busy: takes the next job in the same slot while the limit has room
+    /// for it ("the slot passes on"), with the number busy with it, itself included. Returns
+    /// `None` having counted the caller out, if the limit has no room or nothing is stored.
+    pub(crate) fn take_next_in_slot(&self, limit: usize) -> Option<(T, usize)> {
+        let busy = self.busy.load(Ordering::SeqCst);
+        if busy <= limit
+            && self.queue.len() > 0
+            && let Some(item) = self.queue.pop()
+        {
+            self.queue.release();
+            return Some((item, busy));
+        }
+        self.end_job();
+        None
     }
 
     /// A job taken with [`take_next_within`](Self::take_next_within) ended, however it ended.
@@ -542,6 +566,54 @@ mod loom_tests {
 
     /// A worker goes idle while a submitter pushes a job: the worker either finds the job in its
     /// last look or is woken for it. Never stranded.
+    #[test]
+    fn loom_a_slot_passed_on_never_runs_more_than_the_limit() {
+        // Limit 1: a worker ends its job and passes its slot on while an inline job tries to
+        // take a slot and a submitter queues a second job. Never two at once, and every job
+        // runs (here: the passed-on take or a later plain take gets the queued job).
+        loom::model(|| {
+            let counts = Arc::new(Counts::<u8>::new(2, 1, 2));
+            let _ = counts.push(counts.try_reserve().expect("room"), 1, 1);
+            let (job, busy) = take(&counts).expect("the first job");
+            assert_eq!((job, busy), (1, 1));
+            let running = Arc::new(AtomicUsize::new(1));
+            let inline = {
+                let (counts, running) = (counts.clone(), running.clone());
+                thread::spawn(move || {
+                    if counts.take_slot_within(1).is_some() {
+                        assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "over the limit");
+                        running.fetch_sub(1, Ordering::SeqCst);
+                        let _ = counts.free_slot();
+                    }
+                })
+            };
+            let submitter = {
+                let counts = counts.clone();
+                thread::spawn(move || {
+                    let _ = counts.push(counts.try_reserve().expect("room"), 2, 1);
+                })
+            };
+            running.fetch_sub(1, Ordering::SeqCst);
+            let mut ran = 0;
+            if let Some((job, busy)) = counts.take_next_in_slot(1) {
+                assert_eq!((job, busy), (2, 1));
+                assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "over the limit");
+                running.fetch_sub(1, Ordering::SeqCst);
+                ran += 1;
+                assert!(counts.take_next_in_slot(1).is_none());
+            }
+            inline.join().unwrap();
+            submitter.join().unwrap();
+            if ran == 0 {
+                // The job came after the pass: a plain take (the worker's next look) gets it.
+                let (job, _) = take(&counts).expect("the queued job");
+                assert_eq!(job, 2);
+                counts.end_job();
+            }
+            assert_eq!((counts.busy(), counts.queued()), (0, 0));
+        });
+    }
+
     #[test]
     fn loom_parked_worker_is_woken_for_a_pushed_job() {
         loom::model(|| {

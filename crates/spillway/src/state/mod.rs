@@ -566,7 +566,24 @@ impl Shared {
     /// The job counts as queued until it counts as busy, never as neither. A fixed limit is
     /// `max_workers`: only inline jobs can fill it before the workers do.
     pub(crate) fn take_next(&self) -> Option<Taken> {
-        let (job, in_flight) = self.counts.take_next_within(self.limiter.limit())?;
+        let taken = self.counts.take_next_within(self.limiter.limit());
+        self.started(taken)
+    }
+
+    /// [`take_next`](Self::take_next) for a worker whose job just ended ([`job_ended`]
+    /// (Self::job_ended)) and that still counts busy: the next job takes its slot ("the slot
+    /// passes on", in [`counts`]). If there is none to take, or the limit has no room for it,
+    /// the worker counts out, and a submitter waiting for room under the limit is woken.
+    pub(crate) fn take_next_in_slot(&self) -> Option<Taken> {
+        let taken = self.counts.take_next_in_slot(self.limiter.limit());
+        if taken.is_none() {
+            self.wake_after_end(false);
+        }
+        self.started(taken)
+    }
+
+    fn started(&self, taken: Option<(BoxJob, usize)>) -> Option<Taken> {
+        let (job, in_flight) = taken?;
         self.metrics.started(job.priority());
         self.left_queue();
         Some(Taken { job, in_flight })
@@ -609,13 +626,17 @@ impl Shared {
     /// records its timings (`run_time` is `None` when its body did not finish). The one place
     /// where a job's queue wait and run time are observed, and where the concurrency limit
     /// learns from them (a job that expired is a dropped sample, one that timed out a dropped
-    /// sample with its run time; a cancelled one says nothing).
+    /// sample with its run time; a cancelled one says nothing). Its worker still counts busy:
+    /// it must call [`take_next_in_slot`](Self::take_next_in_slot) next, which passes the slot
+    /// on or counts it out (and then wakes a submitter waiting for room under the limit).
     pub(crate) fn job_ended(&self, ended: &Ended, samples: &mut Samples) {
         self.metrics
             .record(ended.priority, ended.outcome, ended.queue_wait, ended.run);
-        self.counts.end_job();
         let rose = self.keep_sample(ended, samples);
-        self.wake_after_end(rose);
+        if rose && !self.limiter.is_fixed() {
+            // The workers parked at the old limit may take queued jobs now.
+            self.work.notify_waiters();
+        }
     }
 
     /// An inline job ended: counted and observed as [`job_ended`](Self::job_ended) does, its
