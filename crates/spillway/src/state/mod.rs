@@ -26,7 +26,9 @@
 //!   are observed and recorded (and where a concurrency limit would learn from them). A job
 //!   still running at its run deadline (`run_timeout`, `worker.rs`) ends there as timed out;
 //!   one stopped by a shutdown ends in [`Shared::job_stopped`]. Either way it is counted as its
-//!   handle reports it: a handle aborted first made it cancelled.
+//!   handle reports it: a handle aborted first made it cancelled. Its worker still counts busy
+//!   then, and passes that slot on to the next queued job ([`Shared::take_next_in_slot`], "the
+//!   slot passes on" in [`counts`]) or counts out.
 //! * **Inline jobs** ([`Shared::admit_run`], [`InlineSlot`]): a caller that awaits its job
 //!   anyway ([`Pool::run`](crate::Pool::run)) runs it on its own task when the pool is open,
 //!   nothing is queued and the limit has room: it takes a worker slot ("a freed slot goes to
