@@ -302,6 +302,8 @@ const MAX_BLIND_DESCENT: f64 = 0.25;
 const RELAX: f64 = 0.8;
 /// Weight of a settled mean below `R0`.
 const R0_DECAY: f64 = 0.1;
+/// Weight of a flat step's run time above `R0`, unless far above (a different service).
+const R0_RAISE: f64 = 0.1;
 
 /// What one window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -356,6 +358,7 @@ pub(crate) enum Reason {
     Unpaid,
     CatchUp,
     Inconclusive,
+    TakenBack,
 }
 
 impl Reason {
@@ -376,6 +379,7 @@ impl Reason {
             Reason::Unpaid => "the last step brought no more completions",
             Reason::CatchUp => "catching up with the demand",
             Reason::Inconclusive => "the completions and Little's law disagree",
+            Reason::TakenBack => "the last step brought only latency: taken back",
         }
     }
 }
@@ -428,6 +432,9 @@ pub(crate) struct Law {
     pub(crate) unpaid: bool,
     /// The step of the last settled window is to be measured again (from the same point).
     pub(crate) remeasure: bool,
+    /// The limit before the last settled window grew it (room or a flat step): where a step
+    /// that bought only latency is taken back to.
+    pub(crate) grown_from: Option<f64>,
     /// Lowest `N` of the last saturated verdict.
     pub(crate) knee: Option<f64>,
     pub(crate) saturated: bool,
@@ -451,6 +458,7 @@ impl Law {
             lagging: false,
             unpaid: false,
             remeasure: false,
+            grown_from: None,
             knee: None,
             saturated: false,
             overflowing: false,
@@ -556,6 +564,12 @@ impl AdaptiveLimit {
         self.law.saturated || self.standing.is_active()
     }
 
+    /// The uncongested run time `R0` the law has learned, seconds.
+    #[cfg(test)]
+    pub(crate) fn baseline(&self) -> Option<f64> {
+        self.law.baseline
+    }
+
     /// See the module docs, "The queue".
     #[cfg(test)]
     pub(crate) fn drop_at_dequeue(&self, waited: Duration) -> bool {
@@ -578,6 +592,19 @@ impl AdaptiveLimit {
             .update(self.limit, &window, self.tolerance, bounds.1);
         self.limit = next.clamp(bounds.0, bounds.1);
         self.rounded = self.bounds.clamp(self.limit.round());
+        // Once per window: what the law saw, for `RUST_LOG=spillway=trace`.
+        tracing::trace!(
+            run_ms = window.run * 1e3,
+            in_flight = window.in_flight,
+            rate = window.rate,
+            arrivals = window.arrivals,
+            binding = window.binding,
+            queued = window.queued,
+            baseline_ms = self.law.baseline.map_or(0.0, |r0| r0 * 1e3),
+            limit = self.rounded,
+            reason = self.law.reason.as_str(),
+            "adaptive window"
+        );
         if self.limit() > before {
             self.raised = now;
         }
@@ -684,7 +711,7 @@ impl Law {
     fn settled(&mut self, limit: f64, w: &Window, tolerance: f64) -> f64 {
         let step = self.measured.and_then(|m| Step::between(&m, w));
         if let Some(step) = step.filter(|s| s.is_flat()) {
-            return self.productive(limit, w, step.mean_run);
+            return self.productive(limit, w, step.mean_run, tolerance);
         }
         // More in flight brought more completions, R rose less than N: the step paid, and a
         // run time before it already well above R0 was not ours (a slower downstream). (Near
@@ -694,7 +721,7 @@ impl Law {
                 .is_none_or(|r0| s.low_run > (1.0 + tolerance) * r0)
         };
         if let Some(step) = step.filter(|s| s.paid() && stale(s)) {
-            return self.productive(limit, w, step.low_run);
+            return self.productive(limit, w, step.low_run, tolerance);
         }
         if let Some(r0) = self.baseline.filter(|&r0| w.run < r0) {
             // A mean below R0 says R0 is too high; follow slowly, as one window is noisy.
@@ -711,7 +738,16 @@ impl Law {
         // Demand clearly over what completes (or unknown: jobs were shed): no time to lose.
         let overloaded = w.arrivals <= 0.0 || w.arrivals > (1.0 + tolerance) * completions;
         let inconclusive = step.is_some_and(|s| s.inconclusive());
+        let grown_from = self.grown_from.take();
         match step {
+            // The last step was growth (room or a flat step), and while demand overflows it
+            // brought only latency: `R` followed `N`, the completions did not. Take it back,
+            // and lower `R0` toward what the limit before it implies (its run time was at
+            // the tolerance at most), so that the room rule does not grow again at once.
+            Some(s) if overloaded && s.unpaid() && grown_from.is_some() => {
+                let from = grown_from.map_or(limit, |from| from.min(limit));
+                self.take_back(from, &s)
+            }
             // The last step up brought no more completions: growing further would only put
             // more jobs (and more memory) in flight. Hold there. A backlog that drains (fewer
             // arrive than complete) is left to drain; if more arrives (or was shed) the pool is
@@ -847,8 +883,8 @@ impl Law {
     }
 
     /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
-    fn productive(&mut self, limit: f64, w: &Window, baseline: f64) -> f64 {
-        self.baseline = Some(baseline);
+    fn productive(&mut self, limit: f64, w: &Window, baseline: f64, tolerance: f64) -> f64 {
+        self.baseline = Some(self.raised_baseline(baseline, tolerance));
         self.unpaid = false;
         self.confirmed = true;
         if self.knee.is_some_and(|knee| w.in_flight > knee) {
@@ -864,10 +900,39 @@ impl Law {
         self.grow(limit, Reason::Productive, FAST_GROWTH)
     }
 
+    /// A growth step bought only latency while demand overflows (`step`; module docs, "A step
+    /// that bought only latency"): back to `from`, the limit before it, with the knee there.
+    /// `R0` stays: lowering it toward what the limit before the step implies (its `R` over
+    /// `1 + tolerance`) took a noisy window's word for it and drove `R0` below the job's own
+    /// time in the model (17.6 ms for a 20 ms job, goodput -16%).
+    fn take_back(&mut self, from: f64, step: &Step) -> f64 {
+        self.knee = Some(step.low_n);
+        self.saturated = true;
+        self.unpaid = true;
+        self.reason = Reason::TakenBack;
+        from
+    }
+
+    /// `R0` after a step that showed `candidate` uncongested. A known `R0` rises only a
+    /// quarter of the way toward a candidate less than `MAX_CATCH_UP (1 + tolerance)` times
+    /// above it: two windows that a busy neighbour slowed alike look like a flat step, and
+    /// taking their mean whole let `R0`, and the limit with it, ratchet up through a long
+    /// overload (module docs, "Baseline drift"). A downstream that slowed that much or more
+    /// is taken at once: that is a different service, and the catch-up relies on it.
+    fn raised_baseline(&self, candidate: f64, tolerance: f64) -> f64 {
+        match self.baseline.filter(|_| self.confirmed) {
+            Some(r0) if candidate > r0 && candidate < MAX_CATCH_UP * (1.0 + tolerance) * r0 => {
+                r0 + R0_RAISE * (candidate - r0)
+            }
+            _ => candidate,
+        }
+    }
+
     /// Grows by `fast` (by 10% at most near the last knee, and not past it otherwise), by one
     /// job at least.
     fn grow(&mut self, limit: f64, reason: Reason, fast: f64) -> f64 {
         self.reason = reason;
+        self.grown_from = Some(limit);
         let next = match self.knee {
             Some(knee) if limit * GENTLE_GROWTH >= knee => limit * fast.min(GENTLE_GROWTH),
             Some(knee) => (limit * fast).min(knee),
@@ -917,6 +982,12 @@ impl Step {
             mean_run: (prev.run + cur.run) / 2.0,
             low_run: if dln_n > 0.0 { prev.run } else { cur.run },
         })
+    }
+
+    /// A step up that bought only latency: `R` followed `N` and the counted completions did
+    /// not.
+    fn unpaid(&self) -> bool {
+        self.dln_n > 0.0 && self.e >= SATURATED_E && self.gain < MIN_GAIN
     }
 
     /// A large enough step up paid: the counted completions grew with `N` and `R` grew less
@@ -1209,8 +1280,8 @@ mod tests {
     #[test]
     fn inflated_run_time_that_followed_n_shrinks_in_proportion_at_most_halving() {
         let mut law = learned(20.0);
-        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
-        // N 1000 -> 1200 and R 24 -> 30 ms: e = ln(1.25) / ln(1.2) > 0.5; inflation 1.5
+        law.update(1_000.0, &window(25.5, 1_000.0, true), TOL, MAX); // a probe
+        // N 1000 -> 1200 and R 25.5 -> 30 ms: e = ln(1.18) / ln(1.2) > 0.5; inflation 1.5
         // with jobs queued, the step that brought no more completions first holds, saturated
         let next = law.update(1_200.0, &window(30.0, 1_200.0, true), TOL, MAX);
         assert_eq!(next, 1_200.0);
@@ -1219,7 +1290,7 @@ mod tests {
         assert_eq!(law.knee, Some(1_000.0));
         // without a queue, the same step shrinks at once
         let mut law = learned(20.0);
-        law.update(1_000.0, &window(24.0, 1_000.0, true), TOL, MAX);
+        law.update(1_000.0, &window(25.5, 1_000.0, true), TOL, MAX); // a probe
         let unqueued = Window {
             queued: false,
             ..window(30.0, 1_200.0, true)
@@ -1239,6 +1310,45 @@ mod tests {
             ..window(150.0, 1_200.0, true)
         };
         assert_eq!(law.update(1_200.0, &followed, TOL, MAX), 600.0);
+    }
+
+    #[test]
+    fn a_growth_step_that_bought_only_latency_under_overload_is_taken_back() {
+        let mut law = learned(20.0);
+        // room to grow: 1,000 -> 1,190
+        let next = law.update(1_000.0, &window(21.0, 1_000.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Room);
+        // the jobs shed (arrivals unknown), N up 19%, R followed it, the completions did not
+        let unpaid = Window {
+            queued: false,
+            rate: 47_600.0,
+            ..window(25.0, next, true)
+        };
+        assert_eq!(law.update(next, &unpaid, TOL, MAX), 1_000.0);
+        assert_eq!(law.reason, Reason::TakenBack);
+        assert!(law.saturated && law.unpaid);
+        assert_eq!(law.knee, Some(1_000.0));
+        // R0 is not lowered by it (a noisy window before the step would drag it below the
+        // job's own time), and a step that was no growth of the law's is not taken back
+        assert_eq!(law.baseline, Some(0.020));
+        assert_eq!(law.grown_from, None);
+    }
+
+    #[test]
+    fn a_flat_step_raises_a_known_r0_only_a_tenth_of_the_way_unless_far_above() {
+        // two windows a busy neighbour slowed alike: N 1000 -> 800, R 30 ms both
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(30.0, 1_000.0, true), TOL, MAX);
+        law.update(800.0, &window(30.0, 800.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Productive);
+        let r0 = law.baseline.expect("known");
+        assert!(close(r0, 0.021), "{r0}");
+        // a downstream ten times slower is a different service: learned whole
+        let mut law = learned(20.0);
+        law.update(1_000.0, &window(200.0, 1_000.0, true), TOL, MAX);
+        law.update(1_250.0, &window(200.0, 1_250.0, true), TOL, MAX);
+        assert_eq!(law.reason, Reason::Productive);
+        assert_eq!(law.baseline, Some(0.2));
     }
 
     #[test]
