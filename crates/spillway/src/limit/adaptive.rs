@@ -62,6 +62,10 @@
 //!    rate followed `N`: `dln X / dln N >= 0.5`): `R` did not follow `N`, so `R` at this `N` is
 //!    uncongested; `R0` becomes the mean `R` of the two windows (this is how a
 //!    slower downstream raises `R0`: by proof, not by drift), and the limit grows by 25%.
+//!    A known `R0` is *raised* only a tenth of the way toward that mean, unless the mean is
+//!    `2 (1 + tolerance)` times `R0` or more (a different service, which the catch-up of rule
+//!    4 relies on): two windows that a busy neighbour slowed alike also read as a flat step,
+//!    and taking their mean whole is how the limit crept (see "Baseline drift" below).
 //!    (`e` clearly negative, `R` up while `N` went down, means conditions changed: no verdict.)
 //!    A step up of 15% or more that *paid* without being flat (`-0.25 < e < 0.5`, completions
 //!    followed `N`) from a window whose `R` was already over `(1 + tolerance) R0` counts too,
@@ -79,6 +83,16 @@
 //!    own first touches stall its first window (`R` +22%, the count flat), and cutting the
 //!    queue of a pool catching up with a slower downstream dropped its whole backlog (model:
 //!    6,800 expired).
+//!
+//!    *A step that bought only latency* (the last settled window *grew* the limit, by rule 1
+//!    or 3, and while demand overflows, jobs shed or the arrivals clearly over the
+//!    completions, `R` followed `N`, `e >= 0.5`, and the counted completions did not,
+//!    `dln X / dln N < 0.5`): the limit returns to where it was before that step, the knee is
+//!    noted there, and no probe follows until a window does not bind or a step pays. Holding
+//!    there instead kept the step's jobs in flight (and their memory) for nothing. `R0` is not
+//!    lowered by it: "the run time before the step was at the tolerance at most" takes one
+//!    noisy window's word, and drove `R0` below the job's own time in the model (17.6 ms for
+//!    a 20 ms job, 16% of the goodput lost).
 //!
 //!    *An inconclusive step* (`N` rose, and the count and Little's law disagree: the count
 //!    followed `N` over a move of 15% or more although `R` was not flat, or `R` stayed flat,
@@ -230,9 +244,21 @@
 //! * *Baseline drift in long incidents* (failsafe-go): while the limit binds, `R0` only moves
 //!   down (slowly, toward a settled mean below it) or on a flat step, never because `R` stays
 //!   high. A flat step also needs the counted completions to have grown with `N`: at the knee a
-//!   mean `R` that comes out flat on noise (the 10-minute soak's creep, 770 to 1,430) is no
-//!   evidence, as `X` cannot grow there. In the model, 20 s at 5x overload: the limit's
-//!   per-second means stay within 3%.
+//!   mean `R` that comes out flat on noise is no evidence, as `X` cannot grow there. That was
+//!   not enough (session 6): the 10-minute soak's limit still crept 760 -> 1,460 in two steps
+//!   while completions stayed flat. The trace (`RUST_LOG=spillway=trace` logs every window)
+//!   showed why: on a shared machine a neighbour slows two consecutive windows alike, a move
+//!   of the limit between them (a 20% step down after a saturated verdict) reads as a flat
+//!   step with the completions following `N`, and `R0` became their mean whole (22 -> 33 ms
+//!   in one window); the room rule then grew the limit until `R` was 1.25 times that, and
+//!   nothing took it back, as `R0` falls only toward settled means below it, which never come
+//!   once `R0` is inflated. Now a known `R0` rises only a tenth of the way toward a flat
+//!   step's mean (the same weight as it falls), unless the mean is 2.5 times `R0` or more (a
+//!   slower downstream, learned at once), and a growth step that bought only latency is
+//!   taken back. In the model (`scenarios.rs`, the real machine at 5x with the cores it gets
+//!   changing to a random 1.4-2.0 every 20-100 ms): `R0` stays within 1% of 21.4 ms over 20 s
+//!   and the limit near 560 (before: `R0` 21.3 -> 31.3 ms at 13 s, the limit 560 -> 800, p99
+//!   105 ms for the same goodput).
 //! * *A stale verdict at a low rate*: the saturated state (short queue, CoDel drops) ends after
 //!   a second in which the limit never bound, however few jobs completed; the limit itself does
 //!   not decay while it does not bind.
