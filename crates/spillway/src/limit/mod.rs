@@ -224,6 +224,16 @@ impl LimitAlgorithm {
             _ => false,
         }
     }
+
+    /// The adaptive law's uncongested run time `R0`, seconds (`None` before it is learned, and
+    /// for the other algorithms).
+    #[cfg(test)]
+    pub(crate) fn baseline(&self) -> Option<f64> {
+        match self {
+            LimitAlgorithm::Adaptive(a) => a.baseline(),
+            _ => None,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -363,6 +363,8 @@ pub(crate) struct Run {
     pub(crate) moves: Vec<(f64, usize, &'static str)>,
     /// When each shed or expired job was lost.
     pub(crate) lost: Vec<f64>,
+    /// `(time, R0 in seconds)` at every change of the adaptive law's uncongested run time.
+    pub(crate) baselines: Vec<(f64, f64)>,
 }
 
 impl Run {
@@ -651,6 +653,11 @@ impl Sim {
         if self.run.moves.last().is_none_or(|m| m.1 != limit) {
             let reason = self.algorithm.reason().unwrap_or("");
             self.run.moves.push((self.now, limit, reason));
+        }
+        if let Some(r0) = self.algorithm.baseline()
+            && self.run.baselines.last().is_none_or(|b| b.1 != r0)
+        {
+            self.run.baselines.push((self.now, r0));
         }
         let last = self.run.limits.last().map_or(-1.0, |l| l.0);
         if self.now - last >= 0.001 {

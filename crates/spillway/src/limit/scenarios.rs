@@ -1,6 +1,7 @@
 //! The issue's scenarios in the discrete-event model, with the seed's ceilings (5,000 workers,
 //! a 100,000-job queue): assertions for the adaptive default, a printed table for the peers.
 
+use super::measure::splitmix_unit;
 use super::model::{Load, Run, Service, Sim};
 use super::{Bounds, Limit, LimitAlgorithm};
 
@@ -457,4 +458,60 @@ fn a_step_holds_the_limit_within_the_memory_bound_after_the_cold_start() {
     assert!(peak as f64 <= 1.6 * knee, "limit {peak}, knee {knee:.0}");
     assert!(run.goodput(1.0, 10.0) >= 0.9 * capacity);
     assert!(run.p99(1.0, 10.0) <= 0.1, "p99 {}", run.p99(1.0, 10.0));
+}
+
+/// The real runs' machine with a busy neighbour: every 20-100 ms the cores the pool gets
+/// change to a random 1.4-2.0 (another build on the shared VM), so two windows around a move
+/// of the limit can both be slowed alike.
+fn real_job_beside_a_neighbour(until: f64) -> Service {
+    let mut service = real_job();
+    let (mut t, mut seed) = (0.5, 11_u64);
+    while t < until {
+        service = service.cores_at(t, 2.0 - 0.6 * splitmix_unit(&mut seed));
+        t += 0.02 + 0.08 * splitmix_unit(&mut seed);
+    }
+    service
+}
+
+#[test]
+fn a_long_overload_beside_a_busy_neighbour_does_not_drift() {
+    // Issue 10, goal 6 (the soak: 5x for 10 minutes, the limit's CV <= 10%). The real soak's
+    // limit went 760 -> 1,460 while completions stayed flat: two windows slowed alike by the
+    // neighbour around a move of the limit read as a flat step, whose mean run time became
+    // `R0` whole (22 -> 33 ms), and the room rule grew the limit until `R` was 1.25 times
+    // that. In this model, before: `R0` 21.3 -> 31.3 ms at 13 s, the limit 560 -> 800,
+    // p99 105 ms, for the same goodput.
+    let end = 20.0;
+    let run = on_the_real_machine(
+        real_job_beside_a_neighbour(end),
+        &Load::constant(5.0 * REAL_CAPACITY, end),
+    );
+    let baseline_at = |t: f64| run.baselines.iter().rfind(|b| b.0 < t).map_or(0.0, |b| b.1);
+    let learned = baseline_at(2.0);
+    let highest = run
+        .baselines
+        .iter()
+        .filter(|b| b.0 >= 2.0)
+        .map(|b| b.1)
+        .fold(learned, f64::max);
+    assert!(highest <= 1.1 * learned, "R0 {learned} -> {highest}");
+    let per_second: Vec<f64> = (2..20)
+        .map(|s| run.mean_limit(f64::from(s), f64::from(s + 1)))
+        .collect();
+    let mean = per_second.iter().sum::<f64>() / per_second.len() as f64;
+    let variance = per_second.iter().map(|l| (l - mean).powi(2)).sum::<f64>();
+    let cv = (variance / per_second.len() as f64).sqrt() / mean;
+    assert!(cv <= 0.1, "cv {cv:.3}: {per_second:.0?}");
+    let (first, last) = (run.mean_limit(2.0, 7.0), run.mean_limit(15.0, 20.0));
+    assert!(
+        (last / first - 1.0).abs() <= 0.1,
+        "limit {first:.0} -> {last:.0}"
+    );
+    let (first, last) = (run.goodput(2.0, 7.0), run.goodput(15.0, 20.0));
+    assert!(
+        (last / first - 1.0).abs() <= 0.05,
+        "goodput {first:.0} -> {last:.0}"
+    );
+    let (p99, at) = worst_p99(&run, 20..200);
+    assert!(p99 <= 0.1, "p99 {p99} at {at}");
 }
