@@ -9,7 +9,7 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use support::Reaper;
+use support::{Reaper, listening};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -41,7 +41,7 @@ fn serve_with_few_descriptors() -> (Reaper, String) {
         .expect("bash starts");
     let mut child = Reaper(child);
     let deadline = Instant::now() + PATIENCE;
-    while TcpStream::connect(&addr).is_err() {
+    while !listening(&addr) {
         assert!(child.0.try_wait().unwrap().is_none(), "serve exited");
         assert!(Instant::now() < deadline, "serve never listened");
         std::thread::sleep(Duration::from_millis(20));

@@ -766,7 +766,7 @@ fn spawn_serve(extra: &[&str], close_stdout: bool) -> (support::Reaper, String) 
     // Closes the read end of the pipe: every write to stdout fails from now on.
     drop(child.0.stdout.take());
     let deadline = std::time::Instant::now() + PATIENCE;
-    while std::net::TcpStream::connect(&addr).is_err() {
+    while !support::listening(&addr) {
         if let Some(status) = child.0.try_wait().unwrap() {
             panic!("serve exited before listening: {status}");
         }

@@ -39,3 +39,15 @@ impl Reaper {
         assert!(sent.success(), "kill -{signal} failed");
     }
 }
+
+/// Whether something listens at `addr` (a port picked free for a child server). A connection
+/// the kernel made to itself does not count: connecting to a free port in the ephemeral range
+/// can pick that same port as its source and succeed by TCP simultaneous open, which would
+/// read as "listening" before the child binds, and the next connect is then refused.
+pub(crate) fn listening(addr: &str) -> bool {
+    std::net::TcpStream::connect(addr).is_ok_and(|s| {
+        s.local_addr()
+            .ok()
+            .is_some_and(|local| Some(local) != s.peer_addr().ok())
+    })
+}
