@@ -769,11 +769,12 @@ impl Law {
         let grown_from = self.grown_from.take();
         match step {
             // The last step was growth (room or a flat step), and while demand overflows it
-            // brought only latency: `R` followed `N`, the completions did not. Take it back,
-            // and lower `R0` toward what the limit before it implies (its run time was at
-            // the tolerance at most), so that the room rule does not grow again at once.
+            // brought only latency: `R` followed `N`, the completions did not. Take it back
+            // to the limit before it and mark the knee there, so that the room rule does not
+            // grow again at once. `R0` is left as it is (lowering it toward the earlier run
+            // time drove it below the job's own time in the model and lost 16% of goodput).
             Some(s) if overloaded && s.unpaid() && grown_from.is_some() => {
-                let from = grown_from.map_or(limit, |from| from.min(limit));
+                let from = grown_from.expect("matched Some").min(limit);
                 self.take_back(from, &s)
             }
             // The last step up brought no more completions: growing further would only put
