@@ -293,6 +293,7 @@
 use std::time::Duration;
 
 use super::config::AdaptiveConfig;
+use super::ended::{Ended, nanos, secs};
 use super::standing::Standing;
 use super::{Bounds, Sample};
 
@@ -302,6 +303,7 @@ const MIN_WINDOW: Duration = Duration::from_millis(10);
 const MIN_SAMPLES: u32 = 64;
 /// ...and one mean run time of the previous window, at most this long...
 const MAX_WINDOW: Duration = Duration::from_secs(1);
+const MAX_WINDOW_NS: u64 = 1_000_000_000;
 /// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
 /// it reached `MAX_WINDOW`.
 const MAX_RELATIVE_ERROR: f64 = 0.05;
@@ -424,14 +426,21 @@ pub(crate) struct AdaptiveLimit {
     queue_target: Duration,
     acc: Accumulator,
     law: Law,
-    /// When the limit last bound: a submission shed, a job dropped or started at the limit.
-    last_bound: Duration,
+    /// `queue_target` in nanoseconds.
+    target: u64,
+    /// Before this (nanoseconds since the epoch) the current window cannot close: its start
+    /// plus one mean run time of the last window (at least `MIN_WINDOW`). Zero before the first
+    /// window starts.
+    due: u64,
+    /// When the limit last bound (nanoseconds since the epoch): a submission shed, a job
+    /// dropped or started at the limit.
+    last_bound: u64,
     /// The queue bound until `R0` is known: `initial_limit`, even above `max_workers`.
     cold_queue: usize,
     /// A queue standing while the limit does not bind (module docs, "The queue").
     standing: Standing,
-    /// When the limit last rose.
-    raised: Duration,
+    /// When the limit last rose (nanoseconds since the epoch).
+    raised: u64,
     /// A standing queue was seen during the current window.
     lagged: bool,
 }
@@ -505,12 +514,14 @@ impl AdaptiveLimit {
             bounds,
             tolerance: config.tolerance,
             queue_target: config.queue_target,
+            target: nanos(config.queue_target),
+            due: 0,
             acc: Accumulator::default(),
             law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
-            last_bound: Duration::ZERO,
+            last_bound: 0,
             cold_queue: config.initial_limit,
             standing: Standing::default(),
-            raised: Duration::ZERO,
+            raised: 0,
             lagged: false,
         }
     }
@@ -526,35 +537,30 @@ impl AdaptiveLimit {
         self.law.reason
     }
 
-    #[inline] // once per job: into the driver's loop over a batch, without a call
-    pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) {
-        let limit = self.limit();
+    /// Adds the sample of a job that ended at `now`; returns whether a window closed (only then
+    /// may the limit have moved).
+    #[inline(always)] // once per job: into the driver's loop over a batch, without a call
+    pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) -> bool {
+        let job = Ended::new(now, sample, self.rounded);
         // Batches from different workers arrive out of order: the latest time counts.
-        if sample.dropped || sample.in_flight >= limit {
-            self.last_bound = self.last_bound.max(now);
-        } else if self.law.saturated && now.saturating_sub(self.last_bound) >= MAX_WINDOW {
+        if job.dropped || job.at_limit {
+            self.last_bound = self.last_bound.max(job.now);
+        } else if self.law.saturated && job.now.saturating_sub(self.last_bound) >= MAX_WINDOW_NS {
             self.law.idle();
         }
-        self.standing
-            .add(now, sample, limit, self.raised, self.queue_target);
+        self.standing.add(&job, self.raised, self.target);
         self.lagged |= self.standing.is_active();
-        self.acc.add(now, sample, limit);
-        // The common case, decided here: a window younger than `MIN_WINDOW` cannot close (as
-        // `Accumulator::close` finds), so skip `maybe_close`'s conversions and call.
-        if self
-            .acc
-            .start
-            .is_some_and(|start| now.saturating_sub(start) < MIN_WINDOW)
-        {
-            return;
-        }
-        self.maybe_close(now);
+        self.acc.add(&job);
+        // The common case, decided here: a window younger than its shortest length cannot
+        // close (as `Accumulator::close` finds).
+        job.now >= self.due && self.maybe_close(job.now)
     }
 
-    pub(crate) fn on_shed(&mut self, now: Duration) {
+    pub(crate) fn on_shed(&mut self, now: Duration) -> bool {
+        let now = nanos(now);
         self.last_bound = self.last_bound.max(now);
         self.acc.shed = self.acc.shed.saturating_add(1);
-        self.maybe_close(now);
+        self.maybe_close(now)
     }
 
     /// See the module docs, "The queue".
@@ -604,11 +610,23 @@ impl AdaptiveLimit {
         self.drops() && waited > self.queue_target.saturating_mul(2)
     }
 
-    fn maybe_close(&mut self, now: Duration) {
+    /// Closes the window if it is long and full enough at `now` (nanoseconds since the epoch)
+    /// and applies the law to it; returns whether it closed.
+    #[cold]
+    fn maybe_close(&mut self, now: u64) -> bool {
         let target = self.queue_target.as_secs_f64();
-        let Some(window) = self.acc.close(now, self.law.last_run, target) else {
-            return;
-        };
+        let window = self.acc.close(now, self.law.last_run, target);
+        if let Some(window) = window {
+            self.apply(now, &window);
+        }
+        // The window that is open now (a new one, or the first) closes no sooner than this.
+        let start = self.acc.start.unwrap_or(now);
+        self.due = start.saturating_add(min_len(self.law.last_run));
+        window.is_some()
+    }
+
+    /// One step of the law on a closed `window`, at `now` (nanoseconds since the epoch).
+    fn apply(&mut self, now: u64, window: &Window) {
         if window.run > 0.0 {
             self.law.last_run = window.run;
         }
@@ -617,7 +635,7 @@ impl AdaptiveLimit {
         let before = self.limit();
         let next = self
             .law
-            .update(self.limit, &window, self.tolerance, bounds.1);
+            .update(self.limit, window, self.tolerance, bounds.1);
         self.limit = next.clamp(bounds.0, bounds.1);
         self.rounded = self.bounds.clamp(self.limit.round());
         // Once per window: what the law saw, for `RUST_LOG=spillway=trace`.
@@ -1055,18 +1073,23 @@ fn steady(a: &Window, b: &Window) -> bool {
     hi <= 1.1 * lo + 1.0 && same_run
 }
 
-/// Sums over the current window.
+/// Sums over the current window, in integer nanoseconds (`ended.rs`): converted to seconds once
+/// per window, not once per job.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Accumulator {
-    start: Option<Duration>,
+    /// When the window started, nanoseconds since the pool's epoch.
+    start: Option<u64>,
     completed: u32,
-    run_sum: f64,
-    run_sq_sum: f64,
-    in_flight_sum: f64,
-    wait_sum: f64,
-    /// Sum of the arrival times (end - run - wait, seconds since the epoch) of the completed jobs.
-    arrival_sum: f64,
-    /// The mean arrival time and the number of completed jobs of the last window.
+    run_sum: u128,
+    /// Saturates (only run times of centuries could reach it).
+    run_sq_sum: u128,
+    in_flight_sum: u128,
+    wait_sum: u128,
+    /// Sum of the ends of the completed jobs: their arrival times (end - run - wait) are this
+    /// minus the two sums above.
+    end_sum: u128,
+    /// The mean arrival time (seconds since the epoch) and the number of completed jobs of the
+    /// last window.
     previous: Option<(f64, u32)>,
     full: bool,
     dropped: u32,
@@ -1074,29 +1097,33 @@ struct Accumulator {
 }
 
 impl Accumulator {
-    fn add(&mut self, now: Duration, sample: &Sample, limit: usize) {
-        if sample.dropped {
+    #[inline]
+    fn add(&mut self, job: &Ended) {
+        if job.dropped {
             self.dropped = self.dropped.saturating_add(1);
             return;
         }
-        // Once per job, so the same values as `Duration::as_secs_f64` and `usize as f64` more
-        // cheaply: the one-instruction signed conversion where the unsigned one takes a dozen
-        // (no count or duration here comes near `i64::MAX`; one that did takes the slow path).
-        let secs = |d: Duration| match i64::try_from(d.as_secs()) {
-            Ok(s) => s as f64 + f64::from(d.subsec_nanos()) / 1e9,
-            Err(_) => d.as_secs_f64(),
-        };
-        let in_flight =
-            i64::try_from(sample.in_flight).map_or(sample.in_flight as f64, |n| n as f64);
+        let run = u128::from(job.run);
         self.completed = self.completed.saturating_add(1);
-        let run = secs(sample.run);
         self.run_sum += run;
-        self.run_sq_sum += run * run;
-        self.in_flight_sum += in_flight;
-        let wait = secs(sample.queue_wait);
-        self.wait_sum += wait;
-        self.arrival_sum += secs(now) - run - wait;
-        self.full |= sample.in_flight >= limit;
+        self.run_sq_sum = self.run_sq_sum.saturating_add(run * run);
+        self.in_flight_sum += job.in_flight as u128;
+        self.wait_sum += u128::from(job.wait);
+        self.end_sum += u128::from(job.now);
+        self.full |= job.at_limit;
+    }
+
+    /// The mean of a sum of nanoseconds over `n` jobs, in seconds.
+    fn mean_secs(sum: u128, n: f64) -> f64 {
+        sum as f64 / n / 1e9
+    }
+
+    /// The mean arrival time of the window's completed jobs (end - run - wait), in seconds.
+    fn mean_arrival(&self, n: f64) -> f64 {
+        // Exact in integers (each sum is at most 2^64 jobs of 2^64 ns), rounded once.
+        let arrived = self.end_sum.cast_signed() - self.run_sum.cast_signed();
+        let arrived = arrived - self.wait_sum.cast_signed();
+        arrived as f64 / n / 1e9
     }
 
     /// The arrival rate of a window whose completed jobs arrived, on average, at `arrived`
@@ -1119,8 +1146,8 @@ impl Accumulator {
 
     /// The standard error of the mean run time, relative to it.
     fn relative_error(&self, n: f64) -> f64 {
-        let mean = self.run_sum / n;
-        let variance = (self.run_sq_sum / n - mean * mean).max(0.0);
+        let mean = self.run_sum as f64 / n;
+        let variance = (self.run_sq_sum as f64 / n - mean * mean).max(0.0);
         if mean > 0.0 {
             (variance / n).sqrt() / mean
         } else {
@@ -1128,17 +1155,16 @@ impl Accumulator {
         }
     }
 
-    /// The window, if it is long and full enough to close at `now`; then starts the next one.
-    /// A mean wait over `queued_wait` (seconds) marks the window as [`Window::queued`].
-    fn close(&mut self, now: Duration, last_run: f64, queued_wait: f64) -> Option<Window> {
+    /// The window, if it is long and full enough to close at `now` (nanoseconds since the
+    /// epoch), given the mean run time of the last window (`last_run`, seconds); then starts
+    /// the next one. A mean wait over `queued_wait` (seconds) marks the window as
+    /// [`Window::queued`].
+    fn close(&mut self, now: u64, last_run: f64, queued_wait: f64) -> Option<Window> {
         let start = *self.start.get_or_insert(now);
         let elapsed = now.saturating_sub(start);
-        if elapsed < MIN_WINDOW {
-            return None; // the common case, decided before any arithmetic (min_len >= MIN_WINDOW)
+        if elapsed < min_len(last_run) || self.completed < MIN_SAMPLES {
+            return None;
         }
-        let min_len = MIN_WINDOW
-            .max(Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW))
-            .min(MAX_WINDOW);
         let n = f64::from(self.completed);
         // A queue wait alone is not the limit binding: below the limit a job waits only for a
         // worker to take it (a wake-up, a busy machine), and reading that as demand met the limit
@@ -1148,20 +1174,17 @@ impl Accumulator {
         let binding = overflowed || self.full;
         // Only binding windows are compared with each other, so only they need precision.
         let precise = !binding || self.relative_error(n) <= MAX_RELATIVE_ERROR;
-        let precise = precise && self.completed >= MIN_SAMPLES;
-        let enough = precise || (elapsed >= MAX_WINDOW && self.completed >= MIN_SAMPLES);
-        if elapsed < min_len || !enough {
+        if !precise && elapsed < nanos(MAX_WINDOW) {
             return None;
         }
-        let (wait, arrived) = (self.wait_sum / n, self.arrival_sum / n);
-        let rate = n / elapsed.as_secs_f64();
+        let (wait, arrived) = (Self::mean_secs(self.wait_sum, n), self.mean_arrival(n));
         let window = Window {
-            run: self.run_sum / n,
-            in_flight: self.in_flight_sum / n,
+            run: Self::mean_secs(self.run_sum, n),
+            in_flight: self.in_flight_sum as f64 / n,
             binding,
             overflowed,
             queued: wait > queued_wait,
-            rate,
+            rate: n / secs(elapsed),
             arrivals: self.arrival_rate(arrived),
         };
         *self = Accumulator {
@@ -1171,6 +1194,25 @@ impl Accumulator {
         };
         Some(window)
     }
+
+    /// [`add`](Self::add) with the sample as the driver gives it.
+    #[cfg(test)]
+    fn add_sample(&mut self, now: Duration, sample: &Sample, limit: usize) {
+        self.add(&Ended::new(now, sample, limit));
+    }
+
+    /// [`close`](Self::close) at `now` as a `Duration`.
+    #[cfg(test)]
+    fn close_at(&mut self, now: Duration, last_run: f64, queued_wait: f64) -> Option<Window> {
+        self.close(nanos(now), last_run, queued_wait)
+    }
+}
+
+/// The shortest a window may be, nanoseconds: one mean run time of the last window
+/// (`last_run`, seconds), within `MIN_WINDOW..=MAX_WINDOW`.
+fn min_len(last_run: f64) -> u64 {
+    let run = Duration::try_from_secs_f64(last_run).unwrap_or(MAX_WINDOW);
+    nanos(run.clamp(MIN_WINDOW, MAX_WINDOW))
 }
 
 #[cfg(test)]
@@ -1700,23 +1742,23 @@ mod tests {
     fn window_closes_after_enough_jobs_and_time_and_ignores_dropped_run_times() {
         let mut acc = Accumulator::default();
         let at = Duration::from_millis;
-        assert_eq!(acc.close(at(0), 0.0, 0.005), None);
+        assert_eq!(acc.close_at(at(0), 0.0, 0.005), None);
         for _ in 1..MIN_SAMPLES {
-            acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
+            acc.add_sample(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         }
-        acc.add(Duration::ZERO, &sample(0, 50, 10, true), 1_000);
+        acc.add_sample(Duration::ZERO, &sample(0, 50, 10, true), 1_000);
         assert_eq!(
-            acc.close(at(50), 0.0, 0.005),
+            acc.close_at(at(50), 0.0, 0.005),
             None,
             "one completed job short"
         );
-        acc.add(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
+        acc.add_sample(Duration::ZERO, &sample(20, 0, 10, false), 1_000);
         assert_eq!(
-            acc.close(at(15), 0.020, 0.005),
+            acc.close_at(at(15), 0.020, 0.005),
             None,
             "shorter than a run time"
         );
-        let w = acc.close(at(25), 0.020, 0.005).expect("closes");
+        let w = acc.close_at(at(25), 0.020, 0.005).expect("closes");
         assert!(close(w.run, 0.020));
         assert_eq!(w.in_flight, 10.0);
         assert!(w.binding, "a dropped job means demand met the limit");
@@ -1729,26 +1771,26 @@ mod tests {
         // 100 jobs (run 20 ms, waited `wait` ms) ending evenly over the 100 ms from `from`
         let fill = |acc: &mut Accumulator, from: u64, wait| {
             for i in 1..=100 {
-                acc.add(at(from + i), &sample(20, wait, 10, false), 1_000);
+                acc.add_sample(at(from + i), &sample(20, wait, 10, false), 1_000);
             }
         };
         let mut acc = Accumulator::default();
-        acc.close(at(0), 0.0, 0.005);
+        acc.close_at(at(0), 0.0, 0.005);
         fill(&mut acc, 0, 0);
-        let first = acc.close(at(100), 0.0, 0.005).unwrap();
+        let first = acc.close_at(at(100), 0.0, 0.005).unwrap();
         assert_eq!(first.arrivals, 0.0, "nothing to compare with yet");
         // steady: the mean arrival moved by 100 ms for 100 jobs a window
         fill(&mut acc, 100, 0);
-        let steady = acc.close(at(200), 0.0, 0.005).unwrap();
+        let steady = acc.close_at(at(200), 0.0, 0.005).unwrap();
         assert!(close(steady.arrivals, 1_000.0), "{}", steady.arrivals);
         // the wait grew by 50 ms: those 100 jobs arrived within 50 ms of the last 100
         fill(&mut acc, 200, 50);
-        let growing = acc.close(at(300), 0.0, 0.005).unwrap();
+        let growing = acc.close_at(at(300), 0.0, 0.005).unwrap();
         assert!(close(growing.rate, 1_000.0));
         assert!(close(growing.arrivals, 2_000.0), "{}", growing.arrivals);
         // the backlog drains (the wait fell by 30 ms): fewer arrive than complete
         fill(&mut acc, 300, 20);
-        let draining = acc.close(at(400), 0.0, 0.005).unwrap();
+        let draining = acc.close_at(at(400), 0.0, 0.005).unwrap();
         assert!(
             close(draining.arrivals, 1_000.0 / 1.3),
             "{}",
@@ -1757,7 +1799,7 @@ mod tests {
         // a shed submission: the demand is more than what was admitted, unknown
         fill(&mut acc, 400, 20);
         acc.shed = 1;
-        assert_eq!(acc.close(at(500), 0.0, 0.005).unwrap().arrivals, 0.0);
+        assert_eq!(acc.close_at(at(500), 0.0, 0.005).unwrap().arrivals, 0.0);
     }
 
     #[test]
@@ -1775,18 +1817,18 @@ mod tests {
                     in_flight: 10,
                     dropped: false,
                 };
-                acc.add(Duration::from_secs_f64(end), &job, 1_000);
+                acc.add_sample(Duration::from_secs_f64(end), &job, 1_000);
                 next_arrival += 1.0 / 7_450.0;
             }
         };
         let at = Duration::from_secs_f64;
-        acc.close(at(0.6), 0.0, 0.005);
+        acc.close_at(at(0.6), 0.0, 0.005);
         cohort(&mut acc, 0.8, 1_760);
-        acc.close(at(0.8), 0.0, 0.005).unwrap();
+        acc.close_at(at(0.8), 0.0, 0.005).unwrap();
         cohort(&mut acc, 1.0, 230);
-        let low = acc.close(at(1.0), 0.0, 0.005).unwrap();
+        let low = acc.close_at(at(1.0), 0.0, 0.005).unwrap();
         cohort(&mut acc, 1.2, 1_760);
-        let high = acc.close(at(1.2), 0.0, 0.005).unwrap();
+        let high = acc.close_at(at(1.2), 0.0, 0.005).unwrap();
         assert!(low.rate < 1_200.0 && high.rate > 8_700.0);
         for w in [low, high] {
             assert!((w.arrivals / 7_450.0 - 1.0).abs() < 0.01, "{}", w.arrivals);
@@ -1797,35 +1839,35 @@ mod tests {
     fn a_binding_window_stays_open_until_its_mean_is_precise() {
         let mut acc = Accumulator::default();
         let at = Duration::from_millis;
-        acc.close(at(0), 0.0, 0.005);
+        acc.close_at(at(0), 0.0, 0.005);
         // run times of 1 and 39 ms alternate: mean 20, standard deviation 19
         let add = |acc: &mut Accumulator, n: u32| {
             for i in 0..n {
                 let run = if i % 2 == 0 { 1 } else { 39 };
-                acc.add(Duration::ZERO, &sample(run, 5, 1_000, false), 1_000);
+                acc.add_sample(Duration::ZERO, &sample(run, 5, 1_000, false), 1_000);
             }
         };
         add(&mut acc, MIN_SAMPLES);
         assert_eq!(
-            acc.close(at(100), 0.0, 0.005),
+            acc.close_at(at(100), 0.0, 0.005),
             None,
             "19 / 20 / sqrt(64) = 12% error"
         );
         // (19 / 20) / sqrt(n) <= 5% from n = 361 on
         add(&mut acc, 360 - MIN_SAMPLES);
-        assert_eq!(acc.close(at(200), 0.0, 0.005), None);
+        assert_eq!(acc.close_at(at(200), 0.0, 0.005), None);
         add(&mut acc, 2);
-        let w = acc.close(at(300), 0.0, 0.005).expect("precise enough");
+        let w = acc.close_at(at(300), 0.0, 0.005).expect("precise enough");
         assert!(w.binding);
         assert!(close(w.run, 0.020));
         // the same spread without binding closes at once: only binding windows are compared
         let mut quiet = Accumulator::default();
-        quiet.close(at(0), 0.0, 0.005);
+        quiet.close_at(at(0), 0.0, 0.005);
         for i in 0..MIN_SAMPLES {
             let run = if i % 2 == 0 { 1 } else { 39 };
-            quiet.add(Duration::ZERO, &sample(run, 0, 10, false), 1_000);
+            quiet.add_sample(Duration::ZERO, &sample(run, 0, 10, false), 1_000);
         }
-        assert!(!quiet.close(at(100), 0.0, 0.005).expect("closes").binding);
+        assert!(!quiet.close_at(at(100), 0.0, 0.005).expect("closes").binding);
     }
 
     #[test]
@@ -1833,23 +1875,23 @@ mod tests {
         let at = Duration::from_millis;
         let fill = |acc: &mut Accumulator, wait, in_flight| {
             for _ in 0..MIN_SAMPLES {
-                acc.add(Duration::ZERO, &sample(20, wait, in_flight, false), 100);
+                acc.add_sample(Duration::ZERO, &sample(20, wait, in_flight, false), 100);
             }
         };
         let mut acc = Accumulator::default();
-        acc.close(at(0), 0.0, 0.005);
+        acc.close_at(at(0), 0.0, 0.005);
         fill(&mut acc, 0, 10);
-        assert!(!acc.close(at(100), 0.0, 0.005).unwrap().binding);
+        assert!(!acc.close_at(at(100), 0.0, 0.005).unwrap().binding);
         fill(&mut acc, 2, 10);
         assert!(
-            !acc.close(at(200), 0.0, 0.005).unwrap().binding,
+            !acc.close_at(at(200), 0.0, 0.005).unwrap().binding,
             "waited for a worker, below the limit"
         );
         fill(&mut acc, 0, 100);
-        assert!(acc.close(at(300), 0.0, 0.005).unwrap().binding);
+        assert!(acc.close_at(at(300), 0.0, 0.005).unwrap().binding);
         fill(&mut acc, 0, 10);
         acc.shed = 1;
-        assert!(acc.close(at(400), 0.0, 0.005).unwrap().binding);
+        assert!(acc.close_at(at(400), 0.0, 0.005).unwrap().binding);
     }
 
     #[test]
