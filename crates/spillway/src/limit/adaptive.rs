@@ -171,13 +171,19 @@
 //! target is dropped when a worker takes it (CoDel's rule, [`AdaptiveLimit::drop_after`]).
 //! The 1 s rule matters at low rates: a pool idling at 10 jobs/s after an overload closes no
 //! window for seconds (64 jobs), and without it stayed saturated and shed most of a burst.
-//! Before `R0` is known (cold) the queue holds at most `initial_limit` jobs: nothing is learned
-//! to size it by, and unbounded it let a step overload from idle queue 20,000 jobs (model, 10x)
-//! before the first verdict. The same bound holds, not saturated, after a window that
-//! *overflowed* (a job shed or dropped): demand is more than is admitted, and a flat step
+//! Before `R0` is known (cold) at most `initial_limit` jobs wait beyond the limit
+//! (`busy + queued < limit + initial_limit`): nothing is learned to size the queue by, and
+//! unbounded it let a step overload from idle queue 20,000 jobs (model, 10x) before the first
+//! verdict. This cold bound counts only what waits beyond the limit, not the queue alone: jobs
+//! that wait only for workers not started yet (a burst submitted faster than the workers
+//! start) are below the limit, and counting them shed 500 of a cold burst of 1,500 although the
+//! queue ceiling had room (goal 5; session 6). What runs is still at most the limit, so the
+//! cold start's memory bound is the same. The same bound holds, not saturated, after a window
+//! that *overflowed* (a job shed or dropped): demand is more than is admitted, and a flat step
 //! then proves room for more jobs in flight, not for a longer queue (a cold start below the
-//! knee under a 10x step, the model: 62,000 admitted once `R0` was learned). Otherwise the queue is bounded only by `queue_capacity`: a slower
-//! downstream or a burst is absorbed while the limit grows, never shed. The default target is
+//! knee under a 10x step, the model: 62,000 admitted once `R0` was learned). Otherwise the
+//! queue is bounded only by `queue_capacity`: a slower downstream or a burst is absorbed while
+//! the limit grows, never shed. The default target is
 //! 5 ms, CoDel's: a quarter of the seed job's 20 ms, so admitted latency stays near the job's
 //! own time, yet `X * 5 ms` jobs (200 at 40k jobs/s) keep every worker fed between two
 //! submissions.
@@ -191,16 +197,18 @@
 //! interval's rate, and a job that waited over twice the target is dropped at dequeue, until
 //! an interval's smallest wait is within the target or a job waited for the limit (a limit
 //! that binds is the law's to judge). A slower downstream does not trigger it: there the queue
-//! stands because the limit binds. Every queue bound applies to the queue itself
-//! (`queued < bound`) as well as to `busy + queued < limit + bound`: with the workers below
-//! the limit, the latter alone let the idle part of the limit fill with queued jobs.
+//! stands because the limit binds. Every queue bound but the cold one applies to the queue
+//! itself (`queued < bound`) as well as to `busy + queued < limit + bound`: with the workers
+//! below the limit, the latter alone let the idle part of the limit fill with queued jobs.
+//! (While a queue stands, the cold bound applies to the queue itself too.)
 //!
 //! # Cold start
 //!
 //! The limit starts at `initial_limit` (1,000, capped by `max_workers`): a burst of that many jobs
-//! after idleness starts at once, nothing learned yet. A step overload from cold puts at most
-//! `initial_limit` jobs in flight and as many in the queue before the first verdict (the bound
-//! on the memory overshoot: queued jobs hold no more than their closure); the first verdict
+//! after idleness starts at once, nothing learned yet, and a larger one waits for the workers
+//! (up to twice `initial_limit` admitted). A step overload from cold puts at most
+//! `initial_limit` jobs in flight and as many more in the queue before the first verdict (the
+//! bound on the memory overshoot: queued jobs hold no more than their closure); the first verdict
 //! steps down, and rule 2 descends to the knee within a few windows. A smaller initial
 //! limit would shed the first jobs of every burst; a larger one would overshoot further. The
 //! cost falls on CPU-bound jobs: a thousand of them on two cores run for half a second each
@@ -572,11 +580,24 @@ impl AdaptiveLimit {
         bound
     }
 
+    /// Whether the queue bound applies to the queue alone (`queued < bound`) as well as to
+    /// what waits beyond the limit (`busy + queued < limit + bound`): always, except for the
+    /// cold bound while no queue stands (module docs, "The queue").
+    pub(crate) fn bounds_queue_alone(&self) -> bool {
+        !self.cold() || self.standing.is_active()
+    }
+
+    /// Nothing learned to size the queue by (or demand overflowed what was admitted), and not
+    /// saturated: the cold bound holds.
+    fn cold(&self) -> bool {
+        (!self.law.confirmed || self.law.overflowing) && !self.law.saturated
+    }
+
     /// The queue bound from the law's state alone.
     fn law_queue_bound(&self, capacity: usize) -> usize {
-        if (!self.law.confirmed || self.law.overflowing) && !self.law.saturated {
-            // Cold: nothing learned to size the queue by, so as many may wait as may run at
-            // first (`initial_limit`, whatever `max_workers` is).
+        if self.cold() {
+            // Cold: nothing learned to size the queue by, so as many may wait beyond the limit
+            // as may run at first (`initial_limit`, whatever `max_workers` is).
             return self.cold_queue.min(capacity);
         }
         if !self.law.saturated || self.law.last_run <= 0.0 {
@@ -1902,6 +1923,10 @@ mod tests {
         assert_eq!(a.queue_bound(5), 5);
         let mut a = adaptive();
         assert_eq!(a.queue_bound(100_000), 1_000);
+        assert!(
+            !a.bounds_queue_alone(),
+            "cold: a burst may wait for workers not started yet, beyond the limit only"
+        );
         a.law.confirmed = true;
         assert_eq!(a.queue_bound(100_000), 100_000);
         assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
@@ -1909,6 +1934,10 @@ mod tests {
         a.law.last_run = 0.025;
         // 1000 * 5 ms / 25 ms
         assert_eq!(a.queue_bound(100_000), 200);
+        assert!(
+            a.bounds_queue_alone(),
+            "saturated: the queue itself stays short"
+        );
         assert_eq!(a.queue_bound(50), 50);
         assert!(!a.drop_at_dequeue(Duration::from_millis(10)));
         assert!(a.drop_at_dequeue(Duration::from_millis(11)));

@@ -210,6 +210,16 @@ impl LimitAlgorithm {
         }
     }
 
+    /// Whether the [`queue_bound`](Self::queue_bound) also bounds the queue alone, not only
+    /// the jobs beyond the limit (see [`adaptive::AdaptiveLimit::bounds_queue_alone`]). The
+    /// others: yes (for the peers' bound of zero the driver checks only the limit).
+    pub(crate) fn bounds_queue_alone(&self) -> bool {
+        match self {
+            LimitAlgorithm::Adaptive(a) => a.bounds_queue_alone(),
+            _ => true,
+        }
+    }
+
     /// The queue wait past which a job is dropped when a worker takes it (and reported as a
     /// dropped [`Sample`]), if any now. Only the adaptive law drops, CoDel-style.
     pub(crate) fn drop_after(&self) -> Option<Duration> {
