@@ -6,8 +6,9 @@
 //!
 //! An in-process pool knows, for every job, its run time `R` (start to end, excluding our own
 //! queue), its queue wait, and the number in flight `N` when it started; by Little's law the
-//! throughput is `X = N / R`. Samples are summed into windows of at least 10 ms, 64 completed
-//! jobs and one mean run time, so that a window holds jobs that started under about the same
+//! throughput is `X = N / R`. Samples are summed (in integer nanoseconds, `ended.rs`: each job
+//! costs a few additions, its times turned into seconds once per window) into windows of at
+//! least 10 ms, 64 completed jobs and one mean run time, so that a window holds jobs that started under about the same
 //! limit; a window in which the limit binds (below) also stays open until its mean run time is
 //! known within 5% (one standard error; at most 1 s), so that two of them can be compared even
 //! for jobs whose run times vary a lot. The law runs once per window, on the means of `N` and `R`
@@ -126,11 +127,34 @@
 //!    `2 (1 + tolerance) R0` (more than a CPU near its knee, or one that lost a core, inflates
 //!    it) and the queue grows (more arrive than `N / R` completes), the need is known by
 //!    Little's law: the arrival rate times `R`, plus the tolerance so that the backlog drains.
-//!    *Catch up* with it at once, by at most doubling (the seed job's
-//!    slowdown: 1,000 to about 1,860 in one window, where one +25% probe per settled window
-//!    took 2 s and its unsettled steps were misread). Otherwise probe by the excess, between
-//!    +10% and +25%. Either way the next settled window tells (rule 1, or rule 5 only on
-//!    evidence both measures agree on).
+//!    *Catch up* with it at once (the seed job's slowdown: 1,000 to about 1,860 in one window,
+//!    where one +25% probe per settled window took 2 s and its unsettled steps were misread),
+//!    within the ceiling, but to no more than twice what the *demand* seen while the limit had
+//!    room needs (or doubling, if more): an arrival estimate far above it is more likely noise
+//!    than a demand that grew as the downstream slowed. (Until session 7 at most doubling: a
+//!    limit that a cold start on a busy machine had brought to 250 then took a doubling and
+//!    four flat steps, 3 s, to reach the 1,860 needed, p99 2.4 s.) Otherwise probe by the
+//!    excess, between +10% and +25%. Either way the next settled window tells (rule 1, or
+//!    rule 5 only on evidence both measures agree on).
+//!
+//!    *Early catch-up.* A settled window comes late after a slowdown: the law hears of a job
+//!    only when it ends, so the first window whose jobs ran at the new `R` closes one new run
+//!    time after the change, and a settled one another one or two later, while the queue grows
+//!    behind the old limit (the seed job's slowdown at 0.3x: the catch-up 0.6 s after the
+//!    change, p99 600 ms in the model, 449 ms in the real run). So the same rule also applies
+//!    to the first window, binding or not, settled or not, whose `R` is `2 (1 + tolerance)`
+//!    times `R0` or more with no more in flight than the limit (our own concurrency cannot
+//!    inflate `R` that much below a limit that was near the knee), while the jobs in flight or
+//!    queued grow (more arrive than `N / R` completes) and jobs queued if it bound: catch up
+//!    with the arrivals times `R` plus the tolerance, the arrivals taken between the demand
+//!    seen with room and twice it (in the windows of the transition, whose jobs ran 20 and
+//!    200 ms side by side, they are far off either way). The demand is an average of the
+//!    completions counted in windows that neither bound nor queued and whose count agrees with
+//!    `N / R` within 1.5x. Another early catch-up needs `R` to double again, until `R0` is
+//!    learned anew (a flat step, or two steady windows that do not bind): the first touches of
+//!    the catch-up's own jobs inflate `R` too (in the model 200 -> 337 ms, which a second
+//!    catch-up took for a slower downstream and sent the limit to the ceiling), and while it
+//!    holds the limit does not relax toward the jobs in flight, which are still ramping up.
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
 //!    decrease) when `R` followed a move of `N` of 15% or more, at most 20% otherwise (`N` did
@@ -150,10 +174,11 @@
 //! in flight at once: both cores at 100% system time for 0.4-1 s, completions near zero, the
 //! queue and p99 exploding (`perf`: `clear_page_erms` 21% of all samples). A 25% step costs a
 //! quarter of that, spread over a window, and the next verdict sees whether it paid. A
-//! catch-up may double the limit: it happens only when `R` is far above `R0` at an unchanged
-//! `N` while a queue grows (a slower downstream, or capacity lost), is capped at the need the
-//! arrivals prove, and its stall is no longer read as saturation (an unpaid step is measured
-//! twice unless the demand is clearly over the completions).
+//! catch-up may raise the limit further: it happens only when `R` is far above `R0` while the
+//! jobs in flight or queued grow (a slower downstream), is capped at the need the arrivals
+//! prove (and the demand seen with room bounds those), and its stall is no longer read as
+//! saturation (an unpaid step is measured twice unless the demand is clearly over the
+//! completions).
 //!
 //! A settled mean below `R0` pulls `R0` down by a tenth of the difference (not to the minimum: a
 //! minimum of noisy means is biased low, and a low `R0` sheds for nothing). The limit settles
@@ -342,6 +367,10 @@ const RELAX: f64 = 0.8;
 const R0_DECAY: f64 = 0.1;
 /// Weight of a flat step's run time above `R0`, unless far above (a different service).
 const R0_RAISE: f64 = 0.1;
+/// Weight of a window's completions in the demand seen while the limit had room.
+const DEMAND_WEIGHT: f64 = 0.2;
+/// ...from windows whose counted completions are within this (in ln, 1.5x) of `N / R`.
+const DEMAND_AGREEMENT: f64 = 0.405;
 
 /// What one window saw.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -487,6 +516,15 @@ pub(crate) struct Law {
     pub(crate) overflowing: bool,
     /// Mean run time of the last window, seconds (for the queue bound and the window length).
     pub(crate) last_run: f64,
+    /// The demand while the limit had room: an average of the completions counted in windows
+    /// that neither bound nor queued (there every arrival completes). What an early catch-up
+    /// sizes the limit by (rule 4), as the arrivals estimated in the windows of a slowdown's
+    /// transition, whose jobs ran 20 and 200 ms side by side, are far off.
+    pub(crate) demand: Option<f64>,
+    /// The run time an early catch-up was sized by, until `R0` is learned again: another early
+    /// catch-up needs `R` to have risen `MAX_CATCH_UP` times past it (a run time inflated by
+    /// the catch-up's own first touches is no second slowdown).
+    pub(crate) caught_up: Option<f64>,
     pub(crate) reason: Reason,
 }
 
@@ -508,6 +546,8 @@ impl Law {
             saturated: false,
             overflowing: false,
             last_run: 0.0,
+            demand: None,
+            caught_up: None,
             reason: Reason::Initial,
         }
     }
@@ -694,7 +734,9 @@ impl Law {
         if w.run > 0.0 && self.fastest.is_none_or(|f| w.run < f.run) {
             self.fastest = Some(*w);
         }
-        let next = if !w.binding {
+        let next = if let Some(next) = self.early_catch_up(limit, w, tolerance) {
+            next
+        } else if !w.binding {
             self.not_binding(limit, w, last)
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
@@ -757,17 +799,27 @@ impl Law {
         self.saturated = false;
         self.unpaid = false;
         self.measured = None;
+        // The demand, from windows whose count agrees with Little's `N / R` (the window in
+        // which a slower downstream's first jobs are still running counts almost nothing).
+        if w.rate > 0.0 && (w.rate / w.throughput()).ln().abs() <= DEMAND_AGREEMENT {
+            self.demand = Some(match self.demand {
+                Some(d) => d + DEMAND_WEIGHT * (w.rate - d),
+                None => w.rate,
+            });
+        }
         if last.is_some_and(|l| !l.binding && !l.queued && steady(&l, w)) {
             self.baseline = Some(match self.baseline.filter(|_| self.confirmed) {
                 Some(r0) => r0 + 0.5 * (w.run - r0),
                 None => w.run,
             });
             self.confirmed = true;
+            self.caught_up = None;
         }
         // A limit far above demand would let a later overload put that many jobs in flight at
-        // once: relax toward twice the demand seen, never below the initial limit.
+        // once: relax toward twice the demand seen, never below the initial limit. Not while
+        // the jobs in flight still ramp up to an early catch-up (until `R0` is learned again).
         let headroom = (2.0 * w.in_flight).max(self.floor);
-        if limit > headroom {
+        if limit > headroom && self.caught_up.is_none() {
             self.reason = Reason::Relax;
             return headroom.max(limit * RELAX);
         }
@@ -937,12 +989,55 @@ impl Law {
     /// CPU another build took stalled it for 0.6 s in a real spike run).
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
         let probe = excess.clamp(GENTLE_GROWTH, PROBE);
-        let need = w.arrivals * w.run * (1.0 + tolerance);
+        // After an early catch-up, `R` is taken at most `1 + tolerance` times the one it saw
+        // (a run time risen further is the catch-up's own first touches; one that doubled
+        // again was an early catch-up of its own).
+        let run = self
+            .caught_up
+            .map_or(w.run, |r| w.run.min((1.0 + tolerance) * r));
+        let need = w.arrivals * run * (1.0 + tolerance);
         if excess >= MAX_CATCH_UP && w.arrivals > w.throughput() && need > limit * probe {
             self.reason = Reason::CatchUp;
-            return need.min(limit * MAX_CATCH_UP);
+            // At once, unless the arrivals are more than twice the demand seen while the limit
+            // had room (an estimate that far off is noise more likely than a demand that grew
+            // as the downstream slowed): then no more than that, or doubling.
+            let known = self
+                .demand
+                .map_or(0.0, |d| 2.0 * d * run * (1.0 + tolerance));
+            return need.min((limit * MAX_CATCH_UP).max(known));
         }
         self.probe(limit, probe)
+    }
+
+    /// Rule 4 before the window settles: a binding window whose jobs queued, whose `R` is
+    /// `MAX_CATCH_UP` times past the tolerance over `R0` with no more in flight than the limit
+    /// (our own concurrency cannot inflate `R` that much below the knee the limit was at), and
+    /// whose arrivals outrun what completes (`N / R`): a slower downstream, whose need is
+    /// known by Little's law from the demand seen while the limit had room. Catching up
+    /// here, one or two windows before the first settled window could, is what keeps the
+    /// backlog queued behind the old limit (and the p99) short. `None`: no such window.
+    fn early_catch_up(&mut self, limit: f64, w: &Window, tolerance: f64) -> Option<f64> {
+        let settled = (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N;
+        let r0 = self
+            .baseline
+            .filter(|_| self.confirmed && !(w.binding && settled))?;
+        let demand = self.demand?;
+        let from = self.caught_up.unwrap_or((1.0 + tolerance) * r0);
+        let slower = w.run >= MAX_CATCH_UP * from;
+        let calm = !self.saturated && !self.lagging && !self.unpaid;
+        let growing = (w.queued || !w.binding) && w.in_flight <= limit;
+        let growing = growing && w.arrivals > w.throughput();
+        // The arrivals, unless far from the demand seen with room (in the windows of the
+        // transition they are far off either way).
+        let arrivals = w.arrivals.clamp(demand, 2.0 * demand);
+        let need = arrivals * w.run * (1.0 + tolerance);
+        if !(slower && calm && growing) || need <= limit * PROBE {
+            return None;
+        }
+        self.reason = Reason::CatchUp;
+        self.measured = Some(*w);
+        self.caught_up = Some(w.run);
+        Some(need)
     }
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
@@ -953,6 +1048,7 @@ impl Law {
     /// `R` stayed flat while `N` moved: the run time at this `N` is uncongested; grow.
     fn productive(&mut self, limit: f64, w: &Window, baseline: f64, tolerance: f64) -> f64 {
         self.baseline = Some(self.raised_baseline(baseline, tolerance));
+        self.caught_up = None;
         self.unpaid = false;
         self.confirmed = true;
         if self.knee.is_some_and(|knee| w.in_flight > knee) {
@@ -1606,9 +1702,11 @@ mod tests {
         assert!(close(next, 7_450.0 * 0.2 * 1.25), "{next}");
         assert_eq!(law.reason, Reason::CatchUp);
         assert!(!law.saturated);
-        // at most doubling per window, however large the need
+        // at once, but to no more than twice what the demand seen with room (5,100/s) needs
+        // (or doubling), however many the arrivals seem
         let mut law = learned(20.0);
-        assert_eq!(law.update(1_000.0, &slow(40_000.0), TOL, MAX), 2_000.0);
+        let next = law.update(1_000.0, &slow(40_000.0), TOL, MAX);
+        assert!(close(next, 2.0 * 5_100.0 * 0.2 * 1.25), "{next}");
         // a backlog that drains, or arrivals unknown: the probe of +25%
         for arrivals in [4_000.0, 0.0] {
             let mut law = learned(20.0);
@@ -1625,6 +1723,54 @@ mod tests {
             };
             assert!(close(law.update(1_000.0, &knee, TOL, MAX), probe));
             assert_eq!(law.reason, Reason::Probe);
+        }
+    }
+
+    #[test]
+    fn a_slower_downstream_is_caught_up_with_before_a_window_settles() {
+        // The first window of 200 ms jobs after R0 = 20 ms, 5,100 jobs/s seen with room: not
+        // binding yet (or binding with jobs queued, N still ramping), more arriving than N / R
+        let first = |binding: bool| Window {
+            arrivals: 7_450.0,
+            queued: binding,
+            ..window(200.0, 150.0, binding)
+        };
+        for binding in [false, true] {
+            let mut law = learned(20.0);
+            let next = law.update(1_000.0, &first(binding), TOL, MAX);
+            assert!(close(next, 7_450.0 * 0.2 * 1.25), "{next}");
+            assert_eq!(law.reason, Reason::CatchUp);
+            // the catch-up's own first touches inflate R: no second catch-up for that
+            let stalled = Window {
+                arrivals: 9_000.0,
+                ..window(330.0, 1_500.0, false)
+            };
+            assert_eq!(law.update(next, &stalled, TOL, MAX), next);
+            assert_ne!(law.reason, Reason::CatchUp);
+        }
+        // arrivals far above the demand seen with room: twice that demand at most
+        let mut law = learned(20.0);
+        let noisy = Window {
+            arrivals: 40_000.0,
+            ..first(false)
+        };
+        let next = law.update(1_000.0, &noisy, TOL, MAX);
+        assert!(close(next, 2.0 * 5_100.0 * 0.2 * 1.25), "{next}");
+        // R only twice R0 (a CPU near its knee), or the jobs in flight not growing: no verdict
+        // before the window settles
+        for w in [
+            Window {
+                arrivals: 60_000.0,
+                ..window(40.0, 150.0, false)
+            },
+            Window {
+                arrivals: 500.0,
+                ..first(false)
+            },
+        ] {
+            let mut law = learned(20.0);
+            assert_eq!(law.update(1_000.0, &w, TOL, MAX), 1_000.0);
+            assert_ne!(law.reason, Reason::CatchUp);
         }
     }
 
