@@ -153,8 +153,10 @@
 //!    `N / R` within 1.5x. Another early catch-up needs `R` to double again, until `R0` is
 //!    learned anew (a flat step, or two steady windows that do not bind): the first touches of
 //!    the catch-up's own jobs inflate `R` too (in the model 200 -> 337 ms, which a second
-//!    catch-up took for a slower downstream and sent the limit to the ceiling), and while it
-//!    holds the limit does not relax toward the jobs in flight, which are still ramping up.
+//!    catch-up took for a slower downstream and sent the limit to the ceiling); meanwhile a
+//!    settled catch-up takes `R` at most twice the early one's (not less: the early window's
+//!    `R` is often a mixture of old and new jobs, 111 ms for 200 ms jobs in a real trace), and
+//!    the limit does not relax toward the jobs in flight, which are still ramping up.
 //! 5. Otherwise `R` is inflated by our own concurrency: *saturated*. Shrink in proportion to the
 //!    excess, `L (1 + tolerance) R0 / R`, and note the knee: at most halving (Breakwater's
 //!    decrease) when `R` followed a move of `N` of 15% or more, at most 20% otherwise (`N` did
@@ -948,12 +950,14 @@ impl Law {
     /// CPU another build took stalled it for 0.6 s in a real spike run).
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
         let probe = excess.clamp(GENTLE_GROWTH, PROBE);
-        // After an early catch-up, `R` is taken at most `1 + tolerance` times the one it saw
-        // (a run time risen further is the catch-up's own first touches; one that doubled
-        // again was an early catch-up of its own).
+        // After an early catch-up, `R` is taken at most `MAX_CATCH_UP` times the one it saw:
+        // a run time risen further is the catch-up's own first touches (one that doubled again
+        // was an early catch-up of its own). Not less: the early window's `R` is often a
+        // mixture of the old jobs and the new (111 ms for 200 ms jobs in a real trace), and
+        // `1 + tolerance` times it held the limit of a real run at 1,307 for a need of 1,860.
         let run = self
             .caught_up
-            .map_or(w.run, |r| w.run.min((1.0 + tolerance) * r));
+            .map_or(w.run, |r| w.run.min(MAX_CATCH_UP * r));
         let need = w.arrivals * run * (1.0 + tolerance);
         if excess >= MAX_CATCH_UP && w.arrivals > w.throughput() && need > limit * probe {
             self.reason = Reason::CatchUp;
