@@ -143,9 +143,12 @@
 //!    behind the old limit (the seed job's slowdown at 0.3x: the catch-up 0.6 s after the
 //!    change, p99 600 ms in the model, 449 ms in the real run). So the same rule also applies
 //!    to the first window, binding or not, settled or not, whose `R` is `2 (1 + tolerance)`
-//!    times `R0` or more with no more in flight than the limit (our own concurrency cannot
-//!    inflate `R` that much below a limit that was near the knee), while the jobs in flight or
-//!    queued grow (more arrive than `N / R` completes) and jobs queued if it bound: catch up
+//!    times `R0` or more with no more in flight than the limit, while Little's `N / R` fell
+//!    under half the demand seen with room (`R` rose far more than `N`: on a saturated CPU
+//!    `R` follows `N` and `N / R` stays near the capacity; without this check a real spike on
+//!    a starved machine, `R` 24 -> 61 ms with `N` 540 -> 980, was caught up with to 4,300),
+//!    while the jobs in flight or queued grow (more arrive than `N / R` completes) and jobs
+//!    queued if it bound: catch up
 //!    with the arrivals times `R` plus the tolerance, the arrivals taken between the demand
 //!    seen with room and twice it (in the windows of the transition, whose jobs ran 20 and
 //!    200 ms side by side, they are far off either way). The demand is an average of the
@@ -990,6 +993,11 @@ impl Law {
         let calm = !self.saturated && !self.lagging && !self.unpaid;
         let growing = (w.queued || !w.binding) && w.in_flight <= limit;
         let growing = growing && w.arrivals > w.throughput();
+        // `R` rose far more than `N`: Little's `N / R` fell under half the demand. On a
+        // saturated CPU `N / R` stays near its capacity while `R` follows `N` (a real spike on
+        // a machine a neighbour starved: `R` 24 -> 61 ms with `N` 540 -> 980, read as a
+        // slower downstream, took the limit to 4,300 and 30,000 in flight).
+        let slower = slower && w.throughput() * MAX_CATCH_UP < demand;
         // The arrivals, unless far from the demand seen with room (in the windows of the
         // transition they are far off either way).
         let arrivals = w.arrivals.clamp(demand, 2.0 * demand);
@@ -1577,8 +1585,8 @@ mod tests {
         };
         let next = law.update(1_000.0, &noisy, TOL, MAX);
         assert!(close(next, 2.0 * 5_100.0 * 0.2 * 1.25), "{next}");
-        // R only twice R0 (a CPU near its knee), or the jobs in flight not growing: no verdict
-        // before the window settles
+        // R only twice R0 (a CPU near its knee), the jobs in flight not growing, or R that
+        // followed N: no verdict before the window settles
         for w in [
             Window {
                 arrivals: 60_000.0,
@@ -1587,6 +1595,12 @@ mod tests {
             Window {
                 arrivals: 500.0,
                 ..first(false)
+            },
+            // a saturated CPU: R 3.25x R0 as N rose to 900, N / R still 13,800/s
+            Window {
+                arrivals: 20_000.0,
+                queued: true,
+                ..window(65.0, 900.0, true)
             },
         ] {
             let mut law = learned(20.0);
