@@ -201,3 +201,27 @@ async fn a_waiting_submitter_is_admitted_when_a_job_under_the_limit_ends() {
     assert_eq!(first.await, Ok(()));
     assert_eq!(second.await, Ok(2));
 }
+
+/// Goal 5 ("no shed while the queue ceiling has room"): a cold burst larger than the initial
+/// limit (1,000), submitted faster than the workers start, waits for them instead of being
+/// shed for a queue bound. Nothing is learned yet, so the limit itself still bounds what runs.
+#[tokio::test(start_paused = true)]
+async fn a_cold_burst_larger_than_the_initial_limit_is_admitted_whole() {
+    let pool = default_pool();
+    let downstream = Downstream::new();
+    let done = Done::default();
+    let burst = 1_500;
+    let shed = offer(
+        &pool,
+        &downstream,
+        &done,
+        (burst, Duration::from_millis(1)),
+        Instant::now() + Duration::from_millis(1),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = pool.metrics();
+    assert_eq!(shed, 0, "the queue ceiling (100,000) had room; {m:?}");
+    assert_eq!(m.completed, burst as u64, "{m:?}");
+    assert_eq!(m.unaccounted(), 0);
+}

@@ -18,6 +18,7 @@
 pub(crate) mod adaptive;
 pub(crate) mod aimd;
 mod config;
+mod ended;
 pub(crate) mod gradient2;
 mod measure;
 #[cfg(test)]
@@ -153,7 +154,9 @@ impl LimitAlgorithm {
         let before = self.limit();
         match self {
             LimitAlgorithm::Fixed(_) => {}
-            LimitAlgorithm::Adaptive(a) => a.on_sample(now, sample),
+            LimitAlgorithm::Adaptive(a) => {
+                a.on_sample(now, sample);
+            }
             LimitAlgorithm::Gradient2(a) => a.on_sample(sample),
             LimitAlgorithm::Vegas(a) => a.on_sample(sample),
             LimitAlgorithm::Aimd(a) => a.on_sample(sample),
@@ -164,7 +167,8 @@ impl LimitAlgorithm {
 
     /// Feeds a batch of samples, each with its job's end; calls `moved` with the new limit and
     /// the reason for each move. The default law is fed directly, one match per batch instead of
-    /// one per sample (with the limit read before and after each): its batches are the hot ones.
+    /// one per sample, and reads its limit only when a window closed: its batches are the hot
+    /// ones.
     pub(crate) fn on_samples(
         &mut self,
         samples: &[(Duration, Sample)],
@@ -173,8 +177,7 @@ impl LimitAlgorithm {
         if let LimitAlgorithm::Adaptive(law) = self {
             for (now, sample) in samples {
                 let was = law.limit();
-                law.on_sample(*now, sample);
-                if law.limit() != was {
+                if law.on_sample(*now, sample) && law.limit() != was {
                     moved(law.limit(), Some(law.reason().as_str()));
                 }
             }
@@ -204,6 +207,16 @@ impl LimitAlgorithm {
             LimitAlgorithm::Fixed(_) => capacity,
             LimitAlgorithm::Adaptive(a) => a.queue_bound(capacity),
             LimitAlgorithm::Gradient2(_) | LimitAlgorithm::Vegas(_) | LimitAlgorithm::Aimd(_) => 0,
+        }
+    }
+
+    /// Whether the [`queue_bound`](Self::queue_bound) also bounds the queue alone, not only
+    /// the jobs beyond the limit (see [`adaptive::AdaptiveLimit::bounds_queue_alone`]). The
+    /// others: yes (for the peers' bound of zero the driver checks only the limit).
+    pub(crate) fn bounds_queue_alone(&self) -> bool {
+        match self {
+            LimitAlgorithm::Adaptive(a) => a.bounds_queue_alone(),
+            _ => true,
         }
     }
 

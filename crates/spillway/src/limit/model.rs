@@ -574,7 +574,7 @@ impl Sim {
         });
         if self.queue.is_empty() && self.may_start() {
             self.start(id);
-        } else if self.queue.len() < self.algorithm.queue_bound(self.queue_capacity) {
+        } else if self.has_room() {
             self.queue.push_back(id);
             self.spawn();
             let admitted = self.in_flight + self.queue.len();
@@ -586,6 +586,17 @@ impl Sim {
             self.fill();
         }
         self.record_limit();
+    }
+
+    /// The driver's admission check (`Limiter::has_room`): fewer queued than the queue bound,
+    /// unless the algorithm bounds only what waits beyond the limit, and fewer in flight and
+    /// queued than the limit plus the bound (a bound of zero: no queue).
+    fn has_room(&self) -> bool {
+        let bound = self.algorithm.queue_bound(self.queue_capacity);
+        let queued = self.queue.len();
+        let alone = queued < bound || !self.algorithm.bounds_queue_alone();
+        let beyond = self.in_flight + queued < self.algorithm.limit().saturating_add(bound);
+        bound > 0 && alone && beyond && queued < self.queue_capacity
     }
 
     fn start(&mut self, id: usize) {

@@ -515,3 +515,46 @@ fn a_long_overload_beside_a_busy_neighbour_does_not_drift() {
     let (p99, at) = worst_p99(&run, 20..200);
     assert!(p99 <= 0.1, "p99 {p99} at {at}");
 }
+
+/// The slowdown of `slowdown_in_cohorts` from a limit a cold start on a busy machine brought
+/// down (half a core until 2 s: the limit 480 when the downstream slows at 5 s).
+fn slowdown_from_a_low_limit() -> Run {
+    let service = Service::cpu(0.5, CORES / REAL_CAPACITY, WAIT)
+        .ticks(0.001)
+        .cores_at(2.0, CORES)
+        .slow_down(5.0, 0.200);
+    on_the_real_machine(service, &Load::constant(0.3 * REAL_CAPACITY, 10.0))
+}
+
+#[test]
+fn a_slowdown_is_caught_up_with_before_a_window_settles() {
+    // Goal 7: the limit caught up 0.6 s after the slowdown, on the first settled window, and
+    // by at most doubling: p99 over the slow phase 596 ms (the real run: 449 ms, the
+    // semaphore's 204 ms); from a limit of 480, a doubling and three flat steps, 963 ms.
+    let run = slowdown_in_cohorts();
+    let first = run
+        .moves
+        .iter()
+        .find(|m| m.0 >= 5.0)
+        .expect("the limit moved");
+    assert_eq!(first.2, "catching up with the demand", "{first:?}");
+    assert!(
+        first.0 <= 5.3,
+        "{first:?}: one new run time after the change"
+    );
+    let p99 = run.p99(5.0, 10.0);
+    assert!(p99 <= 0.45, "p99 {p99}");
+    assert_eq!(run.lost_after(4.9), 0);
+    let low = slowdown_from_a_low_limit();
+    assert!(
+        low.mean_limit(4.5, 4.9) < 600.0,
+        "a low limit before the slowdown"
+    );
+    let p99 = low.p99(5.0, 10.0);
+    assert!(p99 <= 0.6, "p99 {p99}");
+    assert_eq!(low.lost_after(4.9), 0);
+    // neither overshoots the need (7,450/s x 200 ms = 1,490) past the tolerance and a margin
+    for run in [&run, &low] {
+        assert!(run.max_in_flight <= 2_100, "{}", run.max_in_flight);
+    }
+}

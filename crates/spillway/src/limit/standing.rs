@@ -6,7 +6,7 @@
 //! machine, or a stall of the whole machine), no window settles, and a spike run queued 12,900
 //! jobs for 1.5 s at 0.7x load before any verdict.
 //!
-//! This detector needs no verdict. Over each interval of [`INTERVAL`] (CoDel's) it takes the
+//! This detector needs no verdict. Over each interval of [`INTERVAL_NS`] (CoDel's) it takes the
 //! smallest queue wait among the jobs that completed in it and notes whether any of them could
 //! have waited for the limit: one that started with the limit in use, or one that arrived before
 //! the limit last rose and started within an interval of the raise (it waited under a lower
@@ -28,18 +28,21 @@
 
 use std::time::Duration;
 
-use super::Sample;
+use super::ended::Ended;
 
-/// The interval over which the smallest wait is taken (CoDel's).
-pub(crate) const INTERVAL: Duration = Duration::from_millis(100);
+/// The interval over which the smallest wait is taken (CoDel's), in nanoseconds: 100 ms.
+const INTERVAL_NS: u64 = 100_000_000;
 /// Fewer completed jobs in an interval say nothing (a wake-up on a quiet pool).
 const MIN_SAMPLES: u32 = 8;
 
-/// Sums over the current interval, and the verdict of the last one.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Sums over the current interval, and the verdict of the last one. Times are nanoseconds
+/// since the pool's epoch (see `ended.rs`).
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Standing {
-    start: Option<Duration>,
-    min_wait: Option<Duration>,
+    /// When the current interval started; `None` before the first job.
+    start: Option<u64>,
+    /// The smallest wait of a completed job in the interval (`u64::MAX` while none).
+    min_wait: u64,
     completed: u32,
     /// A job in this interval may have waited for the limit.
     limited: bool,
@@ -47,6 +50,19 @@ pub(crate) struct Standing {
     active: bool,
     /// Completions per second counted in that interval.
     rate: f64,
+}
+
+impl Default for Standing {
+    fn default() -> Standing {
+        Standing {
+            start: None,
+            min_wait: u64::MAX,
+            completed: 0,
+            limited: false,
+            active: false,
+            rate: 0.0,
+        }
+    }
 }
 
 impl Standing {
@@ -61,39 +77,32 @@ impl Standing {
         ((self.rate * target.as_secs_f64()).ceil() as usize).max(1)
     }
 
-    /// Closes the interval when it is over, then adds the sample of a job that ended at `now`,
-    /// run under `limit` (which last rose at `raised`). `target` is the queue target.
-    pub(crate) fn add(
-        &mut self,
-        now: Duration,
-        sample: &Sample,
-        limit: usize,
-        raised: Duration,
-        target: Duration,
-    ) {
-        let start = *self.start.get_or_insert(now);
-        let elapsed = now.saturating_sub(start);
-        if elapsed >= INTERVAL {
-            self.close(now, elapsed, target);
+    /// Closes the interval when it is over, then adds `job` (run under a limit that last rose
+    /// at `raised`, nanoseconds). `target` is the queue target in nanoseconds.
+    #[inline]
+    pub(crate) fn add(&mut self, job: &Ended, raised: u64, target: u64) {
+        let start = *self.start.get_or_insert(job.now);
+        let elapsed = job.now.saturating_sub(start);
+        if elapsed >= INTERVAL_NS {
+            self.close(job.now, elapsed, target);
         }
-        if !sample.dropped {
+        if !job.dropped {
             self.completed = self.completed.saturating_add(1);
-            let wait = sample.queue_wait;
-            self.min_wait = Some(self.min_wait.map_or(wait, |w| w.min(wait)));
-            let started = now.saturating_sub(sample.run);
-            let arrived = started.saturating_sub(sample.queue_wait);
+            self.min_wait = self.min_wait.min(job.wait);
             // Queued under a lower limit and started soon after the raise: the old limit's wait.
-            let raised_for_it = arrived < raised && started < raised.saturating_add(INTERVAL);
-            self.limited |= sample.in_flight >= limit || raised_for_it;
+            let raised_for_it =
+                job.arrived() < raised && job.started() < raised.saturating_add(INTERVAL_NS);
+            self.limited |= job.at_limit || raised_for_it;
         }
     }
 
     /// Ends the interval that started `elapsed` before `now` with its verdict; starts the next.
-    fn close(&mut self, now: Duration, elapsed: Duration, target: Duration) {
-        let waited = self.min_wait.is_some_and(|w| w > target);
+    #[cold]
+    fn close(&mut self, now: u64, elapsed: u64, target: u64) {
+        let waited = self.completed > 0 && self.min_wait > target;
         if self.completed >= MIN_SAMPLES || !waited {
             self.active = waited && !self.limited;
-            self.rate = f64::from(self.completed) / elapsed.as_secs_f64();
+            self.rate = f64::from(self.completed) / super::ended::secs(elapsed);
         }
         *self = Standing {
             start: Some(now),
@@ -107,6 +116,8 @@ impl Standing {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limit::Sample;
+    use crate::limit::ended::nanos;
 
     const TARGET: Duration = Duration::from_millis(5);
 
@@ -118,9 +129,12 @@ mod tests {
     /// running under a limit of 1,000 that last rose at `raised`), ending from `from` on.
     fn interval(s: &mut Standing, from: u64, n: u64, wait_ms: u64, in_flight: usize, raised: u64) {
         for i in 0..n {
-            let at = ms(from) + INTERVAL * u32::try_from(i).unwrap() / u32::try_from(n).unwrap();
+            let at = ms(from)
+                + Duration::from_nanos(INTERVAL_NS) * u32::try_from(i).unwrap()
+                    / u32::try_from(n).unwrap();
             let sample = Sample::ran(20, in_flight).with_wait(wait_ms);
-            s.add(at, &sample, 1_000, ms(raised), TARGET);
+            let job = Ended::new(at, &sample, 1_000);
+            s.add(&job, nanos(ms(raised)), nanos(TARGET));
         }
     }
 

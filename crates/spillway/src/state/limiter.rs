@@ -87,6 +87,9 @@ pub(crate) struct Limiter {
     queue_bound: AtomicUsize,
     /// `queue_bound < capacity`: otherwise the queue's own capacity is the whole check.
     queue_bounded: AtomicBool,
+    /// The queue bound applies to the queue alone too, not only to the jobs beyond the limit
+    /// (not for the adaptive law's cold bound: a cold burst waits for workers not started yet).
+    queue_alone: AtomicBool,
     /// Nanoseconds a queued job may wait before a worker drops it; `u64::MAX` for never.
     drop_after: AtomicU64,
     /// A submission was shed since the algorithm last heard of it (the algorithm wants to know
@@ -105,6 +108,7 @@ impl Limiter {
                 !matches!(algorithm, LimitAlgorithm::Fixed(_))
                     && algorithm.queue_bound(capacity) < capacity,
             ),
+            queue_alone: AtomicBool::new(algorithm.bounds_queue_alone()),
             drop_after: AtomicU64::new(u64::MAX),
             shed: CachePadded::new(AtomicBool::new(false)),
             algorithm: match algorithm {
@@ -140,19 +144,19 @@ impl Limiter {
     }
 
     /// Whether one more job of `priority` may be admitted when `busy` run and `queued` wait:
-    /// fewer than `tolerance x queue bound` queued (unless the bound is zero) and fewer than
-    /// `limit + tolerance x queue bound` in flight, the tolerance being
-    /// [`Priority::queue_tolerance`]. The first matters when the workers lag the limit (`busy`
-    /// below it): the queue bound bounds the queue, whatever part of the limit is idle. (Read
-    /// without a lock, so racing submitters may pass together; `queue_capacity` stays the hard
-    /// ceiling.)
+    /// fewer than `tolerance x queue bound` queued (unless the bound is zero, or the algorithm
+    /// bounds only what waits beyond the limit) and fewer than `limit + tolerance x queue
+    /// bound` in flight, the tolerance being [`Priority::queue_tolerance`]. The first matters
+    /// when the workers lag the limit (`busy` below it): the queue bound bounds the queue,
+    /// whatever part of the limit is idle. (Read without a lock, so racing submitters may pass
+    /// together; `queue_capacity` stays the hard ceiling.)
     #[inline]
     pub(crate) fn has_room(&self, busy: usize, queued: usize, priority: Priority) -> bool {
         let bound = self.queue_bound.load(Ordering::Relaxed);
         let tolerance = priority.queue_tolerance() as usize;
         let queue = bound.saturating_mul(tolerance);
         // A bound of zero (the peers: no queue) leaves the jobs on their way to a worker alone.
-        let queue_room = queue == 0 || queued < queue;
+        let queue_room = queue == 0 || queued < queue || !self.queue_alone.load(Ordering::Relaxed);
         queue_room && busy.saturating_add(queued) < self.limit().saturating_add(queue)
     }
 
@@ -221,6 +225,10 @@ impl Limiter {
         if self.queue_bounded.load(Ordering::Relaxed) != bounded {
             self.queue_bounded.store(bounded, Ordering::Relaxed);
         }
+        let alone = algorithm.bounds_queue_alone();
+        if self.queue_alone.load(Ordering::Relaxed) != alone {
+            self.queue_alone.store(alone, Ordering::Relaxed);
+        }
         if self.drop_after.load(Ordering::Relaxed) != drop_after {
             self.drop_after.store(drop_after, Ordering::Relaxed);
         }
@@ -273,7 +281,9 @@ mod tests {
     fn higher_priorities_tolerate_a_deeper_and_older_standing_queue() {
         let limiter = Limiter::new(&Limit::default(), Bounds { min: 1, max: 100 }, 1_000);
         let limit = limiter.limit();
+        // a standing queue: its bound applies to the queue alone too
         limiter.queue_bound.store(10, Ordering::Relaxed);
+        limiter.queue_alone.store(true, Ordering::Relaxed);
         limiter.drop_after.store(10_000_000, Ordering::Relaxed);
         let full = limit + 10;
         assert!(
@@ -294,6 +304,21 @@ mod tests {
         assert!(limiter.drop_at_dequeue(Duration::from_millis(21), Priority::High));
         assert!(!limiter.drop_at_dequeue(Duration::from_millis(40), Priority::Critical));
         assert!(limiter.drop_at_dequeue(Duration::from_millis(41), Priority::Critical));
+    }
+
+    #[test]
+    fn the_cold_bound_counts_only_what_waits_beyond_the_limit() {
+        // a cold burst, submitted before the workers started: 1,500 queued, none running yet
+        let limiter = Limiter::new(&Limit::default(), Bounds { min: 1, max: 5_000 }, 100_000);
+        assert_eq!(limiter.limit(), 1_000);
+        assert!(
+            limiter.bounds_queue(),
+            "cold: 1,000 may wait beyond the limit"
+        );
+        assert!(limiter.has_room(0, 1_500, Priority::Normal));
+        assert!(limiter.has_room(0, 1_999, Priority::Normal));
+        assert!(!limiter.has_room(0, 2_000, Priority::Normal));
+        assert!(!limiter.has_room(1_000, 1_000, Priority::Normal));
     }
 
     #[test]
