@@ -828,3 +828,33 @@ fn the_strict_check_rejects_a_family_declared_twice() {
     };
     strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
 }
+
+/// A worker takes queued jobs in a batch; when one of them waits, the rest go back to the
+/// queue for another worker. Here the job that waits needs the one behind it: held behind it,
+/// the second would never run.
+#[tokio::test]
+async fn a_job_that_waits_does_not_hold_the_jobs_taken_with_it() {
+    let pool = Pool::builder()
+        .limit(spillway::Limit::fixed())
+        .min_workers(2)
+        .max_workers(2)
+        .build()
+        .unwrap();
+    let (tx, rx) = oneshot::channel();
+    // Queued before any worker runs: the first worker takes the first job, then the next two
+    // in one batch.
+    let first = pool.try_submit(async {}).expect("room");
+    let waits = pool
+        .try_submit(async move { rx.await.expect("sent") })
+        .expect("room");
+    let sends = pool
+        .try_submit(async move { tx.send(7).expect("receiver waits") })
+        .expect("room");
+    let all = async { (first.await, waits.await, sends.await) };
+    let ended = tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("the second job was held behind the one waiting for it");
+    assert_eq!(ended, (Ok(()), Ok(7), Ok(())));
+    let m = pool.metrics();
+    assert_eq!((m.completed, m.queued, m.busy), (3, 0, 0));
+}

@@ -51,6 +51,7 @@
 mod counts;
 mod limiter;
 
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -576,9 +577,12 @@ impl Shared {
     /// (Self::job_ended)) and that still counts busy: the next job takes its slot ("the slot
     /// passes on", in [`counts`]). If there is none to take, or the limit has no room for it,
     /// the worker counts out, and a submitter waiting for room under the limit is woken.
-    pub(crate) fn take_next_in_slot(&self) -> Option<Taken> {
-        let taken = self.counts.take_next_in_slot(self.limiter.limit());
+    pub(crate) fn take_next_in_slot(&self, batch: &mut Batch<'_>) -> Option<Taken> {
+        let taken = self
+            .counts
+            .take_next_in_slot(self.limiter.limit(), &mut batch.jobs);
         if taken.is_none() {
+            batch.give_back();
             self.wake_after_end(false);
         }
         self.started(taken)
@@ -607,6 +611,14 @@ impl Shared {
         }
         if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
+        }
+    }
+
+    /// A worker's batch, empty: see [`Batch`].
+    pub(crate) fn batch(&self) -> Batch<'_> {
+        Batch {
+            shared: self,
+            jobs: VecDeque::new(),
         }
     }
 
@@ -945,6 +957,30 @@ impl Future for Parked<'_> {
             }
         }
         Poll::Pending
+    }
+}
+
+/// Jobs a worker took from the queue under one lock and runs next, one after the other ("a
+/// worker's batch", in [`counts`]). They still count as queued. Dropped (its worker stopped),
+/// it gives them back to the queue, where whoever ends the queued jobs ends them.
+pub(crate) struct Batch<'a> {
+    shared: &'a Shared,
+    jobs: VecDeque<(BoxJob, usize)>,
+}
+
+impl Batch<'_> {
+    /// Stores the jobs of the batch again, at the head of their lanes: the job running now
+    /// waits, so they must not wait behind it.
+    pub(crate) fn give_back(&mut self) {
+        if self.shared.counts.give_back(&mut self.jobs) {
+            self.shared.work.notify_one();
+        }
+    }
+}
+
+impl Drop for Batch<'_> {
+    fn drop(&mut self) {
+        self.give_back();
     }
 }
 
