@@ -24,7 +24,9 @@
 //! lock, so exactly one of them gets it; whoever does releases its slot. A removed item leaves a
 //! stale ticket in the arrival order, skipped by `pop` and swept out by the next push once stale
 //! tickets outnumber stored items, so the order stays within twice the stored items (plus a few)
-//! and the sweep costs O(1) per push, amortized. No user code runs under the lock: removed and
+//! and the sweep costs O(1) per push, amortized. Items a worker took in a batch
+//! ([`Queue::pop_batch`]) are out of storage, so removal does not reach them; given back, they
+//! are stored with new tickets. No user code runs under the lock: removed and
 //! popped items are dropped by the caller.
 //!
 //! # Priorities

@@ -19,8 +19,8 @@
 //!   reaches it, never run. Every counter is kept per priority (`metrics.rs`); the totals are
 //!   their sums.
 //! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
-//!   takes the job out at once (or finds a worker took it first: then the job sees the
-//!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
+//!   takes the job out at once (or finds a worker took it first, alone or in its batch: then
+//!   the job sees the cancellation at its next poll, or when its worker reaches it). Its slot is free for the next submission, and it is counted
 //!   once, as cancelled.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
 //!   are observed and recorded (and where a concurrency limit would learn from them). A job
