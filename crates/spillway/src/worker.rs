@@ -33,6 +33,12 @@ impl Drop for Alive {
     }
 }
 
+/// A job that runs longer than this in one poll gives its worker's batch back when it ends, and
+/// its worker takes one job at a time until a job is shorter again: a batch is for jobs that end
+/// at once, so a job in one waits behind at most 7 shorter ones (about 0.14 ms) where another
+/// worker may be idle, and jobs this long spread over the workers as they did without batches.
+const LONG_RUN: Duration = Duration::from_micros(20);
+
 /// A job a worker has taken. If the worker is stopped while it runs (shutdown deadline), dropping
 /// this ends the job as abandoned, and counts it as its handle reports it: abandoned, or
 /// cancelled if the handle was aborted first (it returned `Cancelled` already, before the worker
@@ -58,8 +64,8 @@ impl Drop for Running<'_> {
 impl Running<'_> {
     /// Runs the job to its end and counts it; returns when it ended. `started` is now, or the
     /// end of the job this worker finished just before (no clock read needed).
-    /// Should the job wait (return `Pending`), the jobs of `batch` are given back to the queue
-    /// first, so that other workers can run them meanwhile.
+    /// Should the job wait (return `Pending`), or run longer than [`LONG_RUN`], the jobs of
+    /// `batch` are given back to the queue, so that other workers can run them meanwhile.
     async fn run(
         mut self,
         started: Instant,
@@ -104,6 +110,9 @@ impl Running<'_> {
             run: ran.then(|| ended.saturating_duration_since(started)),
             in_flight: self.in_flight,
         };
+        // Jobs this long are not what a batch is for: idle workers may run the rest now, and
+        // the next take is of one job.
+        batch.after_job(end.run.is_some_and(|run| run > LONG_RUN));
         shared.job_ended(&end, samples);
         ended
     }

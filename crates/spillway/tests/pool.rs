@@ -858,3 +858,56 @@ async fn a_job_that_waits_does_not_hold_the_jobs_taken_with_it() {
     let m = pool.metrics();
     assert_eq!((m.completed, m.queued, m.busy), (3, 0, 0));
 }
+
+/// After a job that runs long (here: it waited), a worker takes one job at a time: jobs that
+/// run long without yielding spread over the workers, instead of one worker holding the next
+/// ones in its batch while the other is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_run_long_are_not_held_in_a_batch() {
+    let pool = Pool::builder()
+        .limit(spillway::Limit::fixed())
+        .min_workers(2)
+        .max_workers(2)
+        .build()
+        .unwrap();
+    // Both workers wait on a gate, while the jobs to test queue behind them.
+    let gates: Vec<_> = (0..2).map(|_| oneshot::channel::<()>()).collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = gates.into_iter().unzip();
+    let gated: Vec<_> = receivers
+        .into_iter()
+        .map(|rx| {
+            pool.try_submit(async move { rx.await.expect("opened") })
+                .expect("room")
+        })
+        .collect();
+    while pool.metrics().busy < 2 {
+        tokio::task::yield_now().await;
+    }
+    let second_started = Arc::new(AtomicBool::new(false));
+    let seen = second_started.clone();
+    // Busy, never yielding, until the next job has started elsewhere (or 10 s have passed).
+    let spins = pool
+        .try_submit(async move {
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !seen.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            seen.load(Ordering::SeqCst)
+        })
+        .expect("room");
+    let starts = pool
+        .try_submit(async move { second_started.store(true, Ordering::SeqCst) })
+        .expect("room");
+    for sender in senders {
+        sender.send(()).expect("gate waits");
+    }
+    assert_eq!(
+        spins.await,
+        Ok(true),
+        "the second job was held behind the first"
+    );
+    assert_eq!(starts.await, Ok(()));
+    for handle in gated {
+        assert_eq!(handle.await, Ok(()));
+    }
+}

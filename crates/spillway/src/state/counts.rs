@@ -17,14 +17,15 @@
 //!   held until the next job's queue slot is released, so "busy before release" holds for it
 //!   too, and nobody can take the slot meanwhile, so at most `limit` run as before.
 //! * **A worker's batch** ([`Counts::take_next_in_slot`], [`Counts::give_back`]): a worker
-//!   passing its slot on takes up to [`BATCH`] jobs under one lock (one lock per job cost most
-//!   of a batched job's time: the queue's lock and lines moving between the submitters' and the
-//!   workers' cores), and runs them one after the other in that slot. A job in a batch is
+//!   passing its slot on takes up to [`BATCH`] jobs under one lock (the queue's lock, taken per
+//!   job, and its lines moving between the submitters' and the workers' cores led the profile of
+//!   a batch of short jobs), and runs them one after the other in that slot. A job in a batch is
 //!   *held*: out of the queue's storage, so no other worker, removal or displacement reaches it,
 //!   but its queue slot stays counted, and it is counted queued in its lane, until it is taken to
 //!   run ("busy before release": its worker already counts busy) or given back. So the counts,
 //!   `is_drained` and "orphans are abandoned" see it as queued. A held job never waits behind
-//!   one that does not end at once: when a job of the batch returns `Pending`, or the limit has
+//!   one that does not end at once: when a job of the batch returns `Pending` or runs long
+//!   (then its worker takes one job at a time until a job is short again), or the limit has
 //!   no room, or the worker is dropped (a shutdown's abort), the rest are stored again at the
 //!   head of their lanes, in order, and a parked worker is woken for them as for a push
 //!   ("parked before the last look": its last look may have seen their slots but nothing
@@ -236,17 +237,18 @@ impl<T> Counts<T> {
     /// `None` having counted the caller out, if the limit has no room or nothing is stored.
     ///
     /// The next job comes from the caller's `batch` ("a worker's batch"): when it is empty, up
-    /// to [`BATCH`] queued jobs are taken into it under one lock. A caller with no room left
+    /// to `size` (at most [`BATCH`]) queued jobs are taken into it under one lock. A caller with no room left
     /// must give its batch back ([`give_back`](Self::give_back)).
     pub(crate) fn take_next_in_slot(
         &self,
         limit: usize,
         batch: &mut VecDeque<(T, usize)>,
+        size: usize,
     ) -> Option<(T, usize)> {
         let busy = self.busy.load(Ordering::SeqCst);
         if busy <= limit {
             if batch.is_empty() {
-                self.queue.pop_batch(BATCH, batch);
+                self.queue.pop_batch(size, batch);
             }
             if let Some((item, lane)) = batch.pop_front() {
                 self.queue.unhold(lane);
@@ -641,12 +643,12 @@ mod loom_tests {
             running.fetch_sub(1, Ordering::SeqCst);
             let mut ran = 0;
             let mut batch = VecDeque::new();
-            if let Some((job, busy)) = counts.take_next_in_slot(1, &mut batch) {
+            if let Some((job, busy)) = counts.take_next_in_slot(1, &mut batch, BATCH) {
                 assert_eq!((job, busy), (2, 1));
                 assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "over the limit");
                 running.fetch_sub(1, Ordering::SeqCst);
                 ran += 1;
-                assert!(counts.take_next_in_slot(1, &mut batch).is_none());
+                assert!(counts.take_next_in_slot(1, &mut batch, BATCH).is_none());
             }
             assert!(batch.is_empty(), "one job queued at most");
             inline.join().unwrap();

@@ -66,7 +66,7 @@ use tokio::sync::futures::Notified;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use self::counts::{Counts, ParkedCount};
+use self::counts::{BATCH, Counts, ParkedCount};
 use self::limiter::INLINE_BATCH;
 use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
@@ -578,9 +578,9 @@ impl Shared {
     /// passes on", in [`counts`]). If there is none to take, or the limit has no room for it,
     /// the worker counts out, and a submitter waiting for room under the limit is woken.
     pub(crate) fn take_next_in_slot(&self, batch: &mut Batch<'_>) -> Option<Taken> {
-        let taken = self
-            .counts
-            .take_next_in_slot(self.limiter.limit(), &mut batch.jobs);
+        let taken =
+            self.counts
+                .take_next_in_slot(self.limiter.limit(), &mut batch.jobs, batch.size);
         if taken.is_none() {
             batch.give_back();
             self.wake_after_end(false);
@@ -619,6 +619,7 @@ impl Shared {
         Batch {
             shared: self,
             jobs: VecDeque::new(),
+            size: BATCH,
         }
     }
 
@@ -966,9 +967,23 @@ impl Future for Parked<'_> {
 pub(crate) struct Batch<'a> {
     shared: &'a Shared,
     jobs: VecDeque<(BoxJob, usize)>,
+    /// How many jobs the next take takes: [`BATCH`], or one after a long job.
+    size: usize,
 }
 
 impl Batch<'_> {
+    /// A job of the worker ended, having run `long`: then the rest of the batch is given back
+    /// and the next take is of one job (a batch is for jobs that end at once); else the next
+    /// take is a batch again.
+    pub(crate) fn after_job(&mut self, long: bool) {
+        if long {
+            self.size = 1;
+            self.give_back();
+        } else {
+            self.size = BATCH;
+        }
+    }
+
     /// Stores the jobs of the batch again, at the head of their lanes: the job running now
     /// waits, so they must not wait behind it.
     pub(crate) fn give_back(&mut self) {
