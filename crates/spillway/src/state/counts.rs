@@ -247,7 +247,13 @@ impl<T> Counts<T> {
     ) -> Option<(T, usize)> {
         let busy = self.busy.load(Ordering::SeqCst);
         if busy <= limit {
-            if batch.is_empty() {
+            if batch.is_empty() && size == 1 {
+                // One at a time (after a long job), as without batches: nothing is held.
+                if let Some(item) = self.queue.pop() {
+                    self.queue.release();
+                    return Some((item, busy));
+                }
+            } else if batch.is_empty() {
                 self.queue.pop_batch(size, batch);
             }
             if let Some((item, lane)) = batch.pop_front() {
