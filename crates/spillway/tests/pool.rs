@@ -829,17 +829,18 @@ fn the_strict_check_rejects_a_family_declared_twice() {
     strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
 }
 
+/// A pool of two workers always there, under a fixed limit (two jobs run at once).
+fn two_workers() -> Pool {
+    let builder = Pool::builder().limit(spillway::Limit::fixed());
+    builder.min_workers(2).max_workers(2).build().unwrap()
+}
+
 /// A worker takes queued jobs in a batch; when one of them waits, the rest go back to the
 /// queue for another worker. Here the job that waits needs the one behind it: held behind it,
 /// the second would never run.
 #[tokio::test]
 async fn a_job_that_waits_does_not_hold_the_jobs_taken_with_it() {
-    let pool = Pool::builder()
-        .limit(spillway::Limit::fixed())
-        .min_workers(2)
-        .max_workers(2)
-        .build()
-        .unwrap();
+    let pool = two_workers();
     let (tx, rx) = oneshot::channel();
     // Queued before any worker runs: the first worker takes the first job, then the next two
     // in one batch.
@@ -864,12 +865,7 @@ async fn a_job_that_waits_does_not_hold_the_jobs_taken_with_it() {
 /// ones in its batch while the other is idle.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_that_run_long_are_not_held_in_a_batch() {
-    let pool = Pool::builder()
-        .limit(spillway::Limit::fixed())
-        .min_workers(2)
-        .max_workers(2)
-        .build()
-        .unwrap();
+    let pool = two_workers();
     // Both workers wait on a gate, while the jobs to test queue behind them.
     let gates: Vec<_> = (0..2).map(|_| oneshot::channel::<()>()).collect();
     let (senders, receivers): (Vec<_>, Vec<_>) = gates.into_iter().unzip();
