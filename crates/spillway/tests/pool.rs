@@ -828,3 +828,82 @@ fn the_strict_check_rejects_a_family_declared_twice() {
     };
     strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
 }
+
+/// A pool of two workers always there, under a fixed limit (two jobs run at once).
+fn two_workers() -> Pool {
+    let builder = Pool::builder().limit(spillway::Limit::fixed());
+    builder.min_workers(2).max_workers(2).build().unwrap()
+}
+
+/// A worker takes queued jobs in a batch; when one of them waits, the rest go back to the
+/// queue for another worker. Here the job that waits needs the one behind it: held behind it,
+/// the second would never run.
+#[tokio::test]
+async fn a_job_that_waits_does_not_hold_the_jobs_taken_with_it() {
+    let pool = two_workers();
+    let (tx, rx) = oneshot::channel();
+    // Queued before any worker runs: the first worker takes the first job, then the next two
+    // in one batch.
+    let first = pool.try_submit(async {}).expect("room");
+    let waits = pool
+        .try_submit(async move { rx.await.expect("sent") })
+        .expect("room");
+    let sends = pool
+        .try_submit(async move { tx.send(7).expect("receiver waits") })
+        .expect("room");
+    let all = async { (first.await, waits.await, sends.await) };
+    let ended = tokio::time::timeout(Duration::from_secs(10), all)
+        .await
+        .expect("the second job was held behind the one waiting for it");
+    assert_eq!(ended, (Ok(()), Ok(7), Ok(())));
+    let m = pool.metrics();
+    assert_eq!((m.completed, m.queued, m.busy), (3, 0, 0));
+}
+
+/// After a job that runs long (here: it waited), a worker takes one job at a time: jobs that
+/// run long without yielding spread over the workers, instead of one worker holding the next
+/// ones in its batch while the other is idle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_that_run_long_are_not_held_in_a_batch() {
+    let pool = two_workers();
+    // Both workers wait on a gate, while the jobs to test queue behind them.
+    let gates: Vec<_> = (0..2).map(|_| oneshot::channel::<()>()).collect();
+    let (senders, receivers): (Vec<_>, Vec<_>) = gates.into_iter().unzip();
+    let gated: Vec<_> = receivers
+        .into_iter()
+        .map(|rx| {
+            pool.try_submit(async move { rx.await.expect("opened") })
+                .expect("room")
+        })
+        .collect();
+    while pool.metrics().busy < 2 {
+        tokio::task::yield_now().await;
+    }
+    let second_started = Arc::new(AtomicBool::new(false));
+    let seen = second_started.clone();
+    // Busy, never yielding, until the next job has started elsewhere (or 10 s have passed).
+    let spins = pool
+        .try_submit(async move {
+            let until = std::time::Instant::now() + Duration::from_secs(10);
+            while !seen.load(Ordering::SeqCst) && std::time::Instant::now() < until {
+                std::hint::spin_loop();
+            }
+            seen.load(Ordering::SeqCst)
+        })
+        .expect("room");
+    let starts = pool
+        .try_submit(async move { second_started.store(true, Ordering::SeqCst) })
+        .expect("room");
+    for sender in senders {
+        sender.send(()).expect("gate waits");
+    }
+    assert_eq!(
+        spins.await,
+        Ok(true),
+        "the second job was held behind the first"
+    );
+    assert_eq!(starts.await, Ok(()));
+    for handle in gated {
+        assert_eq!(handle.await, Ok(()));
+    }
+}
