@@ -220,10 +220,7 @@ where
 ///
 /// **Dropping the handle cancels the job**: a queued job leaves the queue at once (its slot is
 /// free for the next submission, and it counts as cancelled) and never runs; a running one is
-/// dropped at its next `.await` (its task is woken for that at once). A job that a worker has
-/// already taken with the next few (a worker takes up to 8 queued jobs under one lock) is not
-/// in the queue to be taken out: it never runs either, and ends as cancelled, freeing its slot,
-/// when a worker reaches it. Use
+/// dropped at its next `.await` (its task is woken for that at once). Use
 /// [`detach`](Self::detach) to let it finish without anyone waiting (fire and forget). Either way
 /// the job's lifetime is the pool's business, never the submitter's scope: a request handler that
 /// returns does not cancel a detached job, so work that was accepted is not silently thrown away

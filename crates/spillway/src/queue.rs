@@ -24,9 +24,7 @@
 //! lock, so exactly one of them gets it; whoever does releases its slot. A removed item leaves a
 //! stale ticket in the arrival order, skipped by `pop` and swept out by the next push once stale
 //! tickets outnumber stored items, so the order stays within twice the stored items (plus a few)
-//! and the sweep costs O(1) per push, amortized. Items a worker took in a batch
-//! ([`Queue::pop_batch`]) are out of storage, so removal does not reach them; given back, they
-//! are stored with new tickets. No user code runs under the lock: removed and
+//! and the sweep costs O(1) per push, amortized. No user code runs under the lock: removed and
 //! popped items are dropped by the caller.
 //!
 //! # Priorities
@@ -107,10 +105,6 @@ pub(crate) struct Queue<T> {
     /// a lower item stored an instant after the read is missed, as if the job had come an
     /// instant earlier.
     occupied: AtomicUsize,
-    /// Items taken out in a batch ([`Queue::pop_batch`]) and not yet given back or taken to run
-    /// ([`Queue::unhold`]), per lane. Raised under the `items` lock, so that a reading of
-    /// [`stored_by_lane`](Queue::stored_by_lane) sees each such item stored or held.
-    held: CachePadded<[AtomicUsize; LANES]>,
 }
 
 /// Where a stored item waits: lets its owner [remove](Queue::remove) it before it is popped.
@@ -167,20 +161,6 @@ impl<T> Items<T> {
     }
 
     fn insert(&mut self, item: T, lane: usize) -> Ticket {
-        let ticket = self.store(item, lane);
-        self.lanes[lane].push_back(ticket);
-        ticket
-    }
-
-    /// Stores `item` at the head of its lane: the next of its lane to be served.
-    fn insert_front(&mut self, item: T, lane: usize) {
-        let ticket = self.store(item, lane);
-        self.lanes[lane].push_front(ticket);
-    }
-
-    /// Puts `item` in a slot of `lane` (sweeping the lane's stale tickets when they are many)
-    /// and returns its ticket, for the caller to place in the lane's order.
-    fn store(&mut self, item: T, lane: usize) -> Ticket {
         if self.lanes[lane].len() >= 2 * self.stored[lane].max(SWEEP_FLOOR) {
             let slots = &self.slots;
             self.lanes[lane].retain(|ticket| slots[ticket.index].generation == ticket.generation);
@@ -203,6 +183,7 @@ impl<T> Items<T> {
             index,
             generation: slot.generation,
         };
+        self.lanes[lane].push_back(ticket);
         self.stored[lane] += 1;
         ticket
     }
@@ -227,7 +208,7 @@ impl<T> Items<T> {
 
     /// The next item to serve: the oldest of the highest lane, except that every [`SHARE`]th
     /// pop goes to a waiting lower lane, the lanes below the top taking turns.
-    fn pop_next(&mut self) -> Option<(T, usize)> {
+    fn pop_next(&mut self) -> Option<T> {
         let top = self.top()?;
         self.pops = self.pops.wrapping_add(1);
         let lane = if self.pops.is_multiple_of(SHARE) {
@@ -250,10 +231,10 @@ impl<T> Items<T> {
         top
     }
 
-    fn pop_front(&mut self, lane: usize) -> Option<(T, usize)> {
+    fn pop_front(&mut self, lane: usize) -> Option<T> {
         while let Some(ticket) = self.lanes[lane].pop_front() {
             if let Some(item) = self.take(ticket) {
-                return Some((item, lane));
+                return Some(item);
             }
         }
         None
@@ -288,7 +269,6 @@ impl<T> Queue<T> {
             capacity,
             items: CachePadded::new(Mutex::new(Items::new())),
             occupied: AtomicUsize::new(0),
-            held: CachePadded::new(std::array::from_fn(|_| AtomicUsize::new(0))),
         }
     }
 
@@ -334,53 +314,9 @@ impl<T> Queue<T> {
             return None; // nothing reserved, so nothing stored: skip the lock
         }
         let mut items = lock(&self.items);
-        let item = items.pop_next().map(|(item, _)| item);
+        let item = items.pop_next();
         self.publish(&items);
         item
-    }
-
-    /// Takes up to `n` items in service order under one lock, appending each with its lane to
-    /// `batch` ("a worker's batch", in `state/counts.rs`). They are *held*: out of storage, so
-    /// no pop, removal or displacement reaches them, but their slots stay counted (as queued)
-    /// and [`stored_by_lane`](Self::stored_by_lane) still counts them, until each is taken to run
-    /// ([`unhold`](Self::unhold), then [`release`](Self::release)) or given back
-    /// ([`give_back`](Self::give_back)).
-    pub(crate) fn pop_batch(&self, n: usize, batch: &mut VecDeque<(T, usize)>) {
-        if self.len() == 0 {
-            return;
-        }
-        let mut items = lock(&self.items);
-        for _ in 0..n {
-            let Some((item, lane)) = items.pop_next() else {
-                break;
-            };
-            self.held[lane].fetch_add(1, Ordering::SeqCst);
-            batch.push_back((item, lane));
-        }
-        self.publish(&items);
-    }
-
-    /// A held item of `lane` is taken to run: it no longer counts as stored. Its slot stays
-    /// counted until [`release`](Self::release), as for a pop.
-    pub(crate) fn unhold(&self, lane: usize) {
-        let previous = self.held[lane].fetch_sub(1, Ordering::SeqCst);
-        debug_assert!(previous > 0, "unheld more items than were held");
-    }
-
-    /// Stores every held item of `batch` again, each at the head of its lane in the order it was
-    /// taken (so it is served next, as it would have been), with a new ticket: its old ticket
-    /// stays stale, so its owner's removal finds nothing and cancels it where it runs (or ends).
-    /// Its slot was never released: the count does not move.
-    pub(crate) fn give_back(&self, batch: &mut VecDeque<(T, usize)>) {
-        if batch.is_empty() {
-            return;
-        }
-        let mut items = lock(&self.items);
-        while let Some((item, lane)) = batch.pop_back() {
-            items.insert_front(item, lane);
-            self.held[lane].fetch_sub(1, Ordering::SeqCst);
-        }
-        self.publish(&items);
     }
 
     /// Takes the newest item of the lowest lane below `lane` out ("displacement") and hands its
@@ -405,10 +341,9 @@ impl<T> Queue<T> {
         Ok((displaced, Permit { queue: self }))
     }
 
-    /// Items stored or held per lane (not counting slots reserved and not yet pushed).
+    /// Items stored per lane (not counting slots reserved and not yet pushed).
     pub(crate) fn stored_by_lane(&self) -> [usize; LANES] {
-        let items = lock(&self.items);
-        std::array::from_fn(|lane| items.stored[lane] + self.held[lane].load(Ordering::SeqCst))
+        lock(&self.items).stored
     }
 
     /// Takes back the item stored with `ticket`, if no one popped or removed it yet. As with
@@ -613,35 +548,6 @@ mod tests {
     }
 
     #[test]
-    fn a_batch_is_held_counted_and_given_back_at_the_head_in_order() {
-        let q = Queue::new(4);
-        let tickets: Vec<_> = (1..=3)
-            .map(|i| q.try_reserve().expect("room").push(i, NORMAL))
-            .collect();
-        let mut batch = VecDeque::new();
-        q.pop_batch(2, &mut batch);
-        assert_eq!(batch, [(1, NORMAL), (2, NORMAL)]);
-        assert_eq!(q.len(), 3, "held items keep their slots");
-        assert_eq!(
-            q.stored_by_lane(),
-            [0, 3, 0, 0],
-            "held items count as queued"
-        );
-        assert_eq!(q.remove(tickets[0]), None, "a held item cannot be removed");
-        let (first, lane) = batch.pop_front().expect("held");
-        q.unhold(lane);
-        q.release();
-        assert_eq!((first, q.len(), q.stored_by_lane()), (1, 2, [0, 2, 0, 0]));
-        q.try_reserve().expect("room").push(4, NORMAL);
-        q.give_back(&mut batch);
-        assert!(batch.is_empty());
-        assert_eq!(q.remove(tickets[1]), None, "given back with a new ticket");
-        let popped: Vec<_> = std::iter::from_fn(|| q.pop().inspect(|_| q.release())).collect();
-        assert_eq!(popped, [2, 3, 4], "given back at the head of its lane");
-        assert_eq!((q.len(), q.stored_by_lane()), (0, [0; LANES]));
-    }
-
-    #[test]
     fn closed_wins_over_full() {
         let q = Queue::new(1);
         q.try_reserve().expect("room").push(1, NORMAL);
@@ -816,47 +722,6 @@ mod loom_tests {
             let expected: &[i32] = if displaced.is_some() { &[1, 2] } else { &[1] };
             assert_eq!(ended, expected, "an item was lost or ended twice");
             assert_eq!(q.len(), 0);
-        });
-    }
-
-    /// A worker takes both items in a batch, runs the first and gives the second back, while
-    /// the owner of the second removes it and a consumer pops: each item ends once (run,
-    /// removed, or popped), and the queue drains.
-    #[test]
-    fn loom_batch_given_back_races_remove_and_pop() {
-        loom::model(|| {
-            let q = Arc::new(Queue::new(2));
-            q.try_reserve().expect("room").push(1, NORMAL);
-            let second = q.try_reserve().expect("room").push(2, NORMAL);
-            let worker = {
-                let q = q.clone();
-                thread::spawn(move || {
-                    let mut batch = VecDeque::new();
-                    q.pop_batch(2, &mut batch);
-                    let ran = batch.pop_front().map(|(item, lane)| {
-                        q.unhold(lane);
-                        q.release();
-                        item
-                    });
-                    q.give_back(&mut batch);
-                    ran
-                })
-            };
-            let consumer = pop_one(&q);
-            let removed = q.remove(second);
-            if removed.is_some() {
-                q.release();
-            }
-            let mut ended: Vec<i32> = worker.join().unwrap().into_iter().collect();
-            ended.extend(consumer.join().unwrap());
-            ended.extend(removed);
-            while let Some(item) = q.pop() {
-                q.release();
-                ended.push(item);
-            }
-            ended.sort_unstable();
-            assert_eq!(ended, [1, 2], "an item was lost or ended twice");
-            assert_eq!((q.len(), q.stored_by_lane()), (0, [0; LANES]));
         });
     }
 

@@ -6,7 +6,7 @@
 use std::future::poll_fn;
 use std::pin::{Pin, pin};
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::Poll;
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
@@ -14,7 +14,7 @@ use tokio::time::{Instant, Sleep};
 use crate::error::JobError;
 use crate::job::{BoxJob, Job, Outcome, drop_quietly};
 use crate::scaler;
-use crate::state::{Batch, Ended, Samples, Shared, Taken, Woken};
+use crate::state::{Ended, Samples, Shared, Taken, Woken};
 
 /// Counts the worker out when the task ends, however it ends: return, abort, or abort before its
 /// first poll (it is created outside the task's future and moved into it for that), or the drop
@@ -32,12 +32,6 @@ impl Drop for Alive {
         self.shared.worker_exited(self.counted, self.returned);
     }
 }
-
-/// A job that runs longer than this in one poll gives its worker's batch back when it ends, and
-/// its worker takes one job at a time until a job is shorter again: a batch is for jobs that end
-/// at once, so a job in one waits behind at most 7 shorter ones (about 0.14 ms) where another
-/// worker may be idle, and jobs this long spread over the workers as they did without batches.
-const LONG_RUN: Duration = Duration::from_micros(20);
 
 /// A job a worker has taken. If the worker is stopped while it runs (shutdown deadline), dropping
 /// this ends the job as abandoned, and counts it as its handle reports it: abandoned, or
@@ -64,14 +58,7 @@ impl Drop for Running<'_> {
 impl Running<'_> {
     /// Runs the job to its end and counts it; returns when it ended. `started` is now, or the
     /// end of the job this worker finished just before (no clock read needed).
-    /// Should the job wait (return `Pending`), or run longer than [`LONG_RUN`], the jobs of
-    /// `batch` are given back to the queue, so that other workers can run them meanwhile.
-    async fn run(
-        mut self,
-        started: Instant,
-        samples: &mut Samples,
-        batch: &mut Batch<'_>,
-    ) -> Instant {
+    async fn run(mut self, started: Instant, samples: &mut Samples) -> Instant {
         let shared = self.shared;
         let job = self
             .job
@@ -94,7 +81,7 @@ impl Running<'_> {
                 .config()
                 .run_timeout
                 .map(|limit| later(started, limit));
-            let outcome = run_body(job.as_mut(), until, batch).await;
+            let outcome = run_body(job.as_mut(), until).await;
             (outcome, outcome != Outcome::Cancelled)
         };
         let ended = Instant::now();
@@ -110,9 +97,6 @@ impl Running<'_> {
             run: ran.then(|| ended.saturating_duration_since(started)),
             in_flight: self.in_flight,
         };
-        // Jobs this long are not what a batch is for: idle workers may run the rest now, and
-        // the next take is of one job.
-        batch.after_job(end.run.is_some_and(|run| run > LONG_RUN));
         shared.job_ended(&end, samples);
         ended
     }
@@ -122,32 +106,18 @@ impl Running<'_> {
 /// as timed out and is not polled again (it is dropped where it awaits). The deadline is looked
 /// at before each poll of the body, so a job woken after it never runs further; a body that
 /// never returns from a poll cannot be interrupted (no future can).
-/// The first time it waits, the worker's `batch` is given back.
-async fn run_body(
-    mut job: Pin<&mut dyn Job>,
-    until: Option<Instant>,
-    batch: &mut Batch<'_>,
-) -> Outcome {
+async fn run_body(mut job: Pin<&mut dyn Job>, until: Option<Instant>) -> Outcome {
     let Some(until) = until else {
-        return poll_fn(|cx| poll_job(job.as_mut(), cx, batch)).await;
+        return poll_fn(|cx| job.as_mut().poll_run(cx)).await;
     };
     let mut deadline = pin!(tokio::time::sleep_until(until));
     poll_fn(|cx| {
         if deadline.as_mut().poll(cx).is_ready() {
             return Poll::Ready(job.as_mut().fail(JobError::TimedOut, Outcome::TimedOut));
         }
-        poll_job(job.as_mut(), cx, batch)
+        job.as_mut().poll_run(cx)
     })
     .await
-}
-
-/// Polls the job once; if it waits, gives the worker's batch back (a no-op once empty).
-fn poll_job(job: Pin<&mut dyn Job>, cx: &mut Context<'_>, batch: &mut Batch<'_>) -> Poll<Outcome> {
-    let poll = job.poll_run(cx);
-    if poll.is_pending() {
-        batch.give_back();
-    }
-    poll
 }
 
 /// `at + after`, or about thirty years from `at` if that overflows (as tokio's own far future).
@@ -190,12 +160,9 @@ async fn work(mut alive: Alive) {
     let mut now = None;
     // This worker's samples for the concurrency limit, handed over in batches.
     let mut samples = Samples::default();
-    // Jobs taken from the queue under one lock, run next; given back if this task is dropped
-    // (declared after `alive`, so dropped before it counts the worker out).
-    let mut batch = shared.batch();
     loop {
         let next = match now {
-            Some(_) => shared.take_next_in_slot(&mut batch),
+            Some(_) => shared.take_next_in_slot(),
             None => shared.take_next(),
         };
         let (job, started) = match next {
@@ -222,7 +189,7 @@ async fn work(mut alive: Alive) {
             job: Some(job.job),
             in_flight: job.in_flight,
         };
-        last_active = running.run(started, &mut samples, &mut batch).await;
+        last_active = running.run(started, &mut samples).await;
         now = Some(last_active);
     }
 }

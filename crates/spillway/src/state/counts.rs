@@ -16,22 +16,6 @@
 //!   again would have allowed). Otherwise, or if nothing is stored, it counts out. The slot is
 //!   held until the next job's queue slot is released, so "busy before release" holds for it
 //!   too, and nobody can take the slot meanwhile, so at most `limit` run as before.
-//! * **A worker's batch** ([`Counts::take_next_in_slot`], [`Counts::give_back`]): a worker
-//!   passing its slot on takes up to [`BATCH`] jobs under one lock (the queue's lock, taken per
-//!   job, and its lines moving between the submitters' and the workers' cores led the profile of
-//!   a batch of short jobs), and runs them one after the other in that slot. A job in a batch is
-//!   *held*: out of the queue's storage, so no other worker, removal or displacement reaches it,
-//!   but its queue slot stays counted, and it is counted queued in its lane, until it is taken to
-//!   run ("busy before release": its worker already counts busy) or given back. So the counts,
-//!   `is_drained` and "orphans are abandoned" see it as queued. A held job never waits behind
-//!   one that does not end at once: when a job of the batch returns `Pending` or runs long
-//!   (then its worker takes one job at a time until a job is short again), or the limit has
-//!   no room, or the worker is dropped (a shutdown's abort), the rest are stored again at the
-//!   head of their lanes, in order, and a parked worker is woken for them as for a push
-//!   ("parked before the last look": its last look may have seen their slots but nothing
-//!   stored). Its handle's removal finds nothing while it is held (or once
-//!   given back: it has a new ticket), so the handle cancels it where it runs, as when a worker
-//!   has popped it: it ends as cancelled at its worker's next look, counted once.
 //! * **Parked before the last look** ([`Counts::park`], [`Counts::push`]): a worker counts itself
 //!   parked *before* its last look at the queue, and a submitter reads that count *after* its push,
 //!   each side with a `SeqCst` fence between its write and its read (the store-buffering pattern:
@@ -71,7 +55,6 @@
 //!   after its push; both are `SeqCst`, so one of them sees the job and abandons it (if the
 //!   worker's drain ran first, the submitter's push came after it, and so did its read).
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
@@ -96,11 +79,6 @@ pub(crate) struct Counts<T> {
     /// Inline jobs running, per lane: `count << 1 | STOPPED` (see "stop inline").
     inline: [CachePadded<AtomicUsize>; LANES],
 }
-
-/// The most jobs a worker takes into its batch under one lock ("a worker's batch"): the most
-/// that a job of higher priority queued just after waits behind, each a job that ends in its
-/// first poll (a job that waits gives the rest back).
-pub(crate) const BATCH: usize = 8;
 
 /// The flag of an inline word: a shutdown counted its jobs abandoned, none may start.
 const STOPPED: usize = 1;
@@ -235,48 +213,17 @@ impl<T> Counts<T> {
     /// and it still counts busy: takes the next job in the same slot while the limit has room
     /// for it ("the slot passes on"), with the number busy with it, itself included. Returns
     /// `None` having counted the caller out, if the limit has no room or nothing is stored.
-    ///
-    /// The next job comes from the caller's `batch` ("a worker's batch"): when it is empty, up
-    /// to `size` (at most [`BATCH`]) queued jobs are taken into it under one lock. A caller with no room left
-    /// must give its batch back ([`give_back`](Self::give_back)).
-    pub(crate) fn take_next_in_slot(
-        &self,
-        limit: usize,
-        batch: &mut VecDeque<(T, usize)>,
-        size: usize,
-    ) -> Option<(T, usize)> {
+    pub(crate) fn take_next_in_slot(&self, limit: usize) -> Option<(T, usize)> {
         let busy = self.busy.load(Ordering::SeqCst);
-        if busy <= limit {
-            if batch.is_empty() && size == 1 {
-                // One at a time (after a long job), as without batches: nothing is held.
-                if let Some(item) = self.queue.pop() {
-                    self.queue.release();
-                    return Some((item, busy));
-                }
-            } else if batch.is_empty() {
-                self.queue.pop_batch(size, batch);
-            }
-            if let Some((item, lane)) = batch.pop_front() {
-                self.queue.unhold(lane);
-                self.queue.release();
-                return Some((item, busy));
-            }
+        if busy <= limit
+            && self.queue.len() > 0
+            && let Some(item) = self.queue.pop()
+        {
+            self.queue.release();
+            return Some((item, busy));
         }
         self.end_job();
         None
-    }
-
-    /// Stores the jobs of a worker's batch again, at the head of their lanes ("a worker's
-    /// batch"): its job waits, it has no room to run them, or it is stopped. Says whether a
-    /// parked worker must be woken for them (read after the store, as for a push: a parked
-    /// worker's last look may have found their slots counted but nothing stored).
-    pub(crate) fn give_back(&self, batch: &mut VecDeque<(T, usize)>) -> bool {
-        if batch.is_empty() {
-            return false;
-        }
-        self.queue.give_back(batch);
-        fence(Ordering::SeqCst); // pairs with the fence in `park`
-        self.parked.load(Ordering::SeqCst) > 0
     }
 
     /// A job taken with [`take_next_within`](Self::take_next_within) ended, however it ended.
@@ -648,15 +595,13 @@ mod loom_tests {
             };
             running.fetch_sub(1, Ordering::SeqCst);
             let mut ran = 0;
-            let mut batch = VecDeque::new();
-            if let Some((job, busy)) = counts.take_next_in_slot(1, &mut batch, BATCH) {
+            if let Some((job, busy)) = counts.take_next_in_slot(1) {
                 assert_eq!((job, busy), (2, 1));
                 assert_eq!(running.fetch_add(1, Ordering::SeqCst), 0, "over the limit");
                 running.fetch_sub(1, Ordering::SeqCst);
                 ran += 1;
-                assert!(counts.take_next_in_slot(1, &mut batch, BATCH).is_none());
+                assert!(counts.take_next_in_slot(1).is_none());
             }
-            assert!(batch.is_empty(), "one job queued at most");
             inline.join().unwrap();
             submitter.join().unwrap();
             if ran == 0 {
@@ -699,46 +644,6 @@ mod loom_tests {
             }
             assert_eq!(worker.join().unwrap(), 42);
             assert_eq!((counts.queued(), counts.busy()), (0, 0));
-        });
-    }
-
-    /// A worker holds a job in its batch and gives it back (its own job waits) while another
-    /// worker parks: the parked worker either finds the job in its last look or is woken for
-    /// it. Its last look may find the job's slot counted but nothing stored (held): it parks.
-    #[test]
-    fn loom_parked_worker_is_woken_for_a_batch_given_back() {
-        loom::model(|| {
-            let counts = Arc::new(Counts::new(2, 2, 2));
-            for job in [1, 2] {
-                let _ = counts.push(counts.try_reserve().expect("room"), job, 1);
-            }
-            let (first, _) = take(&counts).expect("the first job");
-            assert_eq!(first, 1);
-            let mut batch = VecDeque::new();
-            counts.queue.pop_batch(BATCH, &mut batch);
-            let work = Arc::new(Notify::new());
-            let parker = {
-                let (counts, work) = (counts.clone(), work.clone());
-                thread::spawn(move || {
-                    loop {
-                        let parked = counts.park();
-                        if let Some((job, _)) = take(&counts) {
-                            drop(parked);
-                            counts.end_job();
-                            return job;
-                        }
-                        work.wait(); // blocks for good if the giver skipped the wake-up
-                        drop(parked);
-                    }
-                })
-            };
-            if counts.give_back(&mut batch) {
-                work.notify();
-            }
-            assert_eq!(parker.join().unwrap(), 2);
-            counts.end_job();
-            assert_eq!((counts.queued(), counts.busy()), (0, 0));
-            assert_eq!(counts.queued_by_lane(), [0; LANES]);
         });
     }
 

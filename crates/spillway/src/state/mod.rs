@@ -19,8 +19,8 @@
 //!   reaches it, never run. Every counter is kept per priority (`metrics.rs`); the totals are
 //!   their sums.
 //! * **Removal** ([`Unqueue::unqueue`]): a handle dropped or aborted while its job is queued
-//!   takes the job out at once (or finds a worker took it first, alone or in its batch: then
-//!   the job sees the cancellation at its next poll, or when its worker reaches it). Its slot is free for the next submission, and it is counted
+//!   takes the job out at once (or finds a worker took it first: then the job sees the
+//!   cancellation at its next poll). Its slot is free for the next submission, and it is counted
 //!   once, as cancelled.
 //! * **A job's end** ([`Shared::job_ended`]): the one place its outcome, queue wait and run time
 //!   are observed and recorded (and where a concurrency limit would learn from them). A job
@@ -51,7 +51,6 @@
 mod counts;
 mod limiter;
 
-use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -66,7 +65,7 @@ use tokio::sync::futures::Notified;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use self::counts::{BATCH, Counts, ParkedCount};
+use self::counts::{Counts, ParkedCount};
 use self::limiter::INLINE_BATCH;
 use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
@@ -577,12 +576,9 @@ impl Shared {
     /// (Self::job_ended)) and that still counts busy: the next job takes its slot ("the slot
     /// passes on", in [`counts`]). If there is none to take, or the limit has no room for it,
     /// the worker counts out, and a submitter waiting for room under the limit is woken.
-    pub(crate) fn take_next_in_slot(&self, batch: &mut Batch<'_>) -> Option<Taken> {
-        let taken =
-            self.counts
-                .take_next_in_slot(self.limiter.limit(), &mut batch.jobs, batch.size);
+    pub(crate) fn take_next_in_slot(&self) -> Option<Taken> {
+        let taken = self.counts.take_next_in_slot(self.limiter.limit());
         if taken.is_none() {
-            batch.give_back();
             self.wake_after_end(false);
         }
         self.started(taken)
@@ -611,15 +607,6 @@ impl Shared {
         }
         if self.waiting_submitters.load(Ordering::SeqCst) > 0 {
             self.room.notify_one();
-        }
-    }
-
-    /// A worker's batch, empty: see [`Batch`].
-    pub(crate) fn batch(&self) -> Batch<'_> {
-        Batch {
-            shared: self,
-            jobs: VecDeque::new(),
-            size: BATCH,
         }
     }
 
@@ -958,44 +945,6 @@ impl Future for Parked<'_> {
             }
         }
         Poll::Pending
-    }
-}
-
-/// Jobs a worker took from the queue under one lock and runs next, one after the other ("a
-/// worker's batch", in [`counts`]). They still count as queued. Dropped (its worker stopped),
-/// it gives them back to the queue, where whoever ends the queued jobs ends them.
-pub(crate) struct Batch<'a> {
-    shared: &'a Shared,
-    jobs: VecDeque<(BoxJob, usize)>,
-    /// How many jobs the next take takes: [`BATCH`], or one after a long job.
-    size: usize,
-}
-
-impl Batch<'_> {
-    /// A job of the worker ended, having run `long`: then the rest of the batch is given back
-    /// and the next take is of one job (a batch is for jobs that end at once); else the next
-    /// take is a batch again.
-    pub(crate) fn after_job(&mut self, long: bool) {
-        if long {
-            self.size = 1;
-            self.give_back();
-        } else {
-            self.size = BATCH;
-        }
-    }
-
-    /// Stores the jobs of the batch again, at the head of their lanes: the job running now
-    /// waits, so they must not wait behind it.
-    pub(crate) fn give_back(&mut self) {
-        if self.shared.counts.give_back(&mut self.jobs) {
-            self.shared.work.notify_one();
-        }
-    }
-}
-
-impl Drop for Batch<'_> {
-    fn drop(&mut self) {
-        self.give_back();
     }
 }
 
