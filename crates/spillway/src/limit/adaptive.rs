@@ -586,9 +586,11 @@ impl AdaptiveLimit {
 
     /// Whether the queue bound applies to the queue alone (`queued < bound`) as well as to
     /// what waits beyond the limit (`busy + queued < limit + bound`): always, except for the
-    /// cold bound while no queue stands (module docs, "The queue").
+    /// cold bound before `R0` is first learned, while no queue stands (module docs, "The
+    /// queue"). Once learned, a cold bound held again after a window that overflowed bounds
+    /// the queue alone too: workers lagging a high limit must not fill its idle part.
     pub(crate) fn bounds_queue_alone(&self) -> bool {
-        !self.cold() || self.standing.is_active()
+        self.law.confirmed || !self.cold() || self.standing.is_active()
     }
 
     /// Nothing learned to size the queue by (or demand overflowed what was admitted), and not
@@ -975,7 +977,8 @@ impl Law {
         self.probe(limit, probe)
     }
 
-    /// Rule 4 before the window settles: a binding window whose jobs queued, whose `R` is
+    /// Rule 4 before the window settles: a window that did not bind or whose jobs queued,
+    /// whose `R` is
     /// `MAX_CATCH_UP` times past the tolerance over `R0` with no more in flight than the limit
     /// (our own concurrency cannot inflate `R` that much below the knee the limit was at), and
     /// whose arrivals outrun what completes (`N / R`): a slower downstream, whose need is

@@ -588,9 +588,11 @@ impl Sim {
         self.record_limit();
     }
 
-    /// The driver's admission check (`Limiter::has_room`): fewer queued than the queue bound,
-    /// unless the algorithm bounds only what waits beyond the limit, and fewer in flight and
-    /// queued than the limit plus the bound (a bound of zero: no queue).
+    /// The driver's admission check (`Limiter::has_room`) for the adaptive limit: fewer queued
+    /// than the queue bound, unless the algorithm bounds only what waits beyond the limit, and
+    /// fewer in flight and queued than the limit plus the bound. Unlike the driver, a bound of
+    /// zero admits nothing here (the adaptive limit's bound is never zero; the driver's zero is
+    /// the peers' "no queue").
     fn has_room(&self) -> bool {
         let bound = self.algorithm.queue_bound(self.queue_capacity);
         let queued = self.queue.len();

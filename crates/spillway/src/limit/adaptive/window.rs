@@ -14,7 +14,7 @@ pub(super) const MIN_WINDOW: Duration = Duration::from_millis(10);
 pub(super) const MIN_SAMPLES: u32 = 64;
 /// ...and one mean run time of the previous window, at most this long...
 pub(super) const MAX_WINDOW: Duration = Duration::from_secs(1);
-pub(super) const MAX_WINDOW_NS: u64 = 1_000_000_000;
+pub(super) const MAX_WINDOW_NS: u64 = MAX_WINDOW.as_nanos() as u64;
 /// ...and enough jobs that their mean run time is known within 5% (one standard error), unless
 /// it reached `MAX_WINDOW`.
 const MAX_RELATIVE_ERROR: f64 = 0.05;
@@ -101,7 +101,8 @@ impl Accumulator {
 
     /// The mean arrival time of the window's completed jobs (end - run - wait), in seconds.
     fn mean_arrival(&self, n: f64) -> f64 {
-        // Exact in integers (each sum is at most 2^64 jobs of 2^64 ns), rounded once.
+        // Exact in integers (each sum is at most 2^32 jobs, `completed`, of 2^64 ns: 2^96, well
+        // inside `i128`), rounded once.
         let arrived = self.end_sum.cast_signed() - self.run_sum.cast_signed();
         let arrived = arrived - self.wait_sum.cast_signed();
         arrived as f64 / n / 1e9
