@@ -230,7 +230,8 @@
 //! stands because the limit binds. Every queue bound but the cold one applies to the queue
 //! itself (`queued < bound`) as well as to `busy + queued < limit + bound`: with the workers
 //! below the limit, the latter alone let the idle part of the limit fill with queued jobs.
-//! (While a queue stands, the cold bound applies to the queue itself too.)
+//! (While a queue stands, or once `R0` has been learned and a window overflowed, the cold bound
+//! applies to the queue itself too: only a first cold start relaxes it.)
 //!
 //! # Cold start
 //!
