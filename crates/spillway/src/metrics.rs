@@ -18,6 +18,7 @@ use crossbeam_utils::CachePadded;
 use hdrhistogram::Histogram;
 
 use crate::job::Outcome;
+use crate::limit::ended::nanos;
 use crate::priority::{PRIORITIES, Priority};
 use crate::sync::lock_std;
 
@@ -49,10 +50,6 @@ pub(crate) struct Timings {
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_NANOS, 2).expect("static histogram bounds are valid")
-}
-
-fn nanos(d: Duration) -> u64 {
-    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 impl Timings {

@@ -18,7 +18,7 @@
 pub(crate) mod adaptive;
 pub(crate) mod aimd;
 mod config;
-mod ended;
+pub(crate) mod ended;
 pub(crate) mod gradient2;
 mod measure;
 #[cfg(test)]
@@ -175,10 +175,11 @@ impl LimitAlgorithm {
         mut moved: impl FnMut(usize, Option<&'static str>),
     ) {
         if let LimitAlgorithm::Adaptive(law) = self {
+            let mut was = law.limit();
             for (now, sample) in samples {
-                let was = law.limit();
                 if law.on_sample(*now, sample) && law.limit() != was {
-                    moved(law.limit(), Some(law.reason().as_str()));
+                    was = law.limit();
+                    moved(was, Some(law.reason().as_str()));
                 }
             }
             return;
@@ -192,10 +193,18 @@ impl LimitAlgorithm {
 
     /// Tells the algorithm that a submission was shed at `now` because of the limit or the queue
     /// bound (demand exceeded what it admitted). Only the adaptive law uses it: Netflix's
-    /// limiters do not sample rejected requests.
-    pub(crate) fn on_shed(&mut self, now: Duration) {
-        if let LimitAlgorithm::Adaptive(a) = self {
-            a.on_shed(now);
+    /// limiters do not sample rejected requests. A window the shed closes may move the limit:
+    /// `moved` is called as in [`on_samples`](Self::on_samples).
+    pub(crate) fn on_shed(
+        &mut self,
+        now: Duration,
+        moved: impl FnOnce(usize, Option<&'static str>),
+    ) {
+        if let LimitAlgorithm::Adaptive(law) = self {
+            let was = law.limit();
+            if law.on_shed(now) && law.limit() != was {
+                moved(law.limit(), Some(law.reason().as_str()));
+            }
         }
     }
 

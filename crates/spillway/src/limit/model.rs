@@ -582,7 +582,7 @@ impl Sim {
         } else {
             self.run.shed += 1;
             self.run.lost.push(self.now);
-            self.algorithm.on_shed(dur(self.now));
+            self.algorithm.on_shed(dur(self.now), |_, _| {});
             self.fill();
         }
         self.record_limit();

@@ -74,7 +74,7 @@ proptest! {
                         prop_assert!(in_bounds(new));
                     }
                 }
-                Event::Shed => algorithm.on_shed(now),
+                Event::Shed => algorithm.on_shed(now, |_, _| {}),
             }
             prop_assert!(in_bounds(algorithm.limit()));
             prop_assert!(algorithm.queue_bound(100) <= 100);

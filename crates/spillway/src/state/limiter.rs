@@ -204,7 +204,7 @@ impl Limiter {
         }
         let mut algorithm = crate::sync::lock_std(algorithm);
         if self.shed.swap(false, Ordering::Relaxed) {
-            algorithm.on_shed(batch.kept[0].0);
+            algorithm.on_shed(batch.kept[0].0, moved);
         }
         let before = self.limit();
         algorithm.on_samples(&batch.kept[..kept], moved);
