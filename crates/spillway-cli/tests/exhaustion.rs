@@ -6,10 +6,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use support::{Reaper, listening};
+use support::{Announced, Reaper, serve_on_a_free_port};
 
 const PATIENCE: Duration = Duration::from_secs(10);
 
@@ -18,35 +18,20 @@ const OPEN_FILES: u32 = 128;
 
 /// Starts `spillway serve` under a hard open-files limit of [`OPEN_FILES`].
 fn serve_with_few_descriptors() -> (Reaper, String) {
-    let addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
-    let child = Command::new("bash")
-        .args([
-            "-c",
-            &format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""),
-            env!("CARGO_BIN_EXE_spillway"),
-            "serve",
-            "--addr",
-            &addr,
-            "--wait-ms",
-            "0",
-            "--header-timeout",
-            "60s",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("bash starts");
-    let mut child = Reaper(child);
-    let deadline = Instant::now() + PATIENCE;
-    while !listening(&addr) {
-        assert!(child.0.try_wait().unwrap().is_none(), "serve exited");
-        assert!(Instant::now() < deadline, "serve never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
+    let mut command = Command::new("bash");
+    command.args([
+        "-c",
+        &format!("ulimit -n {OPEN_FILES} && exec \"$0\" \"$@\""),
+        env!("CARGO_BIN_EXE_spillway"),
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--wait-ms",
+        "0",
+        "--header-timeout",
+        "60s",
+    ]);
+    serve_on_a_free_port(command, Announced::OnStdout)
 }
 
 /// Sends a keep-alive `GET path` on `stream` and reads one whole response: (status, body).

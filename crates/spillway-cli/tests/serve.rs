@@ -739,41 +739,17 @@ async fn query_values_are_percent_decoded() {
     server.drain().await;
 }
 
-/// A loopback address with a port that was free a moment ago.
-fn free_addr() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.local_addr().unwrap().to_string()
-}
-
-/// Starts the `spillway` binary's `serve` with `extra` flags on a free port and waits until it
-/// accepts; its stdout is closed at once when `close_stdout`.
+/// Starts the `spillway` binary's `serve` with `extra` flags on a port the kernel picks and
+/// waits until it says it listens; its stdout is closed at once when `close_stdout`.
 fn spawn_serve(extra: &[&str], close_stdout: bool) -> (support::Reaper, String) {
-    use std::process::{Command, Stdio};
-    let addr = free_addr();
-    let mut child = support::Reaper(
-        Command::new(env!("CARGO_BIN_EXE_spillway"))
-            .args(["serve", "--addr", &addr])
-            .args(extra)
-            .stdout(if close_stdout {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("the spillway binary starts"),
-    );
-    // Closes the read end of the pipe: every write to stdout fails from now on.
-    drop(child.0.stdout.take());
-    let deadline = std::time::Instant::now() + PATIENCE;
-    while !support::listening(&addr) {
-        if let Some(status) = child.0.try_wait().unwrap() {
-            panic!("serve exited before listening: {status}");
-        }
-        assert!(std::time::Instant::now() < deadline, "serve never listened");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    (child, addr)
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_spillway"));
+    command.args(["serve", "--addr", "127.0.0.1:0"]).args(extra);
+    let announced = if close_stdout {
+        support::Announced::OnStderrWithStdoutClosed
+    } else {
+        support::Announced::OnStdout
+    };
+    support::serve_on_a_free_port(command, announced)
 }
 
 /// Defect 15: `serve ... | true`: a closed stdout neither crashes the server nor changes the

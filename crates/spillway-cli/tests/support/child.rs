@@ -40,14 +40,71 @@ impl Reaper {
     }
 }
 
-/// Whether something listens at `addr` (a port picked free for a child server). A connection
-/// the kernel made to itself does not count: connecting to a free port in the ephemeral range
-/// can pick that same port as its source and succeed by TCP simultaneous open, which would
-/// read as "listening" before the child binds, and the next connect is then refused.
-pub(crate) fn listening(addr: &str) -> bool {
-    std::net::TcpStream::connect(addr).is_ok_and(|s| {
-        s.local_addr()
-            .ok()
-            .is_some_and(|local| Some(local) != s.peer_addr().ok())
-    })
+/// Which of a child's output streams [`serve_on_a_free_port`] reads its address from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Announced {
+    /// `serve`'s own line on stdout.
+    OnStdout,
+    /// The same line on stderr, where `serve` says it when its stdout is closed; stdout is
+    /// closed at once.
+    OnStderrWithStdoutClosed,
+}
+
+/// Starts `command` (a `spillway serve` given `--addr 127.0.0.1:0`, so the kernel picks the
+/// port and no other process can take it in between) and waits for the address it says it
+/// listens on. The stream read is drained until the child ends, so its later lines never
+/// block it.
+///
+/// # Panics
+///
+/// When the child exits, or says nothing, within [`super::PATIENCE`].
+pub(crate) fn serve_on_a_free_port(
+    mut command: std::process::Command,
+    announced: Announced,
+) -> (Reaper, String) {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    let (stdout, stderr) = match announced {
+        Announced::OnStdout => (Stdio::piped(), Stdio::null()),
+        Announced::OnStderrWithStdoutClosed => (Stdio::piped(), Stdio::piped()),
+    };
+    let mut child = Reaper(
+        command
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("the child starts"),
+    );
+    let read: Box<dyn std::io::Read + Send> = match announced {
+        Announced::OnStdout => Box::new(child.0.stdout.take().expect("piped")),
+        Announced::OnStderrWithStdoutClosed => {
+            // Closes the read end of the pipe: every write to stdout fails from now on.
+            drop(child.0.stdout.take());
+            Box::new(child.0.stderr.take().expect("piped"))
+        }
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = std::io::BufReader::new(read).lines().map_while(Result::ok);
+        let addr = lines.by_ref().find_map(|line| announced_addr(&line));
+        let _ = tx.send(addr);
+        lines.for_each(drop);
+    });
+    match rx.recv_timeout(super::PATIENCE) {
+        Ok(Some(addr)) => (child, addr),
+        Ok(None) => panic!(
+            "the child ended its output without saying where it listens: {:?}",
+            child.0.wait()
+        ),
+        Err(_) => panic!(
+            "the child did not say where it listens in {:?}",
+            super::PATIENCE
+        ),
+    }
+}
+
+/// The address in `serve`'s line "spillway serve: listening on http://ADDR ...".
+fn announced_addr(line: &str) -> Option<String> {
+    let (_, rest) = line.split_once("listening on http://")?;
+    rest.split_whitespace().next().map(str::to_string)
 }

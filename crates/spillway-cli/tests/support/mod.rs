@@ -8,7 +8,7 @@ mod child;
 mod http;
 mod server;
 
-pub(crate) use child::{Reaper, listening};
+pub(crate) use child::{Announced, Reaper, serve_on_a_free_port};
 pub(crate) use http::{
     Reply, get_at, get_raw, get_request, get_with, open_get, read_reply, send_to, spawn_send,
 };
