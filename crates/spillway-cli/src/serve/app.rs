@@ -147,7 +147,8 @@ pub(crate) fn router(app: Arc<App>) -> Router {
 
 /// `/work` in the naive and semaphore modes: the seed's job; in semaphore mode it first waits
 /// for a permit.
-async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile>) -> Response {
+async fn work(State(app): State<Arc<App>>, Extension(work): Extension<WorkRequest>) -> Response {
+    let profile = work.profile;
     let _permit = match &app.limiter {
         Limiter::Semaphore(semaphore) => match semaphore.acquire().await {
             Ok(permit) => Some(permit),
@@ -162,9 +163,9 @@ async fn work(State(app): State<Arc<App>>, Extension(profile): Extension<Profile
 /// `options` from the headers; shed with 503 when the pool has no room.
 async fn pooled_work(
     State(app): State<Arc<App>>,
-    Extension(profile): Extension<Profile>,
-    Extension(options): Extension<JobOptions>,
+    Extension(work): Extension<WorkRequest>,
 ) -> Response {
+    let WorkRequest { profile, options } = work;
     let Limiter::Pool {
         pool,
         admission_wait,
@@ -281,19 +282,29 @@ async fn observe(State(app): State<Arc<App>>, mut req: Request, next: Next) -> R
     response
 }
 
-/// Puts into a `/work` request what its job is: the profile (the query's overrides) and, in
-/// pool mode, its priority and deadline (the headers).
+/// What a `/work` request asks of its job: the profile (the query's overrides) and, in pool
+/// mode, its priority and deadline (the headers). One request extension, so one insert and one
+/// look-up per request (a second extension cost a rehash of the request's extension map).
+#[derive(Debug, Clone, Copy)]
+struct WorkRequest {
+    profile: Profile,
+    options: JobOptions,
+}
+
+/// Puts into a `/work` request what its job is: a [`WorkRequest`].
 ///
 /// # Errors
 ///
 /// A query parameter or header whose value is not allowed, naming it.
 fn describe_work(app: &App, req: &mut Request, arrived: Instant) -> Result<(), String> {
     let profile = profile_from_query(req.uri().query(), app.profile)?;
-    req.extensions_mut().insert(profile);
-    if app.limiter.pool().is_some() {
-        let options = classify::job_options(req.headers(), arrived)?;
-        req.extensions_mut().insert(options);
-    }
+    let options = if app.limiter.pool().is_some() {
+        classify::job_options(req.headers(), arrived)?
+    } else {
+        JobOptions::new()
+    };
+    req.extensions_mut()
+        .insert(WorkRequest { profile, options });
     Ok(())
 }
 

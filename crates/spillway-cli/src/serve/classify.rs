@@ -14,10 +14,14 @@
 
 use std::time::Instant;
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use spillway::{JobOptions, Priority};
 
 use crate::priority::{PRIORITY_HEADER, TIMEOUT_HEADER, priority_header, timeout_header};
+
+/// The headers by their parsed names: a look-up by `&str` parses the name on every request.
+const PRIORITY: HeaderName = HeaderName::from_static(PRIORITY_HEADER);
+const TIMEOUT: HeaderName = HeaderName::from_static(TIMEOUT_HEADER);
 
 /// The job options a `/work` request that arrived at `arrived` asks for with its headers.
 ///
@@ -25,12 +29,12 @@ use crate::priority::{PRIORITY_HEADER, TIMEOUT_HEADER, priority_header, timeout_
 ///
 /// A header whose value is not allowed, naming the header and what it allows.
 pub(crate) fn job_options(headers: &HeaderMap, arrived: Instant) -> Result<JobOptions, String> {
-    let priority = match headers.get(PRIORITY_HEADER) {
+    let priority = match headers.get(&PRIORITY) {
         Some(value) => priority_header(value.as_bytes())?,
         None => Priority::Normal,
     };
     let mut options = JobOptions::new().priority(priority);
-    if let Some(value) = headers.get(TIMEOUT_HEADER) {
+    if let Some(value) = headers.get(&TIMEOUT) {
         let timeout = timeout_header(value.as_bytes())?;
         // A timeout past what the clock can hold is no deadline at all.
         if let Some(deadline) = arrived.checked_add(timeout) {
