@@ -1,5 +1,6 @@
 //! The routes, the `/work` handler of each mode, and the middleware every request passes.
 
+use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -180,11 +181,11 @@ async fn pooled_work(
     };
     let outcome = match admit::run(pool, options, *admission_wait, job).await {
         Ok(outcome) => outcome,
-        Err(reason) => return shed(&app, &reason.to_string()),
+        Err(reason) => return shed(&app, reason),
     };
     match outcome.map_err(admit::not_done) {
         Ok(result) => ran(&app, result),
-        Err(NotDone::Shed(reason)) => shed(&app, &reason.to_string()),
+        Err(NotDone::Shed(reason)) => shed(&app, reason),
         Err(NotDone::Failed(response)) => response,
     }
 }
@@ -199,7 +200,7 @@ fn ran(app: &App, result: Result<(), JobFailure>) -> Response {
 }
 
 /// 503 with `Retry-After`, counted as shed.
-fn shed(app: &App, reason: &str) -> Response {
+fn shed(app: &App, reason: impl fmt::Display) -> Response {
     app.metrics.shed.inc();
     let mut response = (
         StatusCode::SERVICE_UNAVAILABLE,
