@@ -56,34 +56,6 @@ pub(crate) trait Unqueue: Send + Sync {
     /// Removes the job queued with `ticket` and ends it as cancelled, freeing its slot at once.
     /// Returns `false` if it had left the queue already (a worker or a shutdown took it).
     fn unqueue(&self, ticket: Ticket) -> bool;
-
-    /// Takes the job queued with `ticket` for its awaited handle to run ("served by its
-    /// handle", in `state/`), if the pool lets it now.
-    fn take_own(&self, ticket: Ticket) -> TakeOwn;
-}
-
-/// What a handle's attempt to run its own queued job found.
-pub(crate) enum TakeOwn {
-    /// The handle runs the job: poll it to its end.
-    Taken(Box<dyn OwnJob>),
-    /// Not now (no worker slot free, or a job of a higher priority waits): maybe at a later
-    /// poll.
-    NotNow,
-    /// Never: the job left the queue (or ended there), or this pool's jobs are not run by
-    /// their handles.
-    Never,
-}
-
-/// A queued job its handle took to run, in a worker slot: polled by the handle, it runs the
-/// job with everything a worker does around it, and counts its end. Dropped before it ended,
-/// it ends the job as cancelled and frees the slot.
-pub(crate) trait OwnJob: Send {
-    /// Runs the job until it ends (its result goes to the handle's hand-off, as from a
-    /// worker). `Ready(false)` if a shutdown counted it abandoned: the handle reports that.
-    fn poll_own(&mut self, cx: &mut Context<'_>) -> Poll<bool>;
-
-    /// The job waits: it goes on in a task of its own, on the pool's runtime, in its slot.
-    fn detach(self: Box<Self>);
 }
 
 /// A handle's way back to its job in the queue.
@@ -234,7 +206,6 @@ where
         JobHandle {
             handoff,
             queued: None,
-            may_serve: false,
             settled: false,
         },
     )
@@ -247,20 +218,9 @@ where
 /// displaced it from a full queue, it ran past the pool's run timeout, or a shutdown abandoned
 /// it.
 ///
-/// **Awaiting the handle may run the job right there**: polled from a tokio task while its job
-/// is still queued, the handle takes the job out of the queue and runs it in its own poll, when
-/// a worker slot is free under the pool's limit and no job of a higher priority is queued (as
-/// [`Pool::run`](crate::Pool::run) does for a job it admits), with everything a worker does
-/// around it: panics caught, the run timeout, deadlines and the limit's queue-wait rule at
-/// dequeue, the same metrics and samples, a shutdown waiting for it. No worker wakes for it and
-/// nothing crosses threads. A job that waits goes on in a task of its own on the pool's
-/// runtime, in its slot, so that it never depends on the handle being polled again; a handle
-/// never awaited (or detached first) leaves its job to a worker.
-///
 /// **Dropping the handle cancels the job**: a queued job leaves the queue at once (its slot is
 /// free for the next submission, and it counts as cancelled) and never runs; a running one is
-/// dropped at its next `.await` (its task is woken for that at once), or at once if it runs on
-/// the handle's task. Use
+/// dropped at its next `.await` (its task is woken for that at once). Use
 /// [`detach`](Self::detach) to let it finish without anyone waiting (fire and forget). Either way
 /// the job's lifetime is the pool's business, never the submitter's scope: a request handler that
 /// returns does not cancel a detached job, so work that was accepted is not silently thrown away
@@ -290,55 +250,14 @@ pub struct JobHandle<T> {
     handoff: Arc<Handoff<T>>,
     /// Where the job was queued, to take it back out on cancellation.
     queued: Option<Queued>,
-    /// The handle may still take its queued job to run it when awaited.
-    may_serve: bool,
     /// This handle returned its result or was detached: nothing more to tell the job.
     settled: bool,
 }
 
 impl<T> JobHandle<T> {
-    /// Records where the job was queued, so that a cancellation can take it back out, and an
-    /// awaiting task run it.
+    /// Records where the job was queued, so that a cancellation can take it back out.
     pub(crate) fn queued_at(&mut self, queue: std::sync::Arc<dyn Unqueue>, ticket: Ticket) {
         self.queued = Some(Queued { queue, ticket });
-        self.may_serve = true;
-    }
-
-    /// Awaited while its job is still queued: takes it to run here, if the pool lets it now
-    /// (only from a task of a tokio runtime: the job may need one, and a thread that
-    /// [`wait`](Self::wait)s is not one), and polls it once. A job that waits then goes on in
-    /// a task of its own, so that its progress never depends on this handle being polled.
-    fn serve(&mut self, cx: &mut Context<'_>) -> Poll<Result<T, JobError>> {
-        let Some(queued) = &self.queued else {
-            return Poll::Pending;
-        };
-        if tokio::runtime::Handle::try_current().is_err() {
-            self.may_serve = false;
-            return Poll::Pending;
-        }
-        let mut own = match queued.queue.take_own(queued.ticket) {
-            TakeOwn::Taken(own) => own,
-            TakeOwn::NotNow => return Poll::Pending,
-            TakeOwn::Never => {
-                self.may_serve = false;
-                // It may have ended as it left the queue (expired, or abandoned).
-                return self.handoff.poll_result(cx.waker());
-            }
-        };
-        self.queued = None; // out of the queue: nothing to take back
-        self.may_serve = false;
-        match own.poll_own(cx) {
-            Poll::Ready(true) => self.handoff.poll_result(cx.waker()),
-            Poll::Ready(false) => {
-                // A shutdown counted the job abandoned while it ran here: so it reports.
-                drop_quietly(self.handoff.poll_result(cx.waker()));
-                Poll::Ready(Err(JobError::Abandoned))
-            }
-            Poll::Pending => {
-                own.detach();
-                self.handoff.poll_result(cx.waker())
-            }
-        }
     }
 
     /// Lets the job run to completion with nobody waiting for it; its result is dropped.
@@ -401,11 +320,7 @@ impl<T> Future for JobHandle<T> {
             !this.settled,
             "JobHandle polled after it returned its result"
         );
-        // The common case, a worker ran the job: its result, without a look at the queue.
-        let mut poll = this.handoff.poll_result(cx.waker());
-        if poll.is_pending() && this.may_serve {
-            poll = this.serve(cx);
-        }
+        let poll = this.handoff.poll_result(cx.waker());
         this.settled = poll.is_ready();
         poll
     }

@@ -98,24 +98,12 @@ impl Pool {
         fn start_worker(tasks: &mut JoinSet<()>, shared: Arc<Shared>, runtime: &Handle) {
             tasks.spawn_on(worker::run(shared), runtime);
         }
-        Pool::start_shared(config, runtime, Box::new(start_worker), true)
+        Pool::start_with(config, runtime, Box::new(start_worker))
     }
 
-    /// A pool whose workers are started by `start_worker` (see [`StartWorker`]). Its jobs run
-    /// only there: an awaited handle never runs its queued job itself.
+    /// A pool whose workers are started by `start_worker` (see [`StartWorker`]).
     pub(crate) fn start_with(config: Config, runtime: Handle, start_worker: StartWorker) -> Pool {
-        Pool::start_shared(config, runtime, start_worker, false)
-    }
-
-    /// A pool whose workers are started by `start_worker`; with `serves_own`, an awaited handle
-    /// may run its queued job itself (see [`JobHandle`]).
-    fn start_shared(
-        config: Config,
-        runtime: Handle,
-        start_worker: StartWorker,
-        serves_own: bool,
-    ) -> Pool {
-        let shared = Shared::start(config, runtime, start_worker, serves_own);
+        let shared = Shared::start(config, runtime, start_worker);
         Pool {
             owner: Arc::new(Owner { shared }),
         }

@@ -27,13 +27,6 @@
 //! and the sweep costs O(1) per push, amortized. No user code runs under the lock: removed and
 //! popped items are dropped by the caller.
 //!
-//! **Served by its owner.** An item's owner may also take it out to serve it itself
-//! ([`Queue::take_own`]: a job's handle runs its job when it is awaited, in `state/`), but only
-//! when it is the item the next pop would serve (the oldest of the highest lane, or of a lower
-//! lane on the share's turn): the take *is* that pop, under the same lock, counted towards the
-//! share, so the service order is exactly the workers' and exactly one of a pop, a removal or
-//! the owner's take gets the item.
-//!
 //! # Priorities
 //!
 //! Capacity stays one count for all priorities; the storage keeps one arrival order ("lane") per
@@ -112,18 +105,6 @@ pub(crate) struct Queue<T> {
     /// a lower item stored an instant after the read is missed, as if the job had come an
     /// instant earlier.
     occupied: AtomicUsize,
-}
-
-/// What [`Queue::take_own`] found.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Own<T> {
-    /// Taken out, with what `admit` gave.
-    Taken(T, usize),
-    /// Still stored, but not to be served now: a higher lane stores an item, it is a lower
-    /// lane's share, or `admit` said no.
-    NotNow,
-    /// No longer stored: popped, removed or displaced.
-    Gone,
 }
 
 /// Where a stored item waits: lets its owner [remove](Queue::remove) it before it is popped.
@@ -220,28 +201,6 @@ impl<T> Items<T> {
         Some(item)
     }
 
-    /// The lane of the item stored with `ticket`, if it is still stored.
-    fn lane_of(&self, ticket: Ticket) -> Option<usize> {
-        let slot = self.slots.get(ticket.index)?;
-        (slot.generation == ticket.generation && slot.item.is_some()).then_some(slot.lane)
-    }
-
-    /// Whether the next pop would serve the item of `ticket`, stored in `lane` ("served by its
-    /// owner"): `lane` is the one it serves, and no older item of `lane` is stored.
-    fn is_next(&mut self, ticket: Ticket, lane: usize) -> bool {
-        if self.next_lane() != Some(lane) {
-            return false;
-        }
-        // Stale tickets at the front are dropped, as a pop would.
-        while let Some(&front) = self.lanes[lane].front() {
-            if self.lane_of(front).is_some() {
-                return front == ticket;
-            }
-            self.lanes[lane].pop_front();
-        }
-        false
-    }
-
     /// The highest lane holding an item.
     fn top(&self) -> Option<usize> {
         (0..LANES).rev().find(|&lane| self.stored[lane] > 0)
@@ -258,21 +217,6 @@ impl<T> Items<T> {
             top
         };
         self.pop_front(lane)
-    }
-
-    /// The lane the next pop serves (as [`pop_next`](Self::pop_next), without moving).
-    fn next_lane(&self) -> Option<usize> {
-        let top = self.top()?;
-        if !self.pops.wrapping_add(1).is_multiple_of(SHARE) {
-            return Some(top);
-        }
-        let lower = (0..top).map(|k| (self.share_turn + k) % top);
-        Some(
-            lower
-                .into_iter()
-                .find(|&l| self.stored[l] > 0)
-                .unwrap_or(top),
-        )
     }
 
     /// The next waiting lane below `top`, in turn; `top` if none waits.
@@ -400,28 +344,6 @@ impl<T> Queue<T> {
     /// Items stored per lane (not counting slots reserved and not yet pushed).
     pub(crate) fn stored_by_lane(&self) -> [usize; LANES] {
         lock(&self.items).stored
-    }
-
-    /// Takes the item stored with `ticket` out to be served by its owner ("served by its
-    /// owner", above), if it is the one a pop may serve now and `admit` (called under the lock,
-    /// last) lets it: it gives the number to hand back with the item (a worker slot taken). As
-    /// with [`pop`](Self::pop), its slot stays counted until [`Queue::release`].
-    pub(crate) fn take_own(&self, ticket: Ticket, admit: impl FnOnce() -> Option<usize>) -> Own<T> {
-        let mut items = lock(&self.items);
-        let Some(lane) = items.lane_of(ticket) else {
-            return Own::Gone;
-        };
-        if !items.is_next(ticket, lane) {
-            return Own::NotNow;
-        }
-        let Some(admitted) = admit() else {
-            return Own::NotNow;
-        };
-        let Some(item) = items.pop_next() else {
-            unreachable!("the item was found next under the same lock");
-        };
-        self.publish(&items);
-        Own::Taken(item, admitted)
     }
 
     /// Takes back the item stored with `ticket`, if no one popped or removed it yet. As with

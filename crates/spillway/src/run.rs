@@ -190,7 +190,7 @@ impl<F: Future> Future for Run<F> {
         let (result, outcome) = match catch_unwind(AssertUnwindSafe(|| body.poll(cx))) {
             Ok(Poll::Ready(value)) => (Ok(value), Outcome::Completed),
             Ok(Poll::Pending) => {
-                return match slot.poll_deadline(this.timer, started, cx) {
+                return match arm_timer(slot, this.timer, started, cx) {
                     Poll::Ready(()) => {
                         Poll::Ready(finish(this, Err(JobError::TimedOut), Outcome::TimedOut))
                     }
@@ -204,6 +204,29 @@ impl<F: Future> Future for Run<F> {
             }
         };
         Poll::Ready(finish(this, result, outcome))
+    }
+}
+
+/// Sets the run deadline's timer once the job first waits, under a run timeout (a job that
+/// finishes in its first poll never needs one). `Ready` if the deadline has passed already.
+fn arm_timer(
+    slot: &InlineSlot,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    started: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    if timer.is_none() {
+        let Some(limit) = slot.run_timeout() else {
+            return Poll::Pending;
+        };
+        let Some(until) = started.checked_add(limit) else {
+            return Poll::Pending; // beyond any clock: no deadline
+        };
+        *timer = Some(Box::pin(slot.timer(until)));
+    }
+    match timer.as_mut() {
+        Some(timer) => timer.as_mut().poll(cx),
+        None => Poll::Pending,
     }
 }
 

@@ -64,9 +64,14 @@ impl Running<'_> {
             .job
             .as_mut()
             .expect("a running job is present until it ends");
-        let (queue_wait, expired) = shared.expired_at_dequeue(&**job, started);
+        let queue_wait = started.saturating_duration_since(job.admitted_at());
+        let too_late = shared
+            .config()
+            .queue_timeout
+            .is_some_and(|t| queue_wait > t)
+            || job.deadline().is_some_and(|deadline| started >= deadline);
         let priority = job.priority();
-        let (outcome, ran) = if expired {
+        let (outcome, ran) = if too_late || shared.drop_at_dequeue(queue_wait, priority) {
             (
                 job.as_mut().fail(JobError::Expired, Outcome::Expired),
                 false,

@@ -35,13 +35,6 @@
 //!   before a worker pops it; the queue's lock makes exactly one of them take it (see `queue.rs`).
 //!   Removal ends the job without a worker, so it never counts busy; its slot is released after
 //!   the caller counted it, as for a pop.
-//! * **Served by its handle** ([`Counts::take_own`]): a handle awaited while its job is still
-//!   stored takes it out and runs it, in a worker slot counted (bounded by the limit) under the
-//!   queue's lock, so exactly one of a handle's take, a worker's pop, a removal or a shutdown's
-//!   drain gets the job. It is then an inline job: its slot goes to the queue when it ends ("a
-//!   freed slot goes to the queue"), so a worker that parked while the handle held the slot is
-//!   woken for the jobs left. A worker woken for the job the handle took finds nothing (or the
-//!   next job) and parks again.
 //! * **Stop starting** ([`Counts::stop_starting`]): once a shutdown abandons work, neither growth nor
 //!   a retiring worker may add to the count again.
 //! * **A freed slot goes to the queue** ([`Counts::take_slot_within`], [`Counts::free_slot`]):
@@ -66,7 +59,7 @@ use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
 
-use crate::queue::{LANES, Own, Permit, Queue, Refused, Ticket};
+use crate::queue::{LANES, Permit, Queue, Refused, Ticket};
 use crate::scaler::Observation;
 use crate::sync::{AtomicBool, AtomicUsize, Ordering, fence};
 
@@ -231,26 +224,6 @@ impl<T> Counts<T> {
         }
         self.end_job();
         None
-    }
-
-    // ---- jobs served by their handles ----
-
-    /// Takes the job stored with `ticket` for its handle to run, in a worker slot of its own
-    /// ("served by its handle"): only if a pop could serve it next (`queue.rs`) and fewer than
-    /// `limit` run; the slot is counted under the queue's lock, before the job's queue slot is
-    /// released ("busy before release"). With the number running with it, itself included.
-    /// The slot is given back with [`free_slot`](Self::free_slot), as an inline job's.
-    pub(crate) fn take_own(&self, ticket: Ticket, limit: usize) -> Own<T> {
-        if self.queue.len() == 0 {
-            return Own::Gone; // nothing reserved, so nothing stored: skip the lock
-        }
-        let own = self
-            .queue
-            .take_own(ticket, || self.count_busy_within(limit));
-        if matches!(own, Own::Taken(..)) {
-            self.queue.release();
-        }
-        own
     }
 
     /// A job taken with [`take_next_within`](Self::take_next_within) ended, however it ended.
@@ -827,65 +800,6 @@ mod loom_tests {
         }
         assert_eq!(worker.join().unwrap(), 5);
         assert_eq!((counts.queued(), counts.busy()), (0, 0));
-    }
-
-    /// A handle takes its job (the older of two) to run it under a limit of one while a worker
-    /// takes jobs: each job is taken once, by the handle or by the worker, never both; the
-    /// worker, parked while the handle holds the one slot, is woken for the job left when the
-    /// slot is freed (removing that wake-up makes loom report a deadlock).
-    #[test]
-    fn loom_a_handle_takes_its_job_or_a_worker_does() {
-        loom::model(|| {
-            let counts = Arc::new(Counts::new(2, 1, 1));
-            let work = Arc::new(Notify::new());
-            let own = counts
-                .push(counts.try_reserve().expect("room"), 5, 1)
-                .ticket;
-            let _ = counts.push(counts.try_reserve().expect("room"), 6, 1);
-            let worker = {
-                let (counts, work) = (counts.clone(), work.clone());
-                thread::spawn(move || {
-                    let mut ran = Vec::new();
-                    loop {
-                        if let Some((job, _)) = counts.take_next_within(1) {
-                            counts.end_job();
-                            ran.push(job);
-                            if job == 6 {
-                                return ran;
-                            }
-                            continue;
-                        }
-                        let parked = counts.park();
-                        if let Some((job, _)) = counts.take_next_within(1) {
-                            drop(parked);
-                            counts.end_job();
-                            ran.push(job);
-                            if job == 6 {
-                                return ran;
-                            }
-                            continue;
-                        }
-                        work.wait(); // blocks for good if the freed slot woke nobody
-                        drop(parked);
-                    }
-                })
-            };
-            let taken = match counts.take_own(own, 1) {
-                Own::Taken(job, in_flight) => {
-                    assert_eq!((job, in_flight), (5, 1));
-                    if counts.free_slot() {
-                        work.notify();
-                    }
-                    Some(job)
-                }
-                Own::NotNow | Own::Gone => None,
-            };
-            let mut ran = worker.join().unwrap();
-            ran.extend(taken);
-            ran.sort_unstable();
-            assert_eq!(ran, [5, 6], "a job was run twice or never");
-            assert_eq!((counts.queued(), counts.busy()), (0, 0));
-        });
     }
 
     /// A shutdown stops inline jobs while one ends and another starts: each job that started is

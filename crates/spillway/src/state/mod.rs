@@ -63,7 +63,7 @@ use tokio::runtime::Handle;
 use tokio::sync::Notify;
 use tokio::sync::futures::Notified;
 use tokio::task::JoinSet;
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 
 use self::counts::{Counts, ParkedCount};
 use self::limiter::INLINE_BATCH;
@@ -71,11 +71,11 @@ use self::limiter::Limiter;
 pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
-use crate::job::{self, BoxJob, Job, JobHandle, Meta, Outcome, TakeOwn, Unqueue, drop_quietly};
+use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
 use crate::limit::{Bounds, Sample};
 use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
 use crate::priority::{JobOptions, Priority};
-use crate::queue::{Own, Permit, Refused, Ticket};
+use crate::queue::{Permit, Refused, Ticket};
 use crate::scaler::{self, Decision};
 use crate::sync::lock_std;
 
@@ -114,9 +114,6 @@ pub(crate) struct Shared {
     /// `Weak<Shared>` per handle cost a contended compare-and-swap per job and one more
     /// `fetch_sub` at the handle's drop).
     unqueuers: Box<[Arc<dyn Unqueue>]>,
-    /// An awaited handle may run its own queued job ("served by its handle"): not for a
-    /// [`BlockingPool`](crate::BlockingPool), whose jobs must run on its threads.
-    serves_own: bool,
 }
 
 /// A handle's way back to the queue, without keeping the pool's state alive.
@@ -127,13 +124,6 @@ impl Unqueue for Unqueuer {
         self.0
             .upgrade()
             .is_some_and(|shared| shared.unqueue(ticket))
-    }
-
-    fn take_own(&self, ticket: Ticket) -> TakeOwn {
-        match self.0.upgrade() {
-            Some(shared) => shared.take_own(ticket),
-            None => TakeOwn::Never,
-        }
     }
 }
 
@@ -163,14 +153,7 @@ pub(crate) struct Stopped {
 
 impl Shared {
     /// Builds the state and starts `min_workers` workers.
-    /// With `serves_own`, an awaited handle may run its own queued job ("served by its
-    /// handle").
-    pub(crate) fn start(
-        config: Config,
-        runtime: Handle,
-        start_worker: StartWorker,
-        serves_own: bool,
-    ) -> Arc<Self> {
+    pub(crate) fn start(config: Config, runtime: Handle, start_worker: StartWorker) -> Arc<Self> {
         let policy = config.policy;
         let limiter = Limiter::new(
             &config.limit,
@@ -202,7 +185,6 @@ impl Shared {
             unqueuers: (0..crate::metrics::shards())
                 .map(|_| Arc::new(Unqueuer(me.clone())) as Arc<dyn Unqueue>)
                 .collect(),
-            serves_own,
         });
         // Not a growth step: the cooldown starts with the first growth.
         shared.grow(policy.min_workers);
@@ -402,7 +384,6 @@ impl Shared {
             shared: self.clone(),
             priority,
             in_flight,
-            queue_wait: Duration::ZERO,
             ended: false,
         };
         Ok(Admitted::Inline(slot, job))
@@ -608,63 +589,6 @@ impl Shared {
         self.metrics.started(job.priority());
         self.left_queue();
         Some(Taken { job, in_flight })
-    }
-
-    /// Whether `job`, taken from the queue at `started`, ends there as expired, unrun: it waited
-    /// past the queue timeout, its deadline passed, or the limit drops it at dequeue. With its
-    /// queue wait.
-    pub(crate) fn expired_at_dequeue(&self, job: &dyn Job, started: Instant) -> (Duration, bool) {
-        let queue_wait = started.saturating_duration_since(job.admitted_at());
-        let expired = self.config.queue_timeout.is_some_and(|t| queue_wait > t)
-            || job.deadline().is_some_and(|deadline| started >= deadline)
-            || self.drop_at_dequeue(queue_wait, job.priority());
-        (queue_wait, expired)
-    }
-
-    /// A handle awaited while its job is queued takes the job to run it ("served by its
-    /// handle"): when the pool lets handles do so, a pop could serve the job next and a worker
-    /// slot is free under the limit (`counts.rs`). The job is then an inline job, started now:
-    /// it ends here if it expired at dequeue, as on a worker, or if a shutdown stopped inline
-    /// jobs meanwhile (abandoned, as a queued job would have been).
-    fn take_own(self: &Arc<Self>, ticket: Ticket) -> TakeOwn {
-        if !self.serves_own {
-            return TakeOwn::Never;
-        }
-        let (mut job, in_flight) = match self.counts.take_own(ticket, self.limiter.limit()) {
-            Own::Taken(job, in_flight) => (job, in_flight),
-            Own::NotNow => return TakeOwn::NotNow,
-            Own::Gone => return TakeOwn::Never,
-        };
-        let priority = job.priority();
-        self.metrics.started(priority);
-        self.left_queue();
-        if !self.counts.start_inline(priority.index()) {
-            let outcome = job.as_mut().fail(JobError::Abandoned, Outcome::Abandoned);
-            self.metrics.stopped(priority, outcome);
-            drop_quietly(job);
-            self.free_slot();
-            return TakeOwn::Never;
-        }
-        let started = Instant::now();
-        let (queue_wait, expired) = self.expired_at_dequeue(&*job, started);
-        let slot = InlineSlot {
-            shared: self.clone(),
-            priority,
-            in_flight,
-            queue_wait,
-            ended: false,
-        };
-        let mut own = Serving {
-            slot: Some(slot),
-            job: Some(job),
-            started,
-            timer: None,
-        };
-        if expired {
-            let _ = own.fail(JobError::Expired, Outcome::Expired);
-            return TakeOwn::Never;
-        }
-        TakeOwn::Taken(Box::new(own))
     }
 
     /// Whether a job that waited `waited` is dropped when a worker takes it (the limit's CoDel
@@ -976,12 +900,6 @@ impl Unqueue for Shared {
         }
         found
     }
-
-    fn take_own(&self, _ticket: Ticket) -> TakeOwn {
-        // Handles reach the queue through an `Unqueuer`, which holds the `Arc` a job run by
-        // its handle needs.
-        TakeOwn::Never
-    }
 }
 
 pin_project! {
@@ -1067,8 +985,6 @@ pub(crate) struct InlineSlot {
     priority: Priority,
     /// Jobs running when it took its slot, itself included.
     in_flight: usize,
-    /// Zero for a job admitted inline; a job its handle took from the queue waited this long.
-    queue_wait: Duration,
     ended: bool,
 }
 
@@ -1078,35 +994,16 @@ impl InlineSlot {
         self.shared.counts.inline_stopped(self.priority.index())
     }
 
-    /// A timer for the run deadline `until`, on the pool's runtime (the caller's may have no
-    /// timer).
-    fn timer(&self, until: Instant) -> tokio::time::Sleep {
-        let _runtime = self.shared.runtime.enter();
-        tokio::time::sleep_until(until)
+    /// The pool's run timeout.
+    pub(crate) fn run_timeout(&self) -> Option<Duration> {
+        self.shared.config.run_timeout
     }
 
-    /// Sets the run deadline's `timer` once the job first waits, under a run timeout (a job
-    /// that finishes in its first poll never needs one), and polls it. `Ready` if the deadline
-    /// has passed.
-    pub(crate) fn poll_deadline(
-        &self,
-        timer: &mut Option<Pin<Box<Sleep>>>,
-        started: Instant,
-        cx: &mut Context<'_>,
-    ) -> Poll<()> {
-        if timer.is_none() {
-            let Some(limit) = self.shared.config.run_timeout else {
-                return Poll::Pending;
-            };
-            let Some(until) = started.checked_add(limit) else {
-                return Poll::Pending; // beyond any clock: no deadline
-            };
-            *timer = Some(Box::pin(self.timer(until)));
-        }
-        match timer.as_mut() {
-            Some(timer) => timer.as_mut().poll(cx),
-            None => Poll::Pending,
-        }
+    /// A timer for the run deadline `until`, on the pool's runtime (the caller's may have no
+    /// timer).
+    pub(crate) fn timer(&self, until: Instant) -> tokio::time::Sleep {
+        let _runtime = self.shared.runtime.enter();
+        tokio::time::sleep_until(until)
     }
 
     /// Counts the job's end: `outcome` at `at`, having run since `started` if its body
@@ -1123,7 +1020,7 @@ impl InlineSlot {
             priority: self.priority,
             outcome,
             at,
-            queue_wait: self.queue_wait,
+            queue_wait: Duration::ZERO,
             run: ran.then(|| at.saturating_duration_since(started)),
             in_flight: self.in_flight,
         })
@@ -1138,88 +1035,10 @@ impl Drop for InlineSlot {
                 priority: self.priority,
                 outcome: Outcome::Cancelled,
                 at: Instant::now(),
-                queue_wait: self.queue_wait,
+                queue_wait: Duration::ZERO,
                 run: None,
                 in_flight: self.in_flight,
             });
-        }
-    }
-}
-
-/// A queued job its handle took to run ("served by its handle"), in an inline slot: the
-/// handle polls it as a worker would (panics caught in [`Job::poll_run`], the run timeout), and
-/// its end is counted as an inline job's. Dropped unended, the job ends cancelled (its slot's
-/// drop counts it so).
-struct Serving {
-    /// Until it ended. Dropped after the job, so that the end is counted once the body is gone.
-    slot: Option<InlineSlot>,
-    job: Option<BoxJob>,
-    /// When the handle took it.
-    started: Instant,
-    /// The run deadline, once the job waited under a run timeout.
-    timer: Option<Pin<Box<Sleep>>>,
-}
-
-impl Serving {
-    /// Ends the job unrun further with `error`, counted as `outcome` (or as its handle reports
-    /// it). Returns `false` if a shutdown had counted it abandoned.
-    fn fail(&mut self, error: JobError, outcome: Outcome) -> bool {
-        let job = self.job.as_mut().expect("a job being served has its job");
-        let outcome = job.as_mut().fail(error, outcome);
-        self.end(outcome)
-    }
-
-    /// Drops the job and counts its end, freeing the slot. Returns `false` if a shutdown had
-    /// counted it abandoned.
-    fn end(&mut self, outcome: Outcome) -> bool {
-        drop_quietly(self.job.take());
-        self.timer = None;
-        let slot = self.slot.take().expect("a job being served has its slot");
-        let ran = !matches!(outcome, Outcome::Cancelled | Outcome::Expired);
-        slot.end(outcome, self.started, Instant::now(), ran)
-    }
-}
-
-impl job::OwnJob for Serving {
-    fn poll_own(&mut self, cx: &mut Context<'_>) -> Poll<bool> {
-        let (Some(slot), Some(job)) = (&self.slot, &mut self.job) else {
-            return Poll::Ready(true);
-        };
-        if slot.is_abandoned() {
-            // A shutdown counted it abandoned: not polled again.
-            return Poll::Ready(self.fail(JobError::Abandoned, Outcome::Abandoned));
-        }
-        if let Some(timer) = self.timer.as_mut()
-            && timer.as_mut().poll(cx).is_ready()
-        {
-            return Poll::Ready(self.fail(JobError::TimedOut, Outcome::TimedOut));
-        }
-        if let Poll::Ready(outcome) = job.as_mut().poll_run(cx) {
-            return Poll::Ready(self.end(outcome));
-        }
-        match slot.poll_deadline(&mut self.timer, self.started, cx) {
-            Poll::Ready(()) => Poll::Ready(self.fail(JobError::TimedOut, Outcome::TimedOut)),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn detach(mut self: Box<Self>) {
-        let Some(runtime) = self.slot.as_ref().map(|slot| slot.shared.runtime.clone()) else {
-            return;
-        };
-        // On a runtime that is gone the task is dropped unpolled: the job ends cancelled.
-        drop(runtime.spawn(std::future::poll_fn(move |cx| {
-            job::OwnJob::poll_own(&mut *self, cx).map(drop)
-        })));
-    }
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        if let Some(mut job) = self.job.take() {
-            // Its handle was dropped: the job stops here, counted cancelled by its slot.
-            let _ = job.as_mut().fail(JobError::Cancelled, Outcome::Cancelled);
-            drop_quietly(job);
         }
     }
 }
