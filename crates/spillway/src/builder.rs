@@ -52,7 +52,9 @@ const FIXED_QUEUE_CAPACITY: usize = 1_000;
 /// # Ceilings and the limit
 ///
 /// By default the number of jobs running at once is a [`Limit::adaptive`] concurrency limit that
-/// the pool finds and follows by itself, between `min_workers` and `max_workers`; jobs beyond
+/// the pool finds and follows by itself, between `min_workers` (and at least one job per
+/// thread of the pool's runtime, so that no thread a CPU-bound job could use is kept idle) and
+/// `max_workers`; jobs beyond
 /// what it completes within [`queue_target`](Self::queue_target) are shed while it is
 /// saturated. `max_workers` and `queue_capacity` are then only ceilings, for memory safety, and
 /// their defaults are generous so that no job profile needs them set:

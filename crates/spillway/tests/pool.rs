@@ -828,3 +828,38 @@ fn the_strict_check_rejects_a_family_declared_twice() {
     };
     strict_exposition_check(&(block("a") + &block("b") + "# EOF\n"));
 }
+
+/// The adaptive limit keeps one job per thread of the pool's runtime: with empty jobs from two
+/// producers (jobs that only slow each other down through the queue) the law alone settled at
+/// one job on a two-thread runtime, leaving a thread idle (session 8, the `batched` benchmark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_adaptive_limit_never_leaves_a_runtime_thread_without_a_job() {
+    let pool = Pool::builder().max_workers(2).build().unwrap();
+    let producers: Vec<_> = (0..2)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let mut lowest = usize::MAX;
+                for _ in 0..100 {
+                    let mut handles = Vec::with_capacity(1_000);
+                    for _ in 0..1_000 {
+                        handles.push(pool.submit(async {}).await.expect("room"));
+                    }
+                    for handle in handles {
+                        // The limit's queue-wait rule may drop a job at dequeue: still an end.
+                        let _ = handle.await;
+                    }
+                    lowest = lowest.min(pool.metrics().limit);
+                }
+                lowest
+            })
+        })
+        .collect();
+    for producer in producers {
+        assert_eq!(
+            producer.await.unwrap(),
+            2,
+            "the limit fell under the threads"
+        );
+    }
+}
