@@ -133,9 +133,14 @@
 //!    room needs (or doubling, if more): an arrival estimate far above it is more likely noise
 //!    than a demand that grew as the downstream slowed. (Until session 7 at most doubling: a
 //!    limit that a cold start on a busy machine had brought to 250 then took a doubling and
-//!    four flat steps, 3 s, to reach the 1,860 needed, p99 2.4 s.) Otherwise probe by the
-//!    excess, between +10% and +25%. Either way the next settled window tells (rule 1, or
-//!    rule 5 only on evidence both measures agree on).
+//!    four flat steps, 3 s, to reach the 1,860 needed, p99 2.4 s.) Otherwise, if the arrivals
+//!    rose past the demand seen with room by more than the tolerance, `R` rose because more
+//!    came, not because the service slowed (a spike onto a CPU at its knee: a downstream that
+//!    slows does not bring more arrivals): saturated, as rule 5, by at most 20% (session 8:
+//!    with the limit above the knee when the spike came, two probes took it to 1,375 on a
+//!    knee of 800 in the model, and their jobs' first touches stalled the CPU, p99 252 ms).
+//!    Otherwise probe by the excess, between +10% and +25%. Either way the next settled
+//!    window tells (rule 1, or rule 5 only on evidence both measures agree on).
 //!
 //!    *Early catch-up.* A settled window comes late after a slowdown: the law hears of a job
 //!    only when it ends, so the first window whose jobs ran at the new `R` closes one new run
@@ -950,9 +955,6 @@ impl Law {
                 self.probe_or_catch_up(limit, w, inflation / (1.0 + tolerance), tolerance)
             }
             _ => {
-                self.knee = Some(w.in_flight);
-                self.saturated = true;
-                self.reason = Reason::Saturated;
                 // R followed a move of N: at most halving (Breakwater's decrease). Otherwise
                 // (N unchanged, or R did not follow it) nothing says our concurrency inflated R
                 // (it may be a slower downstream's, which R0 does not know): at most 20% per
@@ -963,7 +965,11 @@ impl Law {
                 // at 0.3x load in the model.)
                 let followed = step.is_some_and(|s| s.e >= SATURATED_E && s.dln_n >= FLAT_DLN_N);
                 let floor = if followed { 0.5 } else { RELAX };
-                limit * ((1.0 + tolerance) / inflation).max(floor)
+                self.saturate(
+                    limit,
+                    w.in_flight,
+                    ((1.0 + tolerance) / inflation).max(floor),
+                )
             }
         }
     }
@@ -1016,8 +1022,9 @@ impl Law {
     /// at least `MAX_CATCH_UP` times past it (far more than a CPU near its knee, or one that
     /// lost a core, inflates it) while the queue grows (more arrive than `N / R` completes),
     /// the demand is known by Little's law, arrivals times `R`: catch up with it (plus the
-    /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise probe
-    /// by the excess, between +10% and +25% (a larger step puts more jobs in flight at once,
+    /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise, if
+    /// the arrivals rose past the demand seen with room, saturated (module docs, rule 4).
+    /// Otherwise probe by the excess, between +10% and +25% (a larger step puts more jobs in flight at once,
     /// each touching memory the process may not have: a catch-up of 40% on a machine whose
     /// CPU another build took stalled it for 0.6 s in a real spike run).
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
@@ -1050,10 +1057,7 @@ impl Law {
             // flight would only add to it (the model: a probe to 1,375 on a knee of 800, its
             // jobs' first touches stalling the CPU, p99 252 ms). Saturated, as rule 5, by at
             // most 20%: `N` did not move to tell how far.
-            self.knee = Some(w.in_flight);
-            self.saturated = true;
-            self.reason = Reason::Saturated;
-            return limit * (1.0 / excess).max(RELAX);
+            return self.saturate(limit, w.in_flight, (1.0 / excess).max(RELAX));
         }
         self.probe(limit, probe)
     }
@@ -1081,7 +1085,17 @@ impl Law {
         // saturated CPU `N / R` stays near its capacity while `R` follows `N` (a real spike on
         // a machine a neighbour starved: `R` 24 -> 61 ms with `N` 540 -> 980, read as a
         // slower downstream, took the limit to 4,300 and 30,000 in flight).
-        let slower = slower && w.throughput() * MAX_CATCH_UP < demand;
+        // With the limit in use and jobs queued behind it, `N / R` is what the limit lets
+        // complete (Little's law at the limit): short of the demand by more than the tolerance,
+        // the limit is short of the need, as a CPU at its limit completes what it did with room
+        // or more (the quiet slowdown of session 7: 1,000 / 0.2 s = 5,000/s for 7,400/s, over
+        // half the demand, and the catch-up waited 0.7 s for a settled window).
+        let short = if w.binding && w.queued {
+            1.0 + tolerance
+        } else {
+            MAX_CATCH_UP
+        };
+        let slower = slower && w.throughput() * short < demand;
         // The arrivals, unless far from the demand seen with room (in the windows of the
         // transition they are far off either way).
         let arrivals = w.arrivals.clamp(demand, 2.0 * demand);
@@ -1094,6 +1108,14 @@ impl Law {
         self.caught_up = Some(w.run);
         self.warming = false;
         Some(need)
+    }
+
+    /// Rule 5: saturated at `knee` in flight; the limit shrinks by `factor`.
+    fn saturate(&mut self, limit: f64, knee: f64, factor: f64) -> f64 {
+        self.knee = Some(knee);
+        self.saturated = true;
+        self.reason = Reason::Saturated;
+        limit * factor
     }
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
@@ -1684,6 +1706,25 @@ mod tests {
         };
         let next = law.update(1_000.0, &noisy, TOL, MAX);
         assert!(close(next, 2.0 * 5_100.0 * 0.2 * 1.25), "{next}");
+        // the limit in use with jobs queued behind it, `N / R` (4,000/s) over half the demand
+        // but short of it by more than the tolerance: Little's law at the limit says the limit
+        // is short of the need (the quiet slowdown of session 7, 1,000 for 1,480)
+        let short = Window {
+            arrivals: 7_450.0,
+            queued: true,
+            ..window(200.0, 800.0, true)
+        };
+        let mut law = learned(20.0);
+        let next = law.update(1_000.0, &short, TOL, MAX);
+        assert!(close(next, 7_450.0 * 0.2 * 1.25), "{next}");
+        assert_eq!(law.reason, Reason::CatchUp);
+        // the same without the limit in use (nothing says `N / R` is the limit's): half
+        let mut law = learned(20.0);
+        let unbound = Window {
+            binding: false,
+            ..short
+        };
+        assert_eq!(law.update(1_000.0, &unbound, TOL, MAX), 1_000.0);
         // R only twice R0 (a CPU near its knee), the jobs in flight not growing, or R that
         // followed N: no verdict before the window settles
         for w in [
