@@ -243,21 +243,27 @@
 //! The limit starts at `cold_limit` (750, capped by `initial_limit` and `max_workers`): before
 //! the first verdict nothing bounds what runs but the limit, and on a machine where a new job's
 //! memory costs page faults (the seed job's 500 KiB) those jobs' first touches are the cold
-//! start's peak memory and its CPU stall. Until demand first meets the limit it is *warming*:
-//! a window that does not bind, whose jobs ran no slower than the fastest window's (within the
-//! tolerance), doubles it, up to `initial_limit` (1,000), and so does a whole `MAX_WINDOW` (1 s)
-//! of jobs too few to close a window, none at the limit, none shed, dropped or queued (a low
-//! rate). A pool that has run below its limit thus has `initial_limit` of headroom, as before:
-//! a burst of that many after idleness starts at once, and a slower downstream is caught up
-//! with from there. The first window that binds ends the warming: a step overload from cold
-//! puts at most `cold_limit` jobs in flight, and the first verdict steps down, rule 2 descending
-//! to the knee within a few windows. Until `R0` is learned, at most `initial_limit` jobs wait
-//! beyond the limit (the bound on the admitted work: queued jobs hold no more than their
-//! closure), so a cold burst of `cold_limit + initial_limit` (1,750) is admitted whole. The
-//! cost falls on CPU-bound jobs: 750 of them on two cores run for a while before the first
-//! verdict (in the model at 3x overload: p99 near a second for the first second, under 100 ms
-//! after it, and the limit within a few jobs of the cores after about 3 s); set a smaller
-//! `cold_limit` for a pool that only computes.
+//! start's peak memory and its CPU stall. Until a verdict first moves it, the limit is
+//! *warming*: once `R0` is learned (two steady windows that neither bound nor queued), every
+//! window with room whose jobs ran within the tolerance of `R0` doubles it, up to
+//! `initial_limit` (1,000), and a whole `MAX_WINDOW` (1 s) of jobs too few to close a window,
+//! none at the limit, none shed, dropped or queued (a low rate) raises it there at once. A pool
+//! that has run below its limit thus has `initial_limit` of headroom, as before: a burst of
+//! that many after idleness starts at once, and a slower downstream is caught up with from
+//! there. (Not on the first window with room alone: at 0.3x load in the model, the cold start's
+//! first window came before its first touches stalled the CPU, and the stall then met the
+//! raised limit and read as an overload.) While warming, a window in which the limit was in use
+//! but nothing was shed or dropped (the cold queue had room) gives no verdict: a burst, or a
+//! cold start's own first-touch stall at low load, which rule 2's descent took for an overload
+//! (the model at 0.3x: 750 -> 320, 957 jobs shed or expired). A step overload fills the cold
+//! queue at once: it puts at most `cold_limit` jobs in flight, its first verdict steps down
+//! (ending the warming), and rule 2 descends to the knee within a few windows. Until `R0` is
+//! learned, at most `initial_limit` jobs wait beyond the limit (the bound on the admitted work:
+//! queued jobs hold no more than their closure), so a cold burst of `cold_limit +
+//! initial_limit` (1,750) is admitted whole. The cost falls on CPU-bound jobs: 750 of them on
+//! two cores run for a while before the first verdict (in the model at 3x overload: p99 near a
+//! second for the first second, under 100 ms after it, and the limit within a few jobs of the
+//! cores after about 3 s); set a smaller `cold_limit` for a pool that only computes.
 //!
 //! Why two settings (session 8): the cold start's 1,000 jobs touched about 490 MiB at once in
 //! the real step at 16x (peak RSS 534 MiB against the goal's 441) and kept both cores busy
@@ -476,8 +482,8 @@ pub(crate) struct Law {
     pub(crate) fastest: Option<Window>,
     /// The initial limit: while the limit does not bind, it relaxes no lower.
     pub(crate) floor: f64,
-    /// The limit is still the cold one (below `floor`): nothing has bound yet. A window that
-    /// does not bind raises it toward `floor` (module docs, "Cold start").
+    /// The limit is still the cold one (below `floor`): no verdict has moved it yet. A window
+    /// that does not bind raises it toward `floor` (module docs, "Cold start").
     pub(crate) warming: bool,
     /// During the last window a queue stood while the limit had room: the pool is saturated
     /// by something other than the limit (a rise of `R` is not probed).
@@ -1024,9 +1030,9 @@ impl Law {
     /// the demand is known by Little's law, arrivals times `R`: catch up with it (plus the
     /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise, if
     /// the arrivals rose past the demand seen with room, saturated (module docs, rule 4).
-    /// Otherwise probe by the excess, between +10% and +25% (a larger step puts more jobs in flight at once,
-    /// each touching memory the process may not have: a catch-up of 40% on a machine whose
-    /// CPU another build took stalled it for 0.6 s in a real spike run).
+    /// Otherwise probe by the excess, between +10% and +25% (a larger step puts more jobs in
+    /// flight at once, each touching memory the process may not have: a catch-up of 40% on a
+    /// machine whose CPU another build took stalled it for 0.6 s in a real spike run).
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
         let probe = excess.clamp(GENTLE_GROWTH, PROBE);
         // After an early catch-up, `R` is taken at most `MAX_CATCH_UP` times the one it saw:
@@ -1876,14 +1882,12 @@ mod tests {
 
     #[test]
     fn a_cold_limit_stays_while_run_times_rise_or_once_a_verdict_moved_it() {
-        // below the limit, jobs ran 1.5x slower than R0: something saturates
-        let mut law = cold();
-        law.update(750.0, &window(20.0, 100.0, false), TOL, MAX);
-        law.update(750.0, &window(20.0, 100.0, false), TOL, MAX);
+        // two steady windows with room: learned and warmed
         let mut law = cold();
         law.update(750.0, &window(20.0, 100.0, false), TOL, MAX);
         law.update(750.0, &window(20.0, 105.0, false), TOL, MAX);
         assert!(!law.warming, "learned and warmed");
+        // below the limit, jobs ran 1.5x slower than R0: something saturates; no warming up
         let mut law = cold();
         law.baseline = Some(0.020);
         law.confirmed = true;

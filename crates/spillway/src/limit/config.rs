@@ -188,14 +188,17 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 ///
 /// A cold pool (nothing learned yet) starts at `cold_limit` (capped by `initial_limit` and
 /// `max_workers`): a step overload from cold runs at most that many jobs (and holds their
-/// memory) before the first verdict. The first window in which the limit does not bind, and
-/// whose jobs ran no slower than the fastest seen, raises it to `initial_limit` (doubling per
-/// such window), as does a whole second of jobs without the limit binding (a low rate): a pool
-/// that has run below its limit keeps `initial_limit` as its headroom, so a burst of that many
-/// jobs after idleness starts at once. A limit that the law later learned relaxes no lower than
-/// `initial_limit` while demand is low (it is never raised to it). Until the pool has seen its
-/// jobs' uncongested run time at most `initial_limit` jobs wait beyond the limit (within
-/// `queue_capacity`): a cold burst of `cold_limit + initial_limit` jobs is admitted whole.
+/// memory) before the first verdict. Once the jobs' uncongested run time is learned with the
+/// limit having room (two steady windows that did not bind), the limit rises to
+/// `initial_limit` (doubling per such window while the jobs run that fast), as it does after a
+/// whole second of jobs too few to measure, none at the limit (a low rate): a pool that has
+/// run below its limit keeps `initial_limit` as its headroom, so a burst of that many jobs
+/// after idleness starts at once. While the cold limit is in use with nothing shed, no verdict
+/// is taken (a burst, or a cold start's own stall, is not an overload). A limit that the law
+/// later learned relaxes no lower than `initial_limit` while demand is low (it is never raised
+/// to it). Until the pool has seen its jobs' uncongested run time at most `initial_limit` jobs
+/// wait beyond the limit (within `queue_capacity`): a cold burst of `cold_limit +
+/// initial_limit` jobs is admitted whole.
 /// Past the concurrency where the jobs'
 /// run time starts to follow the number in flight, the limit settles where the run time is
 /// `1 + tolerance` times its uncongested value. While the pool is saturated, and while a queue
