@@ -203,8 +203,9 @@ async fn a_waiting_submitter_is_admitted_when_a_job_under_the_limit_ends() {
 }
 
 /// Goal 5 ("no shed while the queue ceiling has room"): a cold burst larger than the initial
-/// limit (1,000), submitted faster than the workers start, waits for them instead of being
-/// shed for a queue bound. Nothing is learned yet, so the limit itself still bounds what runs.
+/// limit (1,000), and twice the cold limit a fresh pool starts with (750), submitted faster
+/// than the workers start, waits for them instead of being shed for a queue bound. Nothing is
+/// learned yet, so the limit itself still bounds what runs: at most the cold limit.
 #[tokio::test(start_paused = true)]
 async fn a_cold_burst_larger_than_the_initial_limit_is_admitted_whole() {
     let pool = default_pool();
@@ -219,6 +220,9 @@ async fn a_cold_burst_larger_than_the_initial_limit_is_admitted_whole() {
         Instant::now() + Duration::from_millis(1),
     )
     .await;
+    let during = pool.metrics();
+    assert_eq!(during.limit, 750, "the cold limit: {during:?}");
+    assert!(during.busy <= 750, "{during:?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     let m = pool.metrics();
     assert_eq!(shed, 0, "the queue ceiling (100,000) had room; {m:?}");

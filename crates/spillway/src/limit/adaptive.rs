@@ -133,9 +133,14 @@
 //!    room needs (or doubling, if more): an arrival estimate far above it is more likely noise
 //!    than a demand that grew as the downstream slowed. (Until session 7 at most doubling: a
 //!    limit that a cold start on a busy machine had brought to 250 then took a doubling and
-//!    four flat steps, 3 s, to reach the 1,860 needed, p99 2.4 s.) Otherwise probe by the
-//!    excess, between +10% and +25%. Either way the next settled window tells (rule 1, or
-//!    rule 5 only on evidence both measures agree on).
+//!    four flat steps, 3 s, to reach the 1,860 needed, p99 2.4 s.) Otherwise, if the arrivals
+//!    rose past the demand seen with room by more than the tolerance, `R` rose because more
+//!    came, not because the service slowed (a spike onto a CPU at its knee: a downstream that
+//!    slows does not bring more arrivals): saturated, as rule 5, by at most 20% (session 8:
+//!    with the limit above the knee when the spike came, two probes took it to 1,375 on a
+//!    knee of 800 in the model, and their jobs' first touches stalled the CPU, p99 252 ms).
+//!    Otherwise probe by the excess, between +10% and +25%. Either way the next settled
+//!    window tells (rule 1, or rule 5 only on evidence both measures agree on).
 //!
 //!    *Early catch-up.* A settled window comes late after a slowdown: the law hears of a job
 //!    only when it ends, so the first window whose jobs ran at the new `R` closes one new run
@@ -235,28 +240,40 @@
 //!
 //! # Cold start
 //!
-//! The limit starts at `initial_limit` (1,000, capped by `max_workers`): a burst of that many jobs
-//! after idleness starts at once, nothing learned yet, and a larger one waits for the workers
-//! (up to twice `initial_limit` admitted). A step overload from cold puts at most
-//! `initial_limit` jobs in flight and as many more in the queue before the first verdict (the
-//! bound on the memory overshoot: queued jobs hold no more than their closure); the first verdict
-//! steps down, and rule 2 descends to the knee within a few windows. A smaller initial
-//! limit would shed the first jobs of every burst; a larger one would overshoot further. The
-//! cost falls on CPU-bound jobs: a thousand of them on two cores run for half a second each
-//! before the first verdict (in the model at 3x overload: p99 near a second for the first second,
-//! under 100 ms after it, and the limit within a few jobs of the cores after about 3 s); set a
-//! smaller `initial_limit` for a pool that only computes.
+//! The limit starts at `cold_limit` (750, capped by `initial_limit` and `max_workers`): before
+//! the first verdict nothing bounds what runs but the limit, and on a machine where a new job's
+//! memory costs page faults (the seed job's 500 KiB) those jobs' first touches are the cold
+//! start's peak memory and its CPU stall. Until a verdict first moves it, the limit is
+//! *warming*: once `R0` is learned (two steady windows that neither bound nor queued), every
+//! window with room whose jobs ran within the tolerance of `R0` doubles it, up to
+//! `initial_limit` (1,000), and a whole `MAX_WINDOW` (1 s) of jobs too few to close a window,
+//! none at the limit, none shed, dropped or queued (a low rate) raises it there at once. A pool
+//! that has run below its limit thus has `initial_limit` of headroom, as before: a burst of
+//! that many after idleness starts at once, and a slower downstream is caught up with from
+//! there. (Not on the first window with room alone: at 0.3x load in the model, the cold start's
+//! first window came before its first touches stalled the CPU, and the stall then met the
+//! raised limit and read as an overload.) While warming, a window in which the limit was in use
+//! but nothing was shed or dropped (the cold queue had room) gives no verdict: a burst, or a
+//! cold start's own first-touch stall at low load, which rule 2's descent took for an overload
+//! (the model at 0.3x: 750 -> 320, 957 jobs shed or expired). A step overload fills the cold
+//! queue at once: it puts at most `cold_limit` jobs in flight, its first verdict steps down
+//! (ending the warming), and rule 2 descends to the knee within a few windows. Until `R0` is
+//! learned, at most `initial_limit` jobs wait beyond the limit (the bound on the admitted work:
+//! queued jobs hold no more than their closure), so a cold burst of `cold_limit +
+//! initial_limit` (1,750) is admitted whole. The cost falls on CPU-bound jobs: 750 of them on
+//! two cores run for a while before the first verdict (in the model at 3x overload: p99 near a
+//! second for the first second, under 100 ms after it, and the limit within a few jobs of the
+//! cores after about 3 s); set a smaller `cold_limit` for a pool that only computes.
 //!
-//! Measured (session 5, the real step at 16x of 24,834 jobs/s): the cold start's 1,000 jobs
-//! touch about 490 MiB at once, which is the peak memory unless the limit later swings higher.
-//! A default of 600 (with a cold queue of twice that, so that a burst of 1,000 is still
-//! admitted whole, and no cold-start descent on a window that shed nothing, so that the
-//! burst's own first touches are not read as an overload) met the step's memory bound
-//! (408 MiB, 98.9% of the tuned goodput, p99 87 ms) and kept the low-rate burst whole, but
-//! a limit that binds sooner hurt two scenarios: the slowdown's catch-up from 600 to the 1,490
-//! it needs took two doublings and a backlog (p99 847 ms, 6,400 in flight, 1.1 GiB), and the
-//! spike met the limit with the queue still open (p99 143 ms, 5,400 in flight). Both are for
-//! the catch-up and the queue's opening to handle before the default can fall.
+//! Why two settings (session 8): the cold start's 1,000 jobs touched about 490 MiB at once in
+//! the real step at 16x (peak RSS 534 MiB against the goal's 441) and kept both cores busy
+//! with page faults for 0.2-0.3 s (p99 102-248 ms in its first three 100 ms windows). A lower
+//! `initial_limit` alone (600 in session 5, 800 in session 6) met the memory bound but left a
+//! limit that binds sooner everywhere: the slowdown's catch-up started from it (p99 550-850 ms
+//! against 450-530 at 1,000) and the spike met it with the queue still open. The cold limit
+//! bounds only a pool that has not yet run below its limit; the scenarios that start below
+//! their limit (the slowdown, the spike, the low rate) warm up to 1,000 in their first window
+//! or second, and meet their changes from there.
 //!
 //! # Failure modes of the published limiters, and what this law does instead
 //!
@@ -268,9 +285,9 @@
 //! * *Dropped requests recording near-zero latency*: see above.
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
 //!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
-//! * *Slow ramp-up from a small initial limit*: the limit starts at 1,000 and grows by 25% per
-//!   settled window while that proves productive (not faster: see "Growing in big jumps"),
-//!   except that a queue growing behind a run time far above `R0` is caught up with at once
+//! * *Slow ramp-up from a small initial limit*: the limit starts at 750, doubles to 1,000 on the
+//!   first window with room, and grows by 25% per settled window while that proves productive
+//!   (not faster: see "Growing in big jumps"), except that a queue growing behind a run time far above `R0` is caught up with at once
 //!   (rule 4: the need is known by Little's law).
 //! * *Reading cohorts as saturation* (this law until session 5: jobs of equal run times under a
 //!   binding limit start and end together, a window's count swings 1,150 <-> 8,800/s, and a
@@ -391,6 +408,7 @@ pub(crate) enum Reason {
     CatchUp,
     Inconclusive,
     TakenBack,
+    Warming,
 }
 
 impl Reason {
@@ -412,6 +430,7 @@ impl Reason {
             Reason::CatchUp => "catching up with the demand",
             Reason::Inconclusive => "the completions and Little's law disagree",
             Reason::TakenBack => "the last step brought only latency: taken back",
+            Reason::Warming => "warming up: the limit had room",
         }
     }
 }
@@ -463,6 +482,9 @@ pub(crate) struct Law {
     pub(crate) fastest: Option<Window>,
     /// The initial limit: while the limit does not bind, it relaxes no lower.
     pub(crate) floor: f64,
+    /// The limit is still the cold one (below `floor`): no verdict has moved it yet. A window
+    /// that does not bind raises it toward `floor` (module docs, "Cold start").
+    pub(crate) warming: bool,
     /// During the last window a queue stood while the limit had room: the pool is saturated
     /// by something other than the limit (a rise of `R` is not probed).
     pub(crate) lagging: bool,
@@ -498,6 +520,7 @@ impl Law {
     fn new(floor: f64) -> Law {
         Law {
             floor,
+            warming: false,
             baseline: None,
             confirmed: false,
             measured: None,
@@ -520,17 +543,20 @@ impl Law {
 
 impl AdaptiveLimit {
     pub(crate) fn new(config: &AdaptiveConfig, bounds: Bounds) -> AdaptiveLimit {
-        let initial = config.initial_limit.clamp(bounds.min, bounds.max);
+        let floor = config.initial_limit.clamp(bounds.min, bounds.max);
+        let cold = config.cold_limit.min(floor).clamp(bounds.min, bounds.max);
+        let mut law = Law::new(floor as f64);
+        law.warming = cold < floor;
         AdaptiveLimit {
-            limit: initial as f64,
-            rounded: initial,
+            limit: cold as f64,
+            rounded: cold,
             bounds,
             tolerance: config.tolerance,
             queue_target: config.queue_target,
             target: nanos(config.queue_target),
             due: 0,
             acc: Accumulator::default(),
-            law: Law::new(config.initial_limit.clamp(bounds.min, bounds.max) as f64),
+            law,
             last_bound: 0,
             cold_queue: config.initial_limit,
             standing: Standing::default(),
@@ -646,6 +672,11 @@ impl AdaptiveLimit {
         let window = self.acc.close(now, self.law.last_run, target);
         if let Some(window) = window {
             self.apply(now, &window);
+        } else if self.law.warming && self.acc.quiet_through(now, self.target) {
+            // Too few jobs to close a window in a whole `MAX_WINDOW`, none of them at the
+            // limit: a pool at a low rate, with room (module docs, "Cold start").
+            let next = self.law.warmed().max(self.limit);
+            self.set_limit(now, next);
         }
         // The window that is open now (a new one, or the first) closes no sooner than this.
         let start = self.acc.start.unwrap_or(now);
@@ -660,12 +691,10 @@ impl AdaptiveLimit {
         }
         let bounds = (self.bounds.min as f64, self.bounds.max as f64);
         self.law.lagging = std::mem::replace(&mut self.lagged, self.standing.is_active());
-        let before = self.limit();
         let next = self
             .law
             .update(self.limit, window, self.tolerance, bounds.1);
-        self.limit = next.clamp(bounds.0, bounds.1);
-        self.rounded = self.bounds.clamp(self.limit.round());
+        self.set_limit(now, next);
         // Once per window: what the law saw, for `RUST_LOG=spillway=trace`.
         tracing::trace!(
             run_ms = window.run * 1e3,
@@ -679,6 +708,14 @@ impl AdaptiveLimit {
             reason = self.law.reason.as_str(),
             "adaptive window"
         );
+    }
+
+    /// Moves the limit to `next` (clamped into the bounds) at `now` (nanoseconds since the
+    /// epoch).
+    fn set_limit(&mut self, now: u64, next: f64) {
+        let before = self.limit();
+        self.limit = next.clamp(self.bounds.min as f64, self.bounds.max as f64);
+        self.rounded = self.bounds.clamp(self.limit.round());
         if self.limit() > before {
             self.raised = now;
         }
@@ -704,7 +741,14 @@ impl Law {
         let next = if let Some(next) = self.early_catch_up(limit, w, tolerance) {
             next
         } else if !w.binding {
-            self.not_binding(limit, w, last)
+            self.not_binding(limit, w, last, tolerance)
+        } else if self.warming && !w.overflowed {
+            // The cold limit in use, and everything admitted (the cold queue had room): a
+            // burst, or a cold start's own first touches stalling a pool at low load, which
+            // the descent of rule 2 took for an overload (in the model at 0.3x: the limit
+            // 750 -> 320, 957 jobs shed or expired). An overload fills the cold queue at once.
+            self.reason = Reason::Settling;
+            limit
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
             if !std::mem::take(&mut self.remeasure) {
@@ -724,6 +768,10 @@ impl Law {
         if next > limit && limit >= max {
             self.reason = Reason::Ceiling;
         }
+        // A verdict moved the cold limit (the cold start proper, rule 2): no more warming up.
+        // (A window that bound while the cold start's own first touches stalled the pool, and
+        // that moved nothing, does not end it: the slowdown's cold start at 0.3x, in the model.)
+        self.warming &= next == limit || self.reason == Reason::Warming;
         next.clamp(1.0, max.max(1.0))
     }
 
@@ -752,7 +800,7 @@ impl Law {
         need
     }
 
-    fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>) -> f64 {
+    fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>, tol: f64) -> f64 {
         self.reason = Reason::NotBinding;
         if w.queued {
             // Jobs queued although the limit had room: the workers lag it (their tasks polled
@@ -782,6 +830,9 @@ impl Law {
             self.confirmed = true;
             self.caught_up = None;
         }
+        if self.warming {
+            return self.warm_up(limit, w, tol);
+        }
         // A limit far above demand would let a later overload put that many jobs in flight at
         // once: relax toward twice the demand seen, never below the initial limit. Not while
         // the jobs in flight still ramp up to an early catch-up (until `R0` is learned again).
@@ -791,6 +842,32 @@ impl Law {
             return headroom.max(limit * RELAX);
         }
         limit
+    }
+
+    /// A window that did not bind while the limit is still the cold one: once `R0` is learned
+    /// (two steady windows with room) and while the jobs run within the tolerance of it
+    /// (nothing saturates below the limit), double the limit, up to the floor (module docs,
+    /// "Cold start"). Not on a window's own word: the first window of a cold start at 0.3x
+    /// load, before its first touches stalled the CPU, had room, and the limit raised there
+    /// met the stall (in the model: a cold-start descent, 965 jobs shed or expired).
+    fn warm_up(&mut self, limit: f64, w: &Window, tol: f64) -> f64 {
+        let r0 = self.baseline.filter(|_| self.confirmed);
+        if r0.is_none_or(|r0| w.run > (1.0 + tol) * r0) {
+            return limit;
+        }
+        let next = (2.0 * limit).min(self.floor);
+        self.warming = next < self.floor;
+        self.reason = Reason::Warming;
+        next.max(limit)
+    }
+
+    /// A whole `MAX_WINDOW` of jobs, too few to close a window, none at the limit, none shed,
+    /// dropped or queued, while the limit is still the cold one: the floor at once (module
+    /// docs, "Cold start").
+    fn warmed(&mut self) -> f64 {
+        self.warming = false;
+        self.reason = Reason::Warming;
+        self.floor
     }
 
     /// A binding window whose jobs started under the current limit.
@@ -884,9 +961,6 @@ impl Law {
                 self.probe_or_catch_up(limit, w, inflation / (1.0 + tolerance), tolerance)
             }
             _ => {
-                self.knee = Some(w.in_flight);
-                self.saturated = true;
-                self.reason = Reason::Saturated;
                 // R followed a move of N: at most halving (Breakwater's decrease). Otherwise
                 // (N unchanged, or R did not follow it) nothing says our concurrency inflated R
                 // (it may be a slower downstream's, which R0 does not know): at most 20% per
@@ -897,7 +971,11 @@ impl Law {
                 // at 0.3x load in the model.)
                 let followed = step.is_some_and(|s| s.e >= SATURATED_E && s.dln_n >= FLAT_DLN_N);
                 let floor = if followed { 0.5 } else { RELAX };
-                limit * ((1.0 + tolerance) / inflation).max(floor)
+                self.saturate(
+                    limit,
+                    w.in_flight,
+                    ((1.0 + tolerance) / inflation).max(floor),
+                )
             }
         }
     }
@@ -950,10 +1028,11 @@ impl Law {
     /// at least `MAX_CATCH_UP` times past it (far more than a CPU near its knee, or one that
     /// lost a core, inflates it) while the queue grows (more arrive than `N / R` completes),
     /// the demand is known by Little's law, arrivals times `R`: catch up with it (plus the
-    /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise probe
-    /// by the excess, between +10% and +25% (a larger step puts more jobs in flight at once,
-    /// each touching memory the process may not have: a catch-up of 40% on a machine whose
-    /// CPU another build took stalled it for 0.6 s in a real spike run).
+    /// tolerance, so the backlog drains), by at most `MAX_CATCH_UP` per window. Otherwise, if
+    /// the arrivals rose past the demand seen with room, saturated (module docs, rule 4).
+    /// Otherwise probe by the excess, between +10% and +25% (a larger step puts more jobs in
+    /// flight at once, each touching memory the process may not have: a catch-up of 40% on a
+    /// machine whose CPU another build took stalled it for 0.6 s in a real spike run).
     fn probe_or_catch_up(&mut self, limit: f64, w: &Window, excess: f64, tolerance: f64) -> f64 {
         let probe = excess.clamp(GENTLE_GROWTH, PROBE);
         // After an early catch-up, `R` is taken at most `MAX_CATCH_UP` times the one it saw:
@@ -974,6 +1053,17 @@ impl Law {
                 .demand
                 .map_or(0.0, |d| 2.0 * d * run * (1.0 + tolerance));
             return need.min((limit * MAX_CATCH_UP).max(known));
+        }
+        if self
+            .demand
+            .is_some_and(|d| w.arrivals > (1.0 + tolerance) * d)
+        {
+            // The arrivals rose past the demand seen with room: `R` rose because more came
+            // (a spike onto a CPU at its knee), not because the service slowed, and more in
+            // flight would only add to it (the model: a probe to 1,375 on a knee of 800, its
+            // jobs' first touches stalling the CPU, p99 252 ms). Saturated, as rule 5, by at
+            // most 20%: `N` did not move to tell how far.
+            return self.saturate(limit, w.in_flight, (1.0 / excess).max(RELAX));
         }
         self.probe(limit, probe)
     }
@@ -1012,7 +1102,16 @@ impl Law {
         self.reason = Reason::CatchUp;
         self.measured = Some(*w);
         self.caught_up = Some(w.run);
+        self.warming = false;
         Some(need)
+    }
+
+    /// Rule 5: saturated at `knee` in flight; the limit shrinks by `factor`.
+    fn saturate(&mut self, limit: f64, knee: f64, factor: f64) -> f64 {
+        self.knee = Some(knee);
+        self.saturated = true;
+        self.reason = Reason::Saturated;
+        limit * factor
     }
 
     fn probe(&mut self, limit: f64, factor: f64) -> f64 {
@@ -1547,15 +1646,29 @@ mod tests {
             assert_eq!(law.reason, Reason::Probe);
         }
         // R only 1.5x or 2x R0 (a CPU near its knee, or one that lost a core, rather than a
-        // slower downstream): the probe, by the excess up to +25%
+        // slower downstream), the arrivals about the demand seen with room (5,100/s): the
+        // probe, by the excess up to +25%
         for (run, probe) in [(30.0, 1_200.0), (45.0, 1_250.0)] {
             let mut law = learned(20.0);
             let knee = Window {
-                arrivals: 60_000.0,
+                arrivals: 6_000.0,
                 ..window(run, 1_000.0, true)
             };
             assert!(close(law.update(1_000.0, &knee, TOL, MAX), probe));
             assert_eq!(law.reason, Reason::Probe);
+        }
+        // the same with the arrivals well past that demand (a spike onto a CPU at its knee):
+        // R rose because more came; saturated, by 20% at most, no probe
+        for run in [30.0, 45.0] {
+            let mut law = learned(20.0);
+            let spike = Window {
+                arrivals: 60_000.0,
+                ..window(run, 1_000.0, true)
+            };
+            let next = law.update(1_000.0, &spike, TOL, MAX);
+            assert!(close(next, 1_000.0 * (25.0 / run).max(0.8)), "{next}");
+            assert_eq!(law.reason, Reason::Saturated);
+            assert!(law.saturated);
         }
     }
 
@@ -1723,6 +1836,123 @@ mod tests {
         assert!(law.confirmed);
     }
 
+    /// A law whose limit is still the cold one: 750 below a floor of 1,000.
+    fn cold() -> Law {
+        let mut law = Law::new(1_000.0);
+        law.warming = true;
+        law
+    }
+
+    #[test]
+    fn a_cold_limit_with_room_rises_to_the_initial_limit_once_r0_is_learned() {
+        let mut law = cold();
+        // one window with room: R0 not learned yet (its jobs may be the first of a stall)
+        assert_eq!(
+            law.update(750.0, &window(20.0, 150.0, false), TOL, MAX),
+            750.0
+        );
+        assert!(law.warming);
+        // a second, steady one teaches R0: up to the initial limit
+        assert_eq!(
+            law.update(750.0, &window(20.0, 160.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::Warming);
+        assert!(!law.warming);
+        // then it holds there like any limit with room
+        assert_eq!(
+            law.update(1_000.0, &window(20.0, 150.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert_eq!(law.reason, Reason::NotBinding);
+        // from further below, doubling per window with room
+        let mut law = cold();
+        law.update(300.0, &window(20.0, 150.0, false), TOL, MAX);
+        assert_eq!(
+            law.update(300.0, &window(20.0, 150.0, false), TOL, MAX),
+            600.0
+        );
+        assert!(law.warming);
+        assert_eq!(
+            law.update(600.0, &window(24.0, 300.0, false), TOL, MAX),
+            1_000.0
+        );
+        assert!(!law.warming);
+    }
+
+    #[test]
+    fn a_cold_limit_stays_while_run_times_rise_or_once_a_verdict_moved_it() {
+        // two steady windows with room: learned and warmed
+        let mut law = cold();
+        law.update(750.0, &window(20.0, 100.0, false), TOL, MAX);
+        law.update(750.0, &window(20.0, 105.0, false), TOL, MAX);
+        assert!(!law.warming, "learned and warmed");
+        // below the limit, jobs ran 1.5x slower than R0: something saturates; no warming up
+        let mut law = cold();
+        law.baseline = Some(0.020);
+        law.confirmed = true;
+        assert_eq!(
+            law.update(750.0, &window(30.0, 300.0, false), TOL, MAX),
+            750.0
+        );
+        assert!(law.warming, "still the cold limit");
+        // demand met the cold limit and a verdict moved it (a step from cold): the cold start
+        // proper; a later window with room does not raise the limit the law settled on
+        let mut law = cold();
+        assert_eq!(
+            law.update(750.0, &window(25.0, 750.0, true), TOL, MAX),
+            600.0
+        );
+        assert!(!law.warming);
+        law.update(600.0, &window(20.0, 100.0, false), TOL, MAX);
+        assert_eq!(
+            law.update(600.0, &window(20.0, 100.0, false), TOL, MAX),
+            600.0
+        );
+        // a window that bound and moved nothing (the cold start's own stall) does not end it
+        let mut law = cold();
+        assert_eq!(
+            law.update(750.0, &window(60.0, 500.0, true), TOL, MAX),
+            750.0
+        );
+        assert!(law.warming);
+        // nor does the cold limit in use with nothing shed (the cold queue had room): held
+        let admitted = Window {
+            overflowed: false,
+            ..window(60.0, 750.0, true)
+        };
+        assert_eq!(law.update(750.0, &admitted, TOL, MAX), 750.0);
+        assert_eq!(law.reason, Reason::Settling);
+        assert!(law.warming);
+    }
+
+    #[test]
+    fn a_cold_limit_at_a_low_rate_rises_after_a_quiet_second() {
+        // 10 jobs/s: too few to close a window (64 jobs); a whole second of them below the
+        // limit is room enough
+        let mut a = adaptive();
+        let mut now = Duration::ZERO;
+        for _ in 0..10 {
+            now += Duration::from_millis(100);
+            a.on_sample(now, &sample(20, 0, 1, false));
+        }
+        assert_eq!(a.limit(), 750, "not yet a whole second");
+        now += Duration::from_millis(100);
+        a.on_sample(now, &sample(20, 0, 1, false));
+        assert_eq!(a.limit(), 1_000);
+        assert_eq!(a.reason(), Reason::Warming);
+        // the same second with jobs at the limit, or queued: no warming up
+        for (in_flight, wait) in [(750, 0), (1, 20)] {
+            let mut a = adaptive();
+            let mut now = Duration::ZERO;
+            for _ in 0..20 {
+                now += Duration::from_millis(100);
+                a.on_sample(now, &sample(20, wait, in_flight, false));
+            }
+            assert_eq!(a.limit(), 750, "in flight {in_flight}, wait {wait}");
+        }
+    }
+
     #[test]
     fn the_ceiling_caps_growth() {
         let mut law = learned(20.0);
@@ -1761,8 +1991,8 @@ mod tests {
         assert!(!a.drop_at_dequeue(Duration::from_secs(10)));
         a.law.saturated = true;
         a.law.last_run = 0.025;
-        // 1000 * 5 ms / 25 ms
-        assert_eq!(a.queue_bound(100_000), 200);
+        // the cold limit, 750 x 5 ms / 25 ms
+        assert_eq!(a.queue_bound(100_000), 150);
         assert!(
             a.bounds_queue_alone(),
             "saturated: the queue itself stays short"
@@ -1775,18 +2005,29 @@ mod tests {
     #[test]
     fn samples_drive_the_law_through_windows() {
         let mut a = adaptive();
-        assert_eq!(a.limit(), 1_000);
+        assert_eq!(a.limit(), 750, "the cold limit");
         assert_eq!(a.reason(), Reason::Initial);
         let mut now = Duration::ZERO;
-        // a cold overload: every job starts with the limit full and runs 25 ms
-        for _ in 0..200 {
+        // a cold limit in use, everything admitted (a burst, or a cold start's own stall): held
+        for _ in 0..100 {
             now += Duration::from_millis(1);
-            a.on_sample(now, &sample(25, 3, 1_000, false));
+            a.on_sample(now, &sample(25, 3, 750, false));
+        }
+        assert_eq!(a.limit(), 750);
+        assert_eq!(a.reason(), Reason::Settling);
+        // a cold overload: every job starts with the limit full and runs 25 ms, and the cold
+        // queue overflows
+        for _ in 0..100 {
+            now += Duration::from_millis(1);
+            a.on_shed(now);
+            a.on_sample(now, &sample(25, 3, 750, false));
         }
         // the first window probed down; the later ones wait for jobs started at the new limit
-        assert_eq!(a.limit(), 800);
+        assert_eq!(a.limit(), 600);
+        assert!(!a.law.warming, "demand met the cold limit: no warming up");
         assert_eq!(a.reason(), Reason::Settling);
+        let shed = a.acc.shed;
         a.on_shed(now);
-        assert_eq!(a.acc.shed, 1);
+        assert_eq!(a.acc.shed, shed + 1);
     }
 }

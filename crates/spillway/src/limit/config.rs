@@ -181,14 +181,25 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 ///
 /// | parameter | default | allowed |
 /// |---|---|---|
+/// | [`cold_limit`](Self::cold_limit) | 750 | `1..` |
 /// | [`initial_limit`](Self::initial_limit) | 1,000 | `1..` |
 /// | [`tolerance`](Self::tolerance) | 0.25 | `0.05..=4.0` |
 /// | [`queue_target`](Self::queue_target) | 5 ms | more than zero |
 ///
-/// The limit starts at `initial_limit` (capped by `max_workers`): a burst of that many jobs
-/// starts at once, from cold, with nothing learned yet, and until the pool has seen its jobs'
-/// uncongested run time at most `initial_limit` more wait in the queue (within
-/// `queue_capacity`). Past the concurrency where the jobs'
+/// A cold pool (nothing learned yet) starts at `cold_limit` (capped by `initial_limit` and
+/// `max_workers`): a step overload from cold runs at most that many jobs (and holds their
+/// memory) before the first verdict. Once the jobs' uncongested run time is learned with the
+/// limit having room (two steady windows that did not bind), the limit rises to
+/// `initial_limit` (doubling per such window while the jobs run that fast), as it does after a
+/// whole second of jobs too few to measure, none at the limit (a low rate): a pool that has
+/// run below its limit keeps `initial_limit` as its headroom, so a burst of that many jobs
+/// after idleness starts at once. While the cold limit is in use with nothing shed, no verdict
+/// is taken (a burst, or a cold start's own stall, is not an overload). A limit that the law
+/// later learned relaxes no lower than `initial_limit` while demand is low (it is never raised
+/// to it). Until the pool has seen its jobs' uncongested run time at most `initial_limit` jobs
+/// wait beyond the limit (within `queue_capacity`): a cold burst of `cold_limit +
+/// initial_limit` jobs is admitted whole.
+/// Past the concurrency where the jobs'
 /// run time starts to follow the number in flight, the limit settles where the run time is
 /// `1 + tolerance` times its uncongested value. While the pool is saturated, and while a queue
 /// stands although the limit has room (every job of a 100 ms interval waited longer than
@@ -202,6 +213,7 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 /// use spillway::Limit;
 ///
 /// let limit: Limit = Limit::adaptive()
+///     .cold_limit(100)
 ///     .initial_limit(200)
 ///     .queue_target(Duration::from_millis(10))
 ///     .into();
@@ -209,6 +221,7 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Adaptive {
+    pub(crate) cold_limit: usize,
     pub(crate) initial_limit: usize,
     pub(crate) tolerance: f64,
     pub(crate) queue_target: Duration,
@@ -217,6 +230,7 @@ pub struct Adaptive {
 impl Default for Adaptive {
     fn default() -> Adaptive {
         Adaptive {
+            cold_limit: 750,
             initial_limit: 1_000,
             tolerance: 0.25,
             queue_target: Duration::from_millis(5),
@@ -225,8 +239,18 @@ impl Default for Adaptive {
 }
 
 impl Adaptive {
-    /// The limit before anything is learned (capped by `max_workers`), and the most jobs that
-    /// may wait in the queue until then (capped by `queue_capacity`). Default 1,000.
+    /// The limit a cold pool starts with, before anything is learned (capped by
+    /// `initial_limit` and `max_workers`): what a step overload from cold runs at once, and the
+    /// memory its jobs hold, before the first verdict. Default 750.
+    pub fn cold_limit(mut self, limit: usize) -> Adaptive {
+        self.cold_limit = limit;
+        self
+    }
+
+    /// The headroom of a pool that has run below its limit (capped by `max_workers`): the cold
+    /// limit rises to it once the limit has room (see the table above), and a learned limit
+    /// relaxes no lower while demand is low. Also the most jobs that may wait beyond the limit
+    /// until the uncongested run time is learned (capped by `queue_capacity`). Default 1,000.
     pub fn initial_limit(mut self, limit: usize) -> Adaptive {
         self.initial_limit = limit;
         self
@@ -248,6 +272,12 @@ impl Adaptive {
 
     fn validate(&self) -> Result<(), InvalidLimit> {
         let tol = self.tolerance;
+        check(
+            self.cold_limit >= 1,
+            "adaptive.cold_limit",
+            self.cold_limit,
+            "at least 1",
+        )?;
         check(
             self.initial_limit >= 1,
             "adaptive.initial_limit",
@@ -614,6 +644,10 @@ mod tests {
         assert_eq!(
             invalid(Limit::adaptive().initial_limit(0)),
             "adaptive.initial_limit"
+        );
+        assert_eq!(
+            invalid(Limit::adaptive().cold_limit(0)),
+            "adaptive.cold_limit"
         );
         assert_eq!(
             invalid(Limit::adaptive().queue_target(Duration::ZERO)),

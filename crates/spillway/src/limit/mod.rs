@@ -298,7 +298,7 @@ mod tests {
         );
         assert!(!aimd.drop_at_dequeue(Duration::MAX));
         let adaptive = LimitAlgorithm::new(&Limit::default(), bounds);
-        assert_eq!(adaptive.limit(), 1_000);
+        assert_eq!(adaptive.limit(), 750);
         assert_eq!(adaptive.reason(), Some("initial"));
     }
 }

@@ -47,6 +47,8 @@ fn limit() -> impl Strategy<Value = Limit> {
         Just(Limit::vegas().into()),
         Just(Limit::aimd().into()),
         (1usize..3_000).prop_map(|n| Limit::adaptive().initial_limit(n).into()),
+        (1usize..3_000, 1usize..3_000)
+            .prop_map(|(cold, n)| { Limit::adaptive().cold_limit(cold).initial_limit(n).into() }),
         (1usize..3_000).prop_map(|n| Limit::vegas().max_limit(n).initial_limit(n).into()),
     ]
 }

@@ -558,3 +558,75 @@ fn a_slowdown_is_caught_up_with_before_a_window_settles() {
         assert!(run.max_in_flight <= 2_100, "{}", run.max_in_flight);
     }
 }
+
+/// The figures of the cold start and the slowdown in the real-machine model, for the history
+/// (`--nocapture`), and the cold limit's bounds (issue 10, goals 1 and 5): a step from cold
+/// runs at most the cold limit before its first verdict (1,000 before session 8: 490 MiB of
+/// first touches at once on the real machine) and admits at most that plus the initial limit;
+/// a pool that ran below its limit meets the low rate's burst and the slowdown at the initial
+/// limit.
+#[test]
+fn figures_of_the_real_machine_model() {
+    let step = on_the_real_machine(real_job(), &Load::constant(16.0 * REAL_CAPACITY, 4.0));
+    let slow = slowdown_in_cohorts();
+    let low = slowdown_from_a_low_limit();
+    let burst = on_the_real_machine(
+        real_job(),
+        &Load::constant(10.0, 5.0).burst(5.0, 1_000).then(10.0, 6.0),
+    );
+    let spike = on_the_real_machine(
+        real_job(),
+        &Load::constant(0.7 * REAL_CAPACITY, 2.0)
+            .then(1.4 * REAL_CAPACITY, 4.0)
+            .then(0.7 * REAL_CAPACITY, 6.0),
+    );
+    let (worst, at) = worst_p99(&step, 0..40);
+    println!(
+        "step 16x: max in flight {}, admitted {}, p99 0-4 s {:.0} ms, worst 100 ms {:.0} ms at {at}, goodput 1-4 s {:.0}",
+        step.max_in_flight,
+        step.max_admitted,
+        step.p99(0.0, 4.0) * 1e3,
+        worst * 1e3,
+        step.goodput(1.0, 4.0)
+    );
+    let (worst, at) = worst_p99(&slow, 50..100);
+    println!(
+        "slowdown: limit before {:.0}, p99 5-10 s {:.0} ms, worst 100 ms {:.0} at {at}, lost {}, max in flight {}",
+        slow.mean_limit(4.0, 4.9),
+        slow.p99(5.0, 10.0) * 1e3,
+        worst * 1e3,
+        slow.shed + slow.expired,
+        slow.max_in_flight
+    );
+    println!(
+        "slowdown from a low limit: limit before {:.0}, p99 5-10 s {:.0} ms, lost {}",
+        low.mean_limit(4.0, 4.9),
+        low.p99(5.0, 10.0) * 1e3,
+        low.shed + low.expired
+    );
+    println!(
+        "low-rate burst: shed {}, expired {}, p99 5-6 s {:.0} ms, limit at 4.9 s {:.0}",
+        burst.shed,
+        burst.expired,
+        burst.p99(5.0, 6.0) * 1e3,
+        burst.mean_limit(4.5, 4.99)
+    );
+    let (worst, at) = worst_p99(&spike, 0..60);
+    let (after, after_at) = worst_p99(&spike, 40..42);
+    println!(
+        "spike: worst 100 ms p99 {:.0} ms at {at}, 4.0-4.2 s {:.0} at {after_at}, pre-spike 1-2 s {:.0}, goodput 2-4 s {:.0}, max in flight {}",
+        worst * 1e3,
+        after * 1e3,
+        spike.p99(1.0, 2.0) * 1e3,
+        spike.goodput(2.0, 4.0),
+        spike.max_in_flight
+    );
+    assert!(step.max_admitted <= 750 + 1_000, "{}", step.max_admitted);
+    assert!(spike.max_in_flight <= 750, "{}", spike.max_in_flight);
+    // the step's limit grows past the cold one only once the law has learned the knee
+    assert!(step.max_in_flight <= 800, "{}", step.max_in_flight);
+    assert!(burst.mean_limit(4.5, 4.99) >= 1_000.0);
+    assert_eq!((burst.shed, burst.expired), (0, 0));
+    assert!(slow.mean_limit(4.0, 4.9) >= 1_000.0);
+    assert_eq!(slow.lost_after(4.9), 0);
+}

@@ -310,15 +310,15 @@ mod tests {
     fn the_cold_bound_counts_only_what_waits_beyond_the_limit() {
         // a cold burst, submitted before the workers started: 1,500 queued, none running yet
         let limiter = Limiter::new(&Limit::default(), Bounds { min: 1, max: 5_000 }, 100_000);
-        assert_eq!(limiter.limit(), 1_000);
+        assert_eq!(limiter.limit(), 750, "the cold limit");
         assert!(
             limiter.bounds_queue(),
-            "cold: 1,000 may wait beyond the limit"
+            "cold: 1,000 (the initial limit) may wait beyond the limit"
         );
         assert!(limiter.has_room(0, 1_500, Priority::Normal));
-        assert!(limiter.has_room(0, 1_999, Priority::Normal));
-        assert!(!limiter.has_room(0, 2_000, Priority::Normal));
-        assert!(!limiter.has_room(1_000, 1_000, Priority::Normal));
+        assert!(limiter.has_room(0, 1_749, Priority::Normal));
+        assert!(!limiter.has_room(0, 1_750, Priority::Normal));
+        assert!(!limiter.has_room(750, 1_000, Priority::Normal));
     }
 
     #[test]

@@ -126,6 +126,18 @@ impl Accumulator {
         }
     }
 
+    /// Whether the open window has lasted `MAX_WINDOW` at `now` (nanoseconds since the epoch)
+    /// with jobs completed, too few to close it, and none of them at the limit, shed, dropped
+    /// or queued for longer than `queued_wait` (nanoseconds) on average: a low rate, with room.
+    pub(super) fn quiet_through(&self, now: u64, queued_wait: u64) -> bool {
+        let long = self
+            .start
+            .is_some_and(|start| now.saturating_sub(start) >= MAX_WINDOW_NS);
+        let unqueued = self.wait_sum <= u128::from(queued_wait) * u128::from(self.completed);
+        let room = !self.full && self.shed == 0 && self.dropped == 0;
+        long && self.completed > 0 && room && unqueued
+    }
+
     /// The standard error of the mean run time, relative to it.
     fn relative_error(&self, n: f64) -> f64 {
         let mean = self.run_sum as f64 / n;
