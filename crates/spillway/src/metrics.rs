@@ -439,7 +439,8 @@ pub struct Snapshot {
     /// Upper bound on workers.
     pub max_workers: usize,
     /// The concurrency limit now: at most this many jobs run at once. It moves within
-    /// `min_workers..=max_workers`, and is at least 1 (see [`Limit`](crate::Limit));
+    /// `min_workers..=max_workers`, and is at least 1 (the adaptive limit: at least one job per
+    /// thread of the pool's runtime, within `max_workers`; see [`Limit`](crate::Limit));
     /// `max_workers` for [`Limit::fixed`](crate::Limit::fixed).
     pub limit: usize,
     /// Jobs admitted.

@@ -229,3 +229,32 @@ async fn a_cold_burst_larger_than_the_initial_limit_is_admitted_whole() {
     assert_eq!(m.completed, burst as u64, "{m:?}");
     assert_eq!(m.unaccounted(), 0);
 }
+
+/// A closed loop of 1,000 clients (each submits with `submit`, which waits for room, awaits
+/// its job and submits the next) never overflows the cold queue, so nothing is ever shed: the
+/// cold limit (750) must still give way to the demand, not hold 250 jobs queued for good
+/// (`serve` at its defaults under `wrk -c1000`, session 8's review).
+#[tokio::test(start_paused = true)]
+async fn a_closed_loop_above_the_cold_limit_is_not_held_at_it() {
+    let pool = default_pool();
+    let clients: Vec<_> = (0..1_000)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                let until = Instant::now() + Duration::from_secs(3);
+                while Instant::now() < until {
+                    let job = tokio::time::sleep(Duration::from_millis(20));
+                    let handle = pool.submit(job).await.expect("room");
+                    handle.await.expect("the job ran");
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let m = pool.metrics();
+    assert!(m.limit >= 1_000, "held at the cold limit: {m:?}");
+    assert!(m.queued < 100, "{m:?}");
+    for client in clients {
+        client.await.unwrap();
+    }
+}

@@ -832,34 +832,61 @@ fn the_strict_check_rejects_a_family_declared_twice() {
 /// The adaptive limit keeps one job per thread of the pool's runtime: with empty jobs from two
 /// producers (jobs that only slow each other down through the queue) the law alone settled at
 /// one job on a two-thread runtime, leaving a thread idle (session 8, the `batched` benchmark).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_adaptive_limit_never_leaves_a_runtime_thread_without_a_job() {
-    let pool = Pool::builder().max_workers(2).build().unwrap();
-    let producers: Vec<_> = (0..2)
-        .map(|_| {
-            let pool = pool.clone();
-            tokio::spawn(async move {
-                let mut lowest = usize::MAX;
-                for _ in 0..100 {
-                    let mut handles = Vec::with_capacity(1_000);
-                    for _ in 0..1_000 {
-                        handles.push(pool.submit(async {}).await.expect("room"));
-                    }
-                    for handle in handles {
-                        // The limit's queue-wait rule may drop a job at dequeue: still an end.
-                        let _ = handle.await;
-                    }
-                    lowest = lowest.min(pool.metrics().limit);
-                }
-                lowest
-            })
-        })
-        .collect();
-    for producer in producers {
-        assert_eq!(
-            producer.await.unwrap(),
-            2,
-            "the limit fell under the threads"
-        );
-    }
+/// A cold and initial limit of 1 shows the floor at once.
+fn least_limit(runtime: tokio::runtime::Handle) -> usize {
+    Pool::builder()
+        .limit(spillway::Limit::adaptive().cold_limit(1).initial_limit(1))
+        .runtime(runtime)
+        .build()
+        .unwrap()
+        .metrics()
+        .limit
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_adaptive_limit_keeps_one_job_per_thread_of_a_multi_thread_runtime() {
+    assert_eq!(least_limit(tokio::runtime::Handle::current()), 4);
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn the_adaptive_limit_keeps_one_job_on_a_current_thread_runtime() {
+    assert_eq!(least_limit(tokio::runtime::Handle::current()), 1);
+    // The pool's own runtime counts, not the caller's.
+    let other = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(3)
+        .enable_time()
+        .build()
+        .unwrap();
+    assert_eq!(least_limit(other.handle().clone()), 3);
+    other.shutdown_background();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_floor_never_passes_max_workers_nor_binds_the_other_limits() {
+    let pool = |limit: spillway::Limit, max: usize| {
+        Pool::builder()
+            .limit(limit)
+            .max_workers(max)
+            .build()
+            .unwrap()
+            .metrics()
+            .limit
+    };
+    assert_eq!(
+        pool(
+            spillway::Limit::adaptive()
+                .cold_limit(1)
+                .initial_limit(1)
+                .into(),
+            2
+        ),
+        2
+    );
+    assert_eq!(
+        pool(
+            spillway::Limit::aimd().min_limit(1).initial_limit(1).into(),
+            100
+        ),
+        1
+    );
 }

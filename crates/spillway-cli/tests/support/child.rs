@@ -45,8 +45,8 @@ impl Reaper {
 pub(crate) enum Announced {
     /// `serve`'s own line on stdout.
     OnStdout,
-    /// The same line on stderr, where `serve` says it when its stdout is closed; stdout is
-    /// closed at once.
+    /// The same line on stderr, where `serve` says it when its stdout is closed; its stdout is
+    /// a pipe closed before it starts.
     OnStderrWithStdoutClosed,
 }
 
@@ -66,7 +66,13 @@ pub(crate) fn serve_on_a_free_port(
     use std::process::Stdio;
     let (stdout, stderr) = match announced {
         Announced::OnStdout => (Stdio::piped(), Stdio::null()),
-        Announced::OnStderrWithStdoutClosed => (Stdio::piped(), Stdio::piped()),
+        Announced::OnStderrWithStdoutClosed => {
+            // A pipe whose read end is closed before the child starts: every write to its
+            // stdout fails, its first line included.
+            let (reader, writer) = std::io::pipe().expect("a pipe");
+            drop(reader);
+            (Stdio::from(writer), Stdio::piped())
+        }
     };
     let mut child = Reaper(
         command
@@ -77,11 +83,7 @@ pub(crate) fn serve_on_a_free_port(
     );
     let read: Box<dyn std::io::Read + Send> = match announced {
         Announced::OnStdout => Box::new(child.0.stdout.take().expect("piped")),
-        Announced::OnStderrWithStdoutClosed => {
-            // Closes the read end of the pipe: every write to stdout fails from now on.
-            drop(child.0.stdout.take());
-            Box::new(child.0.stderr.take().expect("piped"))
-        }
+        Announced::OnStderrWithStdoutClosed => Box::new(child.0.stderr.take().expect("piped")),
     };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -253,9 +253,13 @@
 //! there. (Not on the first window with room alone: at 0.3x load in the model, the cold start's
 //! first window came before its first touches stalled the CPU, and the stall then met the
 //! raised limit and read as an overload.) While warming, a window in which the limit was in use
-//! but nothing was shed or dropped (the cold queue had room) gives no verdict: a burst, or a
-//! cold start's own first-touch stall at low load, which rule 2's descent took for an overload
-//! (the model at 0.3x: 750 -> 320, 957 jobs shed or expired). A step overload fills the cold
+//! but nothing was shed or dropped (the cold queue had room) whose jobs ran slower than the
+//! fastest window's (past the tolerance) gives no verdict, for at most `COLD_HOLDS` (16)
+//! windows in a row: a cold start's own first-touch stall at low load, which rule 2's descent
+//! took for an overload (the model at 0.3x: 750 -> 320, 957 jobs shed or expired). If its jobs
+//! ran no slower, the demand simply exceeds the cold limit (a closed loop of 1,000 clients
+//! never overflows the cold queue, and was held at 750 with 250 queued for good, session 8's
+//! review): the limit goes to `initial_limit` at once. A step overload fills the cold
 //! queue at once: it puts at most `cold_limit` jobs in flight, its first verdict steps down
 //! (ending the warming), and rule 2 descends to the knee within a few windows. Until `R0` is
 //! learned, at most `initial_limit` jobs wait beyond the limit (the bound on the admitted work:
@@ -285,10 +289,11 @@
 //! * *Dropped requests recording near-zero latency*: see above.
 //! * *Windows skewed by cheap requests at low rates*: windows that do not bind never move the
 //!   limit; means over at least 64 jobs, known within 5%, are compared, not single samples.
-//! * *Slow ramp-up from a small initial limit*: the limit starts at 750, doubles to 1,000 on the
-//!   first window with room, and grows by 25% per settled window while that proves productive
-//!   (not faster: see "Growing in big jumps"), except that a queue growing behind a run time far above `R0` is caught up with at once
-//!   (rule 4: the need is known by Little's law).
+//! * *Slow ramp-up from a small initial limit*: the limit starts at 750 and doubles to 1,000
+//!   once `R0` is learned with room (or at once when demand meets it and the jobs run no
+//!   slower: "Cold start"), then grows by 25% per settled window while that proves productive
+//!   (not faster: see "Growing in big jumps"), except that a queue growing behind a run time
+//!   far above `R0` is caught up with at once (rule 4: the need is known by Little's law).
 //! * *Reading cohorts as saturation* (this law until session 5: jobs of equal run times under a
 //!   binding limit start and end together, a window's count swings 1,150 <-> 8,800/s, and a
 //!   probe compared on those counts read "no more completions": the queue was cut, 13% of a
@@ -381,6 +386,8 @@ const BLIND_DESCENT: f64 = 0.6;
 const MAX_BLIND_DESCENT: f64 = 0.25;
 /// Per window that does not bind, a limit above twice the demand falls at most this much.
 const RELAX: f64 = 0.8;
+/// At most this many windows in a row held by `Law::cold_hold` (module docs, "Cold start").
+const COLD_HOLDS: u32 = 16;
 /// Weight of a settled mean below `R0`.
 const R0_DECAY: f64 = 0.1;
 /// Weight of a flat step's run time above `R0`, unless far above (a different service).
@@ -409,6 +416,7 @@ pub(crate) enum Reason {
     Inconclusive,
     TakenBack,
     Warming,
+    ColdHold,
 }
 
 impl Reason {
@@ -431,6 +439,7 @@ impl Reason {
             Reason::Inconclusive => "the completions and Little's law disagree",
             Reason::TakenBack => "the last step brought only latency: taken back",
             Reason::Warming => "warming up: the limit had room",
+            Reason::ColdHold => "the cold limit in use, nothing shed, jobs slowed: no verdict",
         }
     }
 }
@@ -482,9 +491,12 @@ pub(crate) struct Law {
     pub(crate) fastest: Option<Window>,
     /// The initial limit: while the limit does not bind, it relaxes no lower.
     pub(crate) floor: f64,
-    /// The limit is still the cold one (below `floor`): no verdict has moved it yet. A window
-    /// that does not bind raises it toward `floor` (module docs, "Cold start").
+    /// The limit is still the cold one (below `floor`, or on its way up to it): no verdict has
+    /// moved it yet. A window that does not bind raises it toward `floor`, one that binds with
+    /// nothing shed is held or ends it (module docs, "Cold start").
     pub(crate) warming: bool,
+    /// Windows held in a row by [`Law::cold_hold`].
+    pub(crate) cold_held: u32,
     /// During the last window a queue stood while the limit had room: the pool is saturated
     /// by something other than the limit (a rise of `R` is not probed).
     pub(crate) lagging: bool,
@@ -521,6 +533,7 @@ impl Law {
         Law {
             floor,
             warming: false,
+            cold_held: 0,
             baseline: None,
             confirmed: false,
             measured: None,
@@ -576,8 +589,8 @@ impl AdaptiveLimit {
         self.law.reason
     }
 
-    /// Adds the sample of a job that ended at `now`; returns whether a window closed (only then
-    /// may the limit have moved).
+    /// Adds the sample of a job that ended at `now`; returns whether the limit may have moved
+    /// (a window closed, or a cold limit was raised after a quiet `MAX_WINDOW`).
     #[inline(always)] // once per job: into the driver's loop over a batch, without a call
     pub(crate) fn on_sample(&mut self, now: Duration, sample: &Sample) -> bool {
         let job = Ended::new(now, sample, self.rounded);
@@ -665,9 +678,11 @@ impl AdaptiveLimit {
     }
 
     /// Closes the window if it is long and full enough at `now` (nanoseconds since the epoch)
-    /// and applies the law to it; returns whether it closed.
+    /// and applies the law to it (or raises a cold limit after a quiet `MAX_WINDOW`); returns
+    /// whether the limit may have moved.
     #[cold]
     fn maybe_close(&mut self, now: u64) -> bool {
+        let before = self.limit();
         let target = self.queue_target.as_secs_f64();
         let window = self.acc.close(now, self.law.last_run, target);
         if let Some(window) = window {
@@ -681,7 +696,7 @@ impl AdaptiveLimit {
         // The window that is open now (a new one, or the first) closes no sooner than this.
         let start = self.acc.start.unwrap_or(now);
         self.due = start.saturating_add(min_len(self.law.last_run));
-        window.is_some()
+        window.is_some() || self.limit() != before
     }
 
     /// One step of the law on a closed `window`, at `now` (nanoseconds since the epoch).
@@ -742,13 +757,8 @@ impl Law {
             next
         } else if !w.binding {
             self.not_binding(limit, w, last, tolerance)
-        } else if self.warming && !w.overflowed {
-            // The cold limit in use, and everything admitted (the cold queue had room): a
-            // burst, or a cold start's own first touches stalling a pool at low load, which
-            // the descent of rule 2 took for an overload (in the model at 0.3x: the limit
-            // 750 -> 320, 957 jobs shed or expired). An overload fills the cold queue at once.
-            self.reason = Reason::Settling;
-            limit
+        } else if let Some(next) = self.cold_hold(limit, w, tolerance) {
+            next
         } else if (w.in_flight / limit.round().max(1.0)).ln().abs() <= SETTLED_DLN_N {
             let next = self.settled(limit, w, tolerance);
             if !std::mem::take(&mut self.remeasure) {
@@ -769,9 +779,13 @@ impl Law {
             self.reason = Reason::Ceiling;
         }
         // A verdict moved the cold limit (the cold start proper, rule 2): no more warming up.
-        // (A window that bound while the cold start's own first touches stalled the pool, and
-        // that moved nothing, does not end it: the slowdown's cold start at 0.3x, in the model.)
-        self.warming &= next == limit || self.reason == Reason::Warming;
+        // (A window held by `cold_hold` moved nothing and does not end it.)
+        if !matches!(self.reason, Reason::Warming | Reason::ColdHold) && next != limit {
+            self.warming = false;
+        }
+        if self.reason != Reason::ColdHold {
+            self.cold_held = 0;
+        }
         next.clamp(1.0, max.max(1.0))
     }
 
@@ -798,6 +812,34 @@ impl Law {
             return limit;
         }
         need
+    }
+
+    /// A window that bound at the cold limit while everything was admitted (the cold queue had
+    /// room, nothing shed or dropped). If its jobs ran slower than the fastest window's (past
+    /// the tolerance), it is a cold start's own first touches stalling a pool at low load,
+    /// which the descent of rule 2 would take for an overload (in the model at 0.3x: the limit
+    /// 750 -> 320, 957 jobs shed or expired): no verdict, for at most `COLD_HOLDS` windows in
+    /// a row (a stall lasts 0.2-0.3 s here). If they ran no slower, the demand simply exceeds
+    /// the cold limit (a closed loop of 1,000 clients never overflows the cold queue): the
+    /// limit goes to the headroom, `initial_limit`, at once. `None` when not warming, or when
+    /// the window overflowed (an overload fills the cold queue at once: rule 2 judges it).
+    fn cold_hold(&mut self, limit: f64, w: &Window, tol: f64) -> Option<f64> {
+        if !self.warming || w.overflowed {
+            return None;
+        }
+        let stalled = self.fastest.is_some_and(|f| w.run > (1.0 + tol) * f.run);
+        if !stalled {
+            self.warming = false;
+            self.reason = Reason::Warming;
+            return Some(self.floor.max(limit));
+        }
+        if self.cold_held >= COLD_HOLDS {
+            self.warming = false;
+            return None;
+        }
+        self.cold_held += 1;
+        self.reason = Reason::ColdHold;
+        Some(limit)
     }
 
     fn not_binding(&mut self, limit: f64, w: &Window, last: Option<Window>, tol: f64) -> f64 {
@@ -1056,7 +1098,7 @@ impl Law {
         }
         if self
             .demand
-            .is_some_and(|d| w.arrivals > (1.0 + tolerance) * d)
+            .is_some_and(|d| w.arrivals > (1.0 + tolerance) * d && w.throughput() >= d)
         {
             // The arrivals rose past the demand seen with room: `R` rose because more came
             // (a spike onto a CPU at its knee), not because the service slowed, and more in
@@ -1916,14 +1958,28 @@ mod tests {
             750.0
         );
         assert!(law.warming);
-        // nor does the cold limit in use with nothing shed (the cold queue had room): held
-        let admitted = Window {
+        // nor does the cold limit in use with nothing shed (the cold queue had room) while
+        // the jobs run slower than the fastest window's (a stall): held, `COLD_HOLDS` times
+        let admitted = |run_ms| Window {
             overflowed: false,
-            ..window(60.0, 750.0, true)
+            ..window(run_ms, 750.0, true)
         };
-        assert_eq!(law.update(750.0, &admitted, TOL, MAX), 750.0);
-        assert_eq!(law.reason, Reason::Settling);
-        assert!(law.warming);
+        for _ in 0..COLD_HOLDS {
+            assert_eq!(law.update(750.0, &admitted(90.0), TOL, MAX), 750.0);
+            assert_eq!(law.reason, Reason::ColdHold);
+            assert!(law.warming);
+        }
+        // then a verdict judges it
+        law.update(750.0, &admitted(90.0), TOL, MAX);
+        assert_ne!(law.reason, Reason::ColdHold);
+        assert!(!law.warming);
+        // jobs no slower than the fastest window's: the demand simply exceeds the cold limit
+        // (a closed loop of 1,000 clients, which never overflows the cold queue): the
+        // initial limit at once
+        let mut law = cold();
+        assert_eq!(law.update(750.0, &admitted(20.0), TOL, MAX), 1_000.0);
+        assert_eq!(law.reason, Reason::Warming);
+        assert!(!law.warming);
     }
 
     #[test]
@@ -2008,13 +2064,20 @@ mod tests {
         assert_eq!(a.limit(), 750, "the cold limit");
         assert_eq!(a.reason(), Reason::Initial);
         let mut now = Duration::ZERO;
-        // a cold limit in use, everything admitted (a burst, or a cold start's own stall): held
+        // a first window with room: the fastest mean, 20 ms (one window teaches no `R0`)
         for _ in 0..100 {
             now += Duration::from_millis(1);
-            a.on_sample(now, &sample(25, 3, 750, false));
+            a.on_sample(now, &sample(20, 0, 100, false));
         }
         assert_eq!(a.limit(), 750);
-        assert_eq!(a.reason(), Reason::Settling);
+        // the cold limit in use, everything admitted, jobs twice as slow (a cold start's own
+        // stall): held
+        for _ in 0..100 {
+            now += Duration::from_millis(1);
+            a.on_sample(now, &sample(40, 3, 750, false));
+        }
+        assert_eq!(a.limit(), 750);
+        assert_eq!(a.reason(), Reason::ColdHold);
         // a cold overload: every job starts with the limit full and runs 25 ms, and the cold
         // queue overflows
         for _ in 0..100 {
@@ -2022,10 +2085,11 @@ mod tests {
             a.on_shed(now);
             a.on_sample(now, &sample(25, 3, 750, false));
         }
-        // the first window probed down; the later ones wait for jobs started at the new limit
+        // the first overflowing window probed down (a later one, if any, waits for jobs
+        // started at the new limit)
         assert_eq!(a.limit(), 600);
         assert!(!a.law.warming, "demand met the cold limit: no warming up");
-        assert_eq!(a.reason(), Reason::Settling);
+        assert!(matches!(a.reason(), Reason::Probe | Reason::Settling));
         let shed = a.acc.shed;
         a.on_shed(now);
         assert_eq!(a.acc.shed, shed + 1);

@@ -6,7 +6,9 @@ use std::time::Duration;
 /// How the pool chooses how many jobs run at once.
 ///
 /// The pool's `max_workers` and `queue_capacity` stay hard ceilings whatever the choice; the
-/// limit moves between `min_workers` (or 1, if that is 0) and `max_workers`. Choose it with
+/// limit moves between `min_workers` (or 1, if that is 0) and `max_workers`; the adaptive limit
+/// also keeps at least one job per thread of the pool's runtime (within `max_workers`), so its
+/// `cold_limit` and `initial_limit` are raised to that when lower. Choose it with
 /// [`Builder::limit`](crate::Builder::limit); the pool reports it in
 /// [`Snapshot::limit`](crate::Snapshot::limit) and logs each move with its reason at `tracing`'s
 /// debug level.
@@ -187,14 +189,18 @@ into_limit!(Adaptive, Gradient2, Vegas, Aimd);
 /// | [`queue_target`](Self::queue_target) | 5 ms | more than zero |
 ///
 /// A cold pool (nothing learned yet) starts at `cold_limit` (capped by `initial_limit` and
-/// `max_workers`): a step overload from cold runs at most that many jobs (and holds their
+/// `max_workers`; a `cold_limit` at or above `initial_limit` turns the cold start off: the pool
+/// starts at `initial_limit`): a step overload from cold runs at most that many jobs (and holds their
 /// memory) before the first verdict. Once the jobs' uncongested run time is learned with the
 /// limit having room (two steady windows that did not bind), the limit rises to
 /// `initial_limit` (doubling per such window while the jobs run that fast), as it does after a
 /// whole second of jobs too few to measure, none at the limit (a low rate): a pool that has
 /// run below its limit keeps `initial_limit` as its headroom, so a burst of that many jobs
-/// after idleness starts at once. While the cold limit is in use with nothing shed, no verdict
-/// is taken (a burst, or a cold start's own stall, is not an overload). A limit that the law
+/// after idleness starts at once. While the cold limit is in use with nothing shed, it rises to
+/// `initial_limit` at once if the jobs run no slower than before (demand simply above it, e.g.
+/// a closed loop of clients, which never overflows the cold queue), and no verdict is taken
+/// for up to 16 windows if they run slower (a cold start's own first-touch stall is not an
+/// overload). A limit that the law
 /// later learned relaxes no lower than `initial_limit` while demand is low (it is never raised
 /// to it). Until the pool has seen its jobs' uncongested run time at most `initial_limit` jobs
 /// wait beyond the limit (within `queue_capacity`): a cold burst of `cold_limit +
