@@ -490,9 +490,9 @@ pub(crate) struct Law {
     /// The window with the lowest mean run time (an upper bound on `R0`).
     pub(crate) fastest: Option<Window>,
     /// The initial limit: while the limit does not bind, it relaxes no lower.
-    pub(crate) floor: f64,
-    /// The limit is still the cold one (below `floor`, or on its way up to it): no verdict has
-    /// moved it yet. A window that does not bind raises it toward `floor`, one that binds with
+    pub(crate) initial_limit: f64,
+    /// The limit is still the cold one (below `initial_limit`, or on its way up to it): no verdict has
+    /// moved it yet. A window that does not bind raises it toward `initial_limit`, one that binds with
     /// nothing shed is held or ends it (module docs, "Cold start").
     pub(crate) warming: bool,
     /// Windows held in a row by [`Law::cold_hold`].
@@ -528,10 +528,10 @@ pub(crate) struct Law {
 }
 
 impl Law {
-    /// A law that relaxes no lower than `floor` (the initial limit) while the limit does not bind.
-    fn new(floor: f64) -> Law {
+    /// A law that relaxes no lower than `initial_limit` while the limit does not bind.
+    fn new(initial_limit: f64) -> Law {
         Law {
-            floor,
+            initial_limit,
             warming: false,
             cold_held: 0,
             baseline: None,
@@ -556,10 +556,10 @@ impl Law {
 
 impl AdaptiveLimit {
     pub(crate) fn new(config: &AdaptiveConfig, bounds: Bounds) -> AdaptiveLimit {
-        let floor = config.initial_limit.clamp(bounds.min, bounds.max);
-        let cold = config.cold_limit.min(floor).clamp(bounds.min, bounds.max);
-        let mut law = Law::new(floor as f64);
-        law.warming = cold < floor;
+        let initial = config.initial_limit.clamp(bounds.min, bounds.max);
+        let cold = config.cold_limit.min(initial).clamp(bounds.min, bounds.max);
+        let mut law = Law::new(initial as f64);
+        law.warming = cold < initial;
         AdaptiveLimit {
             limit: cold as f64,
             rounded: cold,
@@ -831,7 +831,7 @@ impl Law {
         if !stalled {
             self.warming = false;
             self.reason = Reason::Warming;
-            return Some(self.floor.max(limit));
+            return Some(self.initial_limit.max(limit));
         }
         if self.cold_held >= COLD_HOLDS {
             self.warming = false;
@@ -878,7 +878,7 @@ impl Law {
         // A limit far above demand would let a later overload put that many jobs in flight at
         // once: relax toward twice the demand seen, never below the initial limit. Not while
         // the jobs in flight still ramp up to an early catch-up (until `R0` is learned again).
-        let headroom = (2.0 * w.in_flight).max(self.floor);
+        let headroom = (2.0 * w.in_flight).max(self.initial_limit);
         if limit > headroom && self.caught_up.is_none() {
             self.reason = Reason::Relax;
             return headroom.max(limit * RELAX);
@@ -888,7 +888,7 @@ impl Law {
 
     /// A window that did not bind while the limit is still the cold one: once `R0` is learned
     /// (two steady windows with room) and while the jobs run within the tolerance of it
-    /// (nothing saturates below the limit), double the limit, up to the floor (module docs,
+    /// (nothing saturates below the limit), double the limit, up to the initial limit (module docs,
     /// "Cold start"). Not on a window's own word: the first window of a cold start at 0.3x
     /// load, before its first touches stalled the CPU, had room, and the limit raised there
     /// met the stall (in the model: a cold-start descent, 965 jobs shed or expired).
@@ -897,19 +897,19 @@ impl Law {
         if r0.is_none_or(|r0| w.run > (1.0 + tol) * r0) {
             return limit;
         }
-        let next = (2.0 * limit).min(self.floor);
-        self.warming = next < self.floor;
+        let next = (2.0 * limit).min(self.initial_limit);
+        self.warming = next < self.initial_limit;
         self.reason = Reason::Warming;
         next.max(limit)
     }
 
     /// A whole `MAX_WINDOW` of jobs, too few to close a window, none at the limit, none shed,
-    /// dropped or queued, while the limit is still the cold one: the floor at once (module
+    /// dropped or queued, while the limit is still the cold one: the initial limit at once (module
     /// docs, "Cold start").
     fn warmed(&mut self) -> f64 {
         self.warming = false;
         self.reason = Reason::Warming;
-        self.floor
+        self.initial_limit
     }
 
     /// A binding window whose jobs started under the current limit.
@@ -1878,7 +1878,7 @@ mod tests {
         assert!(law.confirmed);
     }
 
-    /// A law whose limit is still the cold one: 750 below a floor of 1,000.
+    /// A law whose limit is still the cold one: 750 below an initial limit of 1,000.
     fn cold() -> Law {
         let mut law = Law::new(1_000.0);
         law.warming = true;

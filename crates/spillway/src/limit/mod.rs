@@ -75,7 +75,8 @@ impl Sample {
     }
 }
 
-/// The driver's hard range for the limit: `min_workers..=max_workers`.
+/// The driver's hard range for the limit: `min_workers..=max_workers` (see
+/// [`Bounds::for_pool`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Bounds {
     pub(crate) min: usize,
@@ -83,6 +84,29 @@ pub(crate) struct Bounds {
 }
 
 impl Bounds {
+    /// The range of a pool's `limit`: up to `max_workers`, and at least `min_workers` and one
+    /// job (even with `min_workers = 0`). The adaptive limit also keeps one job per thread of
+    /// the pool's runtime (`threads`, within `max_workers`): under that, a thread that a
+    /// CPU-bound job could use stays idle, and the law cannot tell jobs that only slow each
+    /// other down (a shared lock, a shared cache line: what empty jobs do) from a saturated
+    /// CPU. The peers' ports keep their own floors.
+    pub(crate) fn for_pool(
+        limit: &Limit,
+        min_workers: usize,
+        max_workers: usize,
+        threads: usize,
+    ) -> Bounds {
+        let least = min_workers.max(1);
+        let min = match limit.kind() {
+            Kind::Adaptive(_) => least.max(threads.min(max_workers)),
+            _ => least,
+        };
+        Bounds {
+            min,
+            max: max_workers,
+        }
+    }
+
     /// The driver's range narrowed by an algorithm's own `[min, max]`, never leaving the driver's.
     /// Assumes `self.min <= self.max` (the builder validates it).
     pub(crate) fn narrowed(self, min: usize, max: usize) -> Bounds {
@@ -300,5 +324,38 @@ mod tests {
         let adaptive = LimitAlgorithm::new(&Limit::default(), bounds);
         assert_eq!(adaptive.limit(), 750);
         assert_eq!(adaptive.reason(), Some("initial"));
+    }
+
+    #[test]
+    fn the_adaptive_limit_keeps_one_job_per_runtime_thread_within_max_workers() {
+        let adaptive: Limit = Limit::adaptive().into();
+        let min = |min_workers, max_workers, threads| {
+            Bounds::for_pool(&adaptive, min_workers, max_workers, threads).min
+        };
+        assert_eq!(min(1, 10_000, 2), 2);
+        assert_eq!(min(0, 10_000, 1), 1);
+        assert_eq!(min(50, 10_000, 2), 50, "min_workers above it");
+        assert_eq!(min(1, 3, 8), 3, "never past max_workers");
+    }
+
+    #[test]
+    fn the_other_limits_keep_min_workers_and_at_least_one_job() {
+        for limit in [
+            Limit::fixed(),
+            Limit::gradient2().into(),
+            Limit::vegas().into(),
+            Limit::aimd().into(),
+        ] {
+            let bounds = |min_workers| Bounds::for_pool(&limit, min_workers, 10_000, 2);
+            assert_eq!(
+                bounds(0),
+                Bounds {
+                    min: 1,
+                    max: 10_000
+                },
+                "{limit:?}"
+            );
+            assert_eq!(bounds(4).min, 4, "{limit:?}");
+        }
     }
 }

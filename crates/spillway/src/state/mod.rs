@@ -72,7 +72,7 @@ pub(crate) use self::limiter::Samples;
 use crate::config::Config;
 use crate::error::JobError;
 use crate::job::{self, BoxJob, JobHandle, Meta, Outcome, Unqueue, drop_quietly};
-use crate::limit::{Bounds, Kind, Limit, Sample};
+use crate::limit::{Bounds, Sample};
 use crate::metrics::{Latency, Metrics, PriorityCounts, Snapshot};
 use crate::priority::{JobOptions, Priority};
 use crate::queue::{Permit, Refused, Ticket};
@@ -151,34 +151,18 @@ pub(crate) struct Stopped {
     pub(crate) timed_out: bool,
 }
 
-/// The least a limit may fall to: `min_workers`, and at least one job (even with
-/// `min_workers = 0`). The adaptive limit also keeps one job per thread of the pool's runtime
-/// (within `max_workers`): under that, a thread that a CPU-bound job could use stays idle, and
-/// the law cannot tell jobs that only slow each other down (a shared lock, a shared cache line:
-/// what empty jobs do) from a saturated CPU. The peers' ports keep their own floors.
-fn limit_floor(limit: &Limit, min_workers: usize, max_workers: usize, threads: usize) -> usize {
-    let floor = min_workers.max(1);
-    match limit.kind() {
-        Kind::Adaptive(_) => floor.max(threads.min(max_workers)),
-        _ => floor,
-    }
-}
-
 impl Shared {
     /// Builds the state and starts `min_workers` workers.
     pub(crate) fn start(config: Config, runtime: Handle, start_worker: StartWorker) -> Arc<Self> {
         let policy = config.policy;
         let limiter = Limiter::new(
             &config.limit,
-            Bounds {
-                min: limit_floor(
-                    &config.limit,
-                    policy.min_workers,
-                    policy.max_workers,
-                    runtime.metrics().num_workers(),
-                ),
-                max: policy.max_workers,
-            },
+            Bounds::for_pool(
+                &config.limit,
+                policy.min_workers,
+                policy.max_workers,
+                runtime.metrics().num_workers(),
+            ),
             config.queue_capacity,
         );
         let shared = Arc::new_cyclic(|me: &Weak<Shared>| Shared {
@@ -1082,36 +1066,5 @@ impl<'a> Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-#[cfg(test)]
-mod floor_tests {
-    use super::*;
-
-    #[test]
-    fn the_adaptive_limit_keeps_one_job_per_runtime_thread_within_max_workers() {
-        let adaptive: Limit = Limit::adaptive().into();
-        assert_eq!(limit_floor(&adaptive, 1, 10_000, 2), 2);
-        assert_eq!(limit_floor(&adaptive, 0, 10_000, 1), 1);
-        assert_eq!(
-            limit_floor(&adaptive, 50, 10_000, 2),
-            50,
-            "min_workers above it"
-        );
-        assert_eq!(limit_floor(&adaptive, 1, 3, 8), 3, "never past max_workers");
-    }
-
-    #[test]
-    fn the_other_limits_keep_min_workers_and_at_least_one_job() {
-        for limit in [
-            Limit::fixed(),
-            Limit::gradient2().into(),
-            Limit::vegas().into(),
-            Limit::aimd().into(),
-        ] {
-            assert_eq!(limit_floor(&limit, 0, 10_000, 2), 1, "{limit:?}");
-            assert_eq!(limit_floor(&limit, 4, 10_000, 2), 4, "{limit:?}");
-        }
     }
 }
